@@ -1,0 +1,5 @@
+import sys
+
+from spinfits.cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""The ``spinfits`` command: one entry point, one thin module of glue per subcommand group.
+
+Each group module exposes ``register(subparsers)``, adding its parser(s) with a ``func``
+default that takes the parsed ``argparse.Namespace`` and returns an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from spinfits.errors import SpinfitsError
+
+#: Subcommand groups, each a module of this package with ``register(subparsers)``.
+GROUPS = ("spinfits.cli_model", "spinfits.cli_data", "spinfits.cli_store")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spinfits",
+        description="SPIN's fits dictionary at cluster scale.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in GROUPS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            continue  # group not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except SpinfitsError as error:
+        print(f"spinfits {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

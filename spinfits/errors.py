@@ -1,0 +1,19 @@
+"""Exceptions shared by every spinfits package, grouped by what the caller should do.
+
+- ``InputError``: the call or a file is wrong; the message says what was expected, what came
+  and how to fix it. Fix the input and call again.
+- ``ConflictError``: somebody else changed shared state first; re-read and retry.
+- ``SpinfitsError``: base class; the command-line tool prints its message and exits with status 2.
+"""
+
+
+class SpinfitsError(Exception):
+    """Base class of every error spinfits raises on purpose."""
+
+
+class InputError(SpinfitsError, ValueError):
+    """Bad input (argument, file, array): fix it and call again."""
+
+
+class ConflictError(SpinfitsError):
+    """A concurrent change won a race: re-read and retry."""

@@ -1,0 +1,1 @@
+"""spinfits.training."""
