@@ -1,0 +1,265 @@
+"""Datasets in SPIN's npz layout, and OpenPose BODY_25 JSON, as the keypoints SMPLify fits to.
+
+SPIN's dataset npz holds, per row i: ``imgname``, ``center`` (2,) and ``scale`` (box side / 200)
+of the person's box in the original image, ``part`` (24, 3) ground-truth keypoints in SPIN's
+24-joint order and/or ``openpose`` (25, 3) OpenPose keypoints (x, y, confidence in image pixels),
+and optionally ``S``, ``pose``, ``shape``, ``has_smpl``. SMPLify fits in the crop frame:
+a ``crop_res`` (224) px square around the box, focal length 5000 px, principal point at the crop
+centre. ``load_spin_npz`` returns the 49 keypoints (OpenPose 25, then GT 24) in that frame.
+
+Convention: crop = crop_res / (200 * scale) * (image - center) + crop_res / 2. SPIN itself also
+truncates crop coordinates to integers (up to 1 px of quantisation); here they stay sub-pixel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spinfits.errors import InputError
+from spinfits.fitting.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
+
+CROP_RES = 224
+FOCAL_LENGTH = 5000.0
+
+
+@dataclass(frozen=True, eq=False)
+class KeypointDataset:
+    """A dataset's keypoints in SMPLify's crop frame (N rows).
+
+    Fields:
+        keypoints: (N, 49, 3) float32 crop pixels x, y, confidence (0 = missing).
+        center: (N, 2) float64 box centre in original image pixels.
+        scale: (N,) float64 box side / 200 px.
+        imgname: (N,) str image path relative to the dataset's image folder.
+        gt_pose: (N, 72) float64 or None, ground-truth SMPL pose when the file has it.
+        gt_betas: (N, 10) float64 or None.
+        has_smpl: (N,) bool, rows whose gt_pose/gt_betas are valid.
+        crop_res: crop side in pixels; focal_length: crop-frame focal length in pixels.
+        source: the file it came from, or None.
+        fingerprint: SHA-256 (16 hex) of the keypoints, boxes and crop convention.
+    """
+
+    keypoints: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    imgname: np.ndarray
+    gt_pose: np.ndarray | None = None
+    gt_betas: np.ndarray | None = None
+    has_smpl: np.ndarray | None = None
+    crop_res: int = CROP_RES
+    focal_length: float = FOCAL_LENGTH
+    source: Path | None = None
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha256()
+        for array in (self.keypoints, self.center, self.scale):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        digest.update(f"{self.crop_res}/{self.focal_length}".encode())
+        object.__setattr__(self, "fingerprint", digest.hexdigest()[:16])
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    @property
+    def camera_center(self) -> np.ndarray:
+        """(2,) principal point of the crop frame, pixels."""
+        return np.full(2, self.crop_res / 2.0)
+
+
+def image_to_crop(points: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                  crop_res: int = CROP_RES) -> np.ndarray:
+    """Map (N, K, 2) image pixels to crop pixels for boxes center (N, 2), scale (N,)."""
+    factor = (crop_res / (200.0 * scale))[:, None, None]
+    return factor * (points - center[:, None, :]) + crop_res / 2.0
+
+
+def crop_to_image(points: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                  crop_res: int = CROP_RES) -> np.ndarray:
+    """Inverse of ``image_to_crop``: (N, K, 2) crop pixels to image pixels."""
+    factor = ((200.0 * scale) / crop_res)[:, None, None]
+    return factor * (points - crop_res / 2.0) + center[:, None, :]
+
+
+def _open_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise InputError(
+            f"dataset file {path} does not exist; expected a SPIN dataset npz "
+            f"(make one with `spinfits data make-synthetic OUT.npz`)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+        raise InputError(
+            f"{path} is not a readable npz archive ({type(error).__name__}: {error}); the file "
+            f"may be truncated or of another format: expected SPIN's dataset npz"
+        ) from None
+
+
+def _keypoint_block(data: dict[str, np.ndarray], key: str, rows: int, joints: int,
+                    path: Path) -> np.ndarray:
+    if key not in data:
+        return np.zeros((rows, joints, 3))
+    block = np.asarray(data[key], dtype=np.float64)
+    if block.shape != (rows, joints, 3):
+        raise InputError(
+            f"{path}: '{key}' has shape {block.shape}, expected ({rows}, {joints}, 3) "
+            f"(x, y, confidence per joint for each of the {rows} rows)"
+        )
+    return block
+
+
+def check_keypoints(keypoints: np.ndarray, where: str) -> np.ndarray:
+    """Validate (N, K, 3) keypoints: finite where confident, confidence >= 0.
+
+    Returns a copy whose missing keypoints (confidence 0) are zeroed, NaN there included.
+    """
+    keypoints = np.array(keypoints, dtype=np.float64)
+    confidence = keypoints[..., 2]
+    if not np.isfinite(confidence).all() or (confidence < 0).any():
+        bad = np.unique(np.nonzero(~np.isfinite(confidence) | (confidence < 0))[0])
+        raise InputError(
+            f"{where}: confidences must be finite and >= 0, rows {_rows(bad)} are not; "
+            f"set the confidence of a missing keypoint to 0"
+        )
+    bad_xy = ~np.isfinite(keypoints[..., :2]).all(axis=-1) & (confidence > 0)
+    if bad_xy.any():
+        rows = np.unique(np.nonzero(bad_xy)[0])
+        raise InputError(
+            f"{where}: {int(bad_xy.sum())} keypoints are NaN or infinite but have confidence > 0 "
+            f"(rows {_rows(rows)}); expected finite x, y wherever confidence > 0: set the "
+            f"confidence of those keypoints to 0 or fix their coordinates"
+        )
+    keypoints[confidence == 0] = 0.0
+    return keypoints
+
+
+def _rows(rows: np.ndarray) -> str:
+    shown = ", ".join(str(r) for r in rows[:10])
+    return shown + (f", ... ({len(rows)} rows)" if len(rows) > 10 else "")
+
+
+def load_spin_npz(path: str | Path, crop_res: int = CROP_RES,
+                  focal_length: float = FOCAL_LENGTH) -> KeypointDataset:
+    """Read a SPIN dataset npz into SMPLify's 49 crop-frame keypoints (see module docstring)."""
+    path = Path(path)
+    data = _open_npz(path)
+    for key in ("center", "scale"):
+        if key not in data:
+            raise InputError(
+                f"{path} has no '{key}' array (it has {sorted(data)}); expected SPIN's dataset "
+                f"layout: imgname, center (N, 2), scale (N,), part (N, 24, 3) and/or openpose"
+            )
+    if "part" not in data and "openpose" not in data:
+        raise InputError(
+            f"{path} has neither 'part' (N, 24, 3) nor 'openpose' (N, 25, 3) keypoints "
+            f"(it has {sorted(data)}); SMPLify needs 2D keypoints to fit"
+        )
+    center = np.asarray(data["center"], dtype=np.float64)
+    scale = np.asarray(data["scale"], dtype=np.float64).reshape(-1)
+    rows = scale.shape[0]
+    if center.shape != (rows, 2):
+        raise InputError(f"{path}: 'center' has shape {center.shape}, expected ({rows}, 2)")
+    if not (np.isfinite(scale).all() and (scale > 0).all() and np.isfinite(center).all()):
+        raise InputError(f"{path}: 'center' and 'scale' must be finite and scale > 0 in every row")
+    openpose = _keypoint_block(data, "openpose", rows, NUM_OPENPOSE_JOINTS, path)
+    part = _keypoint_block(data, "part", rows, NUM_GT_JOINTS, path)
+    image_keypoints = check_keypoints(np.concatenate([openpose, part], axis=1), str(path))
+    if not (image_keypoints[..., 2] > 0).any():
+        raise InputError(
+            f"{path}: no row has a keypoint with confidence > 0; a dataset needs usable 2D "
+            f"keypoints to fit (check the confidence column of 'part'/'openpose')"
+        )
+    keypoints = image_keypoints.copy()
+    keypoints[..., :2] = image_to_crop(image_keypoints[..., :2], center, scale, crop_res)
+    keypoints[image_keypoints[..., 2] == 0] = 0.0
+
+    imgname = np.asarray(data.get("imgname", np.full(rows, "", dtype=str))).astype(str)
+    gt_pose = gt_betas = None
+    has_smpl = np.zeros(rows, dtype=bool)
+    if "pose" in data and "shape" in data:
+        gt_pose = np.asarray(data["pose"], dtype=np.float64)
+        gt_betas = np.asarray(data["shape"], dtype=np.float64)
+        if gt_pose.shape != (rows, 72) or gt_betas.shape != (rows, 10):
+            raise InputError(
+                f"{path}: 'pose' {gt_pose.shape} / 'shape' {gt_betas.shape} expected "
+                f"({rows}, 72) / ({rows}, 10)"
+            )
+        has_smpl = np.asarray(data.get("has_smpl", np.ones(rows)), dtype=bool)
+    return KeypointDataset(
+        keypoints=keypoints.astype(np.float32),
+        center=center,
+        scale=scale,
+        imgname=imgname,
+        gt_pose=gt_pose,
+        gt_betas=gt_betas,
+        has_smpl=has_smpl,
+        crop_res=crop_res,
+        focal_length=focal_length,
+        source=path,
+    )
+
+
+# ----------------------------------------------------------------------------- OpenPose
+
+
+def read_openpose_json(path: str | Path) -> np.ndarray:
+    """Read an OpenPose BODY_25 JSON file: (P, 25, 3) image pixels x, y, confidence per person."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"OpenPose file {path} does not exist")
+    try:
+        document = json.loads(path.read_text())
+        people = document["people"]
+        poses = [np.asarray(person["pose_keypoints_2d"], dtype=np.float64) for person in people]
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path} is not JSON ({error}); expected OpenPose's output") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(
+            f"{path} is not OpenPose output: expected {{'people': [{{'pose_keypoints_2d': "
+            f"[x, y, c] * 25}}, ...]}} ({type(error).__name__}: {error})"
+        ) from None
+    for index, pose in enumerate(poses):
+        if pose.shape != (NUM_OPENPOSE_JOINTS * 3,):
+            raise InputError(
+                f"{path}: person {index} has {pose.size} values in pose_keypoints_2d, expected "
+                f"75 (BODY_25: 25 keypoints x (x, y, confidence)); COCO-18 output is not supported"
+            )
+    keypoints = np.stack(poses).reshape(-1, NUM_OPENPOSE_JOINTS, 3) if poses else np.zeros(
+        (0, NUM_OPENPOSE_JOINTS, 3)
+    )
+    return check_keypoints(keypoints, str(path))
+
+
+def spin_keypoints_from_openpose(body25: np.ndarray) -> np.ndarray:
+    """(P, 25, 3) OpenPose keypoints -> (P, 49, 3) SPIN keypoints (GT joints missing)."""
+    keypoints = np.zeros((body25.shape[0], NUM_SPIN_JOINTS, 3))
+    keypoints[:, :NUM_OPENPOSE_JOINTS] = body25
+    return keypoints
+
+
+def box_from_keypoints(keypoints: np.ndarray, threshold: float = 0.2,
+                       rescale: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
+    """SPIN's box from detections: (P, K, 3) -> center (P, 2), scale (P,).
+
+    The box is centred on the mean of the keypoints with confidence > ``threshold``; its side is
+    their largest extent times ``rescale`` (SPIN's ``bbox_from_openpose``).
+    """
+    centers, scales = [], []
+    for index, person in enumerate(keypoints):
+        valid = person[person[:, 2] > threshold, :2]
+        if len(valid) < 2:
+            raise InputError(
+                f"person {index} has {len(valid)} keypoints with confidence > {threshold}; "
+                f"at least 2 are needed to place a box"
+            )
+        centers.append(valid.mean(axis=0))
+        scales.append((valid.max(axis=0) - valid.min(axis=0)).max() / 200.0 * rescale)
+    return np.asarray(centers).reshape(-1, 2), np.asarray(scales)

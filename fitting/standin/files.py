@@ -1,0 +1,141 @@
+"""Write the stand-in body model in the exact file formats and names SPIN uses.
+
+Output (``DIR`` is SPIN's ``data/`` folder)::
+
+    DIR/smpl/SMPL_NEUTRAL.pkl   keys and dtypes of the official SMPL pickle (no chumpy),
+                                plus the key ``spinfits_standin`` naming it a stand-in
+    DIR/J_regressor_extra.npy   (9, 6890) float64
+    DIR/gmm_08.pkl              {'means' (8, 69), 'covars' (8, 69, 69), 'weights' (8,)} + marker
+    DIR/STANDIN.md              provenance and licence
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+from scipy.spatial import cKDTree
+
+from spinfits.errors import InputError
+from spinfits.fitting.model_files import (
+    EXTRA_REGRESSOR_NAME,
+    GMM_NAME,
+    NUM_POSE_BASIS,
+    SMPL_RELATIVE_PATH,
+    STANDIN_KEY,
+    STANDIN_README,
+)
+
+logger = logging.getLogger(__name__)
+
+BODY_SOURCE = "standin_body.npz"
+PRIOR_SOURCE = "standin_pose_prior.npz"
+PROVENANCE = "PROVENANCE.md"
+_ROOT_PARENT = np.int64(4294967295)  # how SMPL's pickle stores the root's parent (uint32 -1)
+
+
+@dataclass(frozen=True)
+class StandinPaths:
+    smpl: Path
+    extra_regressor: Path
+    gmm: Path
+    readme: Path
+
+
+def _packaged(name: str) -> Path:
+    path = Path(str(resources.files("spinfits.fitting.standin") / name))
+    if not path.is_file():
+        raise InputError(
+            f"the stand-in source file {name} is missing from the installed package ({path}); "
+            f"reinstall spinfits or rebuild it with tools/build_standin_source.py"
+        )
+    return path
+
+
+def _mirror_indices(vertices: np.ndarray) -> np.ndarray:
+    """(V,) index of each vertex's left/right mirror (SMPL's ``vert_sym_idxs``)."""
+    mirrored = vertices * np.array([-1.0, 1.0, 1.0])
+    return cKDTree(vertices).query(mirrored)[1].astype(np.int64)
+
+
+def standin_smpl_dict() -> dict[str, object]:
+    """The stand-in SMPL model as the dict the official pickle holds (same keys and dtypes)."""
+    with np.load(_packaged(BODY_SOURCE)) as source:
+        v_template = source["v_template"].astype(np.float64)
+        shapedirs = source["shapedirs"].astype(np.float64)
+        weights = source["weights"].astype(np.float64)
+        regressor = source["J_regressor"].astype(np.float64)
+        faces = source["faces"].astype(np.uint32)
+        kintree = source["kintree_table"].astype(np.int64)
+        provenance = str(source["provenance"])
+    kintree[0, 0] = _ROOT_PARENT
+    sparse_regressor = scipy.sparse.csc_matrix(regressor)
+    return {
+        "J_regressor_prior": sparse_regressor.copy(),
+        "f": faces,
+        "J_regressor": sparse_regressor,
+        "kintree_table": kintree,
+        "J": regressor @ v_template,
+        "weights_prior": weights.copy(),
+        "weights": weights,
+        "vert_sym_idxs": _mirror_indices(v_template),
+        "posedirs": np.zeros((v_template.shape[0], 3, NUM_POSE_BASIS)),
+        "pose_training_info": {"standin": "no pose-corrective blend shapes (posedirs are zero)"},
+        "bs_style": "lbs",
+        "v_template": v_template,
+        "shapedirs": shapedirs,
+        "bs_type": "lrotmin",
+        STANDIN_KEY: provenance,
+    }
+
+
+def write_standin_files(directory: str | Path, overwrite: bool = False) -> StandinPaths:
+    """Write the complete stand-in set into ``directory`` (SPIN's ``data/`` layout)."""
+    directory = Path(directory)
+    paths = StandinPaths(
+        smpl=directory / SMPL_RELATIVE_PATH,
+        extra_regressor=directory / EXTRA_REGRESSOR_NAME,
+        gmm=directory / GMM_NAME,
+        readme=directory / STANDIN_README,
+    )
+    existing = [p for p in (paths.smpl, paths.extra_regressor, paths.gmm) if p.exists()]
+    if existing and not overwrite:
+        raise InputError(
+            f"{directory} already holds model files ({', '.join(str(p) for p in existing)}); "
+            f"choose an empty folder or pass --overwrite"
+        )
+    paths.smpl.parent.mkdir(parents=True, exist_ok=True)
+
+    with open(paths.smpl, "wb") as handle:
+        pickle.dump(standin_smpl_dict(), handle, protocol=2)
+    with np.load(_packaged(BODY_SOURCE)) as source:
+        np.save(paths.extra_regressor, source["J_regressor_extra"].astype(np.float64))
+    with np.load(_packaged(PRIOR_SOURCE)) as prior:
+        gmm = {
+            "means": prior["means"],
+            "covars": prior["covars"],
+            "weights": prior["weights"],
+            STANDIN_KEY: str(prior["provenance"]),
+        }
+    with open(paths.gmm, "wb") as handle:
+        pickle.dump(gmm, handle, protocol=2)
+    paths.readme.write_text(_readme_text())
+    logger.info("wrote STAND-IN body model files (not SMPL) to %s", directory)
+    return paths
+
+
+def _readme_text() -> str:
+    provenance = _packaged(PROVENANCE).read_text()
+    return (
+        "# STAND-IN body model files (not SMPL)\n\n"
+        "Written by `spinfits model make-standin`. These files have the formats and names of "
+        "SPIN's SMPL_NEUTRAL.pkl, J_regressor_extra.npy and gmm_08.pkl, but they are NOT the "
+        "licensed SMPL model or SMPLify's prior: fits, losses and reports made with them are "
+        "stand-in results. Point `--model-dir` at the real files for real results.\n\n"
+        + provenance
+    )

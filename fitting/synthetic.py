@@ -1,0 +1,175 @@
+"""Synthetic datasets in SPIN's npz layout, with known ground truth.
+
+People are drawn with natural poses (``natural_poses``), plausible shapes (betas ~ N(0, 0.8²),
+clipped to ±2.5), orientations mostly towards the camera (some side-on, some from behind), and
+a camera that frames them in SPIN's crop (224 px, focal 5000). Keypoints are the body model's
+49 joints projected into the crop, then mapped to an image through a random box (center, scale)
+and given annotation noise: ``part`` (24 GT joints) and ``openpose`` (25 detections with
+confidences, some missing, a few left/right swaps). A few people are truncated: the crop cuts
+their legs off, and the keypoints outside it are missing.
+
+Ground truth is kept in the file: ``pose`` (N, 72), ``shape`` (N, 10), ``has_smpl``,
+``gt_cam_t`` (N, 3) crop-frame camera translation, ``gt_keypoints`` (N, 49, 3) noise-free crop
+keypoints, ``S`` (N, 24, 4) GT joints in the camera frame (metres) + visibility,
+``truncated`` (N,), and ``body_model`` (fingerprint and stand-in flag of the model used).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from spinfits.errors import InputError
+from spinfits.fitting.body_model import SpinBodyModel
+from spinfits.fitting.dataset import CROP_RES, FOCAL_LENGTH, crop_to_image
+from spinfits.fitting.joints import (
+    NUM_OPENPOSE_JOINTS,
+    SPIN_JOINT_NAMES,
+    SPIN_JOINTS_FLIP_PERM,
+)
+from spinfits.fitting.model_files import BodyModelFiles
+from spinfits.fitting.natural_poses import sample_body_poses
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """How synthetic people and annotations are drawn (pixel figures are in the 224 px crop)."""
+
+    rows: int = 1000
+    seed: int = 0
+    betas_std: float = 0.8
+    gt_noise_px: float = 1.0
+    openpose_noise_px: float = 2.5
+    missing_fraction: float = 0.12
+    truncated_fraction: float = 0.04
+    swap_fraction: float = 0.02
+    facing_away_fraction: float = 0.1
+    side_fraction: float = 0.2
+    image_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.rows < 1:
+            raise InputError(f"rows must be >= 1, got {self.rows}")
+        for name in ("missing_fraction", "truncated_fraction", "swap_fraction",
+                     "facing_away_fraction", "side_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"{name} must be within [0, 1], got {value}")
+
+
+def _global_orients(count: int, config: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
+    """(count, 3) axis-angle: upright in the camera frame (y down), facing it, then yawed."""
+    kind = rng.random(count)
+    yaw = rng.uniform(-0.8, 0.8, count)  # towards the camera
+    side = kind < config.side_fraction
+    yaw[side] = rng.choice([-1.0, 1.0], side.sum()) * rng.uniform(0.8, 2.0, side.sum())
+    away = (kind >= config.side_fraction) & (kind < config.side_fraction
+                                              + config.facing_away_fraction)
+    yaw[away] = np.pi + rng.uniform(-0.6, 0.6, away.sum())
+    tilt = rng.normal(0.0, 0.08, (count, 2))
+    rotation = (
+        Rotation.from_rotvec(np.stack([np.full(count, np.pi), np.zeros(count),
+                                       np.zeros(count)], 1))
+        * Rotation.from_euler("xz", tilt)
+        * Rotation.from_euler("y", yaw)
+    )
+    return rotation.as_rotvec()
+
+
+def _project(points: np.ndarray, cam_t: np.ndarray) -> np.ndarray:
+    camera = points + cam_t[:, None, :]
+    return FOCAL_LENGTH * camera[..., :2] / camera[..., 2:3] + CROP_RES / 2.0
+
+
+@torch.no_grad()
+def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> dict[str, np.ndarray]:
+    """Draw a synthetic dataset; returns the arrays of SPIN's npz layout (+ ground truth)."""
+    rng = np.random.default_rng(config.seed)
+    count = config.rows
+    model = SpinBodyModel(files)
+    pose = np.zeros((count, 72))
+    pose[:, 3:] = sample_body_poses(count, rng)
+    pose[:, :3] = _global_orients(count, config, rng)
+    betas = np.clip(rng.normal(0.0, config.betas_std, (count, 10)), -2.5, 2.5)
+    joints = np.concatenate([
+        model(torch.as_tensor(pose[i:i + 512], dtype=torch.float32),
+              torch.as_tensor(betas[i:i + 512], dtype=torch.float32)).joints.numpy()
+        for i in range(0, count, 512)
+    ]).astype(np.float64)
+
+    # Camera: the person's joints span ~75-95% of the crop, root near its centre.
+    extent = (joints[..., :2].max(1) - joints[..., :2].min(1)).max(1)  # metres
+    depth = FOCAL_LENGTH * extent / (CROP_RES * rng.uniform(0.75, 0.95, count))
+    middle = (joints[..., :2].max(1) + joints[..., :2].min(1)) / 2
+    offset = rng.normal(0.0, 0.03, (count, 2)) * extent[:, None]
+    truncated = rng.random(count) < config.truncated_fraction
+    # truncated people are enlarged and moved down (camera y points down): legs leave the crop
+    depth[truncated] *= rng.uniform(0.5, 0.6, truncated.sum())
+    offset[truncated, 1] -= 0.25 * extent[truncated]
+    cam_t = np.stack([-(middle[:, 0] + offset[:, 0]), -(middle[:, 1] + offset[:, 1]),
+                      depth - joints[..., 2].mean(1)], axis=1)
+
+    crop_points = _project(joints, cam_t)  # (N, 49, 2)
+    inside = ((crop_points >= 0) & (crop_points < CROP_RES)).all(-1)
+    gt_keypoints = np.concatenate([crop_points, inside[..., None].astype(np.float64)], -1)
+
+    noisy = crop_points.copy()
+    noisy[:, :NUM_OPENPOSE_JOINTS] += rng.normal(0, config.openpose_noise_px,
+                                                 (count, NUM_OPENPOSE_JOINTS, 2))
+    noisy[:, NUM_OPENPOSE_JOINTS:] += rng.normal(0, config.gt_noise_px,
+                                                 (count, 49 - NUM_OPENPOSE_JOINTS, 2))
+    confidence = inside.astype(np.float64)
+    confidence[:, :NUM_OPENPOSE_JOINTS] *= rng.uniform(0.4, 0.95, (count, NUM_OPENPOSE_JOINTS))
+    confidence[rng.random((count, 49)) < config.missing_fraction] = 0.0
+    swapped = rng.random(count) < config.swap_fraction
+    openpose_flip = list(SPIN_JOINTS_FLIP_PERM[:NUM_OPENPOSE_JOINTS])
+    noisy[swapped, :NUM_OPENPOSE_JOINTS] = noisy[swapped][:, openpose_flip]
+
+    # An image box per person: the crop is a square of side 200*scale around `center`.
+    scale = rng.uniform(1.0, 3.0, count)
+    center = rng.uniform(0.3, 0.7, (count, 2)) * config.image_size
+    image_points = crop_to_image(noisy, center, scale, CROP_RES)
+    keypoints = np.concatenate([image_points, confidence[..., None]], -1)
+    keypoints[confidence == 0] = 0.0
+
+    camera_joints = joints + cam_t[:, None, :]
+    gt3d = np.concatenate([camera_joints[:, NUM_OPENPOSE_JOINTS:], np.ones((count, 24, 1))], -1)
+    logger.info("drew %d synthetic people with %s", count, files.description)
+    return {
+        "imgname": np.array([f"synthetic/{i:07d}.png" for i in range(count)]),
+        "center": center,
+        "scale": scale,
+        "part": keypoints[:, NUM_OPENPOSE_JOINTS:],
+        "openpose": keypoints[:, :NUM_OPENPOSE_JOINTS],
+        "S": gt3d,
+        "pose": pose,
+        "shape": betas,
+        "has_smpl": np.ones(count, dtype=np.int64),
+        "gt_cam_t": cam_t,
+        "gt_keypoints": gt_keypoints.astype(np.float32),
+        "truncated": truncated,
+        "swapped": swapped,
+        "body_model": np.array(
+            f"{'STAND-IN ' if files.is_standin else ''}fingerprint {files.fingerprint}"
+        ),
+        "joint_names": np.array(SPIN_JOINT_NAMES),
+    }
+
+
+def write_synthetic_dataset(path: str | Path, files: BodyModelFiles,
+                            config: SyntheticConfig) -> Path:
+    """Draw a synthetic dataset and write it to ``path`` (npz, SPIN's layout)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise InputError(f"the output must be a .npz file, got {path}; e.g. synthetic.npz")
+    arrays = make_synthetic_dataset(files, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path

@@ -1,0 +1,140 @@
+"""SPIN dataset npz and OpenPose JSON reading, on the real files in ../shared/data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from spinfits.errors import InputError
+from spinfits.fitting.dataset import (
+    box_from_keypoints,
+    crop_to_image,
+    image_to_crop,
+    load_spin_npz,
+    read_openpose_json,
+)
+from spinfits.fitting.joints import spin_index
+
+
+def test_h36m_sample_reads_into_crop_frame(shared_data):
+    raw = np.load(shared_data / "h36m_spin_sample.npz")
+    dataset = load_spin_npz(shared_data / "h36m_spin_sample.npz")
+    assert dataset.keypoints.shape == (4, 49, 3)
+    assert len(dataset) == 4 and dataset.has_smpl.all()
+    # no OpenPose in this file: the first 25 are missing
+    assert (dataset.keypoints[:, :25] == 0).all()
+    # a GT joint lands where SPIN's crop transform puts it (crop 224 px around center, 200*scale)
+    row, joint = 2, 0  # Right Ankle of row 2
+    x, y, vis = raw["part"][row, joint]
+    h = 200 * raw["scale"][row]
+    expected = 224 / h * (np.array([x, y]) - raw["center"][row]) + 112
+    np.testing.assert_allclose(dataset.keypoints[row, 25 + joint, :2], expected, rtol=1e-5)
+    assert dataset.keypoints[row, 25 + joint, 2] == vis == 1
+    # missing GT joints (Top of Head etc.) stay missing
+    missing = raw["part"][:, :, 2] == 0
+    assert (dataset.keypoints[:, 25:][missing] == 0).all()
+    # visible joints are inside the crop, roughly: a person box
+    visible = dataset.keypoints[..., 2] > 0
+    assert (dataset.keypoints[visible][:, :2] > -20).all()
+    assert (dataset.keypoints[visible][:, :2] < 244).all()
+
+
+def test_crop_transform_inverts():
+    rng = np.random.default_rng(1)
+    points = rng.uniform(0, 1000, (5, 49, 2))
+    center, scale = rng.uniform(200, 800, (5, 2)), rng.uniform(0.5, 3, 5)
+    np.testing.assert_allclose(
+        crop_to_image(image_to_crop(points, center, scale), center, scale), points
+    )
+
+
+def _write(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _minimal(rows=3):
+    part = np.zeros((rows, 24, 3))
+    part[:, :12] = [100.0, 120.0, 1.0]
+    return {"imgname": np.array(["a.jpg"] * rows), "center": np.full((rows, 2), 100.0),
+            "scale": np.ones(rows), "part": part}
+
+
+def test_nan_keypoint_with_confidence_is_an_error(tmp_path):
+    arrays = _minimal()
+    arrays["part"][1, 3, 0] = np.nan
+    with pytest.raises(InputError, match=r"1 keypoints are NaN or infinite but have confidence > 0 \(rows 1\)"):
+        load_spin_npz(_write(tmp_path / "d.npz", **arrays))
+
+
+def test_nan_keypoint_without_confidence_is_dropped(tmp_path):
+    arrays = _minimal()
+    arrays["part"][1, 20] = [np.nan, np.nan, 0.0]
+    dataset = load_spin_npz(_write(tmp_path / "d.npz", **arrays))
+    assert np.isfinite(dataset.keypoints).all()
+    assert (dataset.keypoints[1, 25 + 20] == 0).all()
+
+
+def test_dataset_with_no_usable_keypoints(tmp_path):
+    arrays = _minimal()
+    arrays["part"][..., 2] = 0
+    with pytest.raises(InputError, match="no row has a keypoint with confidence > 0"):
+        load_spin_npz(_write(tmp_path / "d.npz", **arrays))
+
+
+def test_wrong_shapes_and_missing_keys(tmp_path):
+    arrays = _minimal()
+    arrays["part"] = arrays["part"][:, :14]
+    with pytest.raises(InputError, match=r"'part' has shape \(3, 14, 3\), expected \(3, 24, 3\)"):
+        load_spin_npz(_write(tmp_path / "a.npz", **arrays))
+    arrays = _minimal()
+    del arrays["scale"]
+    with pytest.raises(InputError, match="has no 'scale' array"):
+        load_spin_npz(_write(tmp_path / "b.npz", **arrays))
+    arrays = _minimal()
+    del arrays["part"]
+    with pytest.raises(InputError, match="neither 'part' .* nor 'openpose'"):
+        load_spin_npz(_write(tmp_path / "c.npz", **arrays))
+    arrays = _minimal()
+    arrays["scale"][0] = 0
+    with pytest.raises(InputError, match="scale > 0"):
+        load_spin_npz(_write(tmp_path / "d.npz", **arrays))
+
+
+def test_truncated_and_missing_files(tmp_path):
+    path = _write(tmp_path / "full.npz", **_minimal(50))
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match="not a readable npz archive.*truncated"):
+        load_spin_npz(cut)
+    with pytest.raises(InputError, match="does not exist.*make-synthetic"):
+        load_spin_npz(tmp_path / "absent.npz")
+
+
+def test_openpose_json_real_detections(shared_data):
+    im1010 = read_openpose_json(shared_data / "im1010_openpose.json")
+    assert im1010.shape == (1, 25, 3)
+    assert (im1010[0, :, 2] > 0).sum() == 22
+    pexels = read_openpose_json(shared_data / "pexels_4793258_openpose.json")
+    assert (pexels[0, :, 2] > 0).sum() == 24
+    # SPIN's box from the detections covers the person in the 153x192 image
+    center, scale = box_from_keypoints(im1010)
+    assert 0 < center[0, 0] < 153 and 0 < center[0, 1] < 192
+    bbox = json.loads((shared_data / "im1010_bbox.json").read_text())["bbox"]
+    assert abs(scale[0] * 200 - 1.2 * max(bbox[2:])) < 0.35 * max(bbox[2:])
+    # neck above hips (image y grows downwards)
+    assert im1010[0, 1, 1] < im1010[0, 8, 1]
+    assert spin_index("OP Neck") == 1
+
+
+def test_openpose_bad_files(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="is not JSON"):
+        read_openpose_json(path)
+    path.write_text(json.dumps({"people": [{"pose_keypoints_2d": [0.0] * 54}]}))
+    with pytest.raises(InputError, match="54 values in pose_keypoints_2d, expected 75"):
+        read_openpose_json(path)
+    path.write_text(json.dumps({"persons": []}))
+    with pytest.raises(InputError, match="is not OpenPose output"):
+        read_openpose_json(path)
