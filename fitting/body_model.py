@@ -8,6 +8,8 @@ skeleton joints, smplx's 21 vertex keypoints and the 9 joints of ``J_regressor_e
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 
 import smplx
@@ -49,16 +51,17 @@ class SpinBodyModel(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.files = files
-        self.smpl = smplx.SMPL(
-            model_path="",
-            data_struct=Struct(**files.smpl.as_smplx_struct_dict()),
-            create_betas=False,
-            create_global_orient=False,
-            create_body_pose=False,
-            create_transl=False,
-            num_betas=10,
-            dtype=dtype,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note on 10 betas
+            self.smpl = smplx.SMPL(
+                model_path="",
+                data_struct=Struct(**files.smpl.as_smplx_struct_dict()),
+                create_betas=False,
+                create_global_orient=False,
+                create_body_pose=False,
+                create_transl=False,
+                num_betas=10,
+                dtype=dtype,
+            )
         self.register_buffer(
             "J_regressor_extra", torch.as_tensor(files.J_regressor_extra, dtype=dtype)
         )

@@ -24,6 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("directory")
     info.set_defaults(func=_info)
 
+    preview = commands.add_parser(
+        "preview", help="draw the body at zero pose (front/side silhouette, skeleton) to a PNG"
+    )
+    preview.add_argument("directory")
+    preview.add_argument("output", help="PNG file to write")
+    preview.set_defaults(func=_preview)
+
     convert = commands.add_parser(
         "convert-smpl", help="write a chumpy-free copy of an official SMPL pickle"
     )
@@ -49,6 +56,14 @@ def _info(args: argparse.Namespace) -> int:
           f"shape directions {files.smpl.shapedirs.shape[2]}, "
           f"GMM components {len(files.gmm.weights)}")
     print(f"  provenance: {files.provenance}")
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from spinfits.plots import plot_body_model
+
+    files = load_body_model_files(args.directory)
+    print(f"wrote {plot_body_model(files, args.output)} ({files.description})")
     return 0
 
 

@@ -10,3 +10,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"../shared/data is missing (expected at {SHARED_DATA})")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def standin_dir(tmp_path_factory) -> Path:
+    """The stand-in body model files written once per test session (SPIN's data/ layout)."""
+    from spinfits.fitting.standin import write_standin_files
+
+    directory = tmp_path_factory.mktemp("standin_model")
+    write_standin_files(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def standin_files(standin_dir):
+    from spinfits.fitting.model_files import load_body_model_files
+
+    return load_body_model_files(standin_dir)

@@ -1,0 +1,70 @@
+"""Pictures a person would rather look at than read: body model previews (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
+
+from spinfits.fitting.body_model import SpinBodyModel  # noqa: E402
+from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, SMPL_PARENTS  # noqa: E402
+from spinfits.fitting.model_files import BodyModelFiles  # noqa: E402
+
+
+def _silhouette(axis, vertices: np.ndarray, faces: np.ndarray, columns: tuple[int, int]) -> None:
+    triangles = vertices[faces][:, :, list(columns)]
+    axis.add_collection(PolyCollection(triangles, facecolor="#c9d6e8", edgecolor="none"))
+
+
+def _skeleton(axis, smpl_joints: np.ndarray, spin_joints: np.ndarray,
+              columns: tuple[int, int]) -> None:
+    a, b = columns
+    for child, parent in enumerate(SMPL_PARENTS):
+        if parent >= 0:
+            axis.plot(smpl_joints[[parent, child], a], smpl_joints[[parent, child], b],
+                      color="#1f4e8c", linewidth=1.5)
+    axis.scatter(smpl_joints[:, a], smpl_joints[:, b], s=10, color="#1f4e8c", zorder=3,
+                 label="SMPL joints (24)")
+    axis.scatter(spin_joints[:NUM_OPENPOSE_JOINTS, a], spin_joints[:NUM_OPENPOSE_JOINTS, b],
+                 s=8, marker="x", color="#d1495b", zorder=4, label="OpenPose joints (25)")
+    axis.scatter(spin_joints[NUM_OPENPOSE_JOINTS:, a], spin_joints[NUM_OPENPOSE_JOINTS:, b],
+                 s=12, facecolors="none", edgecolors="#2e933c", zorder=4,
+                 label="SPIN GT joints (24)")
+
+
+@torch.no_grad()
+def plot_body_model(files: BodyModelFiles, path: str | Path) -> Path:
+    """Front and side views of the body at zero pose: mesh silhouette, skeleton, SPIN's joints."""
+    model = SpinBodyModel(files)
+    output = model(torch.zeros(1, 72), torch.zeros(1, 10), return_vertices=True)
+    vertices = output.vertices[0].numpy()
+    smpl_joints, spin_joints = output.smpl_joints[0].numpy(), output.joints[0].numpy()
+    faces = files.smpl.faces
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 7), gridspec_kw={"width_ratios": [1.6, 1]})
+    for axis, columns, title in ((axes[0], (0, 1), "front (x right = person's left, y up)"),
+                                 (axes[1], (2, 1), "side (z = facing direction, y up)")):
+        _silhouette(axis, vertices, faces, columns)
+        _skeleton(axis, smpl_joints, spin_joints, columns)
+        axis.set_title(title, fontsize=10)
+        axis.set_aspect("equal")
+        axis.autoscale_view()
+        axis.grid(alpha=0.3)
+        axis.set_xlabel("metres")
+    axes[0].legend(loc="lower left", fontsize=8)
+    height = vertices[:, 1].max() - vertices[:, 1].min()
+    kind = "STAND-IN body model (not SMPL)" if files.is_standin else "SMPL body model"
+    figure.suptitle(f"{kind}, zero pose, betas 0: height {height:.2f} m, "
+                    f"{len(vertices)} vertices, fingerprint {files.fingerprint}", fontsize=11)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
