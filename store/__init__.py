@@ -11,7 +11,9 @@ from spinfits.store.fits import Fits, Proposals
 from spinfits.store.fork import StoreFork
 from spinfits.store.location import S3Options, StoreLocation
 from spinfits.store.merge_rule import best_per_row, merge_into
+from spinfits.store.parquet_export import export_parquet
 from spinfits.store.reader import FitReader
+from spinfits.store.spin_files import export_spin_fits, import_spin_fits
 from spinfits.store.schema import CHUNK_ROWS, COLUMNS, BodyModelInfo, DatasetInfo, Source, config_hash
 from spinfits.store.versions import Version
 
@@ -32,5 +34,8 @@ __all__ = [
     "Version",
     "best_per_row",
     "config_hash",
+    "export_parquet",
+    "export_spin_fits",
+    "import_spin_fits",
     "merge_into",
 ]

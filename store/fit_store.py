@@ -61,6 +61,15 @@ def default_who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def icechunk_reason(error: BaseException) -> str:
+    """The first line of an icechunk error (they carry a long Rust backtrace after it)."""
+    for line in str(error).splitlines():
+        line = line.strip().removeprefix("x ").strip()
+        if line:
+            return line
+    return type(error).__name__
+
+
 def _open_repo(location: StoreLocation) -> icechunk.Repository:
     if location.is_local:
         path = location.path
@@ -75,7 +84,9 @@ def _open_repo(location: StoreLocation) -> icechunk.Repository:
     try:
         exists = icechunk.Repository.exists(storage)
     except (icechunk.IcechunkError, ValueError, OSError) as error:
-        raise InputError(f"cannot read a store at {location}: {error}") from None
+        raise InputError(
+            f"cannot read a store at {location} (corrupt or not a store?): {icechunk_reason(error)}"
+        ) from None
     if not exists:
         raise InputError(
             f"{location} is not a spinfits store (no icechunk repository there); create one with "
@@ -84,7 +95,9 @@ def _open_repo(location: StoreLocation) -> icechunk.Repository:
     try:
         return icechunk.Repository.open(storage)
     except (icechunk.IcechunkError, ValueError, OSError) as error:
-        raise InputError(f"{location} looks like a store but cannot be opened (corrupt?): {error}") from None
+        raise InputError(
+            f"{location} looks like a store but cannot be opened (corrupt?): {icechunk_reason(error)}"
+        ) from None
 
 
 class FitStore:
@@ -143,7 +156,7 @@ class FitStore:
         try:
             repo = icechunk.Repository.create(where.storage())
         except icechunk.IcechunkError as error:
-            raise InputError(f"cannot create a store at {where}: {error}") from None
+            raise InputError(f"cannot create a store at {where}: {icechunk_reason(error)}") from None
         session = repo.writable_session("main")
         init_root(session.store, body_model)
         with where.commit_lock():
@@ -170,7 +183,11 @@ class FitStore:
         repo = _open_repo(where)
         if branch not in repo.list_branches():
             raise InputError(f"store {where} has no branch {branch!r}; branches: {sorted(repo.list_branches())}")
-        stored = read_root(repo.readonly_session(branch=branch).store, str(where))
+        try:
+            repo.lookup_snapshot(repo.lookup_branch(branch))  # zarr would hide a missing snapshot
+            stored = read_root(repo.readonly_session(branch=branch).store, str(where))
+        except (icechunk.IcechunkError, OSError) as error:
+            raise InputError(f"store {where} cannot be read (corrupt?): {icechunk_reason(error)}") from None
         if body_model is not None:
             wanted = body_model.fingerprint if isinstance(body_model, BodyModelInfo) else str(body_model)
             if wanted != stored.fingerprint:
