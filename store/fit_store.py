@@ -20,7 +20,9 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import random
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,7 @@ class FitStore:
         # Proposals merged since the last commit, best per row: (dataset, accept_unscored) -> it.
         self._pending: dict[tuple[str, bool], Proposals] = {}
         self._needs_replay = False
+        self._jitter = random.Random()  # backoff after a lost commit race
 
     # ----------------------------------------------------------------------------- open/create
     @classmethod
@@ -389,6 +392,7 @@ class FitStore:
                     "the merge rule", attempt, self._branch, error,
                 )
                 self._needs_replay = True
+                time.sleep(self._jitter.uniform(0.0, 0.005 * attempt))  # let the winner finish
                 continue
             self._pending = {}
             self._session = None

@@ -3,8 +3,10 @@
 A proposed fit replaces the stored one only if its loss is finite and strictly lower. To make
 merging *exactly* commutative, equal losses need a winner that does not depend on arrival order,
 so rows are compared by the key ``(loss, content)`` where ``content`` is the row's bytes
-(pose, betas, cam_t, source, step, time, little-endian) compared lexicographically, and an empty
-row (``Source.NONE``) loses every tie. Ties of float32 losses between different fits are rare;
+(pose, betas, cam_t, source, step, time, big-endian) compared lexicographically, and an empty
+row (``Source.NONE``) loses every tie. Big-endian makes equal fits re-proposed later lose to the
+stored earlier one (non-negative step/time bytes sort like their values), so re-importing the
+same unscored file changes nothing. Ties of float32 losses between different fits are rare;
 a tie between identical fits changes nothing, which is what makes retries idempotent.
 
 Unscored proposals (loss +inf, e.g. imported SPIN static fits whose loss is unknown) are
@@ -21,14 +23,14 @@ import numpy as np
 from spinfits.store.fits import Fits, Proposals
 from spinfits.store.schema import COLUMNS, Source
 
-_LE = {c.name: c.dtype.newbyteorder("<") for c in COLUMNS}
+_BE = {c.name: c.dtype.newbyteorder(">") for c in COLUMNS}
 _CONTENT = tuple(c.name for c in COLUMNS if c.name != "loss")
 
 
 def content_key(fits: Fits | Proposals, index: int) -> bytes:
-    """Tie-break key of one row: its content bytes (all columns but loss), little-endian."""
+    """Tie-break key of one row: its content bytes (all columns but loss), big-endian."""
     return b"".join(
-        np.ascontiguousarray(getattr(fits, name)[index], dtype=_LE[name]).tobytes()
+        np.ascontiguousarray(getattr(fits, name)[index], dtype=_BE[name]).tobytes()
         for name in _CONTENT
     )
 
