@@ -1,46 +1,11 @@
-"""Shared helpers of the store tests: a fresh local store and random proposals."""
+"""Fixtures of the store tests: a fresh local store."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from store_helpers import BODY
 
-from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
-
-BODY = BodyModelInfo("smpl-test-0001", is_standin=True)
-
-
-def random_proposals(
-    rng: np.random.Generator,
-    n_rows: int,
-    m: int,
-    *,
-    source: Source = Source.OFFLINE,
-    step: int = 0,
-    time: float = 1000.0,
-    losses: np.ndarray | None = None,
-) -> Proposals:
-    """``m`` proposals for random rows of an ``n_rows`` dataset, random fits and losses."""
-    return Proposals(
-        rows=rng.integers(0, n_rows, m),
-        pose=rng.standard_normal((m, 72)).astype(np.float32),
-        betas=rng.standard_normal((m, 10)).astype(np.float32),
-        cam_t=rng.standard_normal((m, 3)).astype(np.float32),
-        loss=rng.random(m).astype(np.float32) if losses is None else losses,
-        source=source,
-        step=step,
-        time=time,
-    )
-
-
-def best_by_row(batches: list[Proposals], n_rows: int) -> np.ndarray:
-    """Plain-Python reference: the lowest finite loss proposed for each row (+inf if none)."""
-    best = np.full(n_rows, np.inf, dtype=np.float32)
-    for p in batches:
-        for row, loss in zip(p.rows.tolist(), p.loss.tolist()):
-            if np.isfinite(loss) and loss < best[row]:
-                best[row] = loss
-    return best
+from spinfits.store import FitStore
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import random_proposals
+from store_helpers import random_proposals
 
 from spinfits.errors import InputError
 from spinfits.store import Source, export_parquet, export_spin_fits, import_spin_fits

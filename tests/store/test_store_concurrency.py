@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BODY, best_by_row
+from store_helpers import BODY, best_by_row
 from store_worker import N_ROWS, worker_batch
 
 from spinfits.store import FitStore

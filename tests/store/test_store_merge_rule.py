@@ -4,36 +4,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from store_helpers import SMALL_ROWS, batches
+
 from spinfits.store import Fits, Proposals, Source, best_per_row, merge_into
 
-N_ROWS = 6
-LOSSES = [0.5, 1.0, 2.0, float("nan"), float("inf"), float("-inf")]
-
-
-@st.composite
-def batches(draw, max_batches=4, max_size=6):
-    """Lists of proposal batches over N_ROWS rows, with few distinct values so ties and
-    duplicates are common."""
-    out = []
-    for _ in range(draw(st.integers(1, max_batches))):
-        m = draw(st.integers(0, max_size))
-        rows = draw(st.lists(st.integers(0, N_ROWS - 1), min_size=m, max_size=m))
-        losses = draw(st.lists(st.sampled_from(LOSSES), min_size=m, max_size=m))
-        seeds = draw(st.lists(st.integers(0, 2), min_size=m, max_size=m))
-        out.append(
-            Proposals(
-                rows=np.array(rows, dtype=np.int64),
-                pose=np.array([[s] * 72 for s in seeds], dtype=np.float32).reshape(m, 72),
-                betas=np.array([[s] * 10 for s in seeds], dtype=np.float32).reshape(m, 10),
-                cam_t=np.zeros((m, 3), dtype=np.float32),
-                loss=np.array(losses, dtype=np.float32),
-                source=Source.OFFLINE,
-                step=np.array(seeds, dtype=np.int64),
-                time=0.0,
-            )
-        )
-    return out
-
+N_ROWS = SMALL_ROWS
 
 def apply_all(batch_list, accept_unscored=False):
     fits = Fits.empty(N_ROWS)

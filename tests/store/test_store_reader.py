@@ -4,7 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import random_proposals
+from store_helpers import random_proposals
 
 from spinfits.errors import InputError
 from spinfits.store import FitReader
