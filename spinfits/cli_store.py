@@ -1,0 +1,286 @@
+"""``spinfits store ...``: thin command-line glue over ``spinfits.store`` (see docs/store.md)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spinfits.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    store = subparsers.add_parser("store", help="the versioned best-fit store", description=__doc__)
+    commands = store.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
+
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("store", metavar="STORE", help="store directory or s3://bucket/prefix")
+    s3 = where.add_argument_group("object storage (s3:// stores; credentials from the AWS chain)")
+    s3.add_argument("--endpoint-url", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
+    s3.add_argument("--region", help="S3 region")
+    s3.add_argument("--allow-http", action="store_true", help="allow an http:// endpoint")
+    s3.add_argument("--force-path-style", action="store_true", help="endpoint/bucket/key addressing")
+    s3.add_argument("--anonymous", action="store_true", help="unsigned requests")
+
+    p = commands.add_parser("init", parents=[where], help="create an empty store")
+    p.add_argument("--body-model", required=True, metavar="FINGERPRINT", help="body model fingerprint")
+    p.add_argument("--standin", action="store_true", help="the body model is the generated stand-in")
+    p.add_argument("--dataset", help="also create this dataset (needs --rows)")
+    p.add_argument("--rows", type=int, help="rows of --dataset")
+    _dataset_options(p)
+    p.set_defaults(func=cmd_init)
+
+    p = commands.add_parser("info", parents=[where], help="body model, datasets, branches, tags")
+    p.add_argument("--version", help="branch, tag or snapshot id (default: tip of main)")
+    p.set_defaults(func=cmd_info)
+
+    p = commands.add_parser("log", parents=[where], help="commit history, newest first")
+    p.add_argument("--version", help="start from this version (default: tip of main)")
+    p.add_argument("--limit", type=int, default=None, help="show at most this many commits")
+    p.set_defaults(func=cmd_log)
+
+    p = commands.add_parser("tag", parents=[where], help="list tags, or tag a version")
+    p.add_argument("name", nargs="?", help="new tag name (omit to list tags)")
+    p.add_argument("--version", help="version to tag (default: tip of main)")
+    p.set_defaults(func=cmd_tag)
+
+    p = commands.add_parser("diff", parents=[where], help="rows that changed between two versions")
+    p.add_argument("dataset")
+    p.add_argument("from_version", metavar="FROM")
+    p.add_argument("to_version", metavar="TO", nargs="?", help="default: tip of main")
+    p.add_argument("--top", type=int, default=10, help="list this many most improved rows")
+    p.set_defaults(func=cmd_diff)
+
+    p = commands.add_parser("rollback", parents=[where], help="move main back to an earlier version")
+    p.add_argument("version")
+    p.set_defaults(func=cmd_rollback)
+
+    p = commands.add_parser("export", parents=[where], help="write a version as SPIN .npy or Parquet")
+    p.add_argument("dataset")
+    p.add_argument("output", help="OUT_fits.npy (SPIN layout) or OUT.parquet")
+    p.add_argument("--version", help="branch, tag or snapshot id (default: tip of main)")
+    p.add_argument("--losses-out", help="with .npy output: also write the (N,) losses here")
+    p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("import", parents=[where], help="merge SPIN static fits (*_fits.npy)")
+    p.add_argument("dataset")
+    p.add_argument("fits", help="SPIN fits file, (N, 82) = pose 72 + betas 10")
+    p.add_argument("--losses", help="(N,) .npy of the fits' losses; without it they are unscored (+inf)")
+    p.add_argument("--body-model", metavar="FINGERPRINT", help="refuse a store of another body model")
+    p.add_argument("--message", help="commit message")
+    p.add_argument("--step", type=int, default=0, help="step recorded for the imported rows")
+    _dataset_options(p)
+    p.set_defaults(func=cmd_import)
+
+
+def _dataset_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset-fingerprint", default="unknown", help="identifies the dataset file")
+    parser.add_argument("--fitting-config", default="{}", help="fitting config as JSON (for new datasets)")
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _quiet_icechunk(args: argparse.Namespace) -> None:
+    # icechunk warns on every local open that its filesystem storage is unsafe for concurrent
+    # commits; spinfits serialises local commits with a lock, so hide that unless asked.
+    import icechunk
+
+    if not getattr(args, "verbose", False):
+        icechunk.set_logs_filter("error")
+
+
+def _open(args: argparse.Namespace, body_model: str | None = None):
+    from spinfits.store import FitStore
+
+    _quiet_icechunk(args)
+    return FitStore.open(args.store, body_model=body_model, s3=_s3(args))
+
+
+def _s3(args: argparse.Namespace):
+    from spinfits.store import S3Options
+
+    return S3Options(
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        allow_http=args.allow_http,
+        force_path_style=args.force_path_style,
+        anonymous=args.anonymous,
+    )
+
+
+def _json(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{what} must be JSON, e.g. '{{\"iters\": 100}}': {error}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> str:
+    """Left-aligned text table."""
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _when(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _loss(value: float) -> str:
+    return "-" if not np.isfinite(value) else f"{value:.6g}"
+
+
+# --------------------------------------------------------------------------------- commands
+def cmd_init(args: argparse.Namespace) -> int:
+    from spinfits.store import BodyModelInfo, FitStore
+
+    _quiet_icechunk(args)
+    if (args.dataset is None) != (args.rows is None):
+        raise InputError("--dataset and --rows go together: give both to create a dataset, or neither")
+    store = FitStore.create(args.store, BodyModelInfo(args.body_model, args.standin), s3=_s3(args))
+    print(f"created store {store.location} for body model {store.body_model.describe()}")
+    if args.dataset:
+        info = store.create_dataset(
+            args.dataset,
+            args.rows,
+            dataset_fingerprint=args.dataset_fingerprint,
+            fitting_config=_json(args.fitting_config, "--fitting-config"),
+        )
+        print(f"created dataset {info.name} with {info.n_rows} rows")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    store = _open(args)
+    snapshot = store.resolve(args.version)
+    print(f"store:       {store.location}")
+    print(f"version:     {snapshot} ({args.version or 'tip of ' + store.branch})")
+    print(f"body model:  {store.body_model.describe()}")
+    if store.body_model.is_standin:
+        print("WARNING: stand-in body model: these fits are for tests and demos only")
+    print(f"branches:    {', '.join(sorted(store.repository.list_branches()))}")
+    tags = store.tags()
+    print(f"tags:        {', '.join(f'{k}={v}' for k, v in tags.items()) or 'none'}")
+    rows = []
+    for name, info in store.datasets(snapshot).items():
+        fits = store.read(name, snapshot)
+        scored = np.isfinite(fits.loss)
+        unscored = int((~scored & (fits.source != 0)).sum())
+        rows.append([
+            name, info.n_rows, int(scored.sum()), unscored,
+            _loss(float(np.median(fits.loss[scored]))) if scored.any() else "-",
+            info.dataset_fingerprint, info.config_hash,
+        ])
+    print()
+    print(table(rows, ["dataset", "rows", "scored", "unscored", "median loss", "dataset fingerprint", "config hash"]) if rows else "no datasets yet")
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    store = _open(args)
+    rows = [
+        [v.snapshot_id, _when(v.written_at), v.message,
+         "-" if v.rows_improved is None else v.rows_improved, v.who or "-"]
+        for v in store.log(args.version, args.limit)
+    ]
+    print(table(rows, ["id", "time", "message", "rows improved", "who"]))
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    store = _open(args)
+    if args.name is None:
+        tags = store.tags()
+        print(table([[k, v] for k, v in tags.items()], ["tag", "id"]) if tags else "no tags")
+        return 0
+    snapshot = store.tag(args.name, args.version)
+    print(f"tagged {snapshot} as {args.name}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    store = _open(args)
+    diff = store.diff(args.dataset, args.from_version, args.to_version)
+    s = diff.summary()
+    print(f"{args.dataset}: {diff.from_snapshot} -> {diff.to_snapshot}")
+    print(
+        f"changed {s['changed']} rows: improved {s['improved']} (first fit {s['first_fit']}), "
+        f"worse {s['worse']}; loss improvement over rows scored in both: median "
+        f"{_loss(s['median_improvement'])}, mean {_loss(s['mean_improvement'])}"
+    )
+    if diff.n_changed and args.top > 0:
+        gain = np.nan_to_num(diff.improvement, nan=-np.inf)
+        order = np.argsort(-gain, kind="stable")[: args.top]
+        rows = [[int(diff.rows[k]), _loss(diff.loss_from[k]), _loss(diff.loss_to[k]),
+                 "first fit" if np.isinf(gain[k]) and gain[k] > 0 else _loss(gain[k])] for k in order]
+        print()
+        print(table(rows, ["row", "loss before", "loss after", "improvement"]))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    store = _open(args)
+    old = store.rollback(args.version)
+    print(f"rolled {store.branch} back from {old} to {store.tip()}; undo with: spinfits store rollback {args.store} {old}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from spinfits.store import export_parquet, export_spin_fits
+
+    store = _open(args)
+    out = Path(args.output)
+    if out.suffix == ".parquet":
+        if args.losses_out:
+            raise InputError("--losses-out is for .npy output; Parquet has a loss column already")
+        snapshot = export_parquet(store, args.dataset, out, args.version)
+        print(f"wrote {args.dataset} at {snapshot} to {out}")
+        return 0
+    if out.suffix != ".npy":
+        raise InputError(f"output must end in .npy (SPIN layout) or .parquet, got {str(out)!r}")
+    snapshot = store.resolve(args.version)
+    fits, losses = export_spin_fits(store, args.dataset, snapshot)
+    np.save(out, fits)
+    print(f"wrote {args.dataset} at {snapshot} to {out} {fits.shape}")
+    if args.losses_out:
+        np.save(args.losses_out, losses)
+        print(f"wrote losses to {args.losses_out} ({int(np.isfinite(losses).sum())} scored)")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from spinfits.store import import_spin_fits
+    from spinfits.store.spin_files import load_npy, spin_proposals
+
+    store = _open(args, body_model=args.body_model)
+    fits = load_npy(args.fits, "SPIN fits")
+    losses = None if args.losses is None else load_npy(args.losses, "losses")
+    spin_proposals(fits, losses)  # validate before touching the store
+    if args.dataset not in store.datasets():
+        store.create_dataset(
+            args.dataset,
+            fits.shape[0],
+            dataset_fingerprint=args.dataset_fingerprint,
+            fitting_config=_json(args.fitting_config, "--fitting-config"),
+        )
+        print(f"created dataset {args.dataset} with {fits.shape[0]} rows")
+    changed = import_spin_fits(store, args.dataset, fits, losses, step=args.step)
+    version = store.commit(args.message or f"import {Path(args.fits).name}")
+    if version is None:
+        print(f"imported {args.fits}: no row changed, nothing committed")
+    else:
+        print(f"imported {args.fits}: {changed} rows changed, committed {version.snapshot_id}")
+    if losses is None:
+        print("note: no --losses given, imported rows are unscored (loss +inf): any scored fit replaces them")
+    return 0

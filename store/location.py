@@ -1,0 +1,122 @@
+"""Where a store lives: a local directory (the default) or an S3-compatible object-store URL.
+
+``StoreLocation.parse("runs/fits.icechunk")`` is a local path; ``"s3://bucket/prefix"`` is object
+storage through icechunk's S3 storage. Credentials for S3 are given here or, when left out, found
+by the AWS SDK's usual chain (environment, profile, instance role) inside icechunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import icechunk
+
+from spinfits.errors import InputError
+
+#: File inside a local store that serialises commits across processes (see ``commit_lock``).
+LOCK_FILE = "spinfits-commit.lock"
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """How to reach an S3-compatible service. All optional: left out, AWS defaults apply.
+
+    endpoint_url: e.g. ``http://127.0.0.1:9000`` for MinIO/moto; allow_http must be True for
+    ``http://`` endpoints. force_path_style: ``endpoint/bucket/key`` addressing, which most
+    self-hosted services need.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    allow_http: bool = False
+    force_path_style: bool = False
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    anonymous: bool = False
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """A store's address: ``url`` is a local path or ``s3://bucket/prefix``."""
+
+    url: str
+    s3: S3Options = S3Options()
+
+    @classmethod
+    def parse(cls, location: str | os.PathLike | StoreLocation, s3: S3Options | None = None) -> StoreLocation:
+        if isinstance(location, StoreLocation):
+            return location if s3 is None else StoreLocation(location.url, s3)
+        text = os.fspath(location)
+        if not text:
+            raise InputError("store location is empty; give a directory path or s3://bucket/prefix")
+        if "://" in text and not text.startswith("s3://"):
+            scheme = text.split("://", 1)[0]
+            raise InputError(
+                f"store location {text!r} has scheme {scheme!r}; expected a local path or "
+                "s3://bucket/prefix (S3-compatible services use s3:// with an endpoint URL)"
+            )
+        return cls(url=text, s3=s3 or S3Options())
+
+    @property
+    def is_local(self) -> bool:
+        return not self.url.startswith("s3://")
+
+    @property
+    def path(self) -> Path:
+        """The local directory (only for local locations)."""
+        return Path(self.url).expanduser()
+
+    def bucket_and_prefix(self) -> tuple[str, str]:
+        rest = self.url[len("s3://"):]
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise InputError(f"store location {self.url!r} has no bucket; expected s3://bucket/prefix")
+        return bucket, prefix.strip("/")
+
+    def storage(self) -> icechunk.Storage:
+        """The icechunk storage for this location."""
+        if self.is_local:
+            return icechunk.local_filesystem_storage(str(self.path.resolve()))
+        bucket, prefix = self.bucket_and_prefix()
+        o = self.s3
+        return icechunk.s3_storage(
+            bucket=bucket,
+            prefix=prefix or None,
+            region=o.region,
+            endpoint_url=o.endpoint_url,
+            allow_http=o.allow_http,
+            access_key_id=o.access_key_id,
+            secret_access_key=o.secret_access_key,
+            anonymous=o.anonymous or None,
+            from_env=None if (o.access_key_id or o.anonymous) else True,
+            force_path_style=o.force_path_style,
+        )
+
+    @contextlib.contextmanager
+    def commit_lock(self) -> Iterator[None]:
+        """Serialise commits of processes on this machine to a local store.
+
+        icechunk's local filesystem storage cannot update a branch atomically, so two processes
+        committing at once could both succeed and one commit would be lost. Holding an exclusive
+        ``flock`` on ``<store>/spinfits-commit.lock`` while committing makes icechunk's own
+        "branch moved since the session began" check reliable; a commit that loses the race then
+        fails with ``icechunk.ConflictError`` as on object storage. Object storage needs no lock
+        (icechunk uses conditional writes there).
+        """
+        if not self.is_local:
+            yield
+            return
+        with open(self.path / LOCK_FILE, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def __str__(self) -> str:
+        return self.url

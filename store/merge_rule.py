@@ -1,0 +1,101 @@
+"""SPIN's merge rule as pure numpy: keep, per row, the fit with the lowest finite loss.
+
+A proposed fit replaces the stored one only if its loss is finite and strictly lower. To make
+merging *exactly* commutative, equal losses need a winner that does not depend on arrival order,
+so rows are compared by the key ``(loss, content)`` where ``content`` is the row's bytes
+(pose, betas, cam_t, source, step, time, big-endian) compared lexicographically, and an empty
+row (``Source.NONE``) loses every tie. Big-endian makes equal fits re-proposed later lose to the
+stored earlier one (non-negative step/time bytes sort like their values), so re-importing the
+same unscored file changes nothing. Ties of float32 losses between different fits are rare;
+a tie between identical fits changes nothing, which is what makes retries idempotent.
+
+Unscored proposals (loss +inf, e.g. imported SPIN static fits whose loss is unknown) are
+accepted only when asked (``accept_unscored``): they fill rows that hold no scored fit and lose
+to any finite fit. NaN and -inf never land.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spinfits.store.fits import Fits, Proposals
+from spinfits.store.schema import COLUMNS, Source
+
+_BE = {c.name: c.dtype.newbyteorder(">") for c in COLUMNS}
+_CONTENT = tuple(c.name for c in COLUMNS if c.name != "loss")
+
+
+def content_key(fits: Fits | Proposals, index: int) -> bytes:
+    """Tie-break key of one row: its content bytes (all columns but loss), big-endian."""
+    return b"".join(
+        np.ascontiguousarray(getattr(fits, name)[index], dtype=_BE[name]).tobytes()
+        for name in _CONTENT
+    )
+
+
+def eligible(proposals: Proposals, accept_unscored: bool) -> np.ndarray:
+    """(M,) bool: proposals that may land at all (finite loss, or +inf if ``accept_unscored``)."""
+    ok = np.isfinite(proposals.loss)
+    if accept_unscored:
+        ok |= proposals.loss == np.inf
+    return ok
+
+
+def best_per_row(proposals: Proposals, accept_unscored: bool = False) -> Proposals:
+    """At most one proposal per row, the best by ``(loss, content)``; sorted by row.
+
+    The result does not depend on the order of ``proposals`` (duplicates resolve by the rule).
+    """
+    index = np.flatnonzero(eligible(proposals, accept_unscored))
+    if index.size == 0:
+        return proposals.take(index)
+    rows = proposals.rows[index]
+    loss = proposals.loss[index]
+    order = np.lexsort((loss, rows))  # by row, then loss
+    index, rows, loss = index[order], rows[order], loss[order]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    chosen = index[starts].copy()
+    # Tied minimum losses inside a row group: rare, settled by content bytes.
+    group_min = np.repeat(loss[starts], np.diff(np.r_[starts, rows.size]))
+    tied = np.flatnonzero((loss == group_min) & np.r_[False, rows[1:] == rows[:-1]])
+    if tied.size:
+        group_of = np.searchsorted(starts, tied, side="right") - 1
+        for group in np.unique(group_of):
+            candidates = [index[starts[group]]] + [index[k] for k in tied[group_of == group]]
+            chosen[group] = min(candidates, key=lambda i: content_key(proposals, i))
+    return proposals.take(chosen)
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What one merge did to a dataset: the rows it changed and their losses before."""
+
+    rows: np.ndarray  # (K,) int64 changed rows, ascending
+    loss_before: np.ndarray  # (K,) float32
+
+    @property
+    def count(self) -> int:
+        return int(self.rows.shape[0])
+
+
+def merge_into(current: Fits, best: Proposals) -> MergeOutcome:
+    """Apply ``best`` (output of ``best_per_row``) to ``current`` in place; return what changed.
+
+    current: all N rows of a dataset; best.rows must be unique and < N.
+    """
+    rows = best.rows
+    stored = current.loss[rows]
+    wins = best.loss < stored
+    ties = np.flatnonzero(best.loss == stored)
+    for k in ties:  # equal loss: the smaller content wins, an empty row always loses
+        row = rows[k]
+        if current.source[row] == Source.NONE or content_key(best, k) < content_key(current, row):
+            wins[k] = True
+    changed = np.flatnonzero(wins)
+    target = rows[changed]
+    before = current.loss[target].copy()
+    for name, column in current.columns().items():
+        column[target] = getattr(best, name)[changed]
+    return MergeOutcome(rows=target, loss_before=before)

@@ -1,0 +1,69 @@
+"""Export one version of a dataset to Parquet for analysis (pandas, DuckDB, polars...).
+
+One Parquet row per dataset row: ``row`` int64, ``pose`` fixed_size_list<float32>[72],
+``betas`` [10], ``cam_t`` [3], ``loss`` float32 (+inf = no scored fit), ``source`` int8
+(``Source``), ``source_name`` dictionary string, ``step`` int64, ``time`` float64 unix seconds.
+The file's schema metadata records the store, dataset, snapshot id and fingerprints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from spinfits.store.fits import Fits
+from spinfits.store.schema import DatasetInfo, Source
+
+
+def fits_table(fits: Fits, metadata: dict[str, Any] | None = None) -> pa.Table:
+    """The Parquet table of a dataset's fits (see the module docstring for its columns)."""
+    n = len(fits)
+
+    def fixed(values: np.ndarray) -> pa.Array:
+        width = values.shape[1]
+        return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), type=pa.float32()), width)
+
+    names = np.array([s.name.lower() for s in Source])
+    source_name = pa.DictionaryArray.from_arrays(
+        pa.array(fits.source.astype(np.int32)), pa.array(names.tolist())
+    )
+    table = pa.table(
+        {
+            "row": pa.array(np.arange(n, dtype=np.int64)),
+            "pose": fixed(fits.pose),
+            "betas": fixed(fits.betas),
+            "cam_t": fixed(fits.cam_t),
+            "loss": pa.array(fits.loss),
+            "source": pa.array(fits.source),
+            "source_name": source_name,
+            "step": pa.array(fits.step),
+            "time": pa.array(fits.time),
+        }
+    )
+    if metadata:
+        table = table.replace_schema_metadata({"spinfits": json.dumps(metadata, default=str)})
+    return table
+
+
+def export_parquet(store: Any, dataset: str, path: str | os.PathLike, version: str | None = None) -> str:
+    """Write ``dataset`` at ``version`` (branch, tag, snapshot id; None = tip) to ``path``.
+
+    Returns the snapshot id exported.
+    """
+    snapshot = store.resolve(version)
+    reader = store.reader(dataset, snapshot)
+    info: DatasetInfo = reader.info
+    metadata = {
+        "store": str(store.location),
+        "dataset": dataset,
+        "snapshot_id": snapshot,
+        "version": version or store.branch,
+        **info.to_json(),
+    }
+    pq.write_table(fits_table(reader.read_all(), metadata), os.fspath(path))
+    return snapshot

@@ -1,0 +1,122 @@
+"""SPIN's static fits files: ``<dataset>_fits.npy``, an (N, 82) array of pose (72) + betas (10).
+
+SPIN's files carry no loss and no camera. ``import_spin_fits`` takes losses when they are known
+(computed by the fitting engine against the dataset's keypoints); without them every row gets
+loss +inf: the imported pose/betas are stored as the row's content (``Source.IMPORTED``) but are
+"unscored", so any later finite-loss proposal replaces them. Camera translation is zero for
+imported rows. Import never overwrites a scored fit with an unscored one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spinfits.errors import InputError
+from spinfits.store.fits import Fits, Proposals
+from spinfits.store.schema import Source
+
+log = logging.getLogger(__name__)
+
+#: Columns of a SPIN fits row: pose then betas.
+SPIN_POSE = slice(0, 72)
+SPIN_BETAS = slice(72, 82)
+SPIN_WIDTH = 82
+
+
+def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file {str(path)!r} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise InputError(f"{what} file {str(path)!r} is not a readable .npy array: {error}") from None
+
+
+def spin_proposals(
+    fits: Any, losses: Any = None, *, step: int = 0, time: float | None = None
+) -> Proposals:
+    """Proposals for every row of a SPIN fits array.
+
+    fits: (N, 82) float, pose 72 + betas 10; losses: (N,) float or None (= +inf, unknown);
+    finite or +inf only.
+    """
+    fits = np.asarray(fits)
+    if fits.ndim != 2 or fits.shape[1] != SPIN_WIDTH:
+        raise InputError(
+            f"SPIN fits must have shape (N, {SPIN_WIDTH}) (pose 72 + betas 10 per row), got {fits.shape}"
+        )
+    if not np.issubdtype(fits.dtype, np.floating):
+        raise InputError(f"SPIN fits must be a float array, got dtype {fits.dtype}")
+    if not np.isfinite(fits).all():
+        bad = np.flatnonzero(~np.isfinite(fits).all(axis=1))
+        raise InputError(
+            f"SPIN fits have NaN/inf in {bad.size} row(s) (first: row {int(bad[0])}); fix or drop those rows"
+        )
+    n = fits.shape[0]
+    if losses is None:
+        losses = np.full(n, np.inf, dtype=np.float32)
+    losses = np.asarray(losses)
+    if losses.shape != (n,) or not np.issubdtype(losses.dtype, np.floating):
+        raise InputError(f"losses must be a float array of shape ({n},) (one per fits row), got {losses.dtype} {losses.shape}")
+    if np.isnan(losses).any() or (losses == -np.inf).any():
+        raise InputError("losses must be finite or +inf (unknown); got NaN or -inf values")
+    return Proposals(
+        rows=np.arange(n, dtype=np.int64),
+        pose=fits[:, SPIN_POSE],
+        betas=fits[:, SPIN_BETAS],
+        cam_t=np.zeros((n, 3), dtype=np.float32),
+        loss=losses,
+        source=Source.IMPORTED,
+        step=step,
+        time=time,
+    )
+
+
+def import_spin_fits(
+    store: Any,
+    dataset: str,
+    fits: Any,
+    losses: Any = None,
+    *,
+    step: int = 0,
+    time: float | None = None,
+) -> int:
+    """Merge a SPIN fits array (or ``*_fits.npy`` path) into ``dataset``; returns rows changed.
+
+    store: a ``FitStore``; losses: (N,) array, path or None (unknown: imported as unscored, loss
+    +inf). N must equal the dataset's rows. Call ``store.commit(...)`` afterwards.
+    """
+    if isinstance(fits, (str, os.PathLike)):
+        fits = load_npy(fits, "SPIN fits")
+    if isinstance(losses, (str, os.PathLike)):
+        losses = load_npy(losses, "losses")
+    n_rows = store.dataset(dataset).n_rows
+    fits = np.asarray(fits)
+    if fits.ndim >= 1 and fits.shape[0] != n_rows:
+        raise InputError(
+            f"SPIN fits have {fits.shape[0]} rows but dataset {dataset!r} has {n_rows}; "
+            "import the fits file that belongs to this dataset"
+        )
+    proposals = spin_proposals(fits, losses, step=step, time=time)
+    changed = store.merge(dataset, proposals, accept_unscored=True)
+    log.info("imported %d SPIN fits into %s: %d rows changed", len(proposals), dataset, changed)
+    return changed
+
+
+def to_spin_fits(fits: Fits) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 82) float32 pose + betas and (N,) float32 losses of a dataset's fits."""
+    return np.concatenate([fits.pose, fits.betas], axis=1), fits.loss.copy()
+
+
+def export_spin_fits(store: Any, dataset: str, version: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """SPIN layout of ``dataset`` at ``version``: ``(fits (N, 82) float32, losses (N,) float32)``.
+
+    Rows with no fit are zeros (SPIN's mean-pose fallback is the caller's business), loss +inf.
+    """
+    return to_spin_fits(store.read(dataset, version))

@@ -1,0 +1,79 @@
+"""The store on S3-compatible object storage: a moto server on loopback, started and stopped here."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import boto3
+import numpy as np
+import pytest
+from store_helpers import BODY, best_by_row, random_proposals
+
+from spinfits.errors import InputError
+from spinfits.store import FitStore, S3Options
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=0.5)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.05)
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test")
+        client.create_bucket(Bucket="fits")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def options(s3_endpoint):
+    return S3Options(endpoint_url=s3_endpoint, region="us-east-1", allow_http=True, force_path_style=True,
+                     access_key_id="test", secret_access_key="test")
+
+
+def test_create_merge_commit_reopen_on_s3(options, request):
+    url = f"s3://fits/{request.node.name}"
+    store = FitStore.create(url, BODY, s3=options)
+    store.create_dataset("coco", 60, dataset_fingerprint="coco", chunk_rows=16)
+    rng = np.random.default_rng(0)
+    batches = [random_proposals(rng, 60, 30) for _ in range(2)]
+    for p in batches:
+        store.merge("coco", p)
+    version = store.commit("on s3")
+    reopened = FitStore.open(url, body_model=BODY, s3=options)
+    assert reopened.log()[0].snapshot_id == version.snapshot_id
+    np.testing.assert_array_equal(reopened.read("coco").loss, best_by_row(batches, 60))
+    # a second writer that lost the race re-applies the merge rule (conditional writes on S3)
+    more = random_proposals(rng, 60, 30, losses=np.full(30, 0.0001, dtype=np.float32))
+    other = random_proposals(rng, 60, 5, losses=np.zeros(5, dtype=np.float32))
+    store.merge("coco", more)
+    reopened.merge("coco", other)
+    reopened.commit("second writer")
+    assert store.commit("first writer").metadata["attempts"] == 2
+    final = FitStore.open(url, s3=options).read("coco")
+    np.testing.assert_array_equal(final.loss, best_by_row(batches + [more, other], 60))
+
+
+def test_open_missing_prefix_on_s3(options):
+    with pytest.raises(InputError, match="is not a spinfits store"):
+        FitStore.open("s3://fits/nothing-here", s3=options)
