@@ -78,7 +78,7 @@ def _global_orients(count: int, config: SyntheticConfig, rng: np.random.Generato
         Rotation.from_rotvec(np.stack([np.full(count, np.pi), np.zeros(count),
                                        np.zeros(count)], 1))
         * Rotation.from_euler("xz", tilt)
-        * Rotation.from_euler("y", yaw)
+        * Rotation.from_euler("y", yaw[:, None])
     )
     return rotation.as_rotvec()
 
