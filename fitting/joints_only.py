@@ -129,15 +129,25 @@ class JointsOnlyBody(torch.nn.Module):
         buffer("below_weight", weight_grid @ descendant.T)  # (54, 24): sum of s below bone k
         buffer("parent_of", np.maximum(parents, 0), torch.long)
         buffer("spin_source", np.asarray(SPIN_JOINT_SOURCE), torch.long)
+        # Pairs whose pose correctives reach a SPIN joint: the only ones the Jacobian needs.
+        corrective = np.nonzero(np.isin(pair_point, SPIN_JOINT_SOURCE)
+                                & np.any(pair_pose != 0, axis=(1, 2)))[0]
+        buffer("corrective_pairs", corrective, torch.long)
+        buffer("corrective_pose", pair_pose[corrective].reshape(len(corrective), 3,
+                                                                NUM_BONES - 1, 9))
         self.to(device)
 
     def forward(self, pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         """(B, 72), (B, 10) -> (B, 49, 3) SPIN joints, metres, body frame."""
         return self.evaluate(pose, betas, with_jacobian=False).joints
 
-    def evaluate(self, pose: torch.Tensor, betas: torch.Tensor,
-                 with_jacobian: bool = True) -> JointsEvaluation:
-        """Joints (B, 49, 3) and, if asked, their Jacobian (B, 49, 3, 82) w.r.t. [pose, betas]."""
+    def evaluate(self, pose: torch.Tensor, betas: torch.Tensor, with_jacobian: bool = True,
+                 corrective_jacobian: bool = True) -> JointsEvaluation:
+        """Joints (B, 49, 3) and, if asked, their Jacobian (B, 49, 3, 82) w.r.t. [pose, betas].
+
+        ``corrective_jacobian=False`` leaves the pose correctives' (small, costly) share out of
+        the Jacobian, which is then approximate; the joints are exact either way.
+        """
         batch = pose.shape[0]
         rot, right_jac = axis_angle_to_matrix_and_right_jacobian(pose.reshape(batch, NUM_BONES, 3))
         rest = self.joint_template + torch.einsum("jcs,bs->bjc", self.joint_shape, betas)
@@ -169,7 +179,7 @@ class JointsOnlyBody(torch.nn.Module):
         moment = self.pair_moment + torch.einsum("pcs,bs->bpc", self.pair_shape, betas)
         if self.has_pose_correctives:
             eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
-            feature = (rot[:, 1:] - eye).reshape(batch, -1)  # (B, 207)
+            feature = (rot[:, 1:] - eye).reshape(batch, 9 * (NUM_BONES - 1))  # (B, 207)
             moment = moment + torch.einsum("pcf,bf->bpc", self.pair_pose, feature)
         local = moment - rest[:, self.pair_bone] * weight
         pair_points = (bone_rot @ local[..., None])[..., 0] + world_pos_t[:, self.pair_bone] * weight
@@ -189,7 +199,7 @@ class JointsOnlyBody(torch.nn.Module):
         d_rot = torch.linalg.cross(axes[:, None], lever[:, :, :, None, :].expand(
             -1, -1, -1, 3, -1), dim=-1)  # (B, 49, 24, 3 i, 3 c)
         d_pose = d_rot.permute(0, 1, 4, 2, 3).reshape(batch, joints.shape[1], 3, NUM_POSE_PARAMS)
-        if self.has_pose_correctives:
+        if self.has_pose_correctives and corrective_jacobian:
             d_pose = d_pose + self._pose_corrective_jacobian(rot, right_jac, bone_rot)
         # Shape part: Rw_b (dm - dJ_b s) + do_b s.
         d_pair_shape = bone_rot @ self.pair_local_shape + torch.stack(
@@ -203,12 +213,13 @@ class JointsOnlyBody(torch.nn.Module):
         batch = rot.shape[0]
         generators = skew(right_jac[:, 1:].transpose(-1, -2))  # (B, 23, 3 i, 3, 3)
         d_rot = (rot[:, 1:, None] @ generators).reshape(batch, NUM_BONES - 1, 3, 9)
-        pair_pose = self.pair_pose.reshape(-1, 3, NUM_BONES - 1, 9)  # (P, 3 c, 23 k, 9)
-        local = torch.einsum("pckn,bkin->bpkic", pair_pose, d_rot)  # (B, P, 23, 3, 3)
-        world = torch.einsum("bpcd,bpkid->bpcki", bone_rot, local)
-        points = self._sum_pairs(world)[:, self.spin_source]
-        zeros = torch.zeros_like(points[:, :, :, :1])  # the global orientation has no correctives
-        return torch.cat([zeros, points], dim=3).reshape(batch, -1, 3, NUM_POSE_PARAMS)
+        # (B, C, 3 c, 23 k, 3 i): d moment / d w_k,i per corrective pair, then to world axes.
+        local = torch.einsum("pckn,bkin->bpcki", self.corrective_pose, d_rot)
+        world = (bone_rot[:, self.corrective_pairs] @ local.reshape(batch, -1, 3, 69))
+        total = world.new_zeros(batch, self.num_points, 3, 69)
+        total = total.index_add(1, self.pair_point[self.corrective_pairs], world)
+        points = total[:, self.spin_source]  # (B, 49, 3, 69)
+        return torch.cat([torch.zeros_like(points[..., :3]), points], dim=-1)
 
     def _sum_pairs(self, values: torch.Tensor) -> torch.Tensor:
         """(B, P, ...) per-pair values -> (B, 54, ...) summed per source point."""

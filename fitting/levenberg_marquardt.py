@@ -29,9 +29,9 @@ class LeastSquaresProblem(Protocol):
     def initial(self, rows: torch.Tensor) -> torch.Tensor:
         """(S,) row indices -> (S, n) starting parameters."""
 
-    def residuals(self, x: torch.Tensor, rows: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(S, n) parameters of rows (S,) -> r (S, R), Jacobian (S, R, n), constant (S,)."""
+    def residuals(self, x: torch.Tensor, rows: torch.Tensor, with_jacobian: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(S, n) parameters of rows (S,) -> r (S, R), Jacobian (S, R, n) or None, const (S,)."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ def solve_pool(
     """Minimise every row's problem; rows (N,) are queued into ``capacity`` slots.
 
     Per slot and iteration: solve ``(H + lam diag(H)) d = -g`` (H = J^T J, g = J^T r), evaluate
-    the trial ``x + d`` (one residual/Jacobian evaluation per iteration), accept it if the loss
-    drops (then lam shrinks, Nielsen's rule) else grow lam. A slot finishes when an accepted step
+    the loss at the trial ``x + d``, accept it if the loss drops (then lam shrinks, Nielsen's
+    rule; the Jacobian is evaluated for accepted slots only) else grow lam. A slot finishes when an accepted step
     lowers the loss by less than ``tolerance * loss`` (converged), when lam exceeds 1e10
     (no descent left: converged), or at ``max_iterations``.
     """
@@ -104,10 +104,13 @@ def solve_pool(
                       + (step[:, None, :] @ hessian @ step[..., None])[:, 0, 0])
 
         trial_x = x + step
-        trial_r, trial_jac, trial_const = problem.residuals(trial_x, rows[slot])
+        trial_r, _, trial_const = problem.residuals(trial_x, rows[slot], with_jacobian=False)
         trial_loss = _loss(trial_r, trial_const)
         accept = solved & (trial_loss < loss)
         decrease = loss - trial_loss
+        accepted = torch.nonzero(accept)[:, 0]
+        if accepted.numel():
+            _, jac[accepted], _ = problem.residuals(trial_x[accepted], rows[slot[accepted]])
 
         ratio = decrease / predicted.clamp_min(torch.finfo(dtype).tiny)
         shrink = torch.clamp(1 - (2 * ratio - 1) ** 3, min=1.0 / 3.0)
@@ -115,7 +118,6 @@ def solve_pool(
         nu = torch.where(accept, torch.full_like(nu, 2.0), nu * 2)
         x = torch.where(accept[:, None], trial_x, x)
         r = torch.where(accept[:, None], trial_r, r)
-        jac = torch.where(accept[:, None, None], trial_jac, jac)
         const = torch.where(accept, trial_const, const)
         new_loss = torch.where(accept, trial_loss, loss)
         iterations = iterations + 1

@@ -133,7 +133,8 @@ class SMPLify:
             orient, cam_t = first.x[:, :3], first.x[:, 3:]
             pose = torch.cat([orient, pose[:, 3:]], dim=1)
             body = BodyStage(self.joints_model, self.prior, pose, betas, cam_t, keypoints,
-                             center, config.focal_length, config.weights)
+                             center, config.focal_length, config.weights,
+                             config.corrective_jacobian)
             second = solve_pool(body, rows, NUM_PARAMS, config.batch_size,
                                 config.body_iterations, config.tolerance, on_done=report)
         return (second.x[:, :72], second.x[:, 72:], cam_t,

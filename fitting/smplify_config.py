@@ -23,6 +23,8 @@ class SmplifyConfig:
     batch_size: samples optimised together (LM: slots of the continuous batch).
     tolerance: LM stops a sample when an accepted step lowers its loss by less than
         ``tolerance * loss``.
+    corrective_jacobian: LM's Jacobian includes the pose correctives' share (exact); False
+        drops it (a Gauss-Newton approximation; the loss that accepts steps stays exact).
     min_keypoints: fewer confident (non-ignored) keypoints than this: no fit, loss = +inf.
     """
 
@@ -32,9 +34,10 @@ class SmplifyConfig:
     body_iterations: int = 40
     batch_size: int = 256
     step_size: float = 1e-2
-    tolerance: float = 1e-5
+    tolerance: float = 1e-4
     focal_length: float = 5000.0
     min_keypoints: int = 4
+    corrective_jacobian: bool = True
     weights: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:

@@ -63,8 +63,8 @@ class CameraStage:
     def initial(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.init_orient[rows], self.init_cam_t[rows]], dim=1)
 
-    def residuals(self, x: torch.Tensor, rows: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def residuals(self, x: torch.Tensor, rows: torch.Tensor, with_jacobian: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         rot, right_jac = axis_angle_to_matrix_and_right_jacobian(x[:, :3])
         root = self.root[rows][:, None]
         lever = ((rot[:, None] @ (self.torso[rows] - root)[..., None])[..., 0])  # (S, 4, 3)
@@ -94,8 +94,10 @@ class BodyStage:
 
     def __init__(self, model: JointsOnlyBody, pose_prior: GmmPosePrior, init_pose: torch.Tensor,
                  init_betas: torch.Tensor, cam_t: torch.Tensor, keypoints: torch.Tensor,
-                 camera_center: torch.Tensor, focal_length: float, weights: LossWeights) -> None:
+                 camera_center: torch.Tensor, focal_length: float, weights: LossWeights,
+                 corrective_jacobian: bool = True) -> None:
         self.model = model
+        self.corrective_jacobian = corrective_jacobian
         self.prior = pose_prior
         self.init = torch.cat([init_pose, init_betas], dim=1)
         self.cam_t = cam_t
@@ -108,12 +110,13 @@ class BodyStage:
     def initial(self, rows: torch.Tensor) -> torch.Tensor:
         return self.init[rows]
 
-    def residuals(self, x: torch.Tensor, rows: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def residuals(self, x: torch.Tensor, rows: torch.Tensor, with_jacobian: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         w = self.weights
         count = x.shape[0]
         pose, betas = x[:, :72], x[:, 72:]
-        evaluation = self.model.evaluate(pose, betas, with_jacobian=True)
+        evaluation = self.model.evaluate(pose, betas, with_jacobian=with_jacobian,
+                                         corrective_jacobian=self.corrective_jacobian)
         camera_points = evaluation.joints + self.cam_t[rows][:, None]  # (S, 49, 3)
         pixels = (self.focal_length * camera_points[..., :2] / camera_points[..., 2:3]
                   + self.camera_center[rows][:, None])
@@ -121,29 +124,29 @@ class BodyStage:
         confidence = self.confidence[rows][..., None]
         scale = torch.rsqrt(w.sigma ** 2 + error ** 2)
         r_data = confidence * w.sigma * error * scale
-        d_data = confidence * w.sigma ** 3 * scale ** 3  # d r / d error
-        d_pixel = projection_jacobian(camera_points, self.focal_length) @ evaluation.jacobian
-        j_data = (d_data[..., None] * d_pixel).reshape(count, -1, NUM_PARAMS)
-
         body = pose[:, 3:]
         component = self.prior.component_nll(body).argmin(dim=1)  # (S,)
         factor = self.prior.precision_factors[component]  # (S, 69, 69)
         prior_scale = w.pose_prior_weight / math.sqrt(2.0)
         r_prior = prior_scale * (factor @ (body - self.prior.means[component])[..., None])[..., 0]
-        j_prior = x.new_zeros(count, 69, NUM_PARAMS)
-        j_prior[:, :, 3:72] = prior_scale * factor
-
         signs = torch.tensor(ANGLE_PRIOR_SIGNS, dtype=x.dtype, device=x.device)
         angles = list(ANGLE_PRIOR_INDICES)
         r_angle = w.angle_prior_weight * torch.exp(body[:, angles] * signs)
-        j_angle = x.new_zeros(count, 4, NUM_PARAMS)
-        j_angle[:, torch.arange(4), 3 + torch.tensor(angles)] = r_angle * signs
-
         r_shape = w.shape_prior_weight * betas
+        r = torch.cat([r_data.reshape(count, -1), r_prior, r_angle, r_shape], dim=1)
+        const = w.pose_prior_weight ** 2 * self.prior.constants[component]
+        if not with_jacobian:
+            return r, None, const
+
+        d_data = confidence * w.sigma ** 3 * scale ** 3  # d r / d error
+        d_pixel = projection_jacobian(camera_points, self.focal_length) @ evaluation.jacobian
+        j_data = (d_data[..., None] * d_pixel).reshape(count, -1, NUM_PARAMS)
+        j_prior = x.new_zeros(count, 69, NUM_PARAMS)
+        j_prior[:, :, 3:72] = prior_scale * factor
+        j_angle = x.new_zeros(count, 4, NUM_PARAMS)
+        columns = 3 + torch.tensor(angles, device=x.device)
+        j_angle[:, torch.arange(4, device=x.device), columns] = r_angle * signs
         j_shape = x.new_zeros(count, 10, NUM_PARAMS)
         j_shape[:, :, 72:] = w.shape_prior_weight * torch.eye(10, dtype=x.dtype, device=x.device)
-
-        r = torch.cat([r_data.reshape(count, -1), r_prior, r_angle, r_shape], dim=1)
         jac = torch.cat([j_data, j_prior, j_angle, j_shape], dim=1)
-        const = w.pose_prior_weight ** 2 * self.prior.constants[component]
         return r, jac, const
