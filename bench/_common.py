@@ -21,8 +21,19 @@ from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
 logger = logging.getLogger("bench")
 
 
+def toy_files() -> BodyModelFiles:
+    """The tests' random SMPL-format model: unlike the stand-in it has pose correctives, so
+    the joints-only Jacobian pays their cost as it would with the real SMPL."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fitting"))
+    from toy_model import toy_body_model_files
+
+    return toy_body_model_files()
+
+
 def body_files(model_dir: str | None) -> BodyModelFiles:
-    """--model-dir, else the stand-in written to a tmp dir, else the random toy model (warned)."""
+    """--model-dir ("toy" for the random test model), else the stand-in written to a tmp dir."""
+    if model_dir == "toy":
+        return toy_files()
     if model_dir:
         return load_body_model_files(model_dir)
     from spinfits.fitting.standin import write_standin_files
@@ -32,12 +43,9 @@ def body_files(model_dir: str | None) -> BodyModelFiles:
         write_standin_files(directory)
         return load_body_model_files(directory)
     except InputError as error:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fitting"))
-        from toy_model import toy_body_model_files
-
         logger.warning("stand-in body model unavailable (%s): using the RANDOM TOY model of "
                        "the tests; figures compare solvers, not body models", error)
-        return toy_body_model_files()
+        return toy_files()
 
 
 @dataclass(frozen=True)
