@@ -1,0 +1,70 @@
+"""The fit loss of SPIN's fits dictionary: one definition for the store, precompute and training.
+
+``loss = mean over the 49 joints of conf^2 * gmof(projection - keypoint, sigma)`` (ignored joints
+count as zero: SPIN's ``get_fitting_loss(...).mean(-1)``), with the camera either given
+(``fit_loss_at``) or, for a stored fit, estimated from the fit's joints and the keypoints by
+SPIN's weighted least squares (``fit_loss``), exactly as SPIN's trainer scores stored fits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spinfits.errors import InputError
+from spinfits.fitting.body_joints import BodyModel, body_joints
+from spinfits.fitting.camera import estimate_translation, perspective_projection
+from spinfits.fitting.losses import reprojection_loss
+
+DEFAULT_SIGMA = 100.0
+
+
+def _center(keypoints: torch.Tensor, camera_center: torch.Tensor | None) -> torch.Tensor:
+    if camera_center is None:
+        return torch.full((keypoints.shape[0], 2), 112.0, dtype=keypoints.dtype,
+                          device=keypoints.device)
+    if camera_center.shape != (keypoints.shape[0], 2):
+        raise InputError(
+            f"camera_center must be (B, 2) pixels, got {tuple(camera_center.shape)} for "
+            f"B = {keypoints.shape[0]}; pass None for SPIN's crop centre (112, 112)"
+        )
+    return camera_center.to(keypoints)
+
+
+def fit_loss_from_joints(joints: torch.Tensor, cam_t: torch.Tensor, keypoints: torch.Tensor,
+                         focal_length: float = 5000.0, camera_center: torch.Tensor | None = None,
+                         sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
+    """(B, 49, 3) joints, (B, 3) cam_t, (B, 49, 3) keypoints -> (B,) fit loss; NaN -> +inf."""
+    projected = perspective_projection(joints, cam_t, focal_length,
+                                       _center(keypoints, camera_center))
+    loss = reprojection_loss(projected, keypoints, sigma).mean(dim=-1)
+    bad = ~torch.isfinite(loss) | (cam_t[:, 2] <= 0)
+    return torch.where(bad, torch.full_like(loss, float("inf")), loss)
+
+
+def fit_loss_at(model: BodyModel, pose: torch.Tensor, betas: torch.Tensor, cam_t: torch.Tensor,
+                keypoints: torch.Tensor, focal_length: float = 5000.0,
+                camera_center: torch.Tensor | None = None,
+                sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
+    """Fit loss (B,) of pose (B, 72), betas (B, 10) seen from a given cam_t (B, 3)."""
+    with torch.no_grad():
+        joints = body_joints(model, pose, betas)
+        return fit_loss_from_joints(joints, cam_t, keypoints, focal_length, camera_center, sigma)
+
+
+def fit_loss(model: BodyModel, pose: torch.Tensor, betas: torch.Tensor, keypoints: torch.Tensor,
+             focal_length: float = 5000.0, camera_center: torch.Tensor | None = None,
+             sigma: float = DEFAULT_SIGMA) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit loss of a stored fit: cam_t by SPIN's ``estimate_translation``, then ``fit_loss_at``.
+
+    Args:
+        pose: (B, 72), betas: (B, 10), keypoints: (B, 49, 3) crop pixels + confidence.
+
+    Returns:
+        loss (B,), +inf where the camera cannot be estimated (fewer than two confident
+        ground-truth keypoints); cam_t (B, 3) the estimated camera.
+    """
+    with torch.no_grad():
+        joints = body_joints(model, pose, betas)
+        cam_t, solvable = estimate_translation(joints, keypoints, focal_length, camera_center)
+        loss = fit_loss_from_joints(joints, cam_t, keypoints, focal_length, camera_center, sigma)
+        return torch.where(solvable, loss, torch.full_like(loss, float("inf"))), cam_t
