@@ -8,8 +8,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from toy_model import toy_body_model_files  # noqa: E402
 
-from spinfits.errors import InputError  # noqa: E402
-from spinfits.fitting.model_files import load_body_model_files  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -19,16 +17,9 @@ def toy_files():
 
 
 @pytest.fixture(scope="session")
-def body_files(tmp_path_factory, toy_files):
-    """The stand-in body model written to a tmp dir, or the toy model until it is available."""
-    from spinfits.fitting.standin import write_standin_files
-
-    directory = tmp_path_factory.mktemp("standin")
-    try:
-        write_standin_files(directory)
-    except InputError:
-        return toy_files
-    return load_body_model_files(directory)
+def body_files(standin_files):
+    """The stand-in body model (written once per session by the root conftest)."""
+    return standin_files
 
 
 @pytest.fixture(autouse=True)
