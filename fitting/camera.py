@@ -42,6 +42,7 @@ def estimate_translation(
     keypoints: torch.Tensor,
     focal_length: float = 5000.0,
     camera_center: torch.Tensor | None = None,
+    joint_indices: tuple[int, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SPIN's camera translation: weighted least squares from the 24 ground-truth joints.
 
@@ -55,6 +56,7 @@ def estimate_translation(
         keypoints: (B, 49, 3) pixels x, y, confidence.
         focal_length: pixels.
         camera_center: (B, 2) pixels; None means (112, 112), SPIN's 224 px crop.
+        joint_indices: the joints to use; None means SPIN's (the 24 GT joints, 25..48).
 
     Returns:
         cam_t: (B, 3), zero where not solvable; solvable: (B,) bool, False for samples with
@@ -68,21 +70,23 @@ def estimate_translation(
             f"{tuple(joints.shape)}, got {tuple(keypoints.shape)}"
         )
     wide = torch.float64 if joints.device.type != "mps" else torch.float32
-    S = joints[:, NUM_OPENPOSE_JOINTS:].to(wide)  # (B, 24, 3)
-    uv = keypoints[:, NUM_OPENPOSE_JOINTS:, :2].to(wide)  # (B, 24, 2)
-    conf = keypoints[:, NUM_OPENPOSE_JOINTS:, 2].to(wide)  # (B, 24)
+    used = (list(range(NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS)) if joint_indices is None
+            else list(joint_indices))
+    S = joints[:, used].to(wide)  # (B, J, 3)
+    uv = keypoints[:, used, :2].to(wide)  # (B, J, 2)
+    conf = keypoints[:, used, 2].to(wide)  # (B, J)
     if camera_center is None:
         center = torch.full((joints.shape[0], 2), 112.0, dtype=wide, device=joints.device)
     else:
         center = camera_center.to(wide)
     f = float(focal_length)
-    offset = center[:, None, :] - uv  # (B, 24, 2): cx - u, cy - v
+    offset = center[:, None, :] - uv  # (B, J, 2): cx - u, cy - v
     # Rows of Q for coordinate a (0: x, 1: y): f * e_a + (c_a - u_a) * e_z.
     Q = torch.zeros(S.shape[0], S.shape[1], 2, 3, dtype=wide, device=joints.device)
     Q[..., 0, 0] = f
     Q[..., 1, 1] = f
     Q[..., 2] = offset
-    rhs = -offset * S[..., 2:3] - f * S[..., :2]  # (B, 24, 2)
+    rhs = -offset * S[..., 2:3] - f * S[..., :2]  # (B, J, 2)
     weight = conf[..., None, None]
     A = (Q.transpose(-1, -2) @ (weight * Q)).sum(1)  # (B, 3, 3)
     b = (Q.transpose(-1, -2) @ (weight * rhs[..., None])).sum(1)[..., 0]  # (B, 3)
