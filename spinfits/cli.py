@@ -14,7 +14,12 @@ import sys
 from spinfits.errors import SpinfitsError
 
 #: Subcommand groups, each a module of this package with ``register(subparsers)``.
-GROUPS = ("spinfits.cli_model", "spinfits.cli_data", "spinfits.cli_store")
+GROUPS = (
+    "spinfits.cli_model",
+    "spinfits.cli_data",
+    "spinfits.cli_store",
+    "spinfits.cli_precompute",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # icechunk warns on every local open that its filesystem storage is unsafe for
+        # concurrent commits; spinfits serialises local commits with a lock, so hide that.
+        import icechunk
+
+        icechunk.set_logs_filter("error")
     try:
         return int(args.func(args) or 0)
     except SpinfitsError as error:

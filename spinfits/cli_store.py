@@ -86,19 +86,9 @@ def _dataset_options(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _quiet_icechunk(args: argparse.Namespace) -> None:
-    # icechunk warns on every local open that its filesystem storage is unsafe for concurrent
-    # commits; spinfits serialises local commits with a lock, so hide that unless asked.
-    import icechunk
-
-    if not getattr(args, "verbose", False):
-        icechunk.set_logs_filter("error")
-
-
 def _open(args: argparse.Namespace, body_model: str | None = None):
     from spinfits.store import FitStore
 
-    _quiet_icechunk(args)
     return FitStore.open(args.store, body_model=body_model, s3=_s3(args))
 
 
@@ -145,7 +135,6 @@ def _loss(value: float) -> str:
 def cmd_init(args: argparse.Namespace) -> int:
     from spinfits.store import BodyModelInfo, FitStore
 
-    _quiet_icechunk(args)
     if (args.dataset is None) != (args.rows is None):
         raise InputError("--dataset and --rows go together: give both to create a dataset, or neither")
     store = FitStore.create(args.store, BodyModelInfo(args.body_model, args.standin), s3=_s3(args))

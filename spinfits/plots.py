@@ -68,3 +68,37 @@ def plot_body_model(files: BodyModelFiles, path: str | Path) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_precompute_report(summary, path: str | Path) -> Path:
+    """Precompute report: loss histogram of the store's fits, and fits/s over the run."""
+    losses = summary.store_losses[np.isfinite(summary.store_losses)]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if losses.size:
+        bins = np.logspace(np.log10(max(losses.min(), 1e-3)), np.log10(losses.max() + 1e-3), 40)
+        left.hist(losses, bins=bins, color="#1f4e8c")
+        left.set_xscale("log")
+        left.axvline(np.median(losses), color="#d1495b", label=f"median {np.median(losses):.2f}")
+        left.legend()
+    left.set_xlabel("fit loss (SPIN's: mean over 49 joints, px²-like GMoF)")
+    left.set_ylabel("rows")
+    left.set_title(f"{losses.size} of {summary.rows_total} rows hold a fit")
+    if len(summary.timeline) > 1:
+        times, counts = np.array(summary.timeline, dtype=float).T
+        rate = np.diff(counts) / np.maximum(np.diff(times), 1e-6)
+        right.plot(times[1:], rate, marker=".", color="#2e933c")
+        right.axhline(summary.fits_per_second, color="grey", linestyle="--",
+                      label=f"overall {summary.fits_per_second:.1f} fits/s, Ray start-up included")
+        right.legend()
+    right.set_xlabel("seconds since start")
+    right.set_ylabel("fits/s (per shard)")
+    right.set_title(f"{summary.rows_fitted} rows fitted in {summary.seconds:.1f} s, "
+                    f"{summary.rows_failed} failed")
+    standin = "STAND-IN body model (not SMPL)" if "STAND-IN" in summary.body_model else "SMPL"
+    figure.suptitle(f"precompute {summary.dataset} — {standin}", fontsize=11)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,283 @@
+"""``spinfits precompute``: Ray actors fit whole datasets and one writer fills the store.
+
+Flow: check every input before any work (dataset, body model, store, dataset/model match) ->
+plan the rows that still need a fit from the store's own record -> fitter actors (one per GPU,
+or CPU actors with their threads set) fit shards -> the driver, the only writer, merges each
+shard by the store's rule and commits every few seconds or every N rows -> summary.
+
+Fault tolerance: actors restart when killed and Ray retries their unfinished shards; a killed
+driver loses at most the rows since its last commit, and rerunning the same command resumes from
+the store. Fitters never wait for a commit: each actor holds two pool slots, so its next shard is
+already queued while the driver merges and commits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import ray
+from ray.util import ActorPool
+from tqdm import tqdm
+
+from spinfits.cluster.fitter_actor import ShardResult, remote_fitter_class
+from spinfits.cluster.plan import Plan, plan_rows
+from spinfits.errors import InputError
+from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
+from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
+from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
+from spinfits.fitting.offline_init import OfflineConfig
+from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
+
+logger = logging.getLogger(__name__)
+
+#: Fitter actors are named ``spinfits-fitter-<run>-<index>`` (see ``ray.util.list_named_actors``).
+FITTER_NAME_PREFIX = "spinfits-fitter-"
+#: ``step`` recorded with precompute's fits (training records its step).
+PRECOMPUTE_STEP = -1
+
+
+@dataclass(frozen=True)
+class PrecomputeConfig:
+    """One precompute run. ``init``: "offline" (keypoints alone), "store" (refine the store's
+    current fits; rows without one start offline) or a SPIN ``*_fits.npy`` path to refine."""
+
+    dataset: Path
+    store: str
+    model_dir: Path
+    dataset_name: str | None = None
+    workers: int = 1
+    threads_per_worker: int | None = None
+    gpus_per_worker: float = 0.0
+    shard_size: int = 256
+    refit: bool = False
+    init: str = "offline"
+    commit_every_s: float = 10.0
+    commit_every_rows: int = 20000
+    fitting: OfflineConfig = field(default_factory=OfflineConfig)
+    s3: S3Options | None = None
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise InputError(f"--workers must be >= 1, got {self.workers}")
+        if self.shard_size < 1:
+            raise InputError(f"--batch must be >= 1, got {self.shard_size}")
+        if self.gpus_per_worker < 0:
+            raise InputError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker}")
+        if self.init not in ("offline", "store") and not str(self.init).endswith(".npy"):
+            raise InputError(
+                f"--init must be 'offline', 'store' or a SPIN *_fits.npy file, got {self.init!r}"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.dataset_name or Path(self.dataset).stem
+
+    @property
+    def threads(self) -> int:
+        if self.threads_per_worker:
+            return self.threads_per_worker
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+
+@dataclass(frozen=True)
+class PrecomputeSummary:
+    """What a run did. ``timeline``: (seconds since start, rows fitted so far) per shard."""
+
+    dataset: str
+    store: str
+    body_model: str
+    rows_total: int
+    rows_planned: int
+    rows_fitted: int
+    rows_improved: int
+    rows_failed: int
+    rows_unfittable: int
+    rows_already_fitted: int
+    seconds: float
+    commits: int
+    last_commit: str | None
+    store_losses: np.ndarray = field(repr=False)
+    timeline: tuple[tuple[float, int], ...] = field(repr=False, default=())
+
+    @property
+    def fits_per_second(self) -> float:
+        return self.rows_fitted / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        finite = self.store_losses[np.isfinite(self.store_losses)]
+        mean = f"{finite.mean():.2f}" if finite.size else "n/a"
+        return [
+            f"dataset {self.dataset}: {self.rows_total} rows; store {self.store}",
+            f"body model: {self.body_model}",
+            f"planned {self.rows_planned}, fitted {self.rows_fitted}, improved {self.rows_improved}, "
+            f"failed {self.rows_failed}, skipped (too few keypoints) {self.rows_unfittable}, "
+            f"already fitted {self.rows_already_fitted}",
+            f"time {self.seconds:.1f} s ({self.fits_per_second:.1f} fits/s), {self.commits} commits, "
+            f"last commit {self.last_commit or '-'}",
+            f"store now: {finite.size} of {self.rows_total} rows hold a fit, mean loss {mean}",
+        ]
+
+
+# ------------------------------------------------------------------------- checks before work
+
+
+def _open_or_create_store(config: PrecomputeConfig, files: BodyModelFiles) -> FitStore:
+    body = BodyModelInfo(files.fingerprint, is_standin=files.is_standin)
+    where = StoreLocation.parse(config.store, config.s3)
+    if where.is_local and (not where.path.exists() or (where.path.is_dir()
+                                                       and not any(where.path.iterdir()))):
+        return FitStore.create(where, body)
+    return FitStore.open(where, body_model=body)
+
+
+def _ensure_dataset(store: FitStore, config: PrecomputeConfig, dataset: KeypointDataset) -> None:
+    existing = store.datasets()
+    if config.name not in existing:
+        store.create_dataset(config.name, len(dataset), dataset_fingerprint=dataset.fingerprint,
+                             fitting_config=dataclasses.asdict(config.fitting), who=_who())
+        return
+    info = existing[config.name]
+    if info.n_rows != len(dataset) or info.dataset_fingerprint != dataset.fingerprint:
+        raise InputError(
+            f"store dataset {config.name!r} was made from another file ({info.n_rows} rows, "
+            f"fingerprint {info.dataset_fingerprint}) than {config.dataset} ({len(dataset)} rows, "
+            f"fingerprint {dataset.fingerprint}); pass --name to store this file under another "
+            f"name, or use another store"
+        )
+
+
+def _initial_fits(config: PrecomputeConfig, store: FitStore, rows_total: int):
+    """(pose (N, 72), betas (N, 10), usable (N,) bool) to refine, or None for offline init."""
+    if config.init == "offline":
+        return None
+    if config.init == "store":
+        fits = store.read(config.name)
+        return fits.pose, fits.betas, np.isfinite(fits.loss)
+    path = Path(config.init)
+    if not path.is_file():
+        raise InputError(f"--init file {path} does not exist; expected SPIN's *_fits.npy (N, 82)")
+    fits = np.load(path, allow_pickle=False)
+    if fits.shape != (rows_total, 82) or not np.isfinite(fits).all():
+        raise InputError(
+            f"--init {path}: expected SPIN's static fits, a finite ({rows_total}, 82) array "
+            f"(pose 72 + betas 10 per dataset row), got shape {fits.shape}"
+        )
+    return fits[:, :72], fits[:, 72:], np.ones(rows_total, dtype=bool)
+
+
+def _who() -> str:
+    return f"spinfits-precompute@{socket.gethostname()}"
+
+
+# ------------------------------------------------------------------------------------- run
+
+
+def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
+    """Fill the store with fits of every row of the dataset that has none (see module doc)."""
+    start = time.perf_counter()
+    files = load_body_model_files(config.model_dir)
+    dataset = load_spin_npz(config.dataset)
+    store = _open_or_create_store(config, files)
+    _ensure_dataset(store, config, dataset)
+    initial = _initial_fits(config, store, len(dataset))
+    confidence = dataset.keypoints[..., 2].copy()
+    confidence[:, list(SMPLIFY_IGNORED_JOINTS)] = 0
+    plan = plan_rows(store.read(config.name).loss, (confidence > 0).sum(1),
+                     refit=config.refit or config.init != "offline",
+                     shard_size=config.shard_size,
+                     min_keypoints=config.fitting.smplify.min_keypoints)
+    logger.info("%s; dataset %s (%d rows) -> store %s", files.description, config.name,
+                len(dataset), store.location)
+    if not plan.shards:
+        logger.info("nothing to do: every fittable row of %s already holds a fit "
+                    "(%d rows skipped: too few keypoints); use --refit to fit them again",
+                    config.name, len(plan.unfittable))
+        return _summary(config, store, files, plan, 0, 0, 0, 0, None, start, ())
+    return _fit_plan(config, store, files, plan, initial, start)
+
+
+def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSummary:
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    device = "cuda" if config.gpus_per_worker > 0 else "cpu"
+    actor_class = remote_fitter_class(num_cpus=config.threads if device == "cpu" else 1,
+                                      num_gpus=config.gpus_per_worker)
+    run_id = f"{socket.gethostname()}-{os.getpid()}-{int(time.time() * 1000)}"
+    actors = [actor_class.options(name=f"{FITTER_NAME_PREFIX}{run_id}-{index}").remote(
+        str(Path(config.model_dir).resolve()), str(Path(config.dataset).resolve()),
+        config.fitting, device, config.threads) for index in range(config.workers)]
+    pool = ActorPool(actors * 2)  # two slots per actor: a shard queued while the driver commits
+    shards = list(plan.shards)
+
+    def submit(actor, rows):
+        if initial is None:
+            return actor.fit_shard.remote(rows)
+        pose, betas, usable = initial
+        if not usable[rows].all():  # rows without a fit to refine start from keypoints alone
+            return actor.fit_shard.remote(rows)
+        return actor.fit_shard.remote(rows, pose[rows], betas[rows])
+
+    fitted = improved = failed = commits = since_commit = 0
+    last_commit, last_time, timeline = None, time.perf_counter(), []
+    finite_sum, finite_count = 0.0, 0
+    bar = tqdm(total=len(plan.pending), unit="fit", desc=f"precompute {config.name}",
+               disable=not config.show_progress, dynamic_ncols=True)
+    try:
+        for rows in shards[: 2 * len(actors)]:
+            pool.submit(submit, rows)
+        queue = shards[2 * len(actors):]
+        while pool.has_next():
+            result: ShardResult = pool.get_next_unordered()
+            if queue:
+                pool.submit(submit, queue.pop(0))
+            improved += store.merge(config.name, Proposals(
+                rows=result.rows, pose=result.pose, betas=result.betas, cam_t=result.cam_t,
+                loss=result.loss, source=Source.OFFLINE, step=PRECOMPUTE_STEP))
+            finite = np.isfinite(result.loss)
+            failed += int((~finite).sum())
+            fitted += len(result.rows)
+            since_commit += len(result.rows)
+            finite_sum += float(result.loss[finite].sum())
+            finite_count += int(finite.sum())
+            timeline.append((time.perf_counter() - start, fitted))
+            bar.update(len(result.rows))
+            bar.set_postfix(mean_loss=f"{finite_sum / max(finite_count, 1):.2f}", failed=failed)
+            due = (time.perf_counter() - last_time >= config.commit_every_s
+                   or since_commit >= config.commit_every_rows or not pool.has_next())
+            if due and store.has_pending:
+                version = store.commit(
+                    f"precompute {config.name}: {fitted} of {len(plan.pending)} planned rows fitted",
+                    who=_who(), metadata={"dataset": config.name, "rows_fitted": fitted,
+                                          "body_model_standin": files.is_standin})
+                if version is not None:
+                    last_commit, commits = version.snapshot_id, commits + 1
+                since_commit, last_time = 0, time.perf_counter()
+    finally:
+        bar.close()
+        for actor in actors:
+            ray.kill(actor)
+        if started_ray:
+            ray.shutdown()
+    return _summary(config, store, files, plan, fitted, improved, failed, commits, last_commit,
+                    start, tuple(timeline))
+
+
+def _summary(config, store, files, plan, fitted, improved, failed, commits, last_commit, start,
+             timeline) -> PrecomputeSummary:
+    losses = store.read(config.name).loss
+    return PrecomputeSummary(
+        dataset=config.name, store=str(store.location), body_model=files.description,
+        rows_total=len(losses), rows_planned=len(plan.pending), rows_fitted=fitted,
+        rows_improved=improved, rows_failed=failed, rows_unfittable=len(plan.unfittable),
+        rows_already_fitted=plan.already_fitted, seconds=time.perf_counter() - start,
+        commits=commits, last_commit=last_commit, store_losses=np.asarray(losses),
+        timeline=timeline)

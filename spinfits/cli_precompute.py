@@ -1,0 +1,56 @@
+"""``spinfits precompute``: fill the store with fits of a whole dataset, on Ray."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "precompute",
+        help="fit every row of a dataset that has no fit yet, on Ray, into the store",
+        description="Plans the rows without a fit from the store's record, fits them in Ray "
+        "actors and commits as it goes; rerun the same command to resume.",
+    )
+    parser.add_argument("--dataset", required=True, type=Path, help="SPIN dataset .npz")
+    parser.add_argument("--store", required=True, help="store path (created if absent) or s3:// URL")
+    parser.add_argument("--model-dir", required=True, type=Path, help="body model folder")
+    parser.add_argument("--name", help="dataset name in the store (default: the file's stem)")
+    parser.add_argument("--workers", type=int, default=1, help="fitter actors (default 1)")
+    parser.add_argument("--threads-per-worker", type=int,
+                        help="CPU threads per actor (default: CPUs / workers)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0,
+                        help="GPUs per actor; > 0 fits on CUDA (default 0: CPU)")
+    parser.add_argument("--batch", type=int, default=256, help="rows per shard (default 256)")
+    parser.add_argument("--refit", action="store_true",
+                        help="refit rows that already hold a fit (the better fit is kept)")
+    parser.add_argument("--init", default="offline",
+                        help="'offline' (keypoints alone, default), 'store' (refine the store's "
+                        "fits) or a SPIN *_fits.npy to refine")
+    parser.add_argument("--commit-every", type=float, default=10.0, metavar="SECONDS")
+    parser.add_argument("--report", type=Path, help="write a report PNG here")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = PrecomputeConfig(
+        dataset=args.dataset, store=args.store, model_dir=args.model_dir, dataset_name=args.name,
+        workers=args.workers, threads_per_worker=args.threads_per_worker,
+        gpus_per_worker=args.gpus_per_worker, shard_size=args.batch, refit=args.refit,
+        init=args.init, commit_every_s=args.commit_every,
+    )
+    summary = run_precompute(config)
+    for line in summary.lines():
+        print(line)
+    if summary.rows_planned == 0:
+        print("nothing to do: every fittable row already holds a fit (--refit to fit again)")
+    if args.report:
+        from spinfits.plots import plot_precompute_report
+
+        print(f"report: {plot_precompute_report(summary, args.report)}")
+    print(f"inspect: spinfits store log {args.store}   |   "
+          f"spinfits store export {args.store} {config.name} fits.parquet")
+    return 0

@@ -1,0 +1,153 @@
+"""spinfits precompute end to end on local Ray: resumable, fault tolerant, clear errors."""
+
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import ray
+
+from spinfits.cluster.precompute import FITTER_NAME_PREFIX, PrecomputeConfig, run_precompute
+from spinfits.errors import InputError
+from spinfits.store import FitStore
+
+
+def config(dataset, store, model_dir, **overrides):
+    base = dict(dataset=dataset, store=str(store), model_dir=model_dir, shard_size=16,
+                show_progress=False, commit_every_s=0.0)
+    base.update(overrides)
+    return PrecomputeConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, local_ray, small_dataset, standin_dir):
+    """An uninterrupted run: the store every other run must end equal to."""
+    store = tmp_path_factory.mktemp("reference") / "store"
+    summary = run_precompute(config(small_dataset, store, standin_dir))
+    return summary, FitStore.open(store).read("people")
+
+
+def test_fills_every_fittable_row_and_commits(reference):
+    summary, fits = reference
+    assert summary.rows_planned == 95 and summary.rows_unfittable == 1
+    assert summary.rows_fitted == 95 and summary.rows_improved == 95 - summary.rows_failed
+    assert summary.commits >= 2  # commit_every_s=0: a commit per shard
+    assert np.isinf(fits.loss[5])  # no keypoints: no fit
+    assert np.isfinite(np.delete(fits.loss, 5)).all()
+    assert np.median(fits.loss[np.isfinite(fits.loss)]) < 30
+    assert "STAND-IN" in summary.body_model
+
+
+def test_second_run_does_nothing_and_says_so(tmp_path, local_ray, small_dataset, standin_dir,
+                                             caplog):
+    store = tmp_path / "store"
+    run_precompute(config(small_dataset, store, standin_dir))
+    tip = FitStore.open(store).tip()
+    with caplog.at_level("INFO"):
+        again = run_precompute(config(small_dataset, store, standin_dir))
+    assert again.rows_planned == 0 and again.rows_fitted == 0
+    assert "nothing to do" in caplog.text
+    assert FitStore.open(store).tip() == tip  # no new commit
+
+
+def _assert_equal_to_reference(fits, reference_fits):
+    assert np.array_equal(np.isfinite(fits.loss), np.isfinite(reference_fits.loss))
+    finite = np.isfinite(fits.loss)
+    np.testing.assert_allclose(fits.loss[finite], reference_fits.loss[finite], rtol=0.05, atol=0.05)
+
+
+def test_actor_killed_mid_run_loses_nothing(tmp_path, local_ray, small_dataset, standin_dir,
+                                            reference):
+    store = tmp_path / "store"
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(
+        summary=run_precompute(config(small_dataset, store, standin_dir, shard_size=8))))
+    runner.start()
+    killed = None
+    deadline = time.time() + 120
+    while killed is None and time.time() < deadline and runner.is_alive():
+        names = [n for n in ray.util.list_named_actors() if n.startswith(FITTER_NAME_PREFIX)]
+        if names:
+            pid = ray.get(ray.get_actor(names[0]).pid.remote())
+            time.sleep(1.0)  # let it get into its shards
+            os.kill(pid, signal.SIGKILL)
+            killed = pid
+        time.sleep(0.1)
+    runner.join(timeout=300)
+    assert killed is not None, "the fitter actor was never seen alive"
+    summary = outcome["summary"]
+    assert summary.rows_fitted >= 95
+    _assert_equal_to_reference(FitStore.open(store).read("people"), reference[1])
+
+
+def test_driver_killed_mid_run_resumes(tmp_path, local_ray, small_dataset, standin_dir,
+                                       reference):
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "spinfits", "precompute", "--dataset", str(small_dataset),
+               "--store", str(store), "--model-dir", str(standin_dir), "--batch", "8",
+               "--commit-every", "0"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    committed = 0
+    while time.time() < deadline and driver.poll() is None:
+        try:
+            committed = sum("precompute" in v.message for v in FitStore.open(store).log())
+        except Exception:  # noqa: BLE001 - the store may not exist yet
+            committed = 0
+        if committed >= 2:
+            break
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    partial = FitStore.open(store).read("people")
+    fitted_before = int(np.isfinite(partial.loss).sum())
+    assert 0 < fitted_before < 95, "kill the driver mid-run"
+    resumed = run_precompute(config(small_dataset, store, standin_dir))
+    assert resumed.rows_planned == 95 - fitted_before  # only what was not committed
+    _assert_equal_to_reference(FitStore.open(store).read("people"), reference[1])
+
+
+def test_bad_inputs_fail_before_any_work(tmp_path, small_dataset, standin_dir):
+    store = tmp_path / "store"
+    with pytest.raises(InputError, match="does not exist"):
+        run_precompute(config(tmp_path / "missing.npz", store, standin_dir))
+    with pytest.raises(InputError, match="model directory .* does not exist"):
+        run_precompute(config(small_dataset, store, tmp_path / "no-model"))
+    assert not store.exists()  # nothing was created
+    not_a_store = tmp_path / "file.txt"
+    not_a_store.write_text("x")
+    with pytest.raises(InputError, match="is a file, not a store directory"):
+        run_precompute(config(small_dataset, not_a_store, standin_dir))
+    assert not_a_store.read_text() == "x"
+
+
+def test_wrong_model_for_the_store_is_refused(tmp_path, small_dataset, standin_dir, reference):
+    other = tmp_path / "other_model"
+    shutil.copytree(standin_dir, other)
+    pkl = other / "smpl" / "SMPL_NEUTRAL.pkl"
+    data = pickle.loads(pkl.read_bytes())
+    data["v_template"] = data["v_template"] * 1.01
+    pkl.write_bytes(pickle.dumps(data))
+    store = tmp_path / "store"
+    FitStore.create(store, __import__("spinfits.store", fromlist=["BodyModelInfo"]).BodyModelInfo(
+        "something-else"))
+    with pytest.raises(InputError, match="fits of different body models must not mix"):
+        run_precompute(config(small_dataset, store, other))
+
+
+def test_other_file_under_the_same_name_is_refused(tmp_path, local_ray, small_dataset,
+                                                   standin_dir, standin_files):
+    from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
+
+    store = tmp_path / "store"
+    run_precompute(config(small_dataset, store, standin_dir, shard_size=96))
+    other = write_synthetic_dataset(tmp_path / "people.npz", standin_files,
+                                    SyntheticConfig(rows=10, seed=1))
+    with pytest.raises(InputError, match="was made from another file.*--name"):
+        run_precompute(config(other, store, standin_dir))
