@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (installs what it needs first):
-# stand-in body model -> synthetic dataset in SPIN's layout -> pictures and summaries.
+# stand-in body model -> synthetic dataset in SPIN's layout -> precompute on local Ray into a
+# local store -> report. Rerunning resumes (and, once complete, says there is nothing to do).
 # Usage: bash scripts/demo.sh [OUTPUT_DIR]   (default: out/demo)
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 cd "$ROOT"
@@ -15,4 +16,14 @@ echo "== 2. synthetic dataset in SPIN's npz layout (ground truth kept in the fil
 spinfits data make-synthetic "$OUT/synthetic.npz" --n 2000 --model-dir "$OUT/model"
 spinfits data info "$OUT/synthetic.npz"
 
-echo "== done: outputs in $OUT (body_model.png shows the stand-in body and its joints)"
+echo "== 3. precompute: fit every person on local Ray into a local versioned store"
+spinfits precompute --dataset "$OUT/synthetic.npz" --store "$OUT/store" --model-dir "$OUT/model" \
+    --batch 128 --report "$OUT/precompute_report.png"
+
+echo "== 4. the store's history"
+spinfits store log "$OUT/store"
+
+echo "== done: outputs in $OUT"
+echo "   body_model.png          the stand-in body and its joints"
+echo "   precompute_report.png   loss histogram and fits/s over the run"
+echo "   store/                  the fits: spinfits store info|log|diff|export $OUT/store ..."
