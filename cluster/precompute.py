@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from spinfits.cluster.fitter_actor import ShardResult, remote_fitter_class
 from spinfits.cluster.plan import Plan, plan_rows
-from spinfits.errors import InputError
+from spinfits.errors import ConflictError, InputError
 from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
@@ -134,17 +134,26 @@ def _open_or_create_store(config: PrecomputeConfig, files: BodyModelFiles) -> Fi
     where = StoreLocation.parse(config.store, config.s3)
     if where.is_local and (not where.path.exists() or (where.path.is_dir()
                                                        and not any(where.path.iterdir()))):
-        return FitStore.create(where, body)
+        try:
+            return FitStore.create(where, body)
+        except InputError:
+            if not (where.path.is_dir() and any(where.path.iterdir())):
+                raise
+            logger.info("another job created %s first; opening it", where)  # a race: fine
     return FitStore.open(where, body_model=body)
 
 
 def _ensure_dataset(store: FitStore, config: PrecomputeConfig, dataset: KeypointDataset) -> None:
-    existing = store.datasets()
-    if config.name not in existing:
-        store.create_dataset(config.name, len(dataset), dataset_fingerprint=dataset.fingerprint,
-                             fitting_config=dataclasses.asdict(config.fitting), who=_who())
-        return
-    info = existing[config.name]
+    if config.name not in store.datasets():
+        try:
+            store.create_dataset(config.name, len(dataset),
+                                 dataset_fingerprint=dataset.fingerprint,
+                                 fitting_config=dataclasses.asdict(config.fitting), who=_who())
+            return
+        except (ConflictError, InputError):
+            if config.name not in store.datasets():  # not a race with another job: a real error
+                raise
+    info = store.datasets()[config.name]
     if info.n_rows != len(dataset) or info.dataset_fingerprint != dataset.fingerprint:
         raise InputError(
             f"store dataset {config.name!r} was made from another file ({info.n_rows} rows, "

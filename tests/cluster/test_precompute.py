@@ -151,3 +151,23 @@ def test_other_file_under_the_same_name_is_refused(tmp_path, local_ray, small_da
                                     SyntheticConfig(rows=10, seed=1))
     with pytest.raises(InputError, match="was made from another file.*--name"):
         run_precompute(config(other, store, standin_dir))
+
+
+def test_two_jobs_on_one_store_lose_no_improvement(tmp_path, small_dataset, standin_dir,
+                                                   reference):
+    """Two precompute jobs started at once on a fresh store: both commit, the store ends
+    with a fit for every fittable row, each no worse than an uninterrupted run's."""
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "spinfits", "precompute", "--dataset", str(small_dataset),
+               "--store", str(store), "--model-dir", str(standin_dir), "--batch", "8",
+               "--commit-every", "0", "--threads-per-worker", "1"]
+    jobs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(2)]
+    outputs = [job.communicate(timeout=400)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    opened = FitStore.open(store)
+    fits = opened.read("people")
+    _assert_equal_to_reference(fits, reference[1])
+    precompute_commits = [v for v in opened.log() if v.message.startswith("precompute")]
+    assert len(precompute_commits) >= 2
+    assert sum(v.rows_improved for v in precompute_commits) >= 95
