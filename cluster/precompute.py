@@ -132,12 +132,11 @@ class PrecomputeSummary:
 def _open_or_create_store(config: PrecomputeConfig, files: BodyModelFiles) -> FitStore:
     body = BodyModelInfo(files.fingerprint, is_standin=files.is_standin)
     where = StoreLocation.parse(config.store, config.s3)
-    if where.is_local and (not where.path.exists() or (where.path.is_dir()
-                                                       and not any(where.path.iterdir()))):
+    if not FitStore.exists(where):
         try:
             return FitStore.create(where, body)
         except InputError:
-            if not (where.path.is_dir() and any(where.path.iterdir())):
+            if not FitStore.exists(where):
                 raise
             logger.info("another job created %s first; opening it", where)  # a race: fine
     return FitStore.open(where, body_model=body)

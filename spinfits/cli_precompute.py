@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spinfits.cli_store import add_s3_arguments, s3_options
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
 
 
@@ -32,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "fits) or a SPIN *_fits.npy to refine")
     parser.add_argument("--commit-every", type=float, default=10.0, metavar="SECONDS")
     parser.add_argument("--report", type=Path, help="write a report PNG here")
+    add_s3_arguments(parser)
     parser.set_defaults(func=_run)
 
 
@@ -40,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
         dataset=args.dataset, store=args.store, model_dir=args.model_dir, dataset_name=args.name,
         workers=args.workers, threads_per_worker=args.threads_per_worker,
         gpus_per_worker=args.gpus_per_worker, shard_size=args.batch, refit=args.refit,
-        init=args.init, commit_every_s=args.commit_every,
+        init=args.init, commit_every_s=args.commit_every, s3=s3_options(args),
     )
     summary = run_precompute(config)
     for line in summary.lines():

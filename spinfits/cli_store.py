@@ -22,12 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("store", metavar="STORE", help="store directory or s3://bucket/prefix")
-    s3 = where.add_argument_group("object storage (s3:// stores; credentials from the AWS chain)")
-    s3.add_argument("--endpoint-url", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
-    s3.add_argument("--region", help="S3 region")
-    s3.add_argument("--allow-http", action="store_true", help="allow an http:// endpoint")
-    s3.add_argument("--force-path-style", action="store_true", help="endpoint/bucket/key addressing")
-    s3.add_argument("--anonymous", action="store_true", help="unsigned requests")
+    add_s3_arguments(where)
 
     p = commands.add_parser("init", parents=[where], help="create an empty store")
     p.add_argument("--body-model", required=True, metavar="FINGERPRINT", help="body model fingerprint")
@@ -89,10 +84,21 @@ def _dataset_options(parser: argparse.ArgumentParser) -> None:
 def _open(args: argparse.Namespace, body_model: str | None = None):
     from spinfits.store import FitStore
 
-    return FitStore.open(args.store, body_model=body_model, s3=_s3(args))
+    return FitStore.open(args.store, body_model=body_model, s3=s3_options(args))
 
 
-def _s3(args: argparse.Namespace):
+def add_s3_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of s3:// stores (shared by every command that opens a store)."""
+    s3 = parser.add_argument_group("object storage (s3:// stores; credentials from the AWS chain)")
+    s3.add_argument("--endpoint-url", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
+    s3.add_argument("--region", help="S3 region")
+    s3.add_argument("--allow-http", action="store_true", help="allow an http:// endpoint")
+    s3.add_argument("--force-path-style", action="store_true", help="endpoint/bucket/key addressing")
+    s3.add_argument("--anonymous", action="store_true", help="unsigned requests")
+
+
+def s3_options(args: argparse.Namespace):
+    """The ``S3Options`` given on the command line (see ``add_s3_arguments``)."""
     from spinfits.store import S3Options
 
     return S3Options(
@@ -137,7 +143,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     if (args.dataset is None) != (args.rows is None):
         raise InputError("--dataset and --rows go together: give both to create a dataset, or neither")
-    store = FitStore.create(args.store, BodyModelInfo(args.body_model, args.standin), s3=_s3(args))
+    store = FitStore.create(args.store, BodyModelInfo(args.body_model, args.standin), s3=s3_options(args))
     print(f"created store {store.location} for body model {store.body_model.describe()}")
     if args.dataset:
         info = store.create_dataset(

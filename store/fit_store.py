@@ -167,6 +167,17 @@ class FitStore:
         log.info("created store at %s for body model %s", where, body_model.describe())
         return cls(repo, where, body_model, "main")
 
+    @staticmethod
+    def exists(location: str | Path | StoreLocation, *, s3: S3Options | None = None) -> bool:
+        """Whether ``location`` holds a repository (local or object storage); no validation."""
+        where = StoreLocation.parse(location, s3)
+        if where.is_local and not where.path.is_dir():
+            return False
+        try:
+            return bool(icechunk.Repository.exists(where.storage()))
+        except (icechunk.IcechunkError, ValueError, OSError) as error:
+            raise InputError(f"cannot reach a store at {where}: {icechunk_reason(error)}") from None
+
     @classmethod
     def open(
         cls,
