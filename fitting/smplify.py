@@ -2,9 +2,9 @@
 
 ``SMPLify(files, config, device).fit(init_pose, init_betas, init_cam_t, keypoints)`` fits any
 number of samples: stage 1 (camera) then stage 2 (body), each with the configured solver, and
-returns a ``FitResult`` whose ``loss`` is SPIN's fit loss (``fit_loss``). ``config.body_stages``
-replaces the body stage by a schedule of prior weights (SMPLify 2016); the loss is the same. Inputs are checked
-once here; the solvers assume clean tensors.
+returns a ``FitResult`` whose ``loss`` is SPIN's fit loss (``fit_loss``).
+``config.body_stages`` replaces the body stage by a schedule of prior weights (SMPLify 2016);
+the loss is the same. Inputs are checked once here; the solvers assume clean tensors.
 
 Sample handling: keypoints that are NaN/inf where confidence > 0 (or negative or NaN
 confidences, or non-finite initial parameters) raise ``InputError``; samples with fewer than

@@ -72,7 +72,11 @@ from dataclasses import replace  # noqa: E402
 
 from spinfits.errors import InputError  # noqa: E402
 from spinfits.fitting.fit_loss import fit_loss_at  # noqa: E402
-from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, SPIN_JOINTS_FLIP_PERM, spin_index  # noqa: E402,E501
+from spinfits.fitting.joints import (  # noqa: E402
+    NUM_OPENPOSE_JOINTS,
+    SPIN_JOINTS_FLIP_PERM,
+    spin_index,
+)
 from spinfits.fitting.offline_init import (  # noqa: E402
     BACK,
     FRONT,
@@ -245,7 +249,8 @@ def test_configs_reject_bad_values():
 
 
 def test_fit_checks_keypoints_with_the_engines_messages(fitter):
-    with pytest.raises(InputError, match=r"keypoints must have shape \(N, 49, 3\).*keypoints\[None\]"):
+    with pytest.raises(InputError,
+                       match=r"keypoints must have shape \(N, 49, 3\).*keypoints\[None\]"):
         fitter.fit(torch.zeros(49, 3))
 
 
