@@ -329,3 +329,23 @@ def test_missing_and_truncated_people_fit_without_failures(standin_files, fitter
     assert enough.all() and result.fitted.all() and torch.isfinite(result.loss).all()
     assert torch.isfinite(result.pose).all()
     assert result.loss.median() < 5.0  # SPIN's fit loss, noise-free keypoints
+
+
+def test_confident_torso_camera_stage_leaves_missing_torso_joints_out(fitter, people):
+    from spinfits.fitting.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS
+    from spinfits.fitting.smplify_stages import CameraStage
+
+    keypoints = people["gt_keypoints"][:2].double().clone()
+    keypoints[:, OPENPOSE_TORSO_JOINTS[0]] = 0.0  # OpenPose torso incomplete: SPIN uses GT's
+    keypoints[:, OPENPOSE_TORSO_JOINTS[1]] = 0.0  # the left shoulder is missing in both
+    keypoints[:, GT_TORSO_JOINTS[1]] = 0.0
+    pose, betas, cam_t = mean_initialisation(fitter.smplify, keypoints)
+    rows = torch.arange(2)
+    args = (fitter.smplify.joints_model, pose, betas, cam_t, keypoints,
+            torch.full((2, 2), 112.0, dtype=torch.float64), 5000.0,
+            fitter.smplify.config.weights)
+    spin = CameraStage(*args).residuals(CameraStage(*args).initial(rows), rows)[0]
+    confident = CameraStage(*args, confident_torso=True)
+    mine = confident.residuals(confident.initial(rows), rows)[0]
+    assert (spin[:, 2:4].norm(dim=1) > 50).all()  # SPIN pulls the missing shoulder to (0, 0)
+    assert (mine[:, 2:4] == 0).all() and (mine[:, [0, 1, 4, 5, 6, 7]].abs() > 0).all()
