@@ -2,8 +2,9 @@
 
 ``SMPLify(files, config, device).fit(init_pose, init_betas, init_cam_t, keypoints)`` fits any
 number of samples: stage 1 (camera) then stage 2 (body), each with the configured solver, and
-returns a ``FitResult`` whose ``loss`` is SPIN's fit loss (``fit_loss``). Inputs are checked
-once here; the solvers assume clean tensors.
+returns a ``FitResult`` whose ``loss`` is SPIN's fit loss (``fit_loss``).
+``config.body_stages`` replaces the body stage by a schedule of prior weights (SMPLify 2016);
+the loss is the same. Inputs are checked once here; the solvers assume clean tensors.
 
 Sample handling: keypoints that are NaN/inf where confidence > 0 (or negative or NaN
 confidences, or non-finite initial parameters) raise ``InputError``; samples with fewer than
@@ -95,7 +96,8 @@ class SMPLify:
             if self.config.solver == "adam":
                 solved = self._fit_adam(pose[rows], betas[rows], cam_t[rows], keypoints[rows],
                                         center[rows], report)
-                iterations[rows] = self.config.camera_iterations + self.config.body_iterations
+                iterations[rows] = self.config.camera_iterations + sum(
+                    count for _, count in self.config.body_schedule())
             else:
                 solved = self._fit_lm(pose[rows], betas[rows], cam_t[rows], keypoints[rows],
                                       center[rows], report)
@@ -115,10 +117,13 @@ class SMPLify:
         outputs = []
         for start in range(0, pose.shape[0], config.batch_size):
             part = slice(start, start + config.batch_size)
-            outputs.append(spin_adam_fit(
-                self.body_model, self.prior, pose[part], betas[part], cam_t[part],
-                keypoints[part], center[part], config.focal_length, config.weights,
-                config.camera_iterations, config.body_iterations, config.step_size))
+            solved = (pose[part], betas[part], cam_t[part])
+            for stage, (weights, count) in enumerate(config.body_schedule()):
+                solved = spin_adam_fit(
+                    self.body_model, self.prior, *solved, keypoints[part], center[part],
+                    config.focal_length, weights, config.camera_iterations if stage == 0 else 0,
+                    count, config.step_size)
+            outputs.append(solved)
             report(outputs[-1][0].shape[0])
         return tuple(torch.cat(parts) for parts in zip(*outputs))
 
@@ -127,18 +132,23 @@ class SMPLify:
         rows = torch.arange(pose.shape[0], device=self.device)
         with torch.no_grad():
             camera = CameraStage(self.joints_model, pose, betas, cam_t, keypoints, center,
-                                 config.focal_length, config.weights)
+                                 config.focal_length, config.weights, config.confident_torso)
             first = solve_pool(camera, rows, 6, config.batch_size, config.camera_iterations,
                                config.tolerance)
             orient, cam_t = first.x[:, :3], first.x[:, 3:]
             pose = torch.cat([orient, pose[:, 3:]], dim=1)
-            body = BodyStage(self.joints_model, self.prior, pose, betas, cam_t, keypoints,
-                             center, config.focal_length, config.weights,
-                             config.corrective_jacobian)
-            second = solve_pool(body, rows, NUM_PARAMS, config.batch_size,
-                                config.body_iterations, config.tolerance, on_done=report)
-        return (second.x[:, :72], second.x[:, 72:], cam_t,
-                first.iterations + second.iterations, second.converged)
+            iterations = first.iterations
+            schedule = config.body_schedule()
+            for stage, (weights, count) in enumerate(schedule):
+                body = BodyStage(self.joints_model, self.prior, pose, betas, cam_t, keypoints,
+                                 center, config.focal_length, weights,
+                                 config.corrective_jacobian)
+                last = stage == len(schedule) - 1
+                second = solve_pool(body, rows, NUM_PARAMS, config.batch_size, count,
+                                    config.tolerance, on_done=report if last else None)
+                pose, betas = second.x[:, :72], second.x[:, 72:]
+                iterations = iterations + second.iterations
+        return pose, betas, cam_t, iterations, second.converged
 
     # ------------------------------------------------------------------ input checks
 
@@ -147,8 +157,16 @@ class SMPLify:
         count = pose.shape[0]
         betas = self._tensor("init_betas", betas, (10,), count)
         cam_t = self._tensor("init_cam_t", cam_t, (3,), count)
+        keypoints, center = self.checked_keypoints(keypoints, camera_center, count)
+        return pose, betas, cam_t, keypoints, center
+
+    def checked_keypoints(self, keypoints, camera_center=None, count=None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate keypoints (N, 49, 3) and camera_center (N, 2) or None; returns them on this
+        engine's device and dtype, keypoints without confidence zeroed, centre filled in."""
         keypoints = self._tensor("keypoints", keypoints, (NUM_SPIN_JOINTS, 3), count,
                                  check_finite=False)
+        count = keypoints.shape[0]
         if camera_center is None:
             center = torch.full((count, 2), 112.0, dtype=self.dtype, device=self.device)
         else:
@@ -169,7 +187,7 @@ class SMPLify:
             )
         keypoints = torch.where((confidence > 0)[..., None], keypoints,
                                 torch.zeros_like(keypoints))
-        return pose, betas, cam_t, keypoints, center
+        return keypoints, center
 
     def _tensor(self, name, value, trailing, count=None, check_finite=True) -> torch.Tensor:
         if isinstance(value, np.ndarray):

@@ -11,6 +11,43 @@ from spinfits.errors import InputError
 from spinfits.fitting.losses import LossWeights
 
 
+#: SPIN's elbow/knee prior weight relative to its pose prior weight (15.2 / 4.78), kept per stage.
+ANGLE_TO_POSE_WEIGHT = 15.2 / 4.78
+
+
+@dataclass(frozen=True)
+class PriorStage:
+    """One body stage of a staged fit: prior weights (squared in the loss, as SPIN does) and
+    the stage's iteration cap (LM) or count (Adam).
+
+    angle_prior_weight: None means ``ANGLE_TO_POSE_WEIGHT * pose_prior_weight`` (SPIN's ratio).
+    """
+
+    pose_prior_weight: float
+    shape_prior_weight: float
+    iterations: int
+    angle_prior_weight: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("pose_prior_weight", "shape_prior_weight"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"PriorStage.{name} must be > 0, got {getattr(self, name)}")
+        if self.angle_prior_weight is not None and not self.angle_prior_weight > 0:
+            raise InputError(
+                f"PriorStage.angle_prior_weight must be > 0 or None (SPIN's ratio to the pose "
+                f"weight), got {self.angle_prior_weight}"
+            )
+        if self.iterations < 1:
+            raise InputError(f"PriorStage.iterations must be >= 1, got {self.iterations}")
+
+    def loss_weights(self, base: LossWeights) -> LossWeights:
+        """``base`` (sigma, depth weight) with this stage's prior weights."""
+        angle = (self.angle_prior_weight if self.angle_prior_weight is not None
+                 else ANGLE_TO_POSE_WEIGHT * self.pose_prior_weight)
+        return replace(base, pose_prior_weight=self.pose_prior_weight,
+                       shape_prior_weight=self.shape_prior_weight, angle_prior_weight=angle)
+
+
 @dataclass(frozen=True)
 class SmplifyConfig:
     """How SMPLify fits. The objective (``weights``) is SPIN's in every mode.
@@ -26,6 +63,14 @@ class SmplifyConfig:
     corrective_jacobian: LM's Jacobian includes the pose correctives' share (exact); False
         drops it (a Gauss-Newton approximation; the loss that accepts steps stays exact).
     min_keypoints: fewer confident (non-ignored) keypoints than this: no fit, loss = +inf.
+    body_stages: () (default, SPIN's single stage: ``weights`` for ``body_iterations``) or
+        a schedule of ``PriorStage`` run in order, each starting where the previous ended
+        (SMPLify 2016's decreasing prior weights); ``weights`` still gives sigma and the
+        camera stage's depth weight, and ``body_iterations`` is then unused.
+    confident_torso: False (SPIN): the camera stage fits the four OpenPose torso keypoints if
+        all are confident, else the four ground-truth ones whatever their confidence (a
+        missing one pulls towards pixel (0, 0)); True: per joint, whichever source is
+        confident, and missing joints are left out (LM only).
     """
 
     solver: Literal["lm", "adam"] = "lm"
@@ -39,8 +84,16 @@ class SmplifyConfig:
     min_keypoints: int = 4
     corrective_jacobian: bool = True
     weights: LossWeights = field(default_factory=LossWeights)
+    body_stages: tuple[PriorStage, ...] = ()
+    confident_torso: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.body_stages, tuple) or not all(
+                isinstance(stage, PriorStage) for stage in self.body_stages):
+            raise InputError(
+                f"body_stages must be a tuple of PriorStage, got {self.body_stages!r}; e.g. "
+                f"(PriorStage(404.0, 100.0, 10), PriorStage(4.78, 5.0, 30))"
+            )
         if self.solver not in ("lm", "adam"):
             raise InputError(f"solver must be 'lm' or 'adam', got {self.solver!r}")
         if self.body_evaluation not in ("joints_only", "full"):
@@ -52,6 +105,9 @@ class SmplifyConfig:
                 "the LM solver needs body_evaluation='joints_only' (it uses its analytic "
                 "Jacobian); use solver='adam' for the full-mesh reference"
             )
+        if self.solver == "adam" and self.confident_torso:
+            raise InputError("confident_torso is implemented by the LM solver only; use "
+                             "solver='lm' or confident_torso=False (SPIN's camera stage)")
         for name in ("camera_iterations", "body_iterations", "batch_size", "min_keypoints"):
             if getattr(self, name) < (0 if name.endswith("iterations") else 1):
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
@@ -62,6 +118,14 @@ class SmplifyConfig:
         base = cls(solver="adam", body_evaluation="full", camera_iterations=100,
                    body_iterations=100, batch_size=66, step_size=1e-2)
         return replace(base, **overrides)
+
+    def body_schedule(self) -> tuple[tuple[LossWeights, int], ...]:
+        """The body stages to run as (weights, iterations): ``body_stages``, or SPIN's single
+        stage (``weights``, ``body_iterations``)."""
+        if not self.body_stages:
+            return ((self.weights, self.body_iterations),)
+        return tuple((stage.loss_weights(self.weights), stage.iterations)
+                     for stage in self.body_stages)
 
 
 @dataclass(frozen=True)

@@ -41,18 +41,30 @@ class CameraStage:
     Per row (N rows): torso (N, 4, 3) the four torso joints with zero global orientation,
     root (N, 3) the root joint (the centre of the global rotation), keypoints (N, 4, 2) their
     targets (OpenPose torso if all four are confident, else ground truth), init_cam_t (N, 3),
-    init_orient (N, 3), camera_center (N, 2).
+    init_orient (N, 3), camera_center (N, 2). ``confident_torso``: per joint, the OpenPose
+    torso keypoint if confident, else the ground-truth one, else no residual (SPIN's stage
+    uses all four of one source, whatever their confidence).
     """
 
     def __init__(self, model: JointsOnlyBody, pose: torch.Tensor, betas: torch.Tensor,
                  init_cam_t: torch.Tensor, keypoints: torch.Tensor, camera_center: torch.Tensor,
-                 focal_length: float, weights: LossWeights) -> None:
+                 focal_length: float, weights: LossWeights,
+                 confident_torso: bool = False) -> None:
         unrotated = torch.cat([torch.zeros_like(pose[:, :3]), pose[:, 3:]], dim=1)
         joints = model(unrotated, betas)  # (N, 49, 3)
         use_op = torso_joints_openpose_valid(keypoints)[:, None]
         op, gt = list(OPENPOSE_TORSO_JOINTS), list(GT_TORSO_JOINTS)
         self.torso = torch.where(use_op[..., None], joints[:, op], joints[:, gt])
         self.targets = torch.where(use_op[..., None], keypoints[:, op, :2], keypoints[:, gt, :2])
+        # (N, 4, 1) residual weight per torso joint: 1 (SPIN), or, with confident_torso, the
+        # OpenPose joint where confident, else the ground-truth one, else none (weight 0)
+        self.torso_weight = torch.ones_like(self.targets[..., :1])
+        if confident_torso:
+            op_ok = keypoints[:, op, 2:3] > 0
+            gt_ok = keypoints[:, gt, 2:3] > 0
+            self.torso = torch.where(op_ok, joints[:, op], joints[:, gt])
+            self.targets = torch.where(op_ok, keypoints[:, op, :2], keypoints[:, gt, :2])
+            self.torso_weight = (op_ok | gt_ok).to(keypoints.dtype)
         self.root = model.joint_template[0] + betas @ model.joint_shape[0].T  # (N, 3)
         self.init_cam_t = init_cam_t
         self.init_orient = pose[:, :3]
@@ -78,10 +90,13 @@ class CameraStage:
             x.shape[0], 4, 3, 3)], dim=-1)  # (S, 4, 3, 6)
         d_pixel = projection_jacobian(camera_points, self.focal_length) @ d_point  # (S, 4, 2, 6)
         depth = self.depth_weight * (x[:, 5] - self.init_cam_t[rows, 2])
-        r = torch.cat([(pixels - self.targets[rows]).reshape(-1, 8), depth[:, None]], dim=1)
+        weight = self.torso_weight[rows]  # (S, 4, 1)
+        r = torch.cat([(weight * (pixels - self.targets[rows])).reshape(-1, 8), depth[:, None]],
+                      dim=1)
         d_depth = torch.zeros_like(x)
         d_depth[:, 5] = self.depth_weight
-        jac = torch.cat([d_pixel.reshape(-1, 8, 6), d_depth[:, None]], dim=1)
+        jac = torch.cat([(weight[..., None] * d_pixel).reshape(-1, 8, 6), d_depth[:, None]],
+                        dim=1)
         return r, jac, torch.zeros_like(depth)
 
 

@@ -11,7 +11,8 @@ their legs off, and the keypoints outside it are missing.
 Ground truth is kept in the file: ``pose`` (N, 72), ``shape`` (N, 10), ``has_smpl``,
 ``gt_cam_t`` (N, 3) crop-frame camera translation, ``gt_keypoints`` (N, 49, 3) noise-free crop
 keypoints, ``S`` (N, 24, 4) GT joints in the camera frame (metres) + visibility,
-``truncated`` (N,), and ``body_model`` (fingerprint and stand-in flag of the model used).
+``truncated`` (N,), ``swapped`` (N,), ``outliers`` (N, 49) keypoints moved far off (with
+``outlier_fraction`` > 0), and ``body_model`` (fingerprint and stand-in flag of the model used).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class SyntheticConfig:
     missing_fraction: float = 0.12
     truncated_fraction: float = 0.04
     swap_fraction: float = 0.02
+    outlier_fraction: float = 0.0
+    outlier_px: tuple[float, float] = (30.0, 80.0)
     facing_away_fraction: float = 0.1
     side_fraction: float = 0.2
     image_size: int = 1000
@@ -57,7 +60,7 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.rows < 1:
             raise InputError(f"rows must be >= 1, got {self.rows}")
-        for name in ("missing_fraction", "truncated_fraction", "swap_fraction",
+        for name in ("missing_fraction", "truncated_fraction", "swap_fraction", "outlier_fraction",
                      "facing_away_fraction", "side_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -131,6 +134,20 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
     swapped = rng.random(count) < config.swap_fraction
     openpose_flip = list(SPIN_JOINTS_FLIP_PERM[:NUM_OPENPOSE_JOINTS])
     noisy[swapped, :NUM_OPENPOSE_JOINTS] = noisy[swapped][:, openpose_flip]
+    outliers = np.zeros((count, 49), dtype=bool)
+    if config.outlier_fraction > 0:  # (no draws otherwise: older datasets stay identical)
+        # one or two wildly wrong detections: confident keypoints moved 30-80 px away
+        chosen = rng.random(count) < config.outlier_fraction
+        for row in np.nonzero(chosen)[0]:
+            candidates = np.nonzero(confidence[row] > 0)[0]
+            if candidates.size:
+                picked = rng.choice(candidates, min(candidates.size, rng.integers(1, 3)),
+                                    replace=False)
+                angle = rng.uniform(0, 2 * np.pi, picked.size)
+                distance = rng.uniform(*config.outlier_px, picked.size)
+                noisy[row, picked] += distance[:, None] * np.stack([np.cos(angle),
+                                                                    np.sin(angle)], 1)
+                outliers[row, picked] = True
 
     # An image box per person: the crop is a square of side 200*scale around `center`.
     scale = rng.uniform(1.0, 3.0, count)
@@ -156,6 +173,7 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
         "gt_keypoints": gt_keypoints.astype(np.float32),
         "truncated": truncated,
         "swapped": swapped,
+        "outliers": outliers,
         "body_model": np.array(
             f"{'STAND-IN ' if files.is_standin else ''}fingerprint {files.fingerprint}"
         ),
