@@ -17,6 +17,15 @@ from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, SMPL_PARENTS  # noqa: E
 from spinfits.fitting.model_files import BodyModelFiles  # noqa: E402
 
 
+def _save(figure, path: str | Path, dpi: int) -> Path:
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
+
+
 def _silhouette(axis, vertices: np.ndarray, faces: np.ndarray, columns: tuple[int, int]) -> None:
     triangles = vertices[faces][:, :, list(columns)]
     axis.add_collection(PolyCollection(triangles, facecolor="#c9d6e8", edgecolor="none"))
@@ -62,12 +71,7 @@ def plot_body_model(files: BodyModelFiles, path: str | Path) -> Path:
     kind = "STAND-IN body model (not SMPL)" if files.is_standin else "SMPL body model"
     figure.suptitle(f"{kind}, zero pose, betas 0: height {height:.2f} m, "
                     f"{len(vertices)} vertices, fingerprint {files.fingerprint}", fontsize=11)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, path, dpi=110)
 
 
 def plot_precompute_report(summary, path: str | Path) -> Path:
@@ -96,9 +100,4 @@ def plot_precompute_report(summary, path: str | Path) -> Path:
                     f"{summary.rows_failed} failed")
     standin = "STAND-IN body model (not SMPL)" if "STAND-IN" in summary.body_model else "SMPL"
     figure.suptitle(f"precompute {summary.dataset} — {standin}", fontsize=11)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(figure, path, dpi=100)
