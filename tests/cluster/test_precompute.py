@@ -171,3 +171,24 @@ def test_two_jobs_on_one_store_lose_no_improvement(tmp_path, small_dataset, stan
     precompute_commits = [v for v in opened.log() if v.message.startswith("precompute")]
     assert len(precompute_commits) >= 2
     assert sum(v.rows_improved for v in precompute_commits) >= 95
+
+
+def test_refine_from_spin_static_fits(tmp_path, local_ray, small_dataset, standin_dir):
+    """--init FILE.npy: SPIN static fits (N, 82) are what SMPLify starts from."""
+    raw = np.load(small_dataset)
+    static = np.concatenate([raw["pose"], raw["shape"]], axis=1)
+    static[:, 72] = 3.0  # a tall start: refinement keeps much of it, a fit from scratch none
+    fits_path = tmp_path / "people_fits.npy"
+    np.save(fits_path, static)
+    store = tmp_path / "store"
+    summary = run_precompute(config(small_dataset, store, standin_dir, init=str(fits_path)))
+    assert summary.rows_fitted == 95
+    fits = FitStore.open(store).read("people")
+    finite = np.isfinite(fits.loss)
+    assert finite.sum() == 95
+    assert fits.betas[finite, 0].mean() > 1.5  # from scratch it is about 0 (the data's mean)
+    with pytest.raises(InputError, match=r"expected SPIN's static fits, a finite \(96, 82\) array"):
+        np.save(fits_path, static[:, :72])
+        run_precompute(config(small_dataset, store, standin_dir, init=str(fits_path)))
+    with pytest.raises(InputError, match="--init must be 'offline', 'store' or a SPIN"):
+        config(small_dataset, store, standin_dir, init="bogus")
