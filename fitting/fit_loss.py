@@ -8,12 +8,14 @@ SPIN's weighted least squares (``fit_loss``), exactly as SPIN's trainer scores s
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from spinfits.errors import InputError
 from spinfits.fitting.body_joints import BodyModel, body_joints
 from spinfits.fitting.camera import estimate_translation, perspective_projection
 from spinfits.fitting.losses import reprojection_loss
+from spinfits.fitting.model_files import BodyModelFiles
 
 DEFAULT_SIGMA = 100.0
 
@@ -68,3 +70,32 @@ def fit_loss(model: BodyModel, pose: torch.Tensor, betas: torch.Tensor, keypoint
         cam_t, solvable = estimate_translation(joints, keypoints, focal_length, camera_center)
         loss = fit_loss_from_joints(joints, cam_t, keypoints, focal_length, camera_center, sigma)
         return torch.where(solvable, loss, torch.full_like(loss, float("inf"))), cam_t
+
+
+def score_fits(files: BodyModelFiles, pose: np.ndarray, betas: np.ndarray,
+               keypoints: np.ndarray, device: torch.device | str = "cpu",
+               batch_size: int = 4096) -> np.ndarray:
+    """SPIN's loss of given fits (e.g. SPIN static fits) as SPIN's trainer scores stored fits.
+
+    Args:
+        pose: (N, 72), betas: (N, 10), keypoints: (N, 49, 3) crop pixels + confidence.
+
+    Returns:
+        (N,) float32 losses; +inf where the camera cannot be estimated.
+    """
+    from spinfits.fitting.joints_only import JointsOnlyBody
+
+    if pose.shape[0] != keypoints.shape[0] or betas.shape[0] != keypoints.shape[0]:
+        raise InputError(
+            f"fits and keypoints must have one row per sample: pose {pose.shape}, betas "
+            f"{betas.shape}, keypoints {keypoints.shape}; are they of the same dataset?"
+        )
+    model = JointsOnlyBody(files, torch.device(device), torch.float32)
+    losses = []
+    for start in range(0, pose.shape[0], batch_size):
+        part = slice(start, start + batch_size)
+        tensors = [torch.as_tensor(np.asarray(a[part]), dtype=torch.float32, device=device)
+                   for a in (pose, betas, keypoints)]
+        loss, _ = fit_loss(model, *tensors)
+        losses.append(loss.cpu().numpy())
+    return np.concatenate(losses).astype(np.float32)

@@ -68,6 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dataset")
     p.add_argument("fits", help="SPIN fits file, (N, 82) = pose 72 + betas 10")
     p.add_argument("--losses", help="(N,) .npy of the fits' losses; without it they are unscored (+inf)")
+    p.add_argument("--score", metavar="DATASET_NPZ",
+                   help="compute the losses: SPIN's fit loss against this dataset's keypoints "
+                   "(needs --model-dir)")
+    p.add_argument("--model-dir", help="body model folder, for --score")
     p.add_argument("--body-model", metavar="FINGERPRINT", help="refuse a store of another body model")
     p.add_argument("--message", help="commit message")
     p.add_argument("--step", type=int, default=0, help="step recorded for the imported rows")
@@ -254,14 +258,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace, fits):
+    """Losses of SPIN fits against a dataset's keypoints, with the store's body model."""
+    from spinfits.fitting.dataset import load_spin_npz
+    from spinfits.fitting.fit_loss import score_fits
+    from spinfits.fitting.model_files import load_body_model_files
+
+    if not args.model_dir:
+        raise InputError("--score needs --model-dir, the body model the fits belong to")
+    if args.losses:
+        raise InputError("give either --losses or --score, not both")
+    files = load_body_model_files(args.model_dir)
+    dataset = load_spin_npz(args.score)
+    if fits.ndim != 2 or fits.shape != (len(dataset), 82):
+        raise InputError(
+            f"{args.fits} has shape {fits.shape}, expected ({len(dataset)}, 82): one SPIN fit "
+            f"(pose 72 + betas 10) per row of {args.score}"
+        )
+    losses = score_fits(files, fits[:, :72], fits[:, 72:], dataset.keypoints)
+    print(f"scored {len(losses)} fits with {files.description}: "
+          f"{int(np.isfinite(losses).sum())} finite, median {np.median(losses):.2f}")
+    return losses, files.fingerprint, dataset.fingerprint
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from spinfits.store import import_spin_fits
     from spinfits.store.spin_files import load_npy, spin_proposals
 
-    store = _open(args, body_model=args.body_model)
     fits = load_npy(args.fits, "SPIN fits")
     losses = None if args.losses is None else load_npy(args.losses, "losses")
+    body_model = args.body_model
+    if args.score:
+        losses, body_model, args.dataset_fingerprint = _score(args, fits)
     spin_proposals(fits, losses)  # validate before touching the store
+    store = _open(args, body_model=body_model)
     if args.dataset not in store.datasets():
         store.create_dataset(
             args.dataset,
