@@ -1,0 +1,179 @@
+"""A learned initialiser: a small network from 2D keypoints to SMPL pose and shape.
+
+SPIN's authors made their static fits this way (SPIN issue 67): a network trained on keypoints
+projected from bodies (with noise and randomly removed keypoints) predicts SMPL parameters, and
+SMPLify starts from its prediction. Here it is trained on the body model's own synthetic people
+(``spinfits.fitting.synthetic``) and saved beside the model files, tied to the model's
+fingerprint: ``spinfits init train-regressor --model-dir DIR`` writes ``DIR/keypoint_regressor.pt``.
+
+Input: (B, 49, 3) crop keypoints, normalised per row (confident keypoints centred on their mean
+and divided by their largest extent; missing ones zero) plus the confidence mask. Output: SMPL
+pose as 24 rotations in SPIN's 6D layout and 10 betas. The camera is not predicted: the caller
+estimates it from the keypoints for the predicted body (least squares), as for the mean start.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+from torch import nn
+
+from spinfits.errors import InputError
+from spinfits.fitting.joints import NUM_SPIN_JOINTS
+from spinfits.fitting.model_files import BodyModelFiles
+from spinfits.fitting.synthetic import SyntheticConfig, make_synthetic_dataset
+
+logger = logging.getLogger(__name__)
+
+REGRESSOR_FILE = "keypoint_regressor.pt"
+
+
+@dataclass(frozen=True)
+class RegressorTraining:
+    """How the keypoint regressor is trained (on synthetic people of the body model)."""
+
+    samples: int = 20000
+    steps: int = 4000
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    hidden: int = 1024
+    noise_px: float = 3.0
+    max_dropout: float = 0.3
+    seed: int = 1234
+
+
+class KeypointRegressor(nn.Module):
+    """(B, 49, 3) crop keypoints -> pose (B, 72) axis-angle and betas (B, 10)."""
+
+    def __init__(self, hidden: int = 1024) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(NUM_SPIN_JOINTS * 3, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, 24 * 6 + 10))
+
+    @staticmethod
+    def normalise(keypoints: torch.Tensor) -> torch.Tensor:
+        """(B, 49, 3) -> (B, 147): centred, scale-free x, y of confident keypoints + mask."""
+        mask = (keypoints[..., 2] > 0).to(keypoints.dtype)
+        count = mask.sum(1, keepdim=True).clamp(min=1)
+        xy = keypoints[..., :2]
+        center = (xy * mask[..., None]).sum(1) / count
+        big = torch.finfo(keypoints.dtype).max
+        low = torch.where(mask[..., None] > 0, xy, torch.full_like(xy, big)).amin(1)
+        high = torch.where(mask[..., None] > 0, xy, torch.full_like(xy, -big)).amax(1)
+        extent = (high - low).amax(-1, keepdim=True).clamp(min=1.0)
+        normalised = (xy - center[:, None]) / extent[..., None] * mask[..., None]
+        return torch.cat([normalised, mask[..., None]], -1).flatten(1)
+
+    def forward(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(self.normalise(keypoints))
+        rotmat = _rot6d_to_rotmat(out[:, :144])
+        return _rotmat_to_axis_angle(rotmat).reshape(-1, 72), out[:, 144:]
+
+    def rotmats(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(self.normalise(keypoints))
+        return _rot6d_to_rotmat(out[:, :144]), out[:, 144:]
+
+
+def _rot6d_to_rotmat(rot6d: torch.Tensor) -> torch.Tensor:
+    pairs = rot6d.reshape(rot6d.shape[0], -1, 3, 2)
+    first = nn.functional.normalize(pairs[..., 0], dim=-1)
+    second = pairs[..., 1] - (first * pairs[..., 1]).sum(-1, keepdim=True) * first
+    second = nn.functional.normalize(second, dim=-1)
+    return torch.stack([first, second, torch.cross(first, second, dim=-1)], dim=-1)
+
+
+def _rotmat_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) -> (..., 3); via scipy (prediction only, no gradient needed)."""
+    flat = rotmat.detach().reshape(-1, 3, 3).cpu().double().numpy()
+    vectors = Rotation.from_matrix(flat).as_rotvec()
+    return torch.as_tensor(vectors, dtype=rotmat.dtype, device=rotmat.device).reshape(
+        *rotmat.shape[:-2], 3)
+
+
+def _training_batch(keypoints: np.ndarray, index: np.ndarray, config: RegressorTraining,
+                    rng: np.random.Generator) -> torch.Tensor:
+    """Noise and random removal on noise-free crop keypoints (B, 49, 3)."""
+    batch = keypoints[index].copy()
+    batch[..., :2] += rng.normal(0.0, config.noise_px, batch[..., :2].shape)
+    dropout = rng.uniform(0.0, config.max_dropout, (len(index), 1))
+    batch[..., 2] *= rng.random(batch[..., 2].shape) >= dropout
+    return torch.as_tensor(batch, dtype=torch.float32)
+
+
+def train_keypoint_regressor(files: BodyModelFiles, config: RegressorTraining | None = None,
+                             progress=None) -> tuple[KeypointRegressor, dict[str, float]]:
+    """Train on synthetic people of ``files``; returns the model and held-out figures."""
+    config = config or RegressorTraining()
+    data = make_synthetic_dataset(files, SyntheticConfig(rows=config.samples, seed=config.seed))
+    keypoints = data["gt_keypoints"].astype(np.float32)
+    target_rot = torch.as_tensor(
+        Rotation.from_rotvec(data["pose"].reshape(-1, 3)).as_matrix().reshape(-1, 24, 3, 3),
+        dtype=torch.float32)
+    target_betas = torch.as_tensor(data["shape"], dtype=torch.float32)
+    held_out = max(1, config.samples // 10)
+    train_rows = np.arange(held_out, config.samples)
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    model = KeypointRegressor(config.hidden)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.steps)
+    for step in range(config.steps):
+        index = rng.choice(train_rows, config.batch_size)
+        rotmat, betas = model.rotmats(_training_batch(keypoints, index, config, rng))
+        loss = ((rotmat - target_rot[index]) ** 2).mean() + 0.01 * (
+            (betas - target_betas[index]) ** 2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if progress is not None:
+            progress(step + 1, config.steps, float(loss.detach()))
+    model.eval()
+    with torch.no_grad():
+        index = np.arange(held_out)
+        rotmat, _ = model.rotmats(_training_batch(keypoints, index, config, rng))
+        relative = rotmat.transpose(-1, -2) @ target_rot[index]
+        cos = ((relative.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
+        angle = torch.rad2deg(torch.arccos(cos))
+    figures = {"held_out_rows": float(held_out),
+               "global_orient_error_deg_median": float(angle[:, 0].median()),
+               "body_joint_error_deg_mean": float(angle[:, 1:].mean())}
+    return model, figures
+
+
+def save_keypoint_regressor(model: KeypointRegressor, files: BodyModelFiles,
+                            config: RegressorTraining, figures: dict[str, float],
+                            directory: str | Path | None = None) -> Path:
+    """Save beside the model files (``DIR/keypoint_regressor.pt``), tied to the fingerprint."""
+    path = Path(directory or files.directory) / REGRESSOR_FILE
+    torch.save({"state_dict": model.state_dict(), "fingerprint": files.fingerprint,
+                "standin": files.is_standin, "training": asdict(config), "figures": figures},
+               path)
+    return path
+
+
+def load_keypoint_regressor(files: BodyModelFiles, path: str | Path | None = None,
+                            device: torch.device | str = "cpu") -> KeypointRegressor:
+    """Load the regressor trained for ``files``; a regressor of another model is refused."""
+    path = Path(path or Path(files.directory) / REGRESSOR_FILE)
+    if not path.is_file():
+        raise InputError(
+            f"no keypoint regressor at {path}; train one with "
+            f"`spinfits init train-regressor --model-dir {files.directory}`"
+        )
+    saved = torch.load(path, map_location=device, weights_only=True)
+    if saved.get("fingerprint") != files.fingerprint:
+        raise InputError(
+            f"{path} was trained for body model {saved.get('fingerprint')}, not for "
+            f"{files.fingerprint}; retrain it with `spinfits init train-regressor`"
+        )
+    model = KeypointRegressor(int(saved["training"]["hidden"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
