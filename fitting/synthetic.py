@@ -13,6 +13,16 @@ Ground truth is kept in the file: ``pose`` (N, 72), ``shape`` (N, 10), ``has_smp
 keypoints, ``S`` (N, 24, 4) GT joints in the camera frame (metres) + visibility,
 ``truncated`` (N,), ``swapped`` (N,), ``outliers`` (N, 49) keypoints moved far off (with
 ``outlier_fraction`` > 0), and ``body_model`` (fingerprint and stand-in flag of the model used).
+
+Images (optional, ``write_synthetic_dataset(..., images_dir=DIR)`` / ``spinfits data
+make-synthetic --images DIR``): each person is rendered (``fitting.render``: the body mesh in
+SMPL part colours, Lambert-shaded, on a white background) into ``DIR/<imgname>`` as a 224x224
+PNG. **The image file is the 224-px crop itself** (focal 5000, principal point (112, 112), the
+camera of ``gt_cam_t``), not a full image: ``center``/``scale`` still describe the random box the
+keypoints were mapped through, and SPIN's crop of (center, scale) would NOT reproduce the file.
+Such datasets carry ``images_are_crops = True``; loaders must then use the image as the crop
+directly (keypoints in the crop frame: ``image_to_crop(keypoints, center, scale)``, or
+``gt_keypoints``).
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from spinfits.fitting.joints import (
 )
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.natural_poses import sample_body_poses
+from spinfits.fitting.render import part_face_colours, render
 
 logger = logging.getLogger(__name__)
 
@@ -181,13 +192,57 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
     }
 
 
+@torch.no_grad()
+def render_synthetic_crops(files: BodyModelFiles, arrays: dict[str, np.ndarray],
+                           rows: slice | None = None, batch_size: int = 32) -> np.ndarray:
+    """Render the 224-px crops of a synthetic dataset's people (its ``pose``, ``shape``,
+    ``gt_cam_t``; focal 5000, principal point (112, 112)).
+
+    Returns:
+        (N, 224, 224, 3) uint8 RGB, white background, faces in SMPL part colours.
+    """
+    rows = rows if rows is not None else slice(0, len(arrays["pose"]))
+    pose, betas, cam_t = (arrays[key][rows] for key in ("pose", "shape", "gt_cam_t"))
+    model = SpinBodyModel(files)
+    colours = part_face_colours(files.smpl.faces, files.smpl.weights)
+    images = []
+    for start in range(0, len(pose), batch_size):
+        part = slice(start, start + batch_size)
+        vertices = model(torch.as_tensor(pose[part], dtype=torch.float32),
+                         torch.as_tensor(betas[part], dtype=torch.float32),
+                         return_vertices=True).vertices
+        vertices = vertices + torch.as_tensor(cam_t[part], dtype=torch.float32)[:, None]
+        images.append(render(vertices, files.smpl.faces, colours, FOCAL_LENGTH,
+                             (CROP_RES / 2.0, CROP_RES / 2.0), (CROP_RES, CROP_RES)).numpy())
+    return np.concatenate(images) if images else np.zeros((0, CROP_RES, CROP_RES, 3), np.uint8)
+
+
 def write_synthetic_dataset(path: str | Path, files: BodyModelFiles,
-                            config: SyntheticConfig) -> Path:
-    """Draw a synthetic dataset and write it to ``path`` (npz, SPIN's layout)."""
+                            config: SyntheticConfig,
+                            images_dir: str | Path | None = None) -> Path:
+    """Draw a synthetic dataset and write it to ``path`` (npz, SPIN's layout).
+
+    With ``images_dir``, also render each person's 224-px crop to ``images_dir/<imgname>`` (PNG)
+    and store ``images_are_crops = True`` in the npz (see the module docstring: the files are
+    crops, not full images).
+    """
     path = Path(path)
     if path.suffix != ".npz":
         raise InputError(f"the output must be a .npz file, got {path}; e.g. synthetic.npz")
     arrays = make_synthetic_dataset(files, config)
+    if images_dir is not None:
+        from PIL import Image  # pillow: a dependency of matplotlib (RGB PNG, no alpha)
+
+        images_dir = Path(images_dir)
+        chunk = 256
+        for start in range(0, config.rows, chunk):
+            images = render_synthetic_crops(files, arrays, slice(start, start + chunk))
+            for name, image in zip(arrays["imgname"][start:start + chunk], images):
+                target = images_dir / str(name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(target, format="PNG")
+        arrays["images_are_crops"] = np.array(True)
+        logger.info("rendered %d crops to %s", config.rows, images_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
     return path
