@@ -117,6 +117,25 @@ def offline(options, files) -> None:
     print("|---|---|---|---|---|---|---|")
     configs = [("SPIN config from mean pose", OfflineConfig.spin_from_mean()),
                ("offline default", OfflineConfig())]
+    if options.learned:
+        from dataclasses import replace
+
+        from spinfits.fitting.keypoint_regressor import (
+            REGRESSOR_FILE, RegressorTraining, save_keypoint_regressor,
+            train_keypoint_regressor)
+
+        if not (Path(files.directory) / REGRESSOR_FILE).is_file():
+            training = RegressorTraining(steps=options.learned_steps)
+            start = time.perf_counter()
+            network, figures = train_keypoint_regressor(files, training)
+            save_keypoint_regressor(network, files, training, figures)
+            print(f"trained the keypoint regressor ({training.steps} steps, "
+                  f"{time.perf_counter() - start:.0f} s, held-out {figures})")
+        configs += [
+            ("default + learned hypothesis", OfflineConfig(learned_hypothesis=True)),
+            ("learned + front only", replace(OfflineConfig(learned_hypothesis=True),
+                                             back_hypothesis=False, side_hypotheses=False)),
+        ]
     for name, config in configs:
         fitter = OfflineFitter(files, config)
         start = time.perf_counter()
@@ -150,6 +169,10 @@ def main() -> None:
     parser.add_argument("--init-noise", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", choices=("engine", "offline"), default="engine")
+    parser.add_argument("--learned", action="store_true",
+                        help="offline mode: also measure the learned initialiser (trains one "
+                        "beside the model files if missing)")
+    parser.add_argument("--learned-steps", type=int, default=3000)
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(options.threads)

@@ -32,7 +32,7 @@ from spinfits.errors import ConflictError, InputError
 from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
-from spinfits.fitting.offline_init import OfflineConfig
+from spinfits.fitting.offline_init import OfflineConfig, default_offline_config
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class PrecomputeConfig:
     init: str = "offline"
     commit_every_s: float = 10.0
     commit_every_rows: int = 20000
-    fitting: OfflineConfig = field(default_factory=OfflineConfig)
+    fitting: OfflineConfig | None = None  # None: default_offline_config(model files)
     s3: S3Options | None = None
     show_progress: bool = True
 
@@ -192,6 +192,8 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     """Fill the store with fits of every row of the dataset that has none (see module doc)."""
     start = time.perf_counter()
     files = load_body_model_files(config.model_dir)
+    if config.fitting is None:
+        config = dataclasses.replace(config, fitting=default_offline_config(files))
     dataset = load_spin_npz(config.dataset)
     store = _open_or_create_store(config, files)
     _ensure_dataset(store, config, dataset)

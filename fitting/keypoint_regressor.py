@@ -159,6 +159,15 @@ def save_keypoint_regressor(model: KeypointRegressor, files: BodyModelFiles,
     return path
 
 
+def has_keypoint_regressor(files: BodyModelFiles) -> bool:
+    """Whether a regressor trained for exactly these model files sits beside them."""
+    path = Path(files.directory) / REGRESSOR_FILE
+    if not path.is_file():
+        return False
+    return torch.load(path, map_location="cpu", weights_only=True).get(
+        "fingerprint") == files.fingerprint
+
+
 def load_keypoint_regressor(files: BodyModelFiles, path: str | Path | None = None,
                             device: torch.device | str = "cpu") -> KeypointRegressor:
     """Load the regressor trained for ``files``; a regressor of another model is refused."""

@@ -57,6 +57,7 @@ from spinfits.fitting.joints import (
     spin_index,
 )
 from spinfits.fitting.losses import body_prior_loss, fitting_confidence
+from spinfits.fitting.keypoint_regressor import has_keypoint_regressor, load_keypoint_regressor
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.rotations import axis_angle_to_matrix
 from spinfits.fitting.smplify import SMPLify, Progress
@@ -142,6 +143,15 @@ def mean_initialisation(smplify: SMPLify, keypoints: torch.Tensor,
         yaw = np.asarray(torch.as_tensor(yaw).detach().cpu(), dtype=np.float64).reshape(count)
         pose[:, :3] = torch.as_tensor(turned_mean_orient(yaw), **options)
     betas = torch.as_tensor(mean_betas, **options).expand(count, 10).clone()
+    return pose, betas, initial_camera(smplify, pose, betas, keypoints, camera_center)
+
+
+def initial_camera(smplify: SMPLify, pose: torch.Tensor, betas: torch.Tensor,
+                   keypoints: torch.Tensor, camera_center: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+    """(N, 3) camera for a body (pose (N, 72), betas (N, 10)): least squares against every
+    confident keypoint, or SPIN's mean camera depth where that is impossible."""
+    options = dict(device=smplify.device, dtype=smplify.dtype)
     keypoints = keypoints.to(**options)
     with torch.no_grad():
         joints = body_joints(smplify.joints_model, pose, betas)
@@ -150,7 +160,7 @@ def mean_initialisation(smplify: SMPLify, keypoints: torch.Tensor,
     depth = 2 * smplify.config.focal_length / (224.0 * MEAN_CAMERA_SCALE)
     fallback = torch.tensor([0.0, 0.0, depth], **options).expand_as(cam_t)
     usable = solvable & (cam_t[:, 2] > 0)
-    return pose, betas, torch.where(usable[:, None], cam_t, fallback)
+    return torch.where(usable[:, None], cam_t, fallback)
 
 
 def openpose_swapped(keypoints: torch.Tensor, ratio: float = 0.5,
@@ -214,6 +224,8 @@ class OfflineConfig:
     outlier_factor: None disables outlier rejection; else the threshold in robust standard
         deviations, with a floor of ``outlier_min_px`` (crop pixels); ``refit_iterations`` caps
         the refit of rows that had outliers.
+    learned_hypothesis: also fit every row from the keypoint regressor's prediction
+        (``spinfits init train-regressor``; its file must sit beside the model files).
     """
 
     smplify: SmplifyConfig = field(default_factory=SmplifyConfig)
@@ -228,6 +240,7 @@ class OfflineConfig:
     outlier_factor: float | None = 5.0
     outlier_min_px: float = 12.0
     refit_iterations: int = 20
+    learned_hypothesis: bool = False
 
     def __post_init__(self) -> None:
         if self.select_by not in ("objective", "fit_loss"):
@@ -253,9 +266,28 @@ class OfflineConfig:
                    outlier_factor=None)
         return replace(base, **overrides)
 
+    @classmethod
+    def with_learned(cls, **overrides: object) -> "OfflineConfig":
+        """Two hypotheses per row: the keypoint regressor's prediction and the mean pose facing
+        the camera (best quality per second in ``bench/fit_quality.py --mode offline
+        --learned``); needs the regressor beside the model files."""
+        base = cls(learned_hypothesis=True, back_hypothesis=False, side_hypotheses=False)
+        return replace(base, **overrides)
+
     def engine_config(self) -> SmplifyConfig:
         return replace(self.smplify, body_stages=self.stages,
                        confident_torso=self.confident_torso)
+
+
+def default_offline_config(files: BodyModelFiles) -> OfflineConfig:
+    """Precompute's default: ``with_learned()`` when a keypoint regressor trained for these
+    model files sits beside them, else mean-pose orientation hypotheses (``OfflineConfig()``)."""
+    if has_keypoint_regressor(files):
+        return OfflineConfig.with_learned()
+    logger.info("no keypoint regressor beside %s: fitting from the mean pose with orientation "
+                "hypotheses; `spinfits init train-regressor --model-dir %s` makes fits better "
+                "and faster", files.directory, files.directory)
+    return OfflineConfig()
 
 
 class OfflineFitter:
@@ -274,6 +306,8 @@ class OfflineFitter:
                                                 final.angle_prior_weight),))
         self._refit = SMPLify(files, refit, device, dtype) if self.config.smplify.solver == "lm" \
             else None
+        self._regressor = (load_keypoint_regressor(files, device=device)
+                           if self.config.learned_hypothesis else None)
 
     def fit(self, keypoints: torch.Tensor | np.ndarray, camera_center: torch.Tensor | None = None,
             progress: Progress | None = None) -> FitResult:
@@ -299,6 +333,19 @@ class OfflineFitter:
         owner, slots, yaw = self._hypotheses(fitted_to)
         pose, betas, cam_t = mean_initialisation(self.smplify, fitted_to[owner], center[owner],
                                                  yaw)
+        if self._regressor is not None:  # one more hypothesis row per row: the network's guess
+            with torch.no_grad():
+                learned_pose, learned_betas = self._regressor(fitted_to.float())
+            learned_pose = learned_pose.to(pose)
+            learned_betas = learned_betas.to(betas)
+            learned_cam = initial_camera(self.smplify, learned_pose, learned_betas, fitted_to,
+                                         center)
+            rows = torch.arange(count, device=owner.device)
+            owner = torch.cat([owner, rows])
+            slots = torch.cat([slots, torch.full_like(rows, int(slots.max()) + 1)])
+            pose = torch.cat([pose, learned_pose])
+            betas = torch.cat([betas, learned_betas])
+            cam_t = torch.cat([cam_t, learned_cam])
 
         def report(done: int, rows: int) -> None:  # hypothesis rows -> the caller's rows
             progress(done * count // max(rows, 1), count)

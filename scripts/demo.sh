@@ -16,11 +16,16 @@ echo "== 2. synthetic dataset in SPIN's npz layout (ground truth kept in the fil
 spinfits data make-synthetic "$OUT/synthetic.npz" --n 2000 --model-dir "$OUT/model"
 spinfits data info "$OUT/synthetic.npz"
 
-echo "== 3. precompute: fit every person on local Ray into a local versioned store"
+echo "== 3. the learned initialiser: keypoints -> SMPL network, trained on synthetic people (once)"
+if [ ! -f "$OUT/model/keypoint_regressor.pt" ]; then
+    spinfits init train-regressor --model-dir "$OUT/model"
+fi
+
+echo "== 4. precompute: fit every person on local Ray into a local versioned store"
 spinfits precompute --dataset "$OUT/synthetic.npz" --store "$OUT/store" --model-dir "$OUT/model" \
     --batch 128 --report "$OUT/precompute_report.png"
 
-echo "== 4. the store's history"
+echo "== 5. the store's history"
 spinfits store log "$OUT/store"
 
 echo "== done: outputs in $OUT"

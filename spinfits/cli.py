@@ -18,6 +18,7 @@ GROUPS = (
     "spinfits.cli_model",
     "spinfits.cli_data",
     "spinfits.cli_store",
+    "spinfits.cli_init",
     "spinfits.cli_precompute",
 )
 
