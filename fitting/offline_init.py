@@ -59,7 +59,6 @@ from spinfits.fitting.joints import (
 from spinfits.fitting.losses import body_prior_loss, fitting_confidence
 from spinfits.fitting.keypoint_regressor import has_keypoint_regressor, load_keypoint_regressor
 from spinfits.fitting.model_files import BodyModelFiles
-from spinfits.fitting.rotations import axis_angle_to_matrix
 from spinfits.fitting.smplify import SMPLify, Progress
 from spinfits.fitting.smplify_config import FitResult, PriorStage, SmplifyConfig
 

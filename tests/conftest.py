@@ -27,3 +27,21 @@ def standin_files(standin_dir):
     from spinfits.fitting.model_files import load_body_model_files
 
     return load_body_model_files(standin_dir)
+
+
+@pytest.fixture
+def other_model_copy(tmp_path):
+    """copy(source_dir) -> a copy of a model folder whose body (hence fingerprint) differs."""
+    import pickle
+    import shutil
+
+    def copy(source: Path) -> Path:
+        target = tmp_path / f"other_model_{len(list(tmp_path.glob('other_model_*')))}"
+        shutil.copytree(source, target)
+        pkl = target / "smpl" / "SMPL_NEUTRAL.pkl"
+        data = pickle.loads(pkl.read_bytes())
+        data["v_template"] = data["v_template"] * 1.01
+        pkl.write_bytes(pickle.dumps(data))
+        return target
+
+    return copy

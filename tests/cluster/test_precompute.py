@@ -1,8 +1,6 @@
 """spinfits precompute end to end on local Ray: resumable, fault tolerant, clear errors."""
 
 import os
-import pickle
-import shutil
 import signal
 import subprocess
 import sys
@@ -127,18 +125,15 @@ def test_bad_inputs_fail_before_any_work(tmp_path, small_dataset, standin_dir):
     assert not_a_store.read_text() == "x"
 
 
-def test_wrong_model_for_the_store_is_refused(tmp_path, small_dataset, standin_dir, reference):
-    other = tmp_path / "other_model"
-    shutil.copytree(standin_dir, other)
-    pkl = other / "smpl" / "SMPL_NEUTRAL.pkl"
-    data = pickle.loads(pkl.read_bytes())
-    data["v_template"] = data["v_template"] * 1.01
-    pkl.write_bytes(pickle.dumps(data))
+def test_wrong_model_for_the_store_is_refused(tmp_path, local_ray, small_dataset, standin_dir,
+                                              other_model_copy):
     store = tmp_path / "store"
-    FitStore.create(store, __import__("spinfits.store", fromlist=["BodyModelInfo"]).BodyModelInfo(
-        "something-else"))
+    run_precompute(config(small_dataset, store, standin_dir, shard_size=96))
+    other = other_model_copy(standin_dir)
+    tip = FitStore.open(store).tip()
     with pytest.raises(InputError, match="fits of different body models must not mix"):
         run_precompute(config(small_dataset, store, other))
+    assert FitStore.open(store).tip() == tip
 
 
 def test_other_file_under_the_same_name_is_refused(tmp_path, local_ray, small_dataset,

@@ -2,14 +2,12 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from spinfits.errors import InputError
 from spinfits.fitting.fit_loss import fit_loss, fit_loss_at
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
-from spinfits.fitting.joints_only import JointsOnlyBody
 from spinfits.fitting.smplify import SMPLify
 from spinfits.fitting.smplify_config import SmplifyConfig
 from spinfits.fitting.synthetic import SyntheticConfig, make_synthetic_dataset
