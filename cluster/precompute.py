@@ -244,11 +244,12 @@ def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSum
     try:
         for rows in shards[: 2 * len(actors)]:
             pool.submit(submit, rows)
-        queue = shards[2 * len(actors):]
+        queue = iter(shards[2 * len(actors):])
         while pool.has_next():
             result: ShardResult = pool.get_next_unordered()
-            if queue:
-                pool.submit(submit, queue.pop(0))
+            following = next(queue, None)
+            if following is not None:
+                pool.submit(submit, following)
             improved += store.merge(config.name, Proposals(
                 rows=result.rows, pose=result.pose, betas=result.betas, cam_t=result.cam_t,
                 loss=result.loss, source=Source.OFFLINE, step=PRECOMPUTE_STEP))
@@ -271,6 +272,15 @@ def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSum
                 if version is not None:
                     last_commit, commits = version.snapshot_id, commits + 1
                 since_commit, last_time = 0, time.perf_counter()
+    except BaseException:  # interrupted (Ctrl-C, a failure): keep what was merged
+        if store.has_pending:
+            try:
+                store.commit(f"precompute {config.name}: interrupted after {fitted} rows",
+                             who=_who(), metadata={"dataset": config.name, "rows_fitted": fitted,
+                                                   "interrupted": True})
+            except Exception:  # noqa: BLE001 - the original error matters more
+                logger.exception("could not commit the rows fitted before the interruption")
+        raise
     finally:
         bar.close()
         for actor in actors:

@@ -187,3 +187,25 @@ def test_refine_from_spin_static_fits(tmp_path, local_ray, small_dataset, standi
         run_precompute(config(small_dataset, store, standin_dir, init=str(fits_path)))
     with pytest.raises(InputError, match="--init must be 'offline', 'store' or a SPIN"):
         config(small_dataset, store, standin_dir, init="bogus")
+
+
+def test_an_interrupted_run_commits_what_it_merged(tmp_path, local_ray, small_dataset,
+                                                   standin_dir, monkeypatch):
+    """A failure (or Ctrl-C) mid-run: the shards merged so far are committed, not lost."""
+    merges = []
+    original = FitStore.merge
+
+    def merge_then_fail(self, dataset, proposals, **kwargs):
+        if len(merges) == 2:
+            raise KeyboardInterrupt
+        merges.append(len(proposals.rows))
+        return original(self, dataset, proposals, **kwargs)
+
+    monkeypatch.setattr(FitStore, "merge", merge_then_fail)
+    store = tmp_path / "store"
+    with pytest.raises(KeyboardInterrupt):
+        run_precompute(config(small_dataset, store, standin_dir, commit_every_s=1e9))
+    monkeypatch.undo()
+    opened = FitStore.open(store)
+    assert opened.log()[0].message.endswith("interrupted after 32 rows")
+    assert np.isfinite(opened.read("people").loss).sum() == sum(merges) == 32
