@@ -162,6 +162,32 @@ def _ensure_dataset(store: FitStore, config: PrecomputeConfig, dataset: Keypoint
         )
 
 
+def _prepare_store(config: PrecomputeConfig, files: BodyModelFiles,
+                   dataset: KeypointDataset, attempts: int = 6) -> FitStore:
+    """Open (or create) the store and its dataset group. Jobs started together on a new store
+    race to create it (a half-created store reads as "not a spinfits store"): the loser
+    re-opens and retries, so only real errors come through (after a few seconds where the
+    store was not readable at the start)."""
+    try:
+        FitStore.open(StoreLocation.parse(config.store, config.s3))
+        existed = True
+    except InputError:
+        existed = False
+    attempt = 0
+    while True:
+        try:
+            store = _open_or_create_store(config, files)
+            _ensure_dataset(store, config, dataset)
+            return store
+        except (ConflictError, InputError) as error:
+            attempt += 1
+            if (isinstance(error, InputError) and existed) or attempt >= attempts:
+                raise
+            logger.info("store %s is being created by another job (%s); retrying",
+                        config.store, error)
+            time.sleep(0.25 * attempt)
+
+
 def _initial_fits(config: PrecomputeConfig, store: FitStore, rows_total: int):
     """(pose (N, 72), betas (N, 10), usable (N,) bool) to refine, or None for offline init."""
     if config.init == "offline":
@@ -195,8 +221,7 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     if config.fitting is None:
         config = dataclasses.replace(config, fitting=default_offline_config(files))
     dataset = load_spin_npz(config.dataset)
-    store = _open_or_create_store(config, files)
-    _ensure_dataset(store, config, dataset)
+    store = _prepare_store(config, files, dataset)
     initial = _initial_fits(config, store, len(dataset))
     confidence = dataset.keypoints[..., 2].copy()
     confidence[:, list(SMPLIFY_IGNORED_JOINTS)] = 0

@@ -159,7 +159,7 @@ def test_two_jobs_on_one_store_lose_no_improvement(tmp_path, small_dataset, stan
     jobs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for _ in range(2)]
     outputs = [job.communicate(timeout=400)[0] for job in jobs]
-    assert [job.returncode for job in jobs] == [0, 0], outputs
+    assert [job.returncode for job in jobs] == [0, 0], [output[-2000:] for output in outputs]
     opened = FitStore.open(store)
     fits = opened.read("people")
     _assert_equal_to_reference(fits, reference[1])
