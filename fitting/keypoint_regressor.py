@@ -26,6 +26,7 @@ from torch import nn
 from spinfits.errors import InputError
 from spinfits.fitting.joints import NUM_SPIN_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles
+from spinfits.fitting.rotations import rot6d_to_rotmat
 from spinfits.fitting.synthetic import SyntheticConfig, make_synthetic_dataset
 
 logger = logging.getLogger(__name__)
@@ -73,20 +74,12 @@ class KeypointRegressor(nn.Module):
 
     def forward(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(self.normalise(keypoints))
-        rotmat = _rot6d_to_rotmat(out[:, :144])
+        rotmat = rot6d_to_rotmat(out[:, :144])
         return _rotmat_to_axis_angle(rotmat).reshape(-1, 72), out[:, 144:]
 
     def rotmats(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(self.normalise(keypoints))
-        return _rot6d_to_rotmat(out[:, :144]), out[:, 144:]
-
-
-def _rot6d_to_rotmat(rot6d: torch.Tensor) -> torch.Tensor:
-    pairs = rot6d.reshape(rot6d.shape[0], -1, 3, 2)
-    first = nn.functional.normalize(pairs[..., 0], dim=-1)
-    second = pairs[..., 1] - (first * pairs[..., 1]).sum(-1, keepdim=True) * first
-    second = nn.functional.normalize(second, dim=-1)
-    return torch.stack([first, second, torch.cross(first, second, dim=-1)], dim=-1)
+        return rot6d_to_rotmat(out[:, :144]), out[:, 144:]
 
 
 def _rotmat_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:

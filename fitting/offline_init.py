@@ -59,6 +59,7 @@ from spinfits.fitting.joints import (
 from spinfits.fitting.losses import body_prior_loss, fitting_confidence
 from spinfits.fitting.keypoint_regressor import has_keypoint_regressor, load_keypoint_regressor
 from spinfits.fitting.model_files import BodyModelFiles
+from spinfits.fitting.rotations import rot6d_to_rotmat
 from spinfits.fitting.smplify import SMPLify, Progress
 from spinfits.fitting.smplify_config import FitResult, PriorStage, SmplifyConfig
 
@@ -93,12 +94,8 @@ _HIPS = ((spin_index("OP RHip"), spin_index("OP LHip")),
 
 def rot6d_to_axis_angle(rot6d: np.ndarray) -> np.ndarray:
     """(J, 6) SPIN/HMR 6D rotations (first two matrix columns, interleaved) -> (J, 3) axis-angle."""
-    pairs = rot6d.reshape(-1, 3, 2)
-    first = pairs[:, :, 0] / np.linalg.norm(pairs[:, :, 0], axis=1, keepdims=True)
-    second = pairs[:, :, 1] - (first * pairs[:, :, 1]).sum(1, keepdims=True) * first
-    second /= np.linalg.norm(second, axis=1, keepdims=True)
-    matrices = np.stack([first, second, np.cross(first, second)], axis=-1)
-    return Rotation.from_matrix(matrices).as_rotvec()
+    matrices = rot6d_to_rotmat(torch.as_tensor(rot6d, dtype=torch.float64).reshape(1, -1))[0]
+    return Rotation.from_matrix(matrices.numpy()).as_rotvec()
 
 
 def spin_mean_params(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -53,3 +53,16 @@ def axis_angle_to_matrix_and_right_jacobian(
     a, b, c = _coefficients(w)
     eye = torch.eye(3, dtype=w.dtype, device=w.device)
     return eye + a * K + b * KK, eye - b * K + c * KK
+
+
+def rot6d_to_rotmat(rot6d: torch.Tensor) -> torch.Tensor:
+    """(B, J*6) SPIN/HMR 6D rotations -> (B, J, 3, 3) rotation matrices (Gram-Schmidt).
+
+    Convention: SPIN's layout, the first two columns of each matrix interleaved per row
+    (``R[:, :, :2].reshape(6)``).
+    """
+    pairs = rot6d.reshape(rot6d.shape[0], -1, 3, 2)
+    first = torch.nn.functional.normalize(pairs[..., 0], dim=-1)
+    second = pairs[..., 1] - (first * pairs[..., 1]).sum(-1, keepdim=True) * first
+    second = torch.nn.functional.normalize(second, dim=-1)
+    return torch.stack([first, second, torch.cross(first, second, dim=-1)], dim=-1)

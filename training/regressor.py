@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from spinfits.errors import InputError
+from spinfits.fitting.rotations import rot6d_to_rotmat
 
 
 @dataclass(frozen=True)
@@ -82,15 +83,6 @@ class ResNetBackbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.flatten(F.adaptive_avg_pool2d(self.layers(self.stem(images)), 1), 1)
-
-
-def rot6d_to_rotmat(rot6d: torch.Tensor) -> torch.Tensor:
-    """(B, J*6) SPIN 6D rotations -> (B, J, 3, 3) rotation matrices (Gram-Schmidt)."""
-    pairs = rot6d.reshape(rot6d.shape[0], -1, 3, 2)
-    first = F.normalize(pairs[..., 0], dim=-1)
-    second = pairs[..., 1] - (first * pairs[..., 1]).sum(-1, keepdim=True) * first
-    second = F.normalize(second, dim=-1)
-    return torch.stack([first, second, torch.cross(first, second, dim=-1)], dim=-1)
 
 
 def camera_translation(camera: torch.Tensor, focal_length: float = 5000.0,

@@ -5,7 +5,8 @@ from scipy.spatial.transform import Rotation
 
 from spinfits.errors import InputError
 from spinfits.fitting.offline_init import spin_mean_params
-from spinfits.training.regressor import HMR, RegressorConfig, camera_translation, rot6d_to_rotmat
+from spinfits.fitting.rotations import rot6d_to_rotmat
+from spinfits.training.regressor import HMR, RegressorConfig, camera_translation
 
 
 @pytest.fixture(scope="module")
