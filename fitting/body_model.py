@@ -86,9 +86,26 @@ class SpinBodyModel(torch.nn.Module):
             return_vertices: also return the (B, V, 3) vertices.
         """
         _check_batch(pose, betas, self.J_regressor_extra)
-        output = self.smpl(
-            global_orient=pose[:, :3], body_pose=pose[:, 3:], betas=betas, return_verts=True
-        )
+        return self._evaluate(pose[:, :3], pose[:, 3:], betas, True, return_vertices)
+
+    def forward_rotmat(
+        self, rotmat: torch.Tensor, betas: torch.Tensor, return_vertices: bool = False
+    ) -> BodyOutput:
+        """Evaluate the body from rotation matrices (a regressor's output, differentiable).
+
+        Args:
+            rotmat: (B, 24, 3, 3) per-joint rotations, global orientation first.
+            betas: (B, 10) shape coefficients.
+        """
+        if rotmat.ndim != 4 or rotmat.shape[1:] != (24, 3, 3):
+            raise InputError(f"rotmat must be (B, 24, 3, 3), got {tuple(rotmat.shape)}")
+        _check_batch(rotmat.reshape(rotmat.shape[0], -1)[:, :72], betas, self.J_regressor_extra)
+        return self._evaluate(rotmat[:, :1], rotmat[:, 1:], betas, False, return_vertices)
+
+    def _evaluate(self, global_orient: torch.Tensor, body_pose: torch.Tensor,
+                  betas: torch.Tensor, pose2rot: bool, return_vertices: bool) -> BodyOutput:
+        output = self.smpl(global_orient=global_orient, body_pose=body_pose, betas=betas,
+                           return_verts=True, pose2rot=pose2rot)
         extra = torch.einsum("jv,bvc->bjc", self.J_regressor_extra, output.vertices)
         all_joints = torch.cat([output.joints, extra], dim=1)  # (B, 54, 3)
         joints = all_joints[:, self.joint_source]

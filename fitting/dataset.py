@@ -40,6 +40,10 @@ class KeypointDataset:
         gt_pose: (N, 72) float64 or None, ground-truth SMPL pose when the file has it.
         gt_betas: (N, 10) float64 or None.
         has_smpl: (N,) bool, rows whose gt_pose/gt_betas are valid.
+        images_are_crops: True when the image files ARE the crop_res crops (synthetic datasets
+            rendered with ``--images``): crop them with center (112, 112), scale 224/200, not
+            with ``center``/``scale`` (``spinfits.training.images.crop_boxes``). Not part of
+            the fingerprint.
         crop_res: crop side in pixels; focal_length: crop-frame focal length in pixels.
         source: the file it came from, or None.
         fingerprint: SHA-256 (16 hex) of the keypoints, boxes and crop convention.
@@ -52,6 +56,7 @@ class KeypointDataset:
     gt_pose: np.ndarray | None = None
     gt_betas: np.ndarray | None = None
     has_smpl: np.ndarray | None = None
+    images_are_crops: bool = False
     crop_res: int = CROP_RES
     focal_length: float = FOCAL_LENGTH
     source: Path | None = None
@@ -201,6 +206,7 @@ def load_spin_npz(path: str | Path, crop_res: int = CROP_RES,
         gt_pose=gt_pose,
         gt_betas=gt_betas,
         has_smpl=has_smpl,
+        images_are_crops=bool(np.asarray(data.get("images_are_crops", False)).item()),
         crop_res=crop_res,
         focal_length=focal_length,
         source=path,

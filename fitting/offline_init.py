@@ -98,9 +98,14 @@ def rot6d_to_axis_angle(rot6d: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(matrices.numpy()).as_rotvec()
 
 
+def spin_mean_params_path() -> Path:
+    """The shipped copy of SPIN's ``smpl_mean_params.npz``."""
+    return Path(str(resources.files("spinfits.fitting") / MEAN_PARAMS))
+
+
 def spin_mean_params(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """SPIN's mean parameters: pose (72,) axis-angle and betas (10,), float64."""
-    path = Path(path) if path else Path(str(resources.files("spinfits.fitting") / MEAN_PARAMS))
+    path = Path(path) if path else spin_mean_params_path()
     with np.load(path) as params:
         pose = rot6d_to_axis_angle(params["pose"].astype(np.float64)).reshape(72)
         betas = params["shape"].astype(np.float64)

@@ -66,3 +66,38 @@ def rot6d_to_rotmat(rot6d: torch.Tensor) -> torch.Tensor:
     second = pairs[..., 1] - (first * pairs[..., 1]).sum(-1, keepdim=True) * first
     second = torch.nn.functional.normalize(second, dim=-1)
     return torch.stack([first, second, torch.cross(first, second, dim=-1)], dim=-1)
+
+
+def matrix_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotation matrices -> (..., 3) axis-angle, angle in [0, pi].
+
+    Through the unit quaternion (Shepperd's branch choice: the largest of w, x, y, z is taken
+    from the diagonal), so it stays accurate near 0 and near pi, where reading the angle from
+    the trace alone loses precision.
+    """
+    m = rotmat
+    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    # 4 candidate quaternions (w, x, y, z), each accurate when its leading term is largest.
+    candidates = torch.stack([
+        torch.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
+                     m[..., 1, 0] - m[..., 0, 1]], -1),
+        torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+                     m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
+        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0],
+                     1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
+        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
+                     m[..., 1, 2] + m[..., 2, 1], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
+    ], dim=-2)  # (..., 4, 4)
+    leading = torch.stack([1 + trace, 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+                           1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
+                           1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
+    best = leading.argmax(-1)
+    quat = torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 4))[..., 0, :]
+    quat = quat / quat.norm(dim=-1, keepdim=True)
+    quat = torch.where(quat[..., :1] < 0, -quat, quat)  # w >= 0: angle in [0, pi]
+    sin_half = quat[..., 1:].norm(dim=-1, keepdim=True)
+    angle = 2 * torch.atan2(sin_half, quat[..., :1])
+    # angle / sin(angle / 2), with its limit 2 at angle 0
+    scale = torch.where(sin_half > 1e-6, angle / sin_half.clamp_min(1e-12),
+                        2.0 + angle ** 2 / 12)
+    return quat[..., 1:] * scale

@@ -20,6 +20,7 @@ GROUPS = (
     "spinfits.cli_store",
     "spinfits.cli_init",
     "spinfits.cli_precompute",
+    "spinfits.cli_train",
 )
 
 

@@ -1,0 +1,50 @@
+"""What a training checkpoint holds: model, optimiser, the next step and the store snapshot seen.
+
+A checkpoint is a folder with one file, ``training_state.pt`` (``torch.save`` of a dict), which
+Ray Train copies into the run's storage. Resuming restores the model and optimiser, continues at
+``step`` and pins the workers' store readers to ``snapshot_id``, so the resumed run starts from
+exactly the fits the checkpointed one had seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spinfits.errors import InputError
+
+STATE_FILE = "training_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """step: the next step to run; snapshot_id: the store snapshot the run had seen."""
+
+    step: int
+    snapshot_id: str
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    run: str
+
+
+def save_training_state(directory: str | Path, state: TrainingState) -> Path:
+    path = Path(directory) / STATE_FILE
+    torch.save({"step": state.step, "snapshot_id": state.snapshot_id, "model": state.model,
+                "optimizer": state.optimizer, "run": state.run}, path)
+    return path
+
+
+def load_training_state(directory: str | Path) -> TrainingState:
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        raise InputError(f"{directory} is not a spinfits training checkpoint: {STATE_FILE} is missing")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        return TrainingState(step=int(raw["step"]), snapshot_id=str(raw["snapshot_id"]),
+                             model=raw["model"], optimizer=raw["optimizer"], run=str(raw["run"]))
+    except (KeyError, RuntimeError, EOFError, ValueError) as error:
+        raise InputError(f"training checkpoint {path} cannot be read ({error}); resume from an "
+                         "earlier checkpoint or start a new run") from None

@@ -1,0 +1,153 @@
+"""One SPIN training step with the store's best fits in the loop (plain torch, no Ray).
+
+Per batch (B samples, augmented as the network sees them):
+1. the regressor predicts rotations, betas and a camera;
+2. SMPLify (the engine, in-loop configuration) fits the augmented keypoints from that prediction;
+3. the new fit is un-augmented (``unaugment_pose``) and re-scored by the store's fit loss
+   (``fit_loss``: SPIN's loss, camera by SPIN's least squares) against the un-augmented keypoints,
+   so its loss is comparable with the stored one whatever augmentation it was found under;
+4. per sample, the better of the new and the stored fit is the best fit; new fits that beat the
+   stored one (finite, strictly lower) become ``Proposals`` for the store writer;
+5. the network is supervised with the best fit seen through the batch's augmentation (SPIN's
+   losses). Fits with loss above ``smplify_threshold`` are not used; implausible betas are
+   replaced by zeros; rows with ground-truth SMPL use it when ``use_gt_smpl`` (SPIN).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from spinfits.fitting.body_model import SpinBodyModel
+from spinfits.fitting.fit_loss import fit_loss
+from spinfits.fitting.joints_only import JointsOnlyBody
+from spinfits.fitting.model_files import BodyModelFiles
+from spinfits.fitting.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from spinfits.fitting.smplify import SMPLify
+from spinfits.store import Fits, Proposals, Source
+from spinfits.training.augmentation import Augmentation, augment_pose, unaugment_pose
+from spinfits.training.data import TrainingBatch
+from spinfits.training.regressor import camera_translation
+from spinfits.training.spin_losses import SupervisionTargets, spin_losses
+from spinfits.training.train_config import TrainConfig
+
+
+@dataclass(frozen=True)
+class UnaugmentedFits:
+    """Fits brought back to the store's frame. pose (B, 72), betas (B, 10), cam_t (B, 3) by
+    SPIN's least squares, loss (B,) the store's fit loss (+inf: not a fit)."""
+
+    pose: torch.Tensor
+    betas: torch.Tensor
+    cam_t: torch.Tensor
+    loss: torch.Tensor
+
+
+def unaugmented_fits(scorer: JointsOnlyBody, pose: torch.Tensor, betas: torch.Tensor,
+                     keypoints_crop: torch.Tensor, augmentation: Augmentation,
+                     focal_length: float = 5000.0) -> UnaugmentedFits:
+    """Fits found in the augmented crop (pose (B, 72), betas (B, 10)) as the store sees them:
+    pose un-augmented, scored against the un-augmented keypoints (B, 49, 3)."""
+    pose_crop = unaugment_pose(pose, augmentation)
+    loss, cam_t = fit_loss(scorer, pose_crop, betas, keypoints_crop, focal_length)
+    bad = ~(torch.isfinite(pose_crop).all(1) & torch.isfinite(betas).all(1) & torch.isfinite(cam_t).all(1))
+    loss = torch.where(bad, torch.full_like(loss, float("inf")), loss)
+    return UnaugmentedFits(pose_crop, betas, cam_t, loss)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """losses: SPIN's terms (floats); proposals: new fits better than the stored ones;
+    best_loss: (B,) fit loss of each sample's best fit (store frame); valid: (B,) bool used as
+    supervision; seconds: time per phase."""
+
+    losses: dict[str, float]
+    proposals: Proposals
+    best_loss: np.ndarray
+    valid: np.ndarray
+    seconds: dict[str, float]
+
+
+class SpinTrainingStep:
+    """Holds the body model and SMPLify on ``device``; ``model`` may be wrapped in DDP."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, files: BodyModelFiles,
+                 config: TrainConfig, device: torch.device | str = "cpu") -> None:
+        self.model, self.optimizer, self.config = model, optimizer, config
+        self.device = torch.device(device)
+        self.body = SpinBodyModel(files, self.device)
+        self.smplify = SMPLify(files, config.smplify, self.device)
+        self.scorer = self.smplify.joints_model
+        self.focal_length = config.smplify.focal_length
+
+    def __call__(self, batch: TrainingBatch, stored: Fits, step: int) -> StepOutcome:
+        clock = time.perf_counter()
+        seconds: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            seconds[name] = now - clock
+            clock = now
+
+        self.model.train()
+        out = self.model(batch.images)
+        size = out.rotmat.shape[0]
+        pred = self.body.forward_rotmat(out.rotmat, out.betas, return_vertices=True)
+        pred_cam_t = camera_translation(out.camera, self.focal_length, 224)
+        lap("forward")
+
+        fit = self.smplify.fit(matrix_to_axis_angle(out.rotmat.detach()).reshape(size, 72),
+                               out.betas.detach(), pred_cam_t.detach(), batch.keypoints)
+        new = unaugmented_fits(self.scorer, fit.pose, fit.betas, batch.keypoints_crop,
+                               batch.augmentation, self.focal_length)
+        lap("smplify")
+
+        old_loss = torch.as_tensor(stored.loss, device=self.device)
+        better = torch.isfinite(new.loss) & (new.loss < old_loss)
+        best_pose = torch.where(better[:, None], new.pose, torch.as_tensor(stored.pose, device=self.device))
+        best_betas = torch.where(better[:, None], new.betas, torch.as_tensor(stored.betas, device=self.device))
+        best_loss = torch.where(better, new.loss, old_loss)
+        proposals = self._proposals(batch.rows, better, new, step)
+
+        targets, valid = self._targets(batch, best_pose, best_betas, best_loss)
+        losses = spin_losses(out.rotmat, out.betas, out.camera, pred_cam_t, pred.joints,
+                             pred.vertices, targets, self.config.losses, self.focal_length)
+        lap("targets")
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        self.optimizer.step()
+        lap("backward")
+        return StepOutcome(losses={k: float(v.detach()) for k, v in losses.items()},
+                           proposals=proposals, best_loss=best_loss.cpu().numpy(),
+                           valid=valid.cpu().numpy(), seconds=seconds)
+
+    def _proposals(self, rows: np.ndarray, better: torch.Tensor, new: UnaugmentedFits,
+                   step: int) -> Proposals:
+        keep = better.cpu().numpy()
+        return Proposals(rows=rows[keep], pose=new.pose[better].cpu().numpy(),
+                         betas=new.betas[better].cpu().numpy(), cam_t=new.cam_t[better].cpu().numpy(),
+                         loss=new.loss[better].cpu().numpy(), source=Source.IN_LOOP, step=step)
+
+    @torch.no_grad()
+    def _targets(self, batch: TrainingBatch, best_pose: torch.Tensor, best_betas: torch.Tensor,
+                 best_loss: torch.Tensor) -> tuple[SupervisionTargets, torch.Tensor]:
+        config = self.config
+        betas = torch.where((best_betas.abs() > config.max_abs_betas).any(1, keepdim=True),
+                            torch.zeros_like(best_betas), best_betas)
+        valid = best_loss < config.smplify_threshold
+        gt = batch.has_smpl
+        pose = torch.where(gt[:, None], batch.gt_pose, best_pose)
+        betas = torch.where(gt[:, None], batch.gt_betas, betas)
+        valid = valid | gt
+        pose = torch.where(valid[:, None], pose, torch.zeros_like(pose))  # finite placeholders
+        betas = torch.where(valid[:, None], betas, torch.zeros_like(betas))
+        pose = augment_pose(pose, batch.augmentation)
+        vertices = self.body(pose, betas, return_vertices=True).vertices
+        rotmat = axis_angle_to_matrix(pose.reshape(-1, 24, 3))
+        return SupervisionTargets(batch.keypoints, rotmat, betas, vertices, valid,
+                                  batch.joints_3d, batch.has_joints_3d), valid

@@ -1,0 +1,127 @@
+"""``spinfits train``: SPIN training on Ray Train with the best-fit store in the loop.
+
+The driver checks every input before any work (dataset and images, body model, store and that the
+store holds this dataset's fits for this model, the run folder), starts the run's store writer
+actor and a ``TorchTrainer`` (DDP; CPU or one GPU per worker with the same code). Ray Train keeps
+checkpoints in ``runs_dir/run``; a worker that dies is replaced and the group restarts from the
+latest checkpoint (``max_failures``); ``resume`` continues a stopped run from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from spinfits.errors import InputError
+from spinfits.fitting.model_files import load_body_model_files
+from spinfits.store import FitStore
+from spinfits.training.data import TrainingData
+from spinfits.training.store_writer import WriterStats, start_store_writer
+from spinfits.training.train_config import TrainConfig
+from spinfits.training.worker_loop import train_loop_per_worker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a run did: store mean fit loss (finite rows) and fitted rows before and after,
+    the writer's figures, the last checkpoint's step and store snapshot."""
+
+    run: str
+    steps: int
+    seconds: float
+    loss_before: float
+    loss_after: float
+    fitted_before: int
+    fitted_after: int
+    writer: WriterStats
+    checkpoint_step: int | None
+    checkpoint_snapshot: str | None
+    is_standin: bool
+
+    def lines(self) -> list[str]:
+        model = "stand-in body model" if self.is_standin else "body model"
+        return [
+            f"run {self.run}: {self.steps} steps in {self.seconds:.1f} s ({model})",
+            f"store mean fit loss {self.loss_before:.3f} -> {self.loss_after:.3f} over fitted rows "
+            f"({self.fitted_before} -> {self.fitted_after} rows fitted)",
+            f"in-loop proposals {self.writer.proposals}, rows improved {self.writer.rows_improved}, "
+            f"commits by this run {self.writer.commits}",
+            f"last checkpoint: step {self.checkpoint_step}, store snapshot {self.checkpoint_snapshot}",
+        ]
+
+
+def _store_figures(store: FitStore, name: str) -> tuple[float, int]:
+    loss = store.read(name).loss
+    finite = loss[np.isfinite(loss)]
+    return (float(finite.mean()) if finite.size else float("nan")), int(finite.size)
+
+
+def check_inputs(config: TrainConfig) -> tuple[FitStore, bool]:
+    """Every input checked before any work; returns the store and whether the model is a stand-in."""
+    files = load_body_model_files(config.model_dir)
+    data = TrainingData.load(config.dataset, config.images, config.input_res, config.use_gt_smpl)
+    store = FitStore.open(config.store, body_model=files.fingerprint, s3=config.s3)
+    datasets = store.datasets()
+    if config.name not in datasets:
+        raise InputError(
+            f"store {store.location} has no dataset {config.name!r} (it has {sorted(datasets)}); "
+            f"fill it first: spinfits precompute --dataset {config.dataset} --store {config.store} "
+            f"--model-dir {config.model_dir}")
+    if datasets[config.name].dataset_fingerprint != data.dataset.fingerprint:
+        raise InputError(
+            f"store dataset {config.name!r} was made from another file than {config.dataset} "
+            "(fingerprints differ); pass --dataset-name for the matching store dataset")
+    run_dir = config.run_dir
+    has_run = (run_dir / "checkpoint_manager_snapshot.json").exists()
+    if config.resume and not has_run:
+        raise InputError(f"--resume: run {config.run!r} has no checkpoint in {run_dir}; start it "
+                         "without --resume")
+    if not config.resume and run_dir.exists():
+        raise InputError(f"run {config.run!r} already exists in {run_dir}: pass --resume to continue "
+                         "it from its latest checkpoint, or choose another --run")
+    return store, files.is_standin
+
+
+def run_training(config: TrainConfig) -> TrainSummary:
+    start = time.perf_counter()
+    store, is_standin = check_inputs(config)
+    loss_before, fitted_before = _store_figures(store, config.name)
+    config = replace(config, dataset=config.dataset.resolve(), images=config.images.resolve(),
+                     model_dir=config.model_dir.resolve(),
+                     store=config.store if "://" in config.store else str(Path(config.store).resolve()))
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(include_dashboard=False, configure_logging=False)
+    writer = start_store_writer(config.store, config.name, store.body_model.fingerprint,
+                                config.run, config.commit_every_s, config.s3)
+    resources = {"CPU": config.threads} if config.device == "cpu" else {"CPU": 1, "GPU": config.gpus_per_worker}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": config},
+        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.device == "cuda",
+                                     resources_per_worker=resources),
+        run_config=RunConfig(name=config.run, storage_path=str(config.run_dir.parent),
+                             failure_config=FailureConfig(max_failures=config.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=3)))
+    try:
+        result = trainer.fit()
+    finally:
+        ray.get(writer.close.remote())
+        stats = ray.get(writer.stats.remote())
+        ray.kill(writer)
+    metrics = result.metrics or {}
+    loss_after, fitted_after = _store_figures(FitStore.open(config.store, s3=config.s3), config.name)
+    return TrainSummary(run=config.run, steps=config.steps, seconds=time.perf_counter() - start,
+                        loss_before=loss_before, loss_after=loss_after,
+                        fitted_before=fitted_before, fitted_after=fitted_after, writer=stats,
+                        checkpoint_step=metrics.get("step"),
+                        checkpoint_snapshot=metrics.get("snapshot"), is_standin=is_standin)
