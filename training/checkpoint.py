@@ -48,3 +48,21 @@ def load_training_state(directory: str | Path) -> TrainingState:
     except (KeyError, RuntimeError, EOFError, ValueError) as error:
         raise InputError(f"training checkpoint {path} cannot be read ({error}); resume from an "
                          "earlier checkpoint or start a new run") from None
+
+
+def latest_checkpoint_step(run_dir: str | Path) -> int | None:
+    """The step of the run's latest checkpoint Ray Train has registered (None if none yet).
+
+    Read from Ray Train's ``checkpoint_manager_snapshot.json`` in the run folder. Ray registers
+    a reported checkpoint at its next poll of the workers (about 2 s later), so a worker that
+    dies within that window restarts from the checkpoint before.
+    """
+    import json
+
+    path = Path(run_dir) / "checkpoint_manager_snapshot.json"
+    try:
+        latest = json.loads(path.read_text()).get("latest_checkpoint_result") or {}
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    step = (latest.get("metrics") or {}).get("step")
+    return int(step) if step is not None else None

@@ -68,6 +68,7 @@ class TrainConfig:
     max_failures: int = 3
     seed: int = 0
     s3: S3Options | None = None
+    show_progress: bool = True
 
     def __post_init__(self) -> None:
         for name in ("workers", "steps", "batch_size", "refresh_every", "checkpoint_every"):

@@ -16,18 +16,24 @@ from pathlib import Path
 
 import numpy as np
 import ray
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import (CheckpointConfig, FailureConfig, RunConfig, ScalingConfig,
+                       TrainingFailedError)
 from ray.train.torch import TorchTrainer
 
-from spinfits.errors import InputError
+from spinfits.errors import InputError, SpinfitsError
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.store import FitStore
 from spinfits.training.data import TrainingData
+from spinfits.training.progress import ProgressFollower
 from spinfits.training.store_writer import WriterStats, start_store_writer
 from spinfits.training.train_config import TrainConfig
 from spinfits.training.worker_loop import train_loop_per_worker
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingError(SpinfitsError):
+    """A training run failed after its inputs were accepted (worker errors beyond max_failures)."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +102,11 @@ def run_training(config: TrainConfig) -> TrainSummary:
     store, is_standin = check_inputs(config)
     loss_before, fitted_before = _store_figures(store, config.name)
     config = replace(config, dataset=config.dataset.resolve(), images=config.images.resolve(),
+                     runs_dir=Path(config.runs_dir).resolve(),
                      model_dir=config.model_dir.resolve(),
                      store=config.store if "://" in config.store else str(Path(config.store).resolve()))
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(include_dashboard=False, configure_logging=False)
+    if not ray.is_initialized():  # workers' output goes to the run's progress files instead
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     writer = start_store_writer(config.store, config.name, store.body_model.fingerprint,
                                 config.run, config.commit_every_s, config.s3)
     resources = {"CPU": config.threads} if config.device == "cpu" else {"CPU": 1, "GPU": config.gpus_per_worker}
@@ -112,8 +118,14 @@ def run_training(config: TrainConfig) -> TrainSummary:
         run_config=RunConfig(name=config.run, storage_path=str(config.run_dir.parent),
                              failure_config=FailureConfig(max_failures=config.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=3)))
+    follower = ProgressFollower(config.run_dir / "progress" / "rank0.jsonl", config.steps,
+                                config.run, show=config.show_progress)
     try:
-        result = trainer.fit()
+        with follower:
+            result = trainer.fit()
+    except TrainingFailedError as error:
+        raise TrainingError(f"training run {config.run!r} failed: {error}; its checkpoints are in "
+                            f"{config.run_dir}: rerun with --resume to continue") from None
     finally:
         ray.get(writer.close.remote())
         stats = ray.get(writer.stats.remote())
