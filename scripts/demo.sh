@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (installs what it needs first):
-# stand-in body model -> synthetic dataset in SPIN's layout -> precompute on local Ray into a
-# local store -> report. Rerunning resumes (and, once complete, says there is nothing to do).
+# stand-in body model -> synthetic dataset in SPIN's layout (with rendered crops) -> precompute on
+# local Ray into a local store -> SPIN training on Ray Train with the store in the loop -> reports.
+# Rerunning resumes (and, once complete, says there is nothing to do).
 # Usage: bash scripts/demo.sh [OUTPUT_DIR]   (default: out/demo)
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 cd "$ROOT"
@@ -13,7 +14,10 @@ spinfits model make-standin "$OUT/model" --overwrite
 spinfits model preview "$OUT/model" "$OUT/body_model.png"
 
 echo "== 2. synthetic dataset in SPIN's npz layout (ground truth kept in the file)"
-spinfits data make-synthetic "$OUT/synthetic.npz" --n 2000 --model-dir "$OUT/model"
+if [ ! -f "$OUT/images/synthetic/0001999.png" ]; then
+    spinfits data make-synthetic "$OUT/synthetic.npz" --n 2000 --model-dir "$OUT/model" \
+        --images "$OUT/images"
+fi
 spinfits data info "$OUT/synthetic.npz"
 
 echo "== 3. the learned initialiser: keypoints -> SMPL network, trained on synthetic people (once)"
@@ -25,10 +29,21 @@ echo "== 4. precompute: fit every person on local Ray into a local versioned sto
 spinfits precompute --dataset "$OUT/synthetic.npz" --store "$OUT/store" --model-dir "$OUT/model" \
     --batch 128 --report "$OUT/precompute_report.png"
 
-echo "== 5. the store's history"
-spinfits store log "$OUT/store"
+echo "== 5. SPIN training on Ray Train (2 CPU workers, small backbone): SMPLify in the loop"
+echo "      improves the store's fits; checkpoints record the store snapshot they saw"
+RESUME=""
+if [ -d "$OUT/runs/demo" ]; then RESUME="--resume"; fi
+spinfits train --dataset "$OUT/synthetic.npz" --images "$OUT/images" --store "$OUT/store" \
+    --model-dir "$OUT/model" --runs-dir "$OUT/runs" --run demo $RESUME \
+    --workers 2 --steps 300 --batch 8 --backbone small --input-res 112 --lr 3e-4 --ignore-gt-smpl \
+    --report "$OUT/training_report.png"
+
+echo "== 6. the store's history (precompute, then training's commits)"
+spinfits store log "$OUT/store" --limit 8
 
 echo "== done: outputs in $OUT"
 echo "   body_model.png          the stand-in body and its joints"
 echo "   precompute_report.png   loss histogram and fits/s over the run"
+echo "   training_report.png     training loss and the store's fits improved by training"
+echo "   runs/demo/              Ray Train checkpoints and per-worker progress (progress/rank*.jsonl)"
 echo "   store/                  the fits: spinfits store info|log|diff|export $OUT/store ..."

@@ -50,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-failures", type=int, default=3,
                         help="worker failures Ray Train recovers from (-1: no limit)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", type=Path, help="write a report PNG here")
     add_s3_arguments(parser)
     parser.set_defaults(func=_run)
 
@@ -70,6 +71,13 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_training(config)
     for line in summary.lines():
         print(line)
+    if args.report and not summary.nothing_to_do:
+        from spinfits.plots import plot_training_report
+        from spinfits.training.progress import read_progress
+
+        ranks = [read_progress(config.run_dir / "progress" / f"rank{rank}.jsonl")
+                 for rank in range(config.workers)]
+        print(f"report: {plot_training_report(summary, ranks, args.report)}")
     print(f"progress per worker: {config.run_dir / 'progress'}/rank*.jsonl   |   "
           f"store history: spinfits store log {args.store}")
     return 0

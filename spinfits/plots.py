@@ -101,3 +101,48 @@ def plot_precompute_report(summary, path: str | Path) -> Path:
     standin = "STAND-IN body model (not SMPL)" if "STAND-IN" in summary.body_model else "SMPL"
     figure.suptitle(f"precompute {summary.dataset} — {standin}", fontsize=11)
     return _save(figure, path, dpi=100)
+
+
+def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    if values.size < window:
+        return values
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def plot_training_report(summary, ranks: list[list[dict]], path: str | Path) -> Path:
+    """Training report from the workers' progress records: SPIN's loss per step (each rank,
+    moving average), the fits proposed to the store, and where a step's time goes."""
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
+    window = 20
+    for rank, records in enumerate(ranks):
+        latest = {r["step"]: r for r in records}  # a restarted step counts once (its last run)
+        steps = np.array(sorted(latest))
+        if not steps.size:
+            continue
+        total = np.array([latest[s]["total"] for s in steps])
+        left.plot(steps, total, alpha=0.2, color=f"C{rank}")
+        left.plot(steps[window - 1:] if steps.size >= window else steps,
+                  _moving_average(total, window), color=f"C{rank}", label=f"rank {rank}")
+        middle.plot(steps, np.cumsum([latest[s]["proposed"] for s in steps]), color=f"C{rank}",
+                    label=f"rank {rank}")
+    left.set(xlabel="step", ylabel="SPIN loss", title=f"training loss ({window}-step average)")
+    left.legend()
+    middle.set(xlabel="step", ylabel="fits proposed (cumulative)",
+               title=f"store mean fit loss {summary.loss_before:.2f} -> {summary.loss_after:.2f}")
+    middle.legend()
+    phases: dict[str, float] = {}
+    for records in ranks:
+        for r in records:
+            for name, value in r["phases"].items():
+                phases[name] = phases.get(name, 0.0) + value
+            phases["store traffic"] = phases.get("store traffic", 0.0) + r["store_seconds"]
+            phases["data + other"] = phases.get("data + other", 0.0) + r["seconds"] - r[
+                "store_seconds"] - sum(r["phases"].values())
+    total_time = sum(phases.values()) or 1.0
+    names = list(phases)
+    right.barh(names, [100 * phases[n] / total_time for n in names], color="C2")
+    right.set(xlabel="% of step time", title="where a step's time goes")
+    standin = "STAND-IN body model (not SMPL)" if summary.is_standin else "body model"
+    figure.suptitle(f"training run {summary.run}: steps {summary.first_step}-{summary.steps} "
+                    f"— {standin}", fontsize=11)
+    return _save(figure, path, dpi=100)

@@ -71,18 +71,7 @@ class FitReader:
 
     def read_rows(self, rows: Any) -> Fits:
         """The fits of ``rows`` ((B,) integer indices, any order, repeats allowed) as copies."""
-        index = np.asarray(rows)
-        if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
-            raise InputError(
-                f"rows must be a 1-d integer array of dataset rows, got shape {index.shape} "
-                f"dtype {index.dtype}"
-            )
-        if index.size and (index.min() < 0 or index.max() >= self._info.n_rows):
-            raise InputError(
-                f"rows must lie in [0, {self._info.n_rows}) for dataset {self._dataset!r}, "
-                f"got values from {int(index.min())} to {int(index.max())}"
-            )
-        return self._fits.take(index)
+        return self._fits.take(checked_rows(rows, self._info.n_rows, self._dataset))
 
     def read_all(self) -> Fits:
         """Every row of the pinned snapshot (a copy)."""
@@ -98,6 +87,22 @@ class FitReader:
 
     def __reduce__(self) -> tuple:
         return (_restore, (self._repo, self._dataset, self._branch, self._snapshot_id))
+
+
+def checked_rows(rows: Any, n_rows: int, dataset: str) -> np.ndarray:
+    """``rows`` as a 1-d integer index into a dataset of ``n_rows`` rows, or ``InputError``."""
+    index = np.asarray(rows)
+    if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
+        raise InputError(
+            f"rows must be a 1-d integer array of dataset rows, got shape {index.shape} "
+            f"dtype {index.dtype}"
+        )
+    if index.size and (index.min() < 0 or index.max() >= n_rows):
+        raise InputError(
+            f"rows must lie in [0, {n_rows}) for dataset {dataset!r}, "
+            f"got values from {int(index.min())} to {int(index.max())}"
+        )
+    return index
 
 
 def _restore(repo: icechunk.Repository, dataset: str, branch: str, snapshot_id: str) -> FitReader:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from spinfits.store import FitReader, Fits, Proposals
+from spinfits.store.reader import checked_rows
 
 
 class BestFits:
@@ -33,7 +34,9 @@ class BestFits:
 
     def read(self, rows: np.ndarray) -> Fits:
         """Best known fits of ``rows`` ((B,) int); loss +inf where there is none."""
-        return self._reader.read_rows(rows) if not self._own.any() else self._fits.take(rows)
+        if not self._own.any():
+            return self._reader.read_rows(rows)
+        return self._fits.take(checked_rows(rows, self.n_rows, self._reader.info.name))
 
     def record(self, proposals: Proposals) -> None:
         """Keep this worker's proposals that beat what it knows (strictly lower, finite)."""

@@ -43,9 +43,11 @@ def load_training_state(directory: str | Path) -> TrainingState:
         raise InputError(f"{directory} is not a spinfits training checkpoint: {STATE_FILE} is missing")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(raw, dict):
+            raise ValueError(f"it holds a {type(raw).__name__}, not a dict")
         return TrainingState(step=int(raw["step"]), snapshot_id=str(raw["snapshot_id"]),
                              model=raw["model"], optimizer=raw["optimizer"], run=str(raw["run"]))
-    except (KeyError, RuntimeError, EOFError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - torch.load of a damaged file raises anything
         raise InputError(f"training checkpoint {path} cannot be read ({error}); resume from an "
                          "earlier checkpoint or start a new run") from None
 

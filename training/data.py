@@ -133,15 +133,23 @@ def augment_joints_3d(joints: torch.Tensor, augmentation: Augmentation) -> torch
     x, y = joints[..., 0], joints[..., 1]
     rotated = torch.stack([cos[:, None] * x - sin[:, None] * y,
                            sin[:, None] * x + cos[:, None] * y, joints[..., 2], joints[..., 3]], -1)
-    mirrored = rotated[:, list(GT_JOINTS_FLIP_PERM)] * torch.tensor([-1.0, 1.0, 1.0, 1.0],
-                                                                    dtype=joints.dtype)
+    mirrored = rotated[:, list(GT_JOINTS_FLIP_PERM)] * torch.tensor(
+        [-1.0, 1.0, 1.0, 1.0], dtype=joints.dtype, device=joints.device)
     return torch.where(augmentation.flip[:, None, None], mirrored, rotated)
 
 
 def step_rows(step: int, rank: int, world_size: int, batch_size: int, n_rows: int,
               seed: int) -> np.ndarray:
     """The (batch_size,) rows worker ``rank`` trains on at ``step``: global batches walk through
-    one seeded permutation per epoch; worker r takes the r-th slice of each global batch."""
+    one seeded permutation per epoch; worker r takes the r-th slice of each global batch. A
+    global batch that straddles two epochs may hold a row twice (the merge rule keeps one)."""
+    for name, value in (("step", step), ("batch_size", batch_size - 1), ("n_rows", n_rows - 1),
+                        ("world_size", world_size - 1)):
+        if value < 0:
+            raise InputError(f"{name} must be >= {0 if name == 'step' else 1}, got "
+                             f"{value if name == 'step' else value + 1}")
+    if not 0 <= rank < world_size:
+        raise InputError(f"rank must be in [0, {world_size}) (the worker's index), got {rank}")
     per_step = batch_size * world_size
     start = step * per_step + rank * batch_size
     positions = np.arange(start, start + batch_size)

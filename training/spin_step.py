@@ -108,6 +108,7 @@ class SpinTrainingStep:
         lap("smplify")
 
         old_loss = torch.as_tensor(stored.loss, device=self.device)
+        old_loss = torch.where(torch.isnan(old_loss), float("inf"), old_loss)  # NaN: no fit
         better = torch.isfinite(new.loss) & (new.loss < old_loss)
         best_pose = torch.where(better[:, None], new.pose, torch.as_tensor(stored.pose, device=self.device))
         best_betas = torch.where(better[:, None], new.betas, torch.as_tensor(stored.betas, device=self.device))

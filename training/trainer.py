@@ -23,6 +23,7 @@ from ray.train.torch import TorchTrainer
 from spinfits.errors import InputError, SpinfitsError
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.store import FitStore
+from spinfits.training.checkpoint import latest_checkpoint_step
 from spinfits.training.data import TrainingData
 from spinfits.training.progress import ProgressFollower
 from spinfits.training.store_writer import WriterStats, start_store_writer
@@ -42,6 +43,7 @@ class TrainSummary:
     the writer's figures, the last checkpoint's step and store snapshot."""
 
     run: str
+    first_step: int
     steps: int
     seconds: float
     loss_before: float
@@ -52,11 +54,15 @@ class TrainSummary:
     checkpoint_step: int | None
     checkpoint_snapshot: str | None
     is_standin: bool
+    nothing_to_do: bool = False
 
     def lines(self) -> list[str]:
         model = "stand-in body model" if self.is_standin else "body model"
+        if self.nothing_to_do:
+            return [f"nothing to do: run {self.run} is already at step {self.checkpoint_step} "
+                    f"(pass a larger --steps with --resume to train further)"]
         return [
-            f"run {self.run}: {self.steps} steps in {self.seconds:.1f} s ({model})",
+            f"run {self.run}: steps {self.first_step}-{self.steps} in {self.seconds:.1f} s ({model})",
             f"store mean fit loss {self.loss_before:.3f} -> {self.loss_after:.3f} over fitted rows "
             f"({self.fitted_before} -> {self.fitted_after} rows fitted)",
             f"in-loop proposals {self.writer.proposals}, rows improved {self.writer.rows_improved}, "
@@ -101,6 +107,14 @@ def run_training(config: TrainConfig) -> TrainSummary:
     start = time.perf_counter()
     store, is_standin = check_inputs(config)
     loss_before, fitted_before = _store_figures(store, config.name)
+    done = latest_checkpoint_step(config.run_dir) if config.resume else None
+    if done is not None and done >= config.steps:
+        return TrainSummary(run=config.run, first_step=done, steps=done,
+                            seconds=time.perf_counter() - start,
+                            loss_before=loss_before, loss_after=loss_before,
+                            fitted_before=fitted_before, fitted_after=fitted_before,
+                            writer=WriterStats(0, 0, 0, None, None), checkpoint_step=done,
+                            checkpoint_snapshot=None, is_standin=is_standin, nothing_to_do=True)
     config = replace(config, dataset=config.dataset.resolve(), images=config.images.resolve(),
                      runs_dir=Path(config.runs_dir).resolve(),
                      model_dir=config.model_dir.resolve(),
@@ -132,7 +146,8 @@ def run_training(config: TrainConfig) -> TrainSummary:
         ray.kill(writer)
     metrics = result.metrics or {}
     loss_after, fitted_after = _store_figures(FitStore.open(config.store, s3=config.s3), config.name)
-    return TrainSummary(run=config.run, steps=config.steps, seconds=time.perf_counter() - start,
+    return TrainSummary(run=config.run, first_step=done or 0, steps=config.steps,
+                        seconds=time.perf_counter() - start,
                         loss_before=loss_before, loss_after=loss_after,
                         fitted_before=fitted_before, fitted_after=fitted_after, writer=stats,
                         checkpoint_step=metrics.get("step"),

@@ -1,0 +1,321 @@
+"""One SPIN training step with the store's fits in the loop: un-augmented scoring, proposals,
+supervision, and gradients that actually train the regressor."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spinfits.fitting.fit_loss import fit_loss
+from spinfits.fitting.joints_only import JointsOnlyBody
+from spinfits.fitting.rotations import axis_angle_to_matrix
+from spinfits.fitting.smplify_config import SmplifyConfig
+from spinfits.store import Fits, Source
+from spinfits.training.augmentation import Augmentation, AugmentationConfig, augment_pose
+from spinfits.training.data import TrainingData
+from spinfits.training.spin_step import SpinTrainingStep, unaugmented_fits
+from spinfits.training.train_config import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+ROWS = np.arange(8)  # even rows have ground-truth SMPL
+NO_KEYPOINTS = 3  # the training set's row without keypoints (checked below)
+
+
+def _aug(flip, rotation, scale=None):
+    batch = len(flip)
+    return Augmentation(flip=torch.as_tensor(flip, dtype=torch.bool),
+                        rotation=torch.as_tensor(rotation, dtype=torch.float32),
+                        scale=torch.ones(batch) if scale is None
+                        else torch.as_tensor(scale, dtype=torch.float32),
+                        pixel_noise=torch.ones(batch, 3))
+
+
+#: A mixed augmentation of 8 rows: flips, rotations, scales.
+MIXED = dict(flip=[False, True, False, True, True, False, True, False],
+             rotation=[0.0, 0.0, 30.0, -45.0, 20.0, -60.0, 10.0, 0.0],
+             scale=[1.0, 1.2, 0.8, 1.0, 0.9, 1.1, 1.25, 0.75])
+
+
+def _config(**overrides) -> TrainConfig:
+    base = dict(dataset=Path("unused.npz"), images=Path("unused"), store="unused",
+                model_dir=Path("unused"), backbone="small", input_res=64, batch_size=len(ROWS),
+                learning_rate=1e-3, smplify=SmplifyConfig(camera_iterations=5, body_iterations=10))
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def _step(standin_files, small_regressor, **overrides) -> SpinTrainingStep:
+    config = _config(**overrides)
+    model = small_regressor()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    return SpinTrainingStep(model, optimizer, standin_files, config)
+
+
+@pytest.fixture(scope="module")
+def data(training_set):
+    return TrainingData.load(training_set.path, training_set.images, input_res=64,
+                             use_gt_smpl=False)
+
+
+@pytest.fixture(scope="module")
+def data_gt(training_set):
+    return TrainingData.load(training_set.path, training_set.images, input_res=64,
+                             use_gt_smpl=True)
+
+
+@pytest.fixture(scope="module")
+def scorer(standin_files):
+    return JointsOnlyBody(standin_files)
+
+
+def _stored(losses, pose=None, betas=None) -> Fits:
+    fits = Fits.empty(len(losses))
+    fits.loss[:] = losses
+    if pose is not None:
+        fits.pose[:] = pose
+    if betas is not None:
+        fits.betas[:] = betas
+    return fits
+
+
+# ------------------------------------------------------------------ fits under augmentation
+
+
+def test_the_same_fit_under_different_augmentations_gets_the_same_loss(training_set, scorer):
+    """The issue's requirement: a fit found under any augmentation is scored in the store's
+    frame, so the same body proposed under flips, rotations and scales gets the same loss."""
+    rows = np.array([0, 1, 2, 4, 5, 6])
+    pose = torch.as_tensor(training_set.arrays["pose"][rows], dtype=torch.float32)
+    betas = torch.as_tensor(training_set.arrays["shape"][rows], dtype=torch.float32)
+    keypoints = torch.as_tensor(training_set.dataset.keypoints[rows])
+    reference, reference_cam = fit_loss(scorer, pose, betas, keypoints)
+    assert torch.isfinite(reference).all()
+    n = len(rows)
+    augmentations = [
+        Augmentation.identity(n),
+        _aug([True] * n, [0.0] * n),
+        _aug([False] * n, [30.0, -30.0, 60.0, -60.0, 15.0, 45.0]),
+        _aug([True] * n, [-45.0, 20.0, 60.0, -10.0, 5.0, -60.0]),
+        _aug([False] * n, [0.0] * n, scale=[0.75, 1.25, 0.8, 1.1, 1.2, 0.9]),
+        _aug([True, False, True, False, True, False], [10.0, -25.0, 0.0, 50.0, -5.0, 0.0],
+             scale=[1.2, 0.8, 1.0, 0.9, 1.25, 0.75]),
+        Augmentation.sample(AugmentationConfig(), n, torch.Generator().manual_seed(4)),
+    ]
+    for aug in augmentations:
+        proposed = augment_pose(pose, aug)  # what SMPLify would return in the augmented crop
+        if aug.flip.any() or (aug.rotation != 0).any():
+            assert (proposed - pose).abs().max() > 0.1
+        fits = unaugmented_fits(scorer, proposed, betas, keypoints, aug)
+        np.testing.assert_allclose(fits.loss.numpy(), reference.numpy(), rtol=1e-4)
+        np.testing.assert_allclose(fits.cam_t.numpy(), reference_cam.numpy(), rtol=1e-4,
+                                   atol=1e-4)
+        np.testing.assert_allclose(axis_angle_to_matrix(fits.pose.reshape(-1, 24, 3)).numpy(),
+                                   axis_angle_to_matrix(pose.reshape(-1, 24, 3)).numpy(),
+                                   atol=1e-5)
+    # the same augmented pose read with the wrong augmentation is another body: another loss
+    aug = augmentations[3]
+    wrong = unaugmented_fits(scorer, augment_pose(pose, aug), betas, keypoints,
+                             Augmentation.identity(n))
+    assert (wrong.loss > 2 * reference).all()
+
+
+def test_unaugmented_fits_are_not_fits_where_not_finite_or_without_keypoints(training_set,
+                                                                              scorer):
+    rows = np.array([0, 1, NO_KEYPOINTS, 4])
+    pose = torch.as_tensor(training_set.arrays["pose"][rows], dtype=torch.float32)
+    betas = torch.as_tensor(training_set.arrays["shape"][rows], dtype=torch.float32)
+    pose[1, 10] = float("nan")
+    betas[3, 0] = float("inf")
+    keypoints = torch.as_tensor(training_set.dataset.keypoints[rows])
+    fits = unaugmented_fits(scorer, pose, betas, keypoints, Augmentation.identity(4))
+    assert torch.isfinite(fits.loss[0])
+    assert torch.isinf(fits.loss[1:]).all() and (fits.loss[1:] > 0).all()
+
+
+# ------------------------------------------------------------------ one step
+
+
+def _fresh_step_outcome(standin_files, small_regressor, batch, stored, **overrides):
+    """One step from the same initial weights and dropout draws every time it is called."""
+    step = _step(standin_files, small_regressor, **overrides)
+    torch.manual_seed(123)
+    return step(batch, stored, 17)
+
+
+def test_step_proposes_only_strictly_better_finite_fits(data, standin_files, small_regressor):
+    batch = data.batch(ROWS, _aug(**MIXED))
+    n = len(ROWS)
+    # First: nothing stored, so every new fit with a finite loss is proposed.
+    first = _fresh_step_outcome(standin_files, small_regressor, batch,
+                                _stored(np.full(n, np.inf)))
+    new_loss = first.best_loss  # (n,) the new fits' losses (+inf: not a fit)
+    assert np.isinf(new_loss[NO_KEYPOINTS])
+    fitted = np.flatnonzero(np.isfinite(new_loss))
+    assert set(fitted) == set(range(n)) - {NO_KEYPOINTS}
+    np.testing.assert_array_equal(first.proposals.rows, ROWS[fitted])
+    # Again from the same state (the same new fits): stored losses equal to / just above /
+    # below the new ones.
+    stored_loss = new_loss.astype(np.float32).copy()  # equal: not strictly better
+    stored_loss[[1, 5]] = np.nextafter(new_loss[[1, 5]].astype(np.float32), np.float32(np.inf))
+    stored_loss[[2, 6]] = new_loss[[2, 6]] * 0.5  # stored is better
+    stored_loss[4] = np.nan  # a broken stored fit: never a valid target
+    stored_loss[NO_KEYPOINTS] = np.inf
+    second = _fresh_step_outcome(standin_files, small_regressor, batch, _stored(stored_loss))
+    np.testing.assert_array_equal(second.proposals.rows, [1, 5])
+    np.testing.assert_array_equal(second.proposals.loss, new_loss[[1, 5]])
+    np.testing.assert_array_equal(second.best_loss[[0, 1, 2, 5, 6, 7]],
+                                  np.minimum(new_loss, stored_loss)[[0, 1, 2, 5, 6, 7]])
+    assert np.isfinite(list(second.losses.values())).all()
+    assert not second.valid[4] and not second.valid[NO_KEYPOINTS]
+
+
+def test_step_proposals_are_scored_in_the_store_frame(data, standin_files, small_regressor,
+                                                      scorer):
+    batch = data.batch(ROWS, _aug(**MIXED))
+    step = _step(standin_files, small_regressor)
+    before = {k: v.clone() for k, v in step.model.state_dict().items()}
+    stored = _stored(np.full(len(ROWS), np.inf))
+    torch.manual_seed(0)
+    outcome = step(batch, stored, 42)
+    proposals = outcome.proposals
+    assert len(proposals) == len(ROWS) - 1 and NO_KEYPOINTS not in proposals.rows
+    assert (proposals.source == Source.IN_LOOP).all() and (proposals.step == 42).all()
+    assert np.isfinite(proposals.loss).all()
+    # the proposal's loss is the store's fit loss of its (un-augmented) pose and betas
+    keypoints = torch.as_tensor(data.dataset.keypoints[proposals.rows])
+    loss, cam_t = fit_loss(scorer, torch.as_tensor(proposals.pose),
+                           torch.as_tensor(proposals.betas), keypoints)
+    np.testing.assert_allclose(proposals.loss, loss.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(proposals.cam_t, cam_t.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outcome.best_loss[proposals.rows], proposals.loss)
+    # scored against the augmented keypoints instead, the flipped/rotated rows would be far off
+    flipped = batch.augmentation.flip[proposals.rows].numpy()
+    as_augmented, _ = fit_loss(scorer, torch.as_tensor(proposals.pose),
+                               torch.as_tensor(proposals.betas),
+                               batch.keypoints[proposals.rows])
+    assert (as_augmented.numpy()[flipped] > 2 * proposals.loss[flipped]).all()
+    # the step trained the model, and every loss term is finite
+    assert set(outcome.losses) >= {"total", "keypoint", "keypoint_3d", "pose", "betas", "shape",
+                                   "camera"}
+    assert np.isfinite(list(outcome.losses.values())).all()
+    after = step.model.state_dict()
+    changed = [name for name in before if not torch.equal(before[name], after[name])]
+    assert any(name.startswith("backbone") for name in changed)
+    assert any(name.startswith("fc1") for name in changed)
+    assert set(outcome.seconds) == {"forward", "smplify", "targets", "backward"}
+
+
+def test_non_finite_fits_never_become_proposals_or_targets(data, standin_files, small_regressor):
+    batch = data.batch(ROWS, _aug(**MIXED))
+    n = len(ROWS)
+    loss = np.full(n, np.inf, dtype=np.float32)
+    pose = np.zeros((n, 72), dtype=np.float32)
+    loss[0], pose[0] = np.nan, np.nan  # a broken stored fit
+    loss[2], pose[2] = np.inf, np.nan  # no fit, garbage parameters
+    loss[NO_KEYPOINTS] = 1.0  # a stored fit for a row that now has no keypoints
+    step = _step(standin_files, small_regressor, smplify_threshold=100.0)
+    torch.manual_seed(0)
+    outcome = step(batch, _stored(loss, pose), 3)
+    assert np.isfinite(outcome.proposals.loss).all()
+    assert NO_KEYPOINTS not in outcome.proposals.rows
+    assert np.isfinite(outcome.proposals.pose).all()
+    assert np.isfinite(list(outcome.losses.values())).all()
+    assert not outcome.valid[0]  # NaN best loss is not supervision
+    assert outcome.best_loss[NO_KEYPOINTS] == 1.0 and outcome.valid[NO_KEYPOINTS]
+    # without a stored fit, a row without keypoints has no fit and supervises nothing
+    torch.manual_seed(0)
+    again = _step(standin_files, small_regressor)(batch, _stored(np.full(n, np.inf)), 3)
+    assert np.isinf(again.best_loss[NO_KEYPOINTS]) and not again.valid[NO_KEYPOINTS]
+
+
+# ------------------------------------------------------------------ supervision
+
+
+def _expected_supervision(step, batch, pose, betas, valid):
+    """SPIN's pose / betas losses of the model's prediction against targets (un-augmented
+    pose (B, 72), betas (B, 10)) seen through the batch's augmentation, over ``valid`` rows."""
+    with torch.no_grad():
+        out = step.model(batch.images)
+        target = axis_angle_to_matrix(augment_pose(torch.as_tensor(pose, dtype=torch.float32),
+                                                   batch.augmentation).reshape(-1, 24, 3))
+        valid = torch.as_tensor(valid)
+        pose_loss = ((out.rotmat - target) ** 2).flatten(1).mean(1)[valid].mean()
+        betas_loss = ((out.betas - torch.as_tensor(betas, dtype=torch.float32)) ** 2).mean(1)[
+            valid].mean()
+    return float(pose_loss), float(betas_loss)
+
+
+def test_supervision_uses_the_best_fit_below_the_threshold(data, standin_files, small_regressor,
+                                                           training_set):
+    batch = data.batch(ROWS, _aug(**MIXED))
+    n = len(ROWS)
+    pose = training_set.arrays["pose"][ROWS].astype(np.float32)
+    betas = training_set.arrays["shape"][ROWS].astype(np.float32)
+    betas[6, 2] = 4.0  # implausible (|beta| > max_abs_betas): supervised with zero betas
+    loss = np.full(n, 1e-3, dtype=np.float32)  # stored fits no SMPLify run can beat
+    loss[[1, 5]] = 50.0  # above the threshold (unless the new fit beats it)
+    loss[NO_KEYPOINTS] = np.inf
+    step = _step(standin_files, small_regressor, smplify_threshold=10.0, max_abs_betas=3.0)
+    torch.manual_seed(5)
+    outcome = step(batch, _stored(loss, pose, betas), 0)
+    assert not set(outcome.proposals.rows) & {0, 2, 4, 6, 7}  # 1e-3 cannot be beaten
+    np.testing.assert_array_equal(outcome.valid, outcome.best_loss < 10.0)
+    assert outcome.valid[[0, 2, 4, 6, 7]].all() and not outcome.valid[NO_KEYPOINTS]
+    # rows 1 and 5: supervised by their new fit if it got below the threshold, else not at all
+    valid = outcome.valid
+    better = np.isin(ROWS, outcome.proposals.rows)
+    pose[better] = outcome.proposals.pose[np.searchsorted(outcome.proposals.rows, ROWS[better])]
+    betas[better] = outcome.proposals.betas[np.searchsorted(outcome.proposals.rows,
+                                                            ROWS[better])]
+    betas[np.abs(betas).max(1) > 3.0] = 0.0
+    step_again = _step(standin_files, small_regressor, smplify_threshold=10.0)
+    torch.manual_seed(5)
+    want_pose, want_betas = _expected_supervision(step_again, batch, pose, betas, valid)
+    np.testing.assert_allclose(outcome.losses["pose"], want_pose, rtol=1e-4)
+    np.testing.assert_allclose(outcome.losses["betas"], want_betas, rtol=1e-4)
+
+
+def test_ground_truth_smpl_supervises_its_rows_when_asked(data_gt, standin_files,
+                                                          small_regressor, training_set):
+    batch = data_gt.batch(ROWS, _aug(**MIXED))
+    has_smpl = batch.has_smpl.numpy()
+    np.testing.assert_array_equal(has_smpl, ROWS % 2 == 0)  # the fixture's even rows
+    n = len(ROWS)
+    # stored fits far from the truth, all above a tiny threshold: only ground truth is valid
+    stored = _stored(np.full(n, 1e-3, dtype=np.float32), pose=np.full((n, 72), 0.3),
+                     betas=np.full((n, 10), 1.0))
+    step = _step(standin_files, small_regressor, smplify_threshold=1e-6)
+    torch.manual_seed(9)
+    outcome = step(batch, stored, 0)
+    np.testing.assert_array_equal(outcome.valid, has_smpl)
+    gt_pose = training_set.arrays["pose"][ROWS]
+    gt_betas = training_set.arrays["shape"][ROWS]
+    step_again = _step(standin_files, small_regressor, smplify_threshold=1e-6)
+    torch.manual_seed(9)
+    want_pose, want_betas = _expected_supervision(step_again, batch, gt_pose, gt_betas, has_smpl)
+    np.testing.assert_allclose(outcome.losses["pose"], want_pose, rtol=1e-4)
+    np.testing.assert_allclose(outcome.losses["betas"], want_betas, rtol=1e-4)
+
+
+# ------------------------------------------------------------------ it learns
+
+
+def test_repeated_steps_overfit_a_small_batch(data_gt, standin_files, small_regressor):
+    rows = np.array([0, 2, 4, 6])  # ground-truth SMPL: fixed targets
+    batch = data_gt.batch(rows, Augmentation.identity(len(rows)))
+    step = _step(standin_files, small_regressor, batch_size=len(rows), learning_rate=1e-3,
+                 augmentation=AugmentationConfig.none(),
+                 smplify=SmplifyConfig(camera_iterations=2, body_iterations=2))
+    stored = _stored(np.full(len(rows), np.inf))
+    torch.manual_seed(0)
+    totals = [step(batch, stored, i).losses["total"] for i in range(30)]
+    assert np.isfinite(totals).all()
+    first, last = np.mean(totals[:3]), np.mean(totals[-3:])
+    assert last < 0.5 * first, totals
+
+
+def test_the_fixture_row_without_keypoints(training_set):
+    assert training_set.no_keypoints == NO_KEYPOINTS
+    assert (training_set.dataset.keypoints[NO_KEYPOINTS, :, 2] == 0).all()
