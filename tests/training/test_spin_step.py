@@ -160,15 +160,16 @@ def test_step_proposes_only_strictly_better_finite_fits(data, standin_files, sma
     stored_loss = new_loss.astype(np.float32).copy()  # equal: not strictly better
     stored_loss[[1, 5]] = np.nextafter(new_loss[[1, 5]].astype(np.float32), np.float32(np.inf))
     stored_loss[[2, 6]] = new_loss[[2, 6]] * 0.5  # stored is better
-    stored_loss[4] = np.nan  # a broken stored fit: never a valid target
+    stored_loss[4] = np.nan  # a broken stored fit counts as no fit: the new one replaces it
     stored_loss[NO_KEYPOINTS] = np.inf
     second = _fresh_step_outcome(standin_files, small_regressor, batch, _stored(stored_loss))
-    np.testing.assert_array_equal(second.proposals.rows, [1, 5])
-    np.testing.assert_array_equal(second.proposals.loss, new_loss[[1, 5]])
+    np.testing.assert_array_equal(second.proposals.rows, [1, 4, 5])
+    np.testing.assert_array_equal(second.proposals.loss, new_loss[[1, 4, 5]])
+    assert second.best_loss[4] == new_loss[4] and second.valid[4]
     np.testing.assert_array_equal(second.best_loss[[0, 1, 2, 5, 6, 7]],
                                   np.minimum(new_loss, stored_loss)[[0, 1, 2, 5, 6, 7]])
     assert np.isfinite(list(second.losses.values())).all()
-    assert not second.valid[4] and not second.valid[NO_KEYPOINTS]
+    assert not second.valid[NO_KEYPOINTS]
 
 
 def test_step_proposals_are_scored_in_the_store_frame(data, standin_files, small_regressor,
@@ -222,7 +223,8 @@ def test_non_finite_fits_never_become_proposals_or_targets(data, standin_files, 
     assert NO_KEYPOINTS not in outcome.proposals.rows
     assert np.isfinite(outcome.proposals.pose).all()
     assert np.isfinite(list(outcome.losses.values())).all()
-    assert not outcome.valid[0]  # NaN best loss is not supervision
+    # a NaN stored loss counts as no fit: the new finite fit replaces it and supervises
+    assert 0 in outcome.proposals.rows and np.isfinite(outcome.best_loss[0]) and outcome.valid[0]
     assert outcome.best_loss[NO_KEYPOINTS] == 1.0 and outcome.valid[NO_KEYPOINTS]
     # without a stored fit, a row without keypoints has no fit and supervises nothing
     torch.manual_seed(0)
