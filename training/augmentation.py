@@ -26,6 +26,7 @@ so sampling is unchanged.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -129,6 +130,17 @@ class Augmentation:
             scale=torch.ones(batch, device=device),
             pixel_noise=torch.ones(batch, 3, device=device),
         )
+
+    @classmethod
+    def geometric(cls, flip: Sequence[bool], rotation: Sequence[float],
+                  scale: Sequence[float] | None = None) -> Augmentation:
+        """Given flips (B,), rotations (B,) degrees and scales (B,) (default 1), no pixel noise."""
+        batch = len(flip)
+        return cls(flip=torch.as_tensor(flip, dtype=torch.bool),
+                   rotation=torch.as_tensor(rotation, dtype=torch.float32),
+                   scale=(torch.ones(batch) if scale is None
+                          else torch.as_tensor(scale, dtype=torch.float32)),
+                   pixel_noise=torch.ones(batch, 3))
 
     @classmethod
     def sample(cls, config: AugmentationConfig, batch: int, generator: torch.Generator,

@@ -25,13 +25,7 @@ from spinfits.training.data import (
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _aug(flip, rotation, scale=None):
-    batch = len(flip)
-    return Augmentation(flip=torch.as_tensor(flip, dtype=torch.bool),
-                        rotation=torch.as_tensor(rotation, dtype=torch.float32),
-                        scale=torch.ones(batch) if scale is None
-                        else torch.as_tensor(scale, dtype=torch.float32),
-                        pixel_noise=torch.ones(batch, 3))
+_aug = Augmentation.geometric
 
 
 # ----------------------------------------------------------------------------- step_rows

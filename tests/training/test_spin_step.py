@@ -23,13 +23,7 @@ ROWS = np.arange(8)  # even rows have ground-truth SMPL
 NO_KEYPOINTS = 3  # the training set's row without keypoints (checked below)
 
 
-def _aug(flip, rotation, scale=None):
-    batch = len(flip)
-    return Augmentation(flip=torch.as_tensor(flip, dtype=torch.bool),
-                        rotation=torch.as_tensor(rotation, dtype=torch.float32),
-                        scale=torch.ones(batch) if scale is None
-                        else torch.as_tensor(scale, dtype=torch.float32),
-                        pixel_noise=torch.ones(batch, 3))
+_aug = Augmentation.geometric
 
 
 #: A mixed augmentation of 8 rows: flips, rotations, scales.
