@@ -128,3 +128,38 @@ def test_unknown_dataset_and_wrong_body_model(fit_store, standin_files, training
 def test_missing_store(tmp_path, standin_files):
     with pytest.raises(InputError, match=str(tmp_path / "nothing")):
         StoreWriter(str(tmp_path / "nothing"), "people", standin_files.fingerprint, "r")
+
+
+def test_a_workers_fit_reaches_another_worker_after_the_writers_commit(
+        fit_store, training_set, standin_files):
+    """Through the Ray actor, as in training: worker A proposes without waiting; worker B's
+    pinned view does not change until the writer commits and B refreshes, then shows A's fit."""
+    import ray
+
+    from spinfits.training.best_fits import BestFits
+    from spinfits.training.store_writer import start_store_writer
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        writer = start_store_writer(str(fit_store.location.path), training_set.name,
+                                    standin_files.fingerprint, "visible", commit_every_s=0.3)
+        worker_a = BestFits(fit_store.reader(training_set.name))
+        worker_b = BestFits(fit_store.reader(training_set.name))
+        row = 0  # no fit in the store yet
+        assert np.isinf(worker_b.read(np.array([row])).loss[0])
+        found = _proposals([row], [0.5], step=7, value=3.0)
+        reference = writer.propose.remote(found)  # returns at once: the worker does not wait
+        worker_a.record(found)
+        assert isinstance(reference, ray.ObjectRef)
+        assert worker_a.read(np.array([row])).loss[0] == np.float32(0.5)  # A uses it at once
+        assert np.isinf(worker_b.read(np.array([row])).loss[0])  # B: pinned, not yet
+        assert _wait_for(worker_b.refresh, seconds=30), "the writer never committed"
+        seen = worker_b.read(np.array([row]))
+        assert seen.loss[0] == np.float32(0.5) and seen.pose[0, 0] == 3.0
+        assert seen.source[0] == int(Source.IN_LOOP) and seen.step[0] == 7
+        latest = FitStore.open(fit_store.location.path).log(limit=1)[0]
+        assert latest.message == "training visible: steps 7-7"
+        assert latest.metadata["source"] == "training" and latest.metadata["run"] == "visible"
+        ray.get(writer.close.remote())
+    finally:
+        ray.shutdown()

@@ -127,7 +127,8 @@ def test_killed_worker_is_recovered_and_store_improves(tmp_path, training_set, r
         assert len(set(snapshots)) >= 2, f"rank {rank} never refreshed its store view"
 
 
-def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_store, standin_dir):
+def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_store, standin_dir,
+                                                capsys):
     before = rough_store.read(DATASET).loss.copy()
     runs, steps = tmp_path / "runs", 5 * CHECKPOINT_EVERY
     progress = runs / "tiny" / "progress" / "rank0.jsonl"
@@ -161,3 +162,6 @@ def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_s
     assert resumed[-1] == steps - 1
     assert f"last checkpoint: step {steps}" in output
     assert np.all(FitStore.open(rough_store.location).read(DATASET).loss <= before)
+    # Once done, resuming again has nothing to do (and starts no Ray).
+    assert main(first[3:] + ["--resume"]) == 0
+    assert f"nothing to do: run tiny is already at step {steps}" in capsys.readouterr().out
