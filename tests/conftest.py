@@ -45,3 +45,25 @@ def other_model_copy(tmp_path):
         return target
 
     return copy
+
+
+@pytest.fixture
+def ray_head():
+    """A Ray head on loopback started (and stopped) by the test: (ray command, env, address)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    ray = shutil.which("ray", path=str(bin_dir)) or pytest.fail("the ray command is not installed")
+    # a test cluster on loopback only; token authentication is for shared clusters
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{bin_dir}:{os.environ['PATH']}")
+    start = [ray, "start", "--head", "--node-ip-address=127.0.0.1", "--port=6391",
+             "--dashboard-host=127.0.0.1", "--dashboard-port=8271", "--num-cpus=2",
+             "--include-dashboard=true", "--disable-usage-stats"]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield ray, env, "http://127.0.0.1:8271"
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -162,6 +162,12 @@ def step_rows(step: int, rank: int, world_size: int, batch_size: int, n_rows: in
     return rows
 
 
+def step_seed(seed: int, step: int, rank: int, stream: int = 0) -> int:
+    """A seed for worker ``rank`` at ``step`` (stream 0: augmentation, 1: dropout), so a resumed
+    run draws what the uninterrupted one would have drawn."""
+    return int(np.random.default_rng([seed, step, rank, 7 + stream]).integers(2**62))
+
+
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     """The generator of worker ``rank``'s augmentations at ``step`` (reproducible on resume)."""
-    return torch.Generator().manual_seed(int(np.random.default_rng([seed, step, rank, 7]).integers(2**62)))
+    return torch.Generator().manual_seed(step_seed(seed, step, rank))

@@ -35,7 +35,7 @@ from spinfits.store import FitStore
 from spinfits.training.augmentation import Augmentation
 from spinfits.training.best_fits import BestFits
 from spinfits.training.checkpoint import TrainingState, load_training_state, save_training_state
-from spinfits.training.data import TrainingData, step_generator, step_rows
+from spinfits.training.data import TrainingData, step_generator, step_rows, step_seed
 from spinfits.training.regressor import HMR, RegressorConfig
 from spinfits.training.spin_step import SpinTrainingStep
 from spinfits.training.store_writer import store_writer
@@ -85,6 +85,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         tick = time.perf_counter()
         stored = best.read(rows)
         store_seconds += time.perf_counter() - tick
+        torch.manual_seed(step_seed(config.seed, step, rank, stream=1))  # dropout, on resume too
         outcome = step_fn(batch, stored, step)
         tick = time.perf_counter()
         if len(outcome.proposals):

@@ -160,6 +160,12 @@ def test_a_workers_fit_reaches_another_worker_after_the_writers_commit(
         latest = FitStore.open(fit_store.location.path).log(limit=1)[0]
         assert latest.message == "training visible: steps 7-7"
         assert latest.metadata["source"] == "training" and latest.metadata["run"] == "visible"
+        # A killed writer restarts by itself; later proposals land; nothing committed is lost.
+        ray.kill(writer, no_restart=False)
+        ray.get(writer.propose.remote(_proposals([12], [0.25], step=8, value=4.0)), timeout=60)
+        ray.get(writer.flush.remote(), timeout=60)
+        after = FitStore.open(fit_store.location.path).read(training_set.name)
+        assert after.loss[row] == np.float32(0.5) and after.loss[12] == np.float32(0.25)
         ray.get(writer.close.remote())
     finally:
         ray.shutdown()

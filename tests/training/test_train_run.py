@@ -165,3 +165,22 @@ def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_s
     # Once done, resuming again has nothing to do (and starts no Ray).
     assert main(first[3:] + ["--resume"]) == 0
     assert f"nothing to do: run tiny is already at step {steps}" in capsys.readouterr().out
+
+
+def test_training_runs_as_a_submitted_job(ray_head, tmp_path, training_set, rough_store,
+                                          standin_dir):
+    """The cluster path: `ray job submit --working-dir . -- spinfits train ...` on a head node
+    the test starts on loopback; checkpoints in --runs-dir, commits attributed to the run."""
+    ray, env, address = ray_head
+    runs, steps = tmp_path / "runs", CHECKPOINT_EVERY
+    command = _command(training_set, rough_store, standin_dir, runs, steps)[3:]
+    submit = [ray, "job", "submit", "--address", address, "--working-dir", ".", "--",
+              "spinfits", *command]
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(submit, cwd=repo, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"last checkpoint: step {steps}" in done.stdout + done.stderr
+    assert latest_checkpoint_step(runs / "tiny") == steps
+    commits = [v for v in FitStore.open(rough_store.location).log()
+               if v.metadata.get("run") == "tiny"]
+    assert commits
