@@ -8,6 +8,7 @@ exactly the fits the checkpointed one had seen.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,19 +22,23 @@ STATE_FILE = "training_state.pt"
 
 @dataclass(frozen=True)
 class TrainingState:
-    """step: the next step to run; snapshot_id: the store snapshot the run had seen."""
+    """step: the next step to run; snapshot_id: the store snapshot the run had seen;
+    backbone / input_res: the regressor the model state belongs to."""
 
     step: int
     snapshot_id: str
     model: dict[str, Any]
     optimizer: dict[str, Any]
     run: str
+    backbone: str = "resnet50"
+    input_res: int = 224
 
 
 def save_training_state(directory: str | Path, state: TrainingState) -> Path:
     path = Path(directory) / STATE_FILE
     torch.save({"step": state.step, "snapshot_id": state.snapshot_id, "model": state.model,
-                "optimizer": state.optimizer, "run": state.run}, path)
+                "optimizer": state.optimizer, "run": state.run, "backbone": state.backbone,
+                "input_res": state.input_res}, path)
     return path
 
 
@@ -46,10 +51,19 @@ def load_training_state(directory: str | Path) -> TrainingState:
         if not isinstance(raw, dict):
             raise ValueError(f"it holds a {type(raw).__name__}, not a dict")
         return TrainingState(step=int(raw["step"]), snapshot_id=str(raw["snapshot_id"]),
-                             model=raw["model"], optimizer=raw["optimizer"], run=str(raw["run"]))
+                             model=raw["model"], optimizer=raw["optimizer"], run=str(raw["run"]),
+                             backbone=str(raw.get("backbone", "resnet50")),
+                             input_res=int(raw.get("input_res", 224)))
     except Exception as error:  # noqa: BLE001 - torch.load of a damaged file raises anything
         raise InputError(f"training checkpoint {path} cannot be read ({error}); resume from an "
                          "earlier checkpoint or start a new run") from None
+
+
+def latest_checkpoint_dir(run_dir: str | Path) -> Path | None:
+    """The folder of the run's latest registered checkpoint (None if none yet)."""
+    latest = _latest_result(run_dir)
+    name = latest.get("checkpoint_dir_name")
+    return Path(run_dir) / name if name else None
 
 
 def latest_checkpoint_step(run_dir: str | Path) -> int | None:
@@ -59,12 +73,14 @@ def latest_checkpoint_step(run_dir: str | Path) -> int | None:
     a reported checkpoint at its next poll of the workers (about 2 s later), so a worker that
     dies within that window restarts from the checkpoint before.
     """
-    import json
+    step = (_latest_result(run_dir).get("metrics") or {}).get("step")
+    return int(step) if step is not None else None
 
+
+def _latest_result(run_dir: str | Path) -> dict[str, Any]:
+    """Ray Train's record of the latest registered checkpoint ({} if none)."""
     path = Path(run_dir) / "checkpoint_manager_snapshot.json"
     try:
-        latest = json.loads(path.read_text()).get("latest_checkpoint_result") or {}
+        return json.loads(path.read_text()).get("latest_checkpoint_result") or {}
     except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    step = (latest.get("metrics") or {}).get("step")
-    return int(step) if step is not None else None
+        return {}

@@ -120,7 +120,8 @@ def _report(config: TrainConfig, rank: int, model, optimizer, next_step: int, wr
         module = model.module if hasattr(model, "module") else model
         save_training_state(directory, TrainingState(
             step=next_step, snapshot_id=snapshot, model=module.state_dict(),
-            optimizer=optimizer.state_dict(), run=config.run))
+            optimizer=optimizer.state_dict(), run=config.run, backbone=config.backbone,
+            input_res=config.input_res))
         ray.train.report({**metrics, "snapshot": snapshot},
                          checkpoint=ray.train.Checkpoint.from_directory(directory))
 

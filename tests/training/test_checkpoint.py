@@ -31,10 +31,12 @@ def _trained(small_regressor):
 def test_round_trip_restores_model_optimizer_step_and_snapshot(tmp_path, small_regressor):
     model, optimizer = _trained(small_regressor)
     state = TrainingState(step=50, snapshot_id="ABCDEFGHIJKLMNOPQRST", model=model.state_dict(),
-                          optimizer=optimizer.state_dict(), run="spin-1")
+                          optimizer=optimizer.state_dict(), run="spin-1", backbone="small",
+                          input_res=96)
     path = save_training_state(tmp_path, state)
     assert path == tmp_path / STATE_FILE and path.is_file()
     loaded = load_training_state(tmp_path)
+    assert (loaded.backbone, loaded.input_res) == ("small", 96)
     assert (loaded.step, loaded.snapshot_id, loaded.run) == (50, "ABCDEFGHIJKLMNOPQRST", "spin-1")
     assert loaded.model.keys() == model.state_dict().keys()
     for name, value in model.state_dict().items():
