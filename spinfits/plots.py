@@ -143,6 +143,7 @@ def plot_training_report(summary, ranks: list[list[dict]], path: str | Path) -> 
     right.barh(names, [100 * phases[n] / total_time for n in names], color="C2")
     right.set(xlabel="% of step time", title="where a step's time goes")
     standin = "STAND-IN body model (not SMPL)" if summary.is_standin else "body model"
-    figure.suptitle(f"training run {summary.run}: steps {summary.first_step}-{summary.steps} "
-                    f"— {standin}", fontsize=11)
+    resumed = f" (this invocation from step {summary.first_step})" if summary.first_step else ""
+    figure.suptitle(f"training run {summary.run}: steps 0-{summary.steps}{resumed} — {standin}",
+                    fontsize=11)
     return _save(figure, path, dpi=100)
