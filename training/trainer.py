@@ -23,7 +23,8 @@ from ray.train.torch import TorchTrainer
 from spinfits.errors import InputError, SpinfitsError
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.store import FitStore
-from spinfits.training.checkpoint import latest_checkpoint_step
+from spinfits.training.checkpoint import (latest_checkpoint_dir, latest_checkpoint_step,
+                                          load_training_state)
 from spinfits.training.data import TrainingData
 from spinfits.training.progress import ProgressFollower
 from spinfits.training.store_writer import WriterStats, start_store_writer
@@ -103,11 +104,23 @@ def check_inputs(config: TrainConfig) -> tuple[FitStore, bool]:
     return store, files.is_standin
 
 
+def _check_resumable(config: TrainConfig) -> None:
+    """The latest checkpoint must belong to the regressor this command asks for."""
+    state = load_training_state(latest_checkpoint_dir(config.run_dir))
+    if (state.backbone, state.input_res) != (config.backbone, config.input_res):
+        raise InputError(
+            f"run {config.run!r} was trained with --backbone {state.backbone} --input-res "
+            f"{state.input_res}, but this command asks for --backbone {config.backbone} "
+            f"--input-res {config.input_res}: resume with the run's settings, or start a new --run")
+
+
 def run_training(config: TrainConfig) -> TrainSummary:
     start = time.perf_counter()
     store, is_standin = check_inputs(config)
     loss_before, fitted_before = _store_figures(store, config.name)
     done = latest_checkpoint_step(config.run_dir) if config.resume else None
+    if done is not None:
+        _check_resumable(config)
     if done is not None and done >= config.steps:
         return TrainSummary(run=config.run, first_step=done, steps=done,
                             seconds=time.perf_counter() - start,
