@@ -32,14 +32,14 @@ from dataclasses import dataclass
 import torch
 
 from spinfits.errors import InputError
+from spinfits.fitting.dataset import CROP_RES
 from spinfits.fitting.joints import (
+    GT_JOINTS_FLIP_PERM,
     NUM_SPIN_JOINTS,
     SMPL_POSE_FLIP_PERM,
     SPIN_JOINTS_FLIP_PERM,
 )
 from spinfits.fitting.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-
-CROP_RES = 224
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,26 @@ def _mirror_x(xy: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     return torch.stack([xy[..., 0] * sign, xy[..., 1]], dim=-1)
 
 
+def augment_points(points: torch.Tensor, aug: Augmentation,
+                   crop_res: int = CROP_RES) -> torch.Tensor:
+    """Crop points (B, K, 2) -> where they are seen in the augmented crop (B, K, 2):
+    ``a = F(R(θ) (u - c) / sc) + c``. Positions only (no left/right relabelling)."""
+    aug = aug.to(points.device)
+    dtype, center = points.dtype, crop_res / 2.0
+    xy = (points - center) @ _rotation_2d(aug.rotation, dtype).transpose(1, 2)
+    return _mirror_x(xy / aug.scale.to(dtype)[:, None, None], aug.flip) + center
+
+
+def unaugment_points(points: torch.Tensor, aug: Augmentation,
+                     crop_res: int = CROP_RES) -> torch.Tensor:
+    """Inverse of ``augment_points``: augmented-crop points (B, K, 2) -> crop points (B, K, 2),
+    ``u = c + sc R(-θ) F(a - c)``."""
+    aug = aug.to(points.device)
+    dtype, center = points.dtype, crop_res / 2.0
+    xy = _mirror_x(points - center, aug.flip) @ _rotation_2d(-aug.rotation, dtype).transpose(1, 2)
+    return xy * aug.scale.to(dtype)[:, None, None] + center
+
+
 def augment_keypoints(keypoints: torch.Tensor, aug: Augmentation,
                       crop_res: int = CROP_RES) -> torch.Tensor:
     """Crop keypoints (B, K, 3) x, y, confidence -> the same in the augmented crop (B, K, 3).
@@ -223,11 +243,7 @@ def augment_keypoints(keypoints: torch.Tensor, aug: Augmentation,
     _check_batch("keypoints", keypoints, (None, 3), aug)
     aug = aug.to(keypoints.device)
     perm = _flip_permutation(aug, keypoints.shape[1], "keypoints")
-    dtype, center = keypoints.dtype, crop_res / 2.0
-    xy = keypoints[..., :2] - center  # (B, K, 2)
-    xy = xy @ _rotation_2d(aug.rotation, dtype).transpose(1, 2)
-    xy = _mirror_x(xy / aug.scale.to(dtype)[:, None, None], aug.flip)
-    out = torch.cat([xy + center, keypoints[..., 2:]], dim=-1)
+    out = torch.cat([augment_points(keypoints[..., :2], aug, crop_res), keypoints[..., 2:]], -1)
     if perm is not None:
         out = torch.where(aug.flip[:, None, None], out[:, perm], out)
     return out
@@ -243,11 +259,7 @@ def unaugment_keypoints(keypoints: torch.Tensor, aug: Augmentation,
     if perm is not None:
         keypoints = torch.where(aug.flip[:, None, None], keypoints[:, torch.argsort(perm)],
                                 keypoints)
-    dtype, center = keypoints.dtype, crop_res / 2.0
-    xy = _mirror_x(keypoints[..., :2] - center, aug.flip)  # (B, K, 2)
-    xy = xy @ _rotation_2d(-aug.rotation, dtype).transpose(1, 2)
-    xy = xy * aug.scale.to(dtype)[:, None, None]
-    return torch.cat([xy + center, keypoints[..., 2:]], dim=-1)
+    return torch.cat([unaugment_points(keypoints[..., :2], aug, crop_res), keypoints[..., 2:]], -1)
 
 
 def rotation_z(degrees: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -294,3 +306,16 @@ def unaugment_pose(pose: torch.Tensor, aug: Augmentation) -> torch.Tensor:
     _check_pose(pose, aug)
     aug = aug.to(pose.device)
     return _rotate_orientation(_flip_pose(pose, aug.flip), -aug.rotation)
+
+
+def augment_joints_3d(joints: torch.Tensor, aug: Augmentation) -> torch.Tensor:
+    """(B, 24, 4) camera-frame 3D joints + confidence (SPIN's ``S``) -> as seen in the augmented
+    crop: rotated by ``Rz(θ)`` about the optical axis, then, where flipped, mirrored (x -> -x)
+    and relabelled left <-> right (``GT_JOINTS_FLIP_PERM``). Scale leaves them alone."""
+    _check_batch("joints_3d", joints, (24, 4), aug)
+    aug = aug.to(joints.device)
+    rotated = joints[..., :3] @ rotation_z(aug.rotation, joints.dtype).transpose(1, 2)
+    rotated = torch.cat([rotated, joints[..., 3:]], dim=-1)
+    mirrored = rotated[:, list(GT_JOINTS_FLIP_PERM)] * torch.tensor(
+        [-1.0, 1.0, 1.0, 1.0], dtype=joints.dtype, device=joints.device)
+    return torch.where(aug.flip[:, None, None], mirrored, rotated)

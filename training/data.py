@@ -11,6 +11,7 @@ s draws exactly the rows (and, with ``step_generator``, the augmentations) it wo
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,7 @@ import torch
 
 from spinfits.errors import InputError
 from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
-from spinfits.fitting.joints import GT_JOINTS_FLIP_PERM
-from spinfits.training.augmentation import Augmentation, augment_keypoints
+from spinfits.training.augmentation import Augmentation, augment_joints_3d, augment_keypoints
 from spinfits.training.images import crop_boxes, crop_images, load_images
 
 
@@ -125,41 +125,34 @@ class TrainingData:
             has_joints_3d=None if has_3d is None else has_3d.to(device))
 
 
-def augment_joints_3d(joints: torch.Tensor, augmentation: Augmentation) -> torch.Tensor:
-    """(B, 24, 4) camera-frame 3D joints + confidence -> as seen in the augmented crop: rotated
-    by Rz(rotation) about the optical axis, then mirrored (x -> -x, left/right swapped)."""
-    angle = torch.deg2rad(augmentation.rotation.to(joints.dtype))
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    x, y = joints[..., 0], joints[..., 1]
-    rotated = torch.stack([cos[:, None] * x - sin[:, None] * y,
-                           sin[:, None] * x + cos[:, None] * y, joints[..., 2], joints[..., 3]], -1)
-    mirrored = rotated[:, list(GT_JOINTS_FLIP_PERM)] * torch.tensor(
-        [-1.0, 1.0, 1.0, 1.0], dtype=joints.dtype, device=joints.device)
-    return torch.where(augmentation.flip[:, None, None], mirrored, rotated)
-
-
 def step_rows(step: int, rank: int, world_size: int, batch_size: int, n_rows: int,
               seed: int) -> np.ndarray:
     """The (batch_size,) rows worker ``rank`` trains on at ``step``: global batches walk through
     one seeded permutation per epoch; worker r takes the r-th slice of each global batch. A
     global batch that straddles two epochs may hold a row twice (the merge rule keeps one)."""
-    for name, value in (("step", step), ("batch_size", batch_size - 1), ("n_rows", n_rows - 1),
-                        ("world_size", world_size - 1)):
-        if value < 0:
-            raise InputError(f"{name} must be >= {0 if name == 'step' else 1}, got "
-                             f"{value if name == 'step' else value + 1}")
+    for name, value, least in (("step", step, 0), ("batch_size", batch_size, 1),
+                               ("n_rows", n_rows, 1), ("world_size", world_size, 1)):
+        if value < least:
+            raise InputError(f"{name} must be >= {least}, got {value}")
     if not 0 <= rank < world_size:
         raise InputError(f"rank must be in [0, {world_size}) (the worker's index), got {rank}")
-    per_step = batch_size * world_size
-    start = step * per_step + rank * batch_size
+    start = (step * world_size + rank) * batch_size
     positions = np.arange(start, start + batch_size)
     epochs = positions // n_rows
     rows = np.empty(batch_size, dtype=np.int64)
     for epoch in np.unique(epochs):
-        order = np.random.default_rng([seed, int(epoch)]).permutation(n_rows)
         mine = epochs == epoch
-        rows[mine] = order[positions[mine] % n_rows]
+        rows[mine] = _epoch_order(seed, int(epoch), n_rows)[positions[mine] % n_rows]
     return rows
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(seed: int, epoch: int, n_rows: int) -> np.ndarray:
+    """The seeded permutation of epoch ``epoch`` (read-only; kept, so a step does not redraw
+    all ``n_rows`` of it)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n_rows)
+    order.flags.writeable = False
+    return order
 
 
 def step_seed(seed: int, step: int, rank: int, stream: int = 0) -> int:

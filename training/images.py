@@ -29,7 +29,8 @@ import torch
 from torch.nn import functional as F
 
 from spinfits.errors import InputError
-from spinfits.training.augmentation import CROP_RES, Augmentation
+from spinfits.fitting.dataset import CROP_RES
+from spinfits.training.augmentation import Augmentation, unaugment_points
 
 logger = logging.getLogger(__name__)
 
@@ -119,16 +120,12 @@ def crop_sample_points(center: torch.Tensor, scale: torch.Tensor, aug: Augmentat
         (B, out_res, out_res, 2) image px x, y; [b, i, j] is under output row i, column j.
     """
     dtype = center.dtype
-    c = crop_res / 2.0
     a = (torch.arange(out_res, dtype=dtype, device=center.device) + 0.5) * (crop_res / out_res)
-    d = torch.stack(torch.meshgrid(a, a, indexing="xy"), dim=-1) - c  # (out, out, 2) x, y
-    mirror = torch.where(aug.flip, -1.0, 1.0).to(dtype)  # (B,)
-    d = torch.stack([d[..., 0] * mirror[:, None, None], d[..., 1].expand(len(aug), -1, -1)], -1)
-    theta = -aug.rotation.to(dtype) * (torch.pi / 180.0)  # R(-θ)
-    cos, sin = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
-    u = torch.stack([cos * d[..., 0] - sin * d[..., 1], sin * d[..., 0] + cos * d[..., 1]], -1)
-    factor = (aug.scale.to(dtype) * scale * (200.0 / crop_res))[:, None, None, None]
-    return center[:, None, None, :] + u * factor
+    grid = torch.stack(torch.meshgrid(a, a, indexing="xy"), dim=-1).reshape(1, -1, 2)
+    u = unaugment_points(grid.expand(len(aug), -1, -1), aug, crop_res)  # (B, out*out, 2)
+    factor = (scale * (200.0 / crop_res))[:, None, None]
+    points = center[:, None, :] + (u - crop_res / 2.0) * factor
+    return points.reshape(len(aug), out_res, out_res, 2)
 
 
 def crop_images(images: Sequence[np.ndarray], center: torch.Tensor | np.ndarray,

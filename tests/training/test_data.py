@@ -12,12 +12,12 @@ from spinfits.fitting.joints import GT_JOINTS_FLIP_PERM
 from spinfits.training.augmentation import (
     Augmentation,
     AugmentationConfig,
+    augment_joints_3d,
     augment_keypoints,
     augment_pose,
 )
 from spinfits.training.data import (
     TrainingData,
-    augment_joints_3d,
     step_generator,
     step_rows,
 )
