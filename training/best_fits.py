@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinfits.store import FitReader, Fits, Proposals
+from spinfits.store import FitReader, Fits, Proposals, best_per_row, merge_into
 from spinfits.store.reader import checked_rows
 
 
@@ -34,17 +34,12 @@ class BestFits:
 
     def read(self, rows: np.ndarray) -> Fits:
         """Best known fits of ``rows`` ((B,) int); loss +inf where there is none."""
-        if not self._own.any():
-            return self._reader.read_rows(rows)
         return self._fits.take(checked_rows(rows, self.n_rows, self._reader.info.name))
 
     def record(self, proposals: Proposals) -> None:
-        """Keep this worker's proposals that beat what it knows (strictly lower, finite)."""
-        for name, index in _best_first(proposals):
-            if np.isfinite(proposals.loss[index]) and proposals.loss[index] < self._fits.loss[name]:
-                for column, values in proposals.fits.columns().items():
-                    self._fits.columns()[column][name] = values[index]
-                self._own[name] = True
+        """Keep this worker's proposals that beat what it knows, by the store's merge rule."""
+        changed = merge_into(self._fits, best_per_row(proposals))
+        self._own[changed.rows] = True
 
     def refresh(self) -> bool:
         """Move to the store's newest snapshot; True if it changed. Local fits still better
@@ -57,12 +52,3 @@ class BestFits:
             values[keep] = self._fits.columns()[column][keep]
         self._fits, self._own = newest, keep
         return True
-
-
-def _best_first(proposals: Proposals) -> list[tuple[int, int]]:
-    """(row, position) pairs, for each row only its lowest-loss proposal."""
-    order = np.lexsort((proposals.loss, proposals.rows))
-    rows = proposals.rows[order]
-    first = np.ones(rows.size, dtype=bool)
-    first[1:] = rows[1:] != rows[:-1]
-    return [(int(r), int(i)) for r, i in zip(rows[first], order[first])]
