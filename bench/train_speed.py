@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinfits.training.progress import read_progress
+from spinfits.training.progress import read_progress, step_time_split
 from spinfits.training.train_config import TrainConfig
 from spinfits.training.trainer import run_training
 
@@ -67,12 +67,7 @@ def report(args, summary, ranks) -> None:
     store = np.array([r["store_seconds"] for records in steady for r in records])
     per_step = np.array([np.mean([records[i]["seconds"] for records in steady])
                          for i in range(min(len(x) for x in steady))])
-    phases = {}
-    for records in steady:
-        for r in records:
-            for name, value in r["phases"].items():
-                phases[name] = phases.get(name, 0.0) + value
-    accounted = sum(phases.values()) + store.sum()
+    split = step_time_split([r for records in steady for r in records])
     print(f"spinfits train: {args.workers} workers x batch {args.batch}, backbone {args.backbone}, "
           f"input {args.input_res} px, {args.steps} steps (stand-in body model, CPU)")
     print(f"  whole run {summary.seconds:.1f} s including Ray start-up")
@@ -82,9 +77,9 @@ def report(args, summary, ranks) -> None:
     print(f"  store traffic: {100 * store.sum() / seconds.sum():.2f} % of step time "
           f"(per step: median {1e3 * np.median(store):.2f} ms, max {1e3 * store.max():.1f} ms; "
           f"target <= 5 %)")
-    other = seconds.sum() - accounted
-    parts = ", ".join(f"{name} {100 * value / seconds.sum():.1f} %" for name, value in phases.items())
-    print(f"  rest of a step: {parts}, data loading + other {100 * other / seconds.sum():.1f} %")
+    parts = ", ".join(f"{name} {100 * value / seconds.sum():.1f} %" for name, value in split.items()
+                      if name != "store traffic")
+    print(f"  rest of a step: {parts}")
     print(f"  writer: {summary.writer.proposals} proposals, {summary.writer.rows_improved} rows "
           f"improved, {summary.writer.commits} commits; store mean fit loss "
           f"{summary.loss_before:.3f} -> {summary.loss_after:.3f}")

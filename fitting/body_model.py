@@ -97,9 +97,9 @@ class SpinBodyModel(torch.nn.Module):
             rotmat: (B, 24, 3, 3) per-joint rotations, global orientation first.
             betas: (B, 10) shape coefficients.
         """
-        if rotmat.ndim != 4 or rotmat.shape[1:] != (24, 3, 3):
-            raise InputError(f"rotmat must be (B, 24, 3, 3), got {tuple(rotmat.shape)}")
-        _check_batch(rotmat.reshape(rotmat.shape[0], -1)[:, :72], betas, self.J_regressor_extra)
+        if not isinstance(rotmat, torch.Tensor) or tuple(rotmat.shape[1:]) != (24, 3, 3):
+            raise InputError(f"rotmat must be (B, 24, 3, 3), got {_describe(rotmat)}")
+        _check_betas(rotmat, betas, self.J_regressor_extra)
         return self._evaluate(rotmat[:, :1], rotmat[:, 1:], betas, False, return_vertices)
 
     def _evaluate(self, global_orient: torch.Tensor, body_pose: torch.Tensor,
@@ -122,6 +122,12 @@ def _check_batch(pose: torch.Tensor, betas: torch.Tensor, reference: torch.Tenso
             f"pose must be a (B, 72) tensor of axis-angle parameters, got "
             f"{_describe(pose)}; for one sample use pose[None]"
         )
+    _check_betas(pose, betas, reference)
+
+
+def _check_betas(pose: torch.Tensor, betas: torch.Tensor, reference: torch.Tensor) -> None:
+    """betas (B, 10) beside a checked pose (axis-angle or rotations); both on the model's
+    device and dtype."""
     if not isinstance(betas, torch.Tensor) or betas.ndim != 2 or betas.shape[1] != 10:
         raise InputError(
             f"betas must be a (B, 10) tensor, got {_describe(betas)}; for one sample use betas[None]"

@@ -15,6 +15,7 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from spinfits.fitting.body_model import SpinBodyModel  # noqa: E402
 from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, SMPL_PARENTS  # noqa: E402
 from spinfits.fitting.model_files import BodyModelFiles  # noqa: E402
+from spinfits.training.progress import step_time_split  # noqa: E402
 
 
 def _save(figure, path: str | Path, dpi: int) -> Path:
@@ -130,14 +131,7 @@ def plot_training_report(summary, ranks: list[list[dict]], path: str | Path) -> 
     middle.set(xlabel="step", ylabel="fits proposed (cumulative)",
                title=f"store mean fit loss {summary.loss_before:.2f} -> {summary.loss_after:.2f}")
     middle.legend()
-    phases: dict[str, float] = {}
-    for records in ranks:
-        for r in records:
-            for name, value in r["phases"].items():
-                phases[name] = phases.get(name, 0.0) + value
-            phases["store traffic"] = phases.get("store traffic", 0.0) + r["store_seconds"]
-            phases["data + other"] = phases.get("data + other", 0.0) + r["seconds"] - r[
-                "store_seconds"] - sum(r["phases"].values())
+    phases = step_time_split([r for records in ranks for r in records])
     total_time = sum(phases.values()) or 1.0
     names = list(phases)
     right.barh(names, [100 * phases[n] / total_time for n in names], color="C2")

@@ -31,6 +31,19 @@ def read_progress(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def step_time_split(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds spent per part of a step, summed over ``records``: the step's own phases
+    (forward, smplify, targets, backward), ``store traffic``, and ``data + other`` (the rest)."""
+    split: dict[str, float] = {}
+    for record in records:
+        for name, value in record["phases"].items():
+            split[name] = split.get(name, 0.0) + value
+        rest = record["seconds"] - record["store_seconds"] - sum(record["phases"].values())
+        split["store traffic"] = split.get("store traffic", 0.0) + record["store_seconds"]
+        split["data + other"] = split.get("data + other", 0.0) + rest
+    return split
+
+
 class ProgressFollower:
     """Context manager: follows ``path`` and shows a bar of ``steps`` steps until exit."""
 

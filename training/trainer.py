@@ -78,8 +78,9 @@ def _store_figures(store: FitStore, name: str) -> tuple[float, int]:
     return (float(finite.mean()) if finite.size else float("nan")), int(finite.size)
 
 
-def check_inputs(config: TrainConfig) -> tuple[FitStore, bool]:
-    """Every input checked before any work; returns the store and whether the model is a stand-in."""
+def check_inputs(config: TrainConfig) -> tuple[FitStore, bool, int | None]:
+    """Every input checked before any work; returns the store, whether the model is a stand-in
+    and, with ``resume``, the step of the run's latest checkpoint."""
     files = load_body_model_files(config.model_dir)
     data = TrainingData.load(config.dataset, config.images, config.input_res, config.use_gt_smpl)
     store = FitStore.open(config.store, body_model=files.fingerprint, s3=config.s3)
@@ -94,33 +95,28 @@ def check_inputs(config: TrainConfig) -> tuple[FitStore, bool]:
             f"store dataset {config.name!r} was made from another file than {config.dataset} "
             "(fingerprints differ); pass --dataset-name for the matching store dataset")
     run_dir = config.run_dir
-    has_run = (run_dir / "checkpoint_manager_snapshot.json").exists()
-    if config.resume and not has_run:
+    if not config.resume:
+        if run_dir.exists():
+            raise InputError(f"run {config.run!r} already exists in {run_dir}: pass --resume to "
+                             "continue it from its latest checkpoint, or choose another --run")
+        return store, files.is_standin, None
+    done = latest_checkpoint_step(run_dir)
+    if done is None:
         raise InputError(f"--resume: run {config.run!r} has no checkpoint in {run_dir}; start it "
                          "without --resume")
-    if not config.resume and run_dir.exists():
-        raise InputError(f"run {config.run!r} already exists in {run_dir}: pass --resume to continue "
-                         "it from its latest checkpoint, or choose another --run")
-    return store, files.is_standin
-
-
-def _check_resumable(config: TrainConfig) -> None:
-    """The latest checkpoint must belong to the regressor this command asks for."""
-    state = load_training_state(latest_checkpoint_dir(config.run_dir))
+    state = load_training_state(latest_checkpoint_dir(run_dir))
     if (state.backbone, state.input_res) != (config.backbone, config.input_res):
         raise InputError(
             f"run {config.run!r} was trained with --backbone {state.backbone} --input-res "
             f"{state.input_res}, but this command asks for --backbone {config.backbone} "
             f"--input-res {config.input_res}: resume with the run's settings, or start a new --run")
+    return store, files.is_standin, done
 
 
 def run_training(config: TrainConfig) -> TrainSummary:
     start = time.perf_counter()
-    store, is_standin = check_inputs(config)
+    store, is_standin, done = check_inputs(config)
     loss_before, fitted_before = _store_figures(store, config.name)
-    done = latest_checkpoint_step(config.run_dir) if config.resume else None
-    if done is not None:
-        _check_resumable(config)
     if done is not None and done >= config.steps:
         return TrainSummary(run=config.run, first_step=done, steps=done,
                             seconds=time.perf_counter() - start,
@@ -158,7 +154,7 @@ def run_training(config: TrainConfig) -> TrainSummary:
         stats = ray.get(writer.stats.remote())
         ray.kill(writer)
     metrics = result.metrics or {}
-    loss_after, fitted_after = _store_figures(FitStore.open(config.store, s3=config.s3), config.name)
+    loss_after, fitted_after = _store_figures(store, config.name)  # read() reads the tip
     return TrainSummary(run=config.run, first_step=done or 0, steps=config.steps,
                         seconds=time.perf_counter() - start,
                         loss_before=loss_before, loss_after=loss_after,

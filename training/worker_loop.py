@@ -106,18 +106,18 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                         outcome.losses["keypoint"], outcome.losses["pose"], len(outcome.proposals),
                         int(outcome.valid.sum()), len(rows), seconds, 100 * store_seconds / seconds)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            _report(config, rank, model, optimizer, step + 1, writer, best, outcome.losses)
+            _report(config, rank, model, optimizer, step + 1, writer, outcome.losses)
 
 
 def _report(config: TrainConfig, rank: int, model, optimizer, next_step: int, writer,
-            best: BestFits, losses: dict[str, float]) -> None:
+            losses: dict[str, float]) -> None:
     metrics = {"step": next_step, **losses}
+    if rank != 0:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    snapshot = ray.get(writer.flush.remote())  # the checkpoint records the run's fits so far
+    module = model.module if hasattr(model, "module") else model
     with tempfile.TemporaryDirectory() as directory:
-        if rank != 0:
-            ray.train.report(metrics, checkpoint=None)
-            return
-        snapshot = ray.get(writer.flush.remote())  # the checkpoint records the run's fits so far
-        module = model.module if hasattr(model, "module") else model
         save_training_state(directory, TrainingState(
             step=next_step, snapshot_id=snapshot, model=module.state_dict(),
             optimizer=optimizer.state_dict(), run=config.run, backbone=config.backbone,
