@@ -93,7 +93,7 @@ def check_inputs(config: TrainConfig) -> tuple[FitStore, bool, int | None]:
     if datasets[config.name].dataset_fingerprint != data.dataset.fingerprint:
         raise InputError(
             f"store dataset {config.name!r} was made from another file than {config.dataset} "
-            "(fingerprints differ); pass --dataset-name for the matching store dataset")
+            "(fingerprints differ); pass --name for the matching store dataset")
     run_dir = config.run_dir
     if not config.resume:
         if run_dir.exists():

@@ -68,3 +68,10 @@ def test_existing_run_needs_resume(args, tmp_path, capsys):
 ])
 def test_bad_settings(args, capsys, flag, value, message):
     _fails(args(**{flag: value}), capsys, message)
+
+
+def test_store_dataset_of_another_file(args, make_store, training_set, capsys):
+    store = make_store("mixed", fitted=False)
+    store.create_dataset("other", len(training_set.dataset), dataset_fingerprint="not-this-file")
+    _fails(args(**{"--store": str(store.location), "--name": "other"}), capsys,
+           "was made from another file", "pass --name")
