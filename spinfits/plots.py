@@ -15,7 +15,7 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from spinfits.fitting.body_model import SpinBodyModel  # noqa: E402
 from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, SMPL_PARENTS  # noqa: E402
 from spinfits.fitting.model_files import BodyModelFiles  # noqa: E402
-from spinfits.training.progress import step_time_split  # noqa: E402
+from spinfits.training.progress import latest_per_step, step_time_split  # noqa: E402
 
 
 def _save(figure, path: str | Path, dpi: int) -> Path:
@@ -116,15 +116,15 @@ def plot_training_report(summary, ranks: list[list[dict]], path: str | Path) -> 
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
     window = 20
     for rank, records in enumerate(ranks):
-        latest = {r["step"]: r for r in records}  # a restarted step counts once (its last run)
-        steps = np.array(sorted(latest))
-        if not steps.size:
+        latest = latest_per_step(records)  # a restarted step counts once (its last run)
+        if not latest:
             continue
-        total = np.array([latest[s]["total"] for s in steps])
+        steps = np.array([r["step"] for r in latest])
+        total = np.array([r["total"] for r in latest])
         left.plot(steps, total, alpha=0.2, color=f"C{rank}")
         left.plot(steps[window - 1:] if steps.size >= window else steps,
                   _moving_average(total, window), color=f"C{rank}", label=f"rank {rank}")
-        middle.plot(steps, np.cumsum([latest[s]["proposed"] for s in steps]), color=f"C{rank}",
+        middle.plot(steps, np.cumsum([r["proposed"] for r in latest]), color=f"C{rank}",
                     label=f"rank {rank}")
     left.set(xlabel="step", ylabel="SPIN loss", title=f"training loss ({window}-step average)")
     left.legend()

@@ -31,6 +31,13 @@ def read_progress(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def latest_per_step(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per step, sorted by step: after a recovery a step runs again, and its last
+    run is the one that counts."""
+    latest = {record["step"]: record for record in records}
+    return [latest[step] for step in sorted(latest)]
+
+
 def step_time_split(records: list[dict[str, Any]]) -> dict[str, float]:
     """Seconds spent per part of a step, summed over ``records``: the step's own phases
     (forward, smplify, targets, backward), ``store traffic``, and ``data + other`` (the rest)."""

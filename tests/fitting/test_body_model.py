@@ -88,3 +88,27 @@ def test_cuda_matches_cpu(standin_files):
     gpu = SpinBodyModel(standin_files, device="cuda")(
         torch.zeros(1, 72, device="cuda"), torch.zeros(1, 10, device="cuda")).joints
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
+
+
+def test_rotation_matrix_input_equals_axis_angle_input(model):
+    from spinfits.fitting.rotations import axis_angle_to_matrix
+
+    torch.manual_seed(3)
+    pose, betas = 0.3 * torch.randn(4, 72), torch.randn(4, 10)
+    by_angles = model(pose, betas, return_vertices=True)
+    by_matrices = model.forward_rotmat(axis_angle_to_matrix(pose.reshape(4, 24, 3)), betas,
+                                       return_vertices=True)
+    torch.testing.assert_close(by_matrices.joints, by_angles.joints, atol=1e-5, rtol=0)
+    torch.testing.assert_close(by_matrices.vertices, by_angles.vertices, atol=1e-5, rtol=0)
+
+
+def test_rotation_matrix_input_is_checked(model):
+    rotmat = torch.eye(3).expand(2, 24, 3, 3)
+    with pytest.raises(InputError, match=r"rotmat must be \(B, 24, 3, 3\)"):
+        model.forward_rotmat(rotmat[:, :23], torch.zeros(2, 10))
+    with pytest.raises(InputError, match=r"betas must be a \(B, 10\) tensor"):
+        model.forward_rotmat(rotmat, torch.zeros(2, 9))
+    with pytest.raises(InputError, match="same batch size, got 2 and 3"):
+        model.forward_rotmat(rotmat, torch.zeros(3, 10))
+    with pytest.raises(InputError, match="betas is torch.float64"):
+        model.forward_rotmat(rotmat, torch.zeros(2, 10, dtype=torch.float64))
