@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import ray
@@ -18,11 +18,18 @@ from spinfits.fitting.refine import refine_fits
 logger = logging.getLogger(__name__)
 
 
+#: Reason recorded for a row whose keypoints are not finite in float32.
+NONFINITE_KEYPOINTS = "keypoints are not finite in float32 (NaN, or beyond +-3.4e38)"
+#: Reason recorded for a row whose fit came out non-finite.
+DIVERGED = "the fit diverged: non-finite pose, shape, camera or loss"
+
+
 @dataclass(frozen=True)
 class ShardResult:
     """Fits of one shard (S rows), as numpy, ready to become store proposals.
 
-    Fields: rows (S,) int64; pose (S, 72); betas (S, 10); cam_t (S, 3); loss (S,) (+inf: no fit);
+    Fields: rows (S,) int64; pose (S, 72); betas (S, 10); cam_t (S, 3); loss (S,) (NaN: no fit);
+    failed_rows (F,) int64 dataset rows that could not be fitted, failed_reasons: F texts;
     seconds: fitting time; worker: "host:pid" of the actor that made it.
     """
 
@@ -33,6 +40,8 @@ class ShardResult:
     loss: np.ndarray
     seconds: float
     worker: str
+    failed_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    failed_reasons: tuple[str, ...] = ()
 
 
 class FitterActor:
@@ -55,16 +64,54 @@ class FitterActor:
 
     def fit_shard(self, rows: np.ndarray, init_pose: np.ndarray | None = None,
                   init_betas: np.ndarray | None = None) -> ShardResult:
+        """Fit ``rows``; a row that cannot be fitted is reported in ``failed_rows`` with its
+        reason, and the others are fitted anyway (an error is narrowed down by halving)."""
         start = time.perf_counter()
+        count = len(rows)
         keypoints = self.keypoints[rows]
-        if init_pose is None:
-            result = self.fitter.fit(keypoints)
-        else:
-            result = refine_fits(self.fitter.smplify, init_pose, init_betas, keypoints)
-        as_numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
-        return ShardResult(rows=rows, pose=as_numpy(result.pose), betas=as_numpy(result.betas),
-                           cam_t=as_numpy(result.cam_t), loss=as_numpy(result.loss),
-                           seconds=time.perf_counter() - start, worker=self.worker)
+        out = {"pose": np.zeros((count, 72), np.float32), "betas": np.zeros((count, 10), np.float32),
+               "cam_t": np.zeros((count, 3), np.float32), "loss": np.full(count, np.nan, np.float32)}
+        reasons: dict[int, str] = {}
+        finite = np.isfinite(keypoints).all(axis=(1, 2))
+        reasons.update({int(k): NONFINITE_KEYPOINTS for k in np.flatnonzero(~finite)})
+        self._fit_isolated(np.flatnonzero(finite), keypoints, init_pose, init_betas, out, reasons)
+        failed = np.array(sorted(reasons), dtype=np.int64)
+        if failed.size:
+            out["loss"][failed] = np.nan
+            logger.warning("%d of %d rows could not be fitted (first: row %d, %s)", failed.size,
+                           count, int(rows[failed[0]]), reasons[int(failed[0])])
+        return ShardResult(rows=rows, **out, seconds=time.perf_counter() - start,
+                           worker=self.worker, failed_rows=np.asarray(rows)[failed].astype(np.int64),
+                           failed_reasons=tuple(reasons[int(k)] for k in failed))
+
+    def _fit_isolated(self, positions: np.ndarray, keypoints: np.ndarray,
+                      init_pose: np.ndarray | None, init_betas: np.ndarray | None,
+                      out: dict[str, np.ndarray], reasons: dict[int, str]) -> None:
+        """Fit the shard rows at ``positions`` into ``out``; an error splits them in halves until
+        the rows that raise it are alone, and each of those gets the error as its reason."""
+        if positions.size == 0:
+            return
+        try:
+            if init_pose is None:
+                result = self.fitter.fit(keypoints[positions])
+            else:
+                result = refine_fits(self.fitter.smplify, init_pose[positions],
+                                     init_betas[positions], keypoints[positions])
+        except Exception as error:  # noqa: BLE001 - one bad row must not stop the shard
+            if positions.size == 1:
+                first_line = (str(error).strip().splitlines() or [""])[0]
+                reasons[int(positions[0])] = f"fitting raised {type(error).__name__}: {first_line}"
+                return
+            half = positions.size // 2
+            self._fit_isolated(positions[:half], keypoints, init_pose, init_betas, out, reasons)
+            self._fit_isolated(positions[half:], keypoints, init_pose, init_betas, out, reasons)
+            return
+        for name in out:
+            out[name][positions] = getattr(result, name).detach().cpu().numpy()
+        diverged = ~(np.isfinite(out["loss"][positions]) & np.isfinite(out["pose"][positions]).all(1)
+                     & np.isfinite(out["betas"][positions]).all(1)
+                     & np.isfinite(out["cam_t"][positions]).all(1))
+        reasons.update({int(k): DIVERGED for k in positions[diverged]})
 
 
 def remote_fitter_class(num_cpus: float, num_gpus: float):

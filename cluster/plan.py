@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,16 +16,31 @@ class Plan:
         pending: (P,) int64 rows to fit (the shards' rows, concatenated).
         unfittable: (U,) int64 rows skipped: too few confident keypoints to fit at all.
         already_fitted: rows that hold a fit and are not refitted.
+        known_failed: (F,) int64 rows skipped: an earlier run could not fit them (retry them
+            with ``--retry-failed``).
     """
 
     shards: tuple[np.ndarray, ...]
     pending: np.ndarray
     unfittable: np.ndarray
     already_fitted: int
+    known_failed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def nothing_to_do(self) -> str:
+        """Why there is nothing to fit, in one sentence for the log."""
+        parts = []
+        if self.already_fitted:
+            parts.append(f"{self.already_fitted} rows already hold a fit (--refit fits them again)")
+        if len(self.known_failed):
+            parts.append(f"{len(self.known_failed)} rows failed in an earlier run "
+                         "(--retry-failed tries them again; `spinfits store info` shows why)")
+        if len(self.unfittable):
+            parts.append(f"{len(self.unfittable)} rows have too few confident keypoints to fit")
+        return "; ".join(parts) or "the dataset has no rows"
 
 
 def plan_rows(stored_loss: np.ndarray, confident_counts: np.ndarray, *, refit: bool,
-              shard_size: int, min_keypoints: int) -> Plan:
+              shard_size: int, min_keypoints: int, failed: np.ndarray | None = None) -> Plan:
     """Rows to fit: no finite stored loss yet (all rows with ``refit``), fittable, in shards.
 
     Args:
@@ -34,12 +49,15 @@ def plan_rows(stored_loss: np.ndarray, confident_counts: np.ndarray, *, refit: b
         refit: also refit rows that already hold a fit (the merge rule keeps the better one).
         shard_size: rows per shard (an actor task).
         min_keypoints: rows with fewer confident keypoints cannot be fitted and are skipped.
+        failed: (N,) bool rows an earlier run could not fit, skipped; None retries them.
     """
     fittable = confident_counts >= min_keypoints
     has_fit = np.isfinite(stored_loss)
-    wanted = fittable if refit else fittable & ~has_fit
+    skip_failed = np.zeros_like(fittable) if failed is None else failed & fittable & ~has_fit
+    wanted = (fittable if refit else fittable & ~has_fit) & ~skip_failed
     pending = np.flatnonzero(wanted).astype(np.int64)
     shards = tuple(pending[i:i + shard_size] for i in range(0, len(pending), shard_size))
     return Plan(shards=shards, pending=pending,
                 unfittable=np.flatnonzero(~fittable).astype(np.int64),
-                already_fitted=int((has_fit & ~wanted).sum()))
+                already_fitted=int((has_fit & ~wanted).sum()),
+                known_failed=np.flatnonzero(skip_failed).astype(np.int64))

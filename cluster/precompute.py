@@ -34,6 +34,7 @@ from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
 from spinfits.fitting.offline_init import OfflineConfig, default_offline_config
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
+from spinfits.store.layout import check_dataset_name
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class PrecomputeConfig:
     gpus_per_worker: float = 0.0
     shard_size: int = 256
     refit: bool = False
+    retry_failed: bool = False
     init: str = "offline"
     commit_every_s: float = 10.0
     commit_every_rows: int = 20000
@@ -75,6 +77,11 @@ class PrecomputeConfig:
             raise InputError(
                 f"--init must be 'offline', 'store' or a SPIN *_fits.npy file, got {self.init!r}"
             )
+        try:
+            check_dataset_name(self.name)
+        except InputError as error:
+            how = "--name" if self.dataset_name else "--name (the dataset file's stem is not a valid name)"
+            raise InputError(f"{error}; pass a valid {how}") from None
 
     @property
     def name(self) -> str:
@@ -99,12 +106,15 @@ class PrecomputeSummary:
     rows_fitted: int
     rows_improved: int
     rows_failed: int
+    rows_known_failed: int
+    rows_refused: int
     rows_unfittable: int
     rows_already_fitted: int
     seconds: float
     commits: int
     last_commit: str | None
     store_losses: np.ndarray = field(repr=False)
+    nothing_to_do: str = ""  #: why no row was planned (empty when rows were)
     timeline: tuple[tuple[float, int], ...] = field(repr=False, default=())
 
     @property
@@ -119,7 +129,9 @@ class PrecomputeSummary:
             f"body model: {self.body_model}",
             f"planned {self.rows_planned}, fitted {self.rows_fitted}, improved {self.rows_improved}, "
             f"failed {self.rows_failed}, skipped (too few keypoints) {self.rows_unfittable}, "
-            f"already fitted {self.rows_already_fitted}",
+            f"skipped (failed before; --retry-failed to retry) {self.rows_known_failed}, "
+            f"already fitted {self.rows_already_fitted}"
+            + (f", refused by the store {self.rows_refused}" if self.rows_refused else ""),
             f"time {self.seconds:.1f} s ({self.fits_per_second:.1f} fits/s), {self.commits} commits, "
             f"last commit {self.last_commit or '-'}",
             f"store now: {finite.size} of {self.rows_total} rows hold a fit, mean loss {mean}",
@@ -217,6 +229,7 @@ def _who() -> str:
 def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     """Fill the store with fits of every row of the dataset that has none (see module doc)."""
     start = time.perf_counter()
+    StoreLocation.parse(config.store, config.s3).check_writable()
     files = load_body_model_files(config.model_dir)
     if config.fitting is None:
         config = dataclasses.replace(config, fitting=default_offline_config(files))
@@ -228,13 +241,12 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     plan = plan_rows(store.read(config.name).loss, (confidence > 0).sum(1),
                      refit=config.refit or config.init != "offline",
                      shard_size=config.shard_size,
-                     min_keypoints=config.fitting.smplify.min_keypoints)
+                     min_keypoints=config.fitting.smplify.min_keypoints,
+                     failed=None if config.retry_failed else store.failures(config.name).mask)
     logger.info("%s; dataset %s (%d rows) -> store %s", files.description, config.name,
                 len(dataset), store.location)
     if not plan.shards:
-        logger.info("nothing to do: every fittable row of %s already holds a fit "
-                    "(%d rows skipped: too few keypoints); use --refit to fit them again",
-                    config.name, len(plan.unfittable))
+        logger.info("nothing to do: %s", plan.nothing_to_do())
         return _summary(config, store, files, plan, 0, 0, 0, 0, None, start, ())
     return _fit_plan(config, store, files, plan, initial, start)
 
@@ -278,8 +290,10 @@ def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSum
             improved += store.merge(config.name, Proposals(
                 rows=result.rows, pose=result.pose, betas=result.betas, cam_t=result.cam_t,
                 loss=result.loss, source=Source.OFFLINE, step=PRECOMPUTE_STEP))
+            if result.failed_rows.size:
+                store.record_failures(config.name, result.failed_rows, result.failed_reasons)
             finite = np.isfinite(result.loss)
-            failed += int((~finite).sum())
+            failed += int(result.failed_rows.size)
             fitted += len(result.rows)
             since_commit += len(result.rows)
             finite_sum += float(result.loss[finite].sum())
@@ -322,7 +336,9 @@ def _summary(config, store, files, plan, fitted, improved, failed, commits, last
     return PrecomputeSummary(
         dataset=config.name, store=str(store.location), body_model=files.description,
         rows_total=len(losses), rows_planned=len(plan.pending), rows_fitted=fitted,
-        rows_improved=improved, rows_failed=failed, rows_unfittable=len(plan.unfittable),
+        rows_improved=improved, rows_failed=failed, rows_known_failed=len(plan.known_failed),
+        rows_refused=sum(store.refused().get(config.name, {}).values()),
+        rows_unfittable=len(plan.unfittable),
         rows_already_fitted=plan.already_fitted, seconds=time.perf_counter() - start,
         commits=commits, last_commit=last_commit, store_losses=np.asarray(losses),
-        timeline=timeline)
+        nothing_to_do="" if len(plan.pending) else plan.nothing_to_do(), timeline=timeline)

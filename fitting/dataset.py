@@ -17,7 +17,7 @@ import hashlib
 import json
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
@@ -108,6 +108,91 @@ def _open_npz(path: Path) -> dict[str, np.ndarray]:
         ) from None
 
 
+#: Per-row arrays of SPIN's dataset npz (and of ``spinfits data make-synthetic``'s), each with
+#: the shape of one row (None: only the row count is checked). Every one present must have N rows.
+ROW_ARRAYS: dict[str, tuple[int, ...] | None] = {
+    "imgname": (), "center": (2,), "scale": None, "part": (NUM_GT_JOINTS, 3),
+    "openpose": (NUM_OPENPOSE_JOINTS, 3), "S": (NUM_GT_JOINTS, 4), "pose": (72,), "shape": (10,),
+    "has_smpl": (), "has_pose_3d": (), "gender": (), "maskname": (), "partname": (),
+    "iuv_names": (),
+    # synthetic datasets' ground truth
+    "gt_cam_t": (3,), "gt_keypoints": (NUM_SPIN_JOINTS, 3), "truncated": None, "swapped": None,
+    "outliers": None,
+}
+
+#: Largest magnitude a float32 holds: keypoints and boxes are used as float32 downstream.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _fits_float32(values: np.ndarray) -> np.ndarray:
+    """Elementwise: finite and within float32's range (False for NaN and inf)."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(values) <= FLOAT32_MAX
+
+
+def _check_row_counts(data: dict[str, np.ndarray], rows: int, path: Path) -> None:
+    """Every per-row array present has ``rows`` rows (and its row shape, where known)."""
+    for key, row_shape in ROW_ARRAYS.items():
+        if key not in data:
+            continue
+        shape = np.shape(data[key])
+        if not shape or shape[0] != rows or (row_shape is not None and shape[1:] != row_shape):
+            raise InputError(
+                f"{path}: '{key}' has shape {shape}, expected {_row_shape_text(rows, row_shape)}: "
+                f"one entry per dataset row, and the file has {rows} rows (the length of "
+                f"'scale'); the arrays of the npz disagree, rewrite it with one entry per row in "
+                f"every array"
+            )
+
+
+def _row_shape_text(rows: int, row_shape: tuple[int, ...] | None) -> str:
+    if row_shape is None:
+        return f"({rows}, ...)"
+    return str((rows, *row_shape))
+
+
+def _check_imgnames(imgname: np.ndarray, path: Path) -> None:
+    """imgname entries must be relative paths that stay inside the images folder."""
+    bad = np.array([_escapes_folder(str(name)) for name in imgname], dtype=bool)
+    if bad.any():
+        rows = np.nonzero(bad)[0]
+        shown = ", ".join(f"row {r}: {str(imgname[r])!r}" for r in rows[:5])
+        raise InputError(
+            f"{path}: {len(rows)} 'imgname' entries are absolute paths or contain '..' "
+            f"({shown}{', ...' if len(rows) > 5 else ''}); imgname must be relative paths inside "
+            f"the images folder (e.g. 'S1_Directions_1.54138969_000001.jpg'): rewrite those rows"
+        )
+
+
+def _escapes_folder(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    windows = PureWindowsPath(name)
+    return name.startswith(("/", "\\")) or bool(windows.drive) or ".." in parts
+
+
+def _check_boxes(center: np.ndarray, scale: np.ndarray, path: Path) -> None:
+    """center and scale: finite, within float32's range, scale > 0 (also as float32)."""
+    with np.errstate(over="ignore"):
+        scale32 = scale.astype(np.float32)
+    bad = ~_fits_float32(center).all(axis=1) | ~_fits_float32(scale) | ~(scale32 > 0)
+    if bad.any():
+        raise InputError(
+            f"{path}: 'center' and 'scale' must be finite, within float32's range "
+            f"(|value| <= {FLOAT32_MAX:.3g}) and scale > 0 in every row; rows "
+            f"{_rows(np.nonzero(bad)[0])} are not: fix or drop those rows"
+        )
+
+
+def _flag(data: dict[str, np.ndarray], key: str, path: Path) -> bool:
+    value = np.asarray(data.get(key, False))
+    if value.size != 1 or value.dtype.kind not in "biu":
+        raise InputError(
+            f"{path}: '{key}' is {value.dtype} of shape {value.shape}, expected one boolean "
+            f"(np.array(True) or np.array(False)); rewrite it as a single value"
+        )
+    return bool(value.item())
+
+
 def _keypoint_block(data: dict[str, np.ndarray], key: str, rows: int, joints: int,
                     path: Path) -> np.ndarray:
     if key not in data:
@@ -122,25 +207,26 @@ def _keypoint_block(data: dict[str, np.ndarray], key: str, rows: int, joints: in
 
 
 def check_keypoints(keypoints: np.ndarray, where: str) -> np.ndarray:
-    """Validate (N, K, 3) keypoints: finite where confident, confidence >= 0.
+    """Validate (N, K, 3) keypoints: finite as float32 where confident, confidence >= 0.
 
     Returns a copy whose missing keypoints (confidence 0) are zeroed, NaN there included.
     """
     keypoints = np.array(keypoints, dtype=np.float64)
     confidence = keypoints[..., 2]
-    if not np.isfinite(confidence).all() or (confidence < 0).any():
-        bad = np.unique(np.nonzero(~np.isfinite(confidence) | (confidence < 0))[0])
+    if not _fits_float32(confidence).all() or (confidence < 0).any():
+        bad = np.unique(np.nonzero(~_fits_float32(confidence) | (confidence < 0))[0])
         raise InputError(
-            f"{where}: confidences must be finite and >= 0, rows {_rows(bad)} are not; "
-            f"set the confidence of a missing keypoint to 0"
+            f"{where}: confidences must be finite (as float32) and >= 0, rows {_rows(bad)} "
+            f"are not; set the confidence of a missing keypoint to 0"
         )
-    bad_xy = ~np.isfinite(keypoints[..., :2]).all(axis=-1) & (confidence > 0)
+    bad_xy = ~_fits_float32(keypoints[..., :2]).all(axis=-1) & (confidence > 0)
     if bad_xy.any():
         rows = np.unique(np.nonzero(bad_xy)[0])
         raise InputError(
             f"{where}: {int(bad_xy.sum())} keypoints are NaN or infinite but have confidence > 0 "
-            f"(rows {_rows(rows)}); expected finite x, y wherever confidence > 0: set the "
-            f"confidence of those keypoints to 0 or fix their coordinates"
+            f"(rows {_rows(rows)}); expected finite x, y within float32's range "
+            f"(|x|, |y| <= {FLOAT32_MAX:.3g}) wherever confidence > 0: set the confidence of "
+            f"those keypoints to 0 or fix their coordinates"
         )
     keypoints[confidence == 0] = 0.0
     return keypoints
@@ -170,10 +256,8 @@ def load_spin_npz(path: str | Path, crop_res: int = CROP_RES,
     center = np.asarray(data["center"], dtype=np.float64)
     scale = np.asarray(data["scale"], dtype=np.float64).reshape(-1)
     rows = scale.shape[0]
-    if center.shape != (rows, 2):
-        raise InputError(f"{path}: 'center' has shape {center.shape}, expected ({rows}, 2)")
-    if not (np.isfinite(scale).all() and (scale > 0).all() and np.isfinite(center).all()):
-        raise InputError(f"{path}: 'center' and 'scale' must be finite and scale > 0 in every row")
+    _check_row_counts(data, rows, path)
+    _check_boxes(center, scale, path)
     openpose = _keypoint_block(data, "openpose", rows, NUM_OPENPOSE_JOINTS, path)
     part = _keypoint_block(data, "part", rows, NUM_GT_JOINTS, path)
     image_keypoints = check_keypoints(np.concatenate([openpose, part], axis=1), str(path))
@@ -183,10 +267,14 @@ def load_spin_npz(path: str | Path, crop_res: int = CROP_RES,
             f"keypoints to fit (check the confidence column of 'part'/'openpose')"
         )
     keypoints = image_keypoints.copy()
-    keypoints[..., :2] = image_to_crop(image_keypoints[..., :2], center, scale, crop_res)
+    with np.errstate(over="ignore", invalid="ignore"):
+        keypoints[..., :2] = image_to_crop(image_keypoints[..., :2], center, scale, crop_res)
     keypoints[image_keypoints[..., 2] == 0] = 0.0
+    keypoints = check_keypoints(keypoints, f"{path} (in the {crop_res}-px crop frame of each "
+                                           f"row's center/scale box)")
 
     imgname = np.asarray(data.get("imgname", np.full(rows, "", dtype=str))).astype(str)
+    _check_imgnames(imgname, path)
     gt_pose = gt_betas = None
     has_smpl = np.zeros(rows, dtype=bool)
     if "pose" in data and "shape" in data:
@@ -206,7 +294,7 @@ def load_spin_npz(path: str | Path, crop_res: int = CROP_RES,
         gt_pose=gt_pose,
         gt_betas=gt_betas,
         has_smpl=has_smpl,
-        images_are_crops=bool(np.asarray(data.get("images_are_crops", False)).item()),
+        images_are_crops=_flag(data, "images_are_crops", path),
         crop_res=crop_res,
         focal_length=focal_length,
         source=path,

@@ -28,6 +28,7 @@ from spinfits.fitting.joints import NUM_SPIN_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.rotations import rot6d_to_rotmat
 from spinfits.fitting.synthetic import SyntheticConfig, make_synthetic_dataset
+from spinfits.fitting.torch_load import describe_load_error
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +154,14 @@ def save_keypoint_regressor(model: KeypointRegressor, files: BodyModelFiles,
 
 
 def has_keypoint_regressor(files: BodyModelFiles) -> bool:
-    """Whether a regressor trained for exactly these model files sits beside them."""
+    """Whether a regressor trained for exactly these model files sits beside them.
+
+    A file there that is no keypoint regressor (truncated, foreign) raises ``InputError``.
+    """
     path = Path(files.directory) / REGRESSOR_FILE
     if not path.is_file():
         return False
-    return torch.load(path, map_location="cpu", weights_only=True).get(
-        "fingerprint") == files.fingerprint
+    return _read_saved(path, files)["fingerprint"] == files.fingerprint
 
 
 def load_keypoint_regressor(files: BodyModelFiles, path: str | Path | None = None,
@@ -170,12 +173,60 @@ def load_keypoint_regressor(files: BodyModelFiles, path: str | Path | None = Non
             f"no keypoint regressor at {path}; train one with "
             f"`spinfits init train-regressor --model-dir {files.directory}`"
         )
-    saved = torch.load(path, map_location=device, weights_only=True)
-    if saved.get("fingerprint") != files.fingerprint:
+    saved = _read_saved(path, files)
+    if saved["fingerprint"] != files.fingerprint:
         raise InputError(
-            f"{path} was trained for body model {saved.get('fingerprint')}, not for "
+            f"{path} was trained for body model {saved['fingerprint']}, not for "
             f"{files.fingerprint}; retrain it with `spinfits init train-regressor`"
         )
-    model = KeypointRegressor(int(saved["training"]["hidden"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.to(device).eval()
+    return _build_model(saved, path, files).to(device).eval()
+
+
+#: What ``save_keypoint_regressor`` writes, and what a reader needs of it.
+_SAVED_KEYS = ("state_dict", "fingerprint", "training")
+
+
+def _not_a_regressor(path: Path, files: BodyModelFiles, what: str) -> InputError:
+    return InputError(
+        f"{path} is not a usable keypoint regressor: {what}. Expected a keypoint regressor saved "
+        f"by `spinfits init train-regressor` for the model in {files.directory}. Delete the file "
+        f"and retrain it with `spinfits init train-regressor --model-dir {files.directory}`"
+    )
+
+
+def _read_saved(path: Path, files: BodyModelFiles) -> dict:
+    """The saved dict (CPU tensors and plain values only), checked for the keys a reader needs."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch.load of a damaged file raises anything
+        raise _not_a_regressor(path, files, describe_load_error(error)) from None
+    if not isinstance(saved, dict):
+        raise _not_a_regressor(path, files, f"it holds a {type(saved).__name__}, not a dict")
+    missing = [key for key in _SAVED_KEYS if key not in saved]
+    if missing:
+        raise _not_a_regressor(
+            path, files, f"its dict has no {', '.join(repr(k) for k in missing)} "
+            f"(keys: {', '.join(repr(k) for k in list(saved)[:8])})"
+        )
+    return saved
+
+
+def _build_model(saved: dict, path: Path, files: BodyModelFiles) -> KeypointRegressor:
+    """The network the saved state_dict describes; wrong shapes or keys name the file."""
+    state = saved["state_dict"]
+    try:
+        hidden = int(saved["training"]["hidden"])
+        first = state["net.0.weight"]
+        if tuple(first.shape) != (hidden, NUM_SPIN_JOINTS * 3):
+            raise ValueError(
+                f"net.0.weight has shape {tuple(first.shape)}, expected "
+                f"({hidden}, {NUM_SPIN_JOINTS * 3}) for hidden={hidden}"
+            )
+        model = KeypointRegressor(hidden)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise _not_a_regressor(
+            path, files, f"its weights do not fit the network ({type(error).__name__}: {detail})"
+        ) from None
+    return model

@@ -13,7 +13,9 @@ Layout of a model directory (SPIN's ``data/`` folder)::
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
+import importlib
 import io
 import logging
 import pickle
@@ -149,11 +151,86 @@ class _ChumpyArray:
         self._chumpy_state = state if isinstance(state, dict) else {"state": state}
 
 
+def _numpy_internal(submodule: str, name: str) -> Any:
+    """``numpy._core.<submodule>.<name>`` (numpy 2), ``numpy.core...`` on numpy 1."""
+    try:
+        module = importlib.import_module(f"numpy._core.{submodule}")
+    except ImportError:  # numpy 1.x
+        module = importlib.import_module(f"numpy.core.{submodule}")
+    return getattr(module, name)
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol 0/1 pickles use it for bytes, limited to latin-1."""
+    if str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1"):
+        raise pickle.UnpicklingError(
+            f"_codecs.encode is only allowed with latin-1, got {encoding!r}"
+        )
+    if not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode expects a str, got {type(text).__name__}")
+    return text.encode("latin-1")
+
+
+def _scipy_sparse(name: str) -> Any:
+    import scipy.sparse
+
+    return getattr(scipy.sparse, name)
+
+
+#: The only globals a model pickle may name: what numpy arrays, scipy.sparse CSC/CSR matrices
+#: (SMPL's J_regressor) and chumpy's pickled state (sets) need, under Python 3 names.
+#: None of them runs code from its arguments, so REDUCE/BUILD of these cannot be a gadget.
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("numpy._core.multiarray", "_reconstruct"):
+        lambda: _numpy_internal("multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"): lambda: _numpy_internal("multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"): lambda: _numpy_internal("numeric", "_frombuffer"),
+    ("scipy.sparse", "csc_matrix"): lambda: _scipy_sparse("csc_matrix"),
+    ("scipy.sparse", "csr_matrix"): lambda: _scipy_sparse("csr_matrix"),
+    ("copyreg", "_reconstructor"): lambda: copyreg._reconstructor,
+    ("_codecs", "encode"): lambda: _latin1_encode,
+    ("builtins", "object"): lambda: object,
+    ("builtins", "set"): lambda: set,
+    ("builtins", "frozenset"): lambda: frozenset,
+    ("builtins", "complex"): lambda: complex,
+    ("builtins", "bytes"): lambda: bytes,
+    ("builtins", "bytearray"): lambda: bytearray,
+}
+
+#: Other spellings of the allowed modules: Python 2 names, numpy 1 names, scipy's private and
+#: deprecated sparse modules.
+_MODULE_ALIASES = {
+    "__builtin__": "builtins",
+    "copy_reg": "copyreg",
+    "numpy.core.multiarray": "numpy._core.multiarray",
+    "numpy.core.numeric": "numpy._core.numeric",
+    "scipy.sparse._csc": "scipy.sparse",
+    "scipy.sparse.csc": "scipy.sparse",
+    "scipy.sparse._csr": "scipy.sparse",
+    "scipy.sparse.csr": "scipy.sparse",
+}
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A model pickle named a global outside the allow-list (never imported, never called)."""
+
+    def __init__(self, qualified_name: str) -> None:
+        super().__init__(qualified_name)
+        self.qualified_name = qualified_name
+
+
 class _ChumpyFreeUnpickler(pickle.Unpickler):
+    """Unpickles only arrays: allow-listed numpy/scipy globals and inert chumpy placeholders."""
+
     def find_class(self, module: str, name: str) -> Any:
         if module == "chumpy" or module.startswith("chumpy."):
             return type(name, (_ChumpyArray,), {"chumpy_class": f"{module}.{name}"})
-        return super().find_class(module, name)
+        resolve = _ALLOWED_GLOBALS.get((_MODULE_ALIASES.get(module, module), name))
+        if resolve is None:
+            raise _RefusedGlobal(f"{module}.{name}")
+        return resolve()
 
 
 def _plain(value: Any, key: str, path: Path) -> Any:
@@ -179,8 +256,15 @@ def read_pickle(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
             data = _ChumpyFreeUnpickler(handle, encoding="latin1").load()
+    except _RefusedGlobal as error:
+        raise InputError(
+            f"{path} asks to load {error.qualified_name}, which model files never need: model "
+            f"files may only hold arrays (numpy, scipy.sparse, chumpy). Nothing from the file "
+            f"was run. The file may be malicious or not a model file; replace it with the "
+            f"official download. {_HOW_TO_FIX}"
+        ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, KeyError) as error:
+            ImportError, IndexError, KeyError, MemoryError) as error:
         raise InputError(
             f"{path} is not a readable model pickle ({type(error).__name__}: {error}); "
             f"expected a pickled dict as SMPL/SMPLify distribute it. {_HOW_TO_FIX}"

@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", type=int, default=256, help="rows per shard (default 256)")
     parser.add_argument("--refit", action="store_true",
                         help="refit rows that already hold a fit (the better fit is kept)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="fit again the rows an earlier run could not fit (skipped by default; "
+                        "`spinfits store info` lists them with their reasons)")
     parser.add_argument("--init", default="offline",
                         help="'offline' (keypoints alone, default), 'store' (refine the store's "
                         "fits) or a SPIN *_fits.npy to refine")
@@ -42,13 +45,13 @@ def _run(args: argparse.Namespace) -> int:
         dataset=args.dataset, store=args.store, model_dir=args.model_dir, dataset_name=args.name,
         workers=args.workers, threads_per_worker=args.threads_per_worker,
         gpus_per_worker=args.gpus_per_worker, shard_size=args.batch, refit=args.refit,
-        init=args.init, commit_every_s=args.commit_every, s3=s3_options(args),
+        retry_failed=args.retry_failed, init=args.init, commit_every_s=args.commit_every, s3=s3_options(args),
     )
     summary = run_precompute(config)
     for line in summary.lines():
         print(line)
     if summary.rows_planned == 0:
-        print("nothing to do: every fittable row already holds a fit (--refit to fit again)")
+        print(f"nothing to do: {summary.nothing_to_do}")
     if args.report:
         from spinfits.plots import plot_precompute_report
 

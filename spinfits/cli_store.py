@@ -171,18 +171,27 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"branches:    {', '.join(sorted(store.repository.list_branches()))}")
     tags = store.tags()
     print(f"tags:        {', '.join(f'{k}={v}' for k, v in tags.items()) or 'none'}")
-    rows = []
+    rows, failed = [], {}
     for name, info in store.datasets(snapshot).items():
         fits = store.read(name, snapshot)
+        failures = store.failures(name, snapshot)
         scored = np.isfinite(fits.loss)
         unscored = int((~scored & (fits.source != 0)).sum())
         rows.append([
-            name, info.n_rows, int(scored.sum()), unscored,
+            name, info.n_rows, int(scored.sum()), unscored, int(failures.mask.sum()),
             _loss(float(np.median(fits.loss[scored]))) if scored.any() else "-",
             info.dataset_fingerprint, info.config_hash,
         ])
+        if failures.mask.any():
+            failed[name] = failures
     print()
-    print(table(rows, ["dataset", "rows", "scored", "unscored", "median loss", "dataset fingerprint", "config hash"]) if rows else "no datasets yet")
+    print(table(rows, ["dataset", "rows", "scored", "unscored", "failed", "median loss", "dataset fingerprint", "config hash"]) if rows else "no datasets yet")
+    for name, failures in failed.items():
+        print()
+        print(f"{name}: failed rows by reason (precompute skips them; --retry-failed fits them again)")
+        for reason, count in failures.counts().items():
+            first = np.flatnonzero(failures.reason_texts() == reason)[:5].tolist()
+            print(f"  {count:>8}  {reason}  (rows {', '.join(map(str, first))}{', ...' if count > 5 else ''})")
     return 0
 
 

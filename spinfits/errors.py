@@ -3,6 +3,8 @@
 - ``InputError``: the call or a file is wrong; the message says what was expected, what came
   and how to fix it. Fix the input and call again.
 - ``ConflictError``: somebody else changed shared state first; re-read and retry.
+- ``StorageError``: the storage failed (read-only, disk full, unreachable); the store stays at
+  its last commit. Fix the storage and retry.
 - ``SpinfitsError``: base class; the command-line tool prints its message and exits with status 2.
 """
 
@@ -17,3 +19,8 @@ class InputError(SpinfitsError, ValueError):
 
 class ConflictError(SpinfitsError):
     """A concurrent change won a race: re-read and retry."""
+
+
+class StorageError(SpinfitsError):
+    """The storage failed (read-only, full, unreachable); nothing was half-written. Fix the
+    storage and retry."""

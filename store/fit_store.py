@@ -30,9 +30,10 @@ from typing import Any
 import icechunk
 import numpy as np
 
-from spinfits.errors import ConflictError, InputError
+from spinfits.errors import ConflictError, InputError, StorageError
 from spinfits.store.diff import FitDiff
-from spinfits.store.fits import Fits, Proposals
+from spinfits.store.failures import Failures, read_failures, write_failures
+from spinfits.store.fits import Fits, Proposals, row_numbers
 from spinfits.store.fork import StoreFork, check_proposals, check_rows_in_range
 from spinfits.store.layout import (
     check_dataset_name,
@@ -46,7 +47,7 @@ from spinfits.store.layout import (
     write_rows,
 )
 from spinfits.store.location import S3Options, StoreLocation
-from spinfits.store.merge_rule import best_per_row, merge_into
+from spinfits.store.merge_rule import best_per_row, merge_into, refusals
 from spinfits.store.reader import FitReader
 from spinfits.store.schema import CHUNK_ROWS, BodyModelInfo, DatasetInfo, config_hash
 from spinfits.store.versions import Version, resolve_version
@@ -126,6 +127,10 @@ class FitStore:
         self._changed: dict[str, np.ndarray] = {}  # dataset -> (N,) bool, changed since base
         # Proposals merged since the last commit, best per row: (dataset, accept_unscored) -> it.
         self._pending: dict[tuple[str, bool], Proposals] = {}
+        # Rows recorded as failed since the last commit: dataset -> {row: reason}.
+        self._pending_failures: dict[str, dict[int, str]] = {}
+        self._failures: dict[str, Failures] = {}  # working copies, as of the session
+        self._refused: dict[str, dict[str, int]] = {}  # dataset -> reason -> proposals refused
         self._needs_replay = False
         self._jitter = random.Random()  # backoff after a lost commit race
 
@@ -278,6 +283,17 @@ class FitStore:
         self._working_snapshot = None
         self._columns = {}
         self._changed = {}
+        self._failures = {}
+
+    def _working_failures(self, dataset: str) -> Failures:
+        session = self._begin()
+        if dataset not in self._failures:
+            self._failures[dataset] = read_failures(session.store, dataset, self._infos[dataset].n_rows)
+        return self._failures[dataset]
+
+    def _write_failures(self, dataset: str, failures: Failures) -> None:
+        write_failures(self._begin().store, dataset, failures, self._infos[dataset].chunk_rows)
+        self._failures[dataset] = failures
 
     def _apply(self, dataset: str, best: Proposals) -> np.ndarray:
         """Merge ``best`` into the session; returns the rows that changed."""
@@ -285,25 +301,45 @@ class FitStore:
         try:
             outcome = merge_into(fits, best)
             write_rows(self._columns[dataset], fits, outcome.rows, self._infos[dataset].chunk_rows)
-        except BaseException:
+            failures = self._working_failures(dataset)
+            if failures.mask[outcome.rows].any():  # a row that gets a fit is no longer failed
+                self._write_failures(dataset, failures.with_cleared(outcome.rows))
+        except BaseException as error:
             # The working copy may be ahead of the session now: start over from pending.
             self._drop_session()
             self._needs_replay = True
+            if isinstance(error, (icechunk.IcechunkError, OSError)):
+                raise self._storage_error("write the merged rows", error) from None
             raise
         self._changed[dataset][outcome.rows] = True
         return outcome.rows
+
+    def _storage_error(self, action: str, error: BaseException) -> StorageError:
+        try:
+            tip = self.tip()
+        except Exception:  # noqa: BLE001 - the storage itself may be what failed
+            tip = "unknown"
+        return StorageError(
+            f"could not {action} in the store at {self._location}: {icechunk_reason(error)}. "
+            f"The store is unchanged at its last commit ({tip}); this writer keeps its "
+            "uncommitted merges. Fix the storage (free space, permissions, connection) and commit "
+            "again, or rerun the job: it resumes from the last commit"
+        )
 
     def _replay(self) -> None:
         """Start a fresh session at the branch tip and re-apply every pending proposal."""
         self._drop_session()
         self._begin()
-        for (dataset, _), proposals in self._pending.items():
+        for dataset in {name for name, _ in self._pending} | set(self._pending_failures):
             if dataset not in self._infos:
                 raise ConflictError(
                     f"dataset {dataset!r} no longer exists on branch {self._branch!r} (rolled back "
                     "by someone else?); the pending proposals for it were not committed"
                 )
+        for (dataset, _), proposals in self._pending.items():
             self._apply(dataset, proposals)
+        for dataset, failed in self._pending_failures.items():
+            self._apply_failures(dataset, failed)
         self._needs_replay = False
 
     def merge(self, dataset: str, proposals: Proposals, *, accept_unscored: bool = False) -> int:
@@ -327,6 +363,7 @@ class FitStore:
         if dataset not in self._infos:
             raise unknown_dataset(dataset, self._infos)
         check_rows_in_range(proposals, self._infos[dataset])
+        self._count_refusals(dataset, proposals, accept_unscored)
         best = best_per_row(proposals, accept_unscored)
         if len(best) == 0:
             return 0
@@ -337,10 +374,79 @@ class FitStore:
         log.debug("merged %d proposals into %s: %d rows improved", len(proposals), dataset, rows.size)
         return int(rows.size)
 
+    def _count_refusals(self, dataset: str, proposals: Proposals, accept_unscored: bool) -> None:
+        reasons = refusals(proposals, accept_unscored)
+        if not reasons:
+            return
+        counts = self._refused.setdefault(dataset, {})
+        for reason, mask in reasons.items():
+            counts[reason] = counts.get(reason, 0) + int(mask.sum())
+        log.warning(
+            "refused %s proposal(s) for %s (never stored): %s; first rows %s",
+            sum(int(m.sum()) for m in reasons.values()), dataset,
+            ", ".join(f"{reason}: {int(mask.sum())}" for reason, mask in reasons.items()),
+            proposals.rows[np.flatnonzero(np.logical_or.reduce(list(reasons.values())))[:5]].tolist(),
+        )
+
+    def refused(self) -> dict[str, dict[str, int]]:
+        """Proposals refused by this writer since it was opened: dataset -> reason -> count.
+
+        Refused proposals (negative loss, non-finite or implausible parameters; see
+        ``spinfits.store.merge_rule.refusals``) are never stored.
+        """
+        return {name: dict(counts) for name, counts in self._refused.items()}
+
+    def record_failures(self, dataset: str, rows: Any, reasons: Sequence[str]) -> int:
+        """Record ``rows`` ((M,) dataset rows) of ``dataset`` as failed, one reason text each.
+
+        Rows that hold a scored fit keep it and are not marked (their fit stands). Like merges,
+        failures become visible with the next ``commit``; a row that later receives a fit is no
+        longer failed. Returns how many rows were marked.
+        """
+        rows = row_numbers(rows)
+        reasons = [str(reason) for reason in reasons]
+        if len(reasons) != len(rows):
+            raise InputError(f"record_failures needs one reason per row: {len(rows)} rows, {len(reasons)} reasons")
+        if self._needs_replay:
+            self._replay()
+        self._begin()
+        if dataset not in self._infos:
+            raise unknown_dataset(dataset, self._infos)
+        if rows.size and int(rows.max()) >= self._infos[dataset].n_rows:
+            raise InputError(
+                f"rows must lie in [0, {self._infos[dataset].n_rows}) for dataset {dataset!r}, "
+                f"got row {int(rows.max())}"
+            )
+        failed = dict(zip(rows.tolist(), reasons))
+        marked = self._apply_failures(dataset, failed)
+        self._pending_failures.setdefault(dataset, {}).update(failed)
+        return marked
+
+    def _apply_failures(self, dataset: str, failed: dict[int, str]) -> int:
+        fits = self._working_fits(dataset)
+        rows = np.fromiter(failed, dtype=np.int64, count=len(failed))
+        keep = ~np.isfinite(fits.loss[rows])
+        if not keep.any():
+            return 0
+        texts = [failed[row] for row in rows[keep].tolist()]
+        try:
+            self._write_failures(dataset, self._working_failures(dataset).with_failed(rows[keep], texts))
+        except (icechunk.IcechunkError, OSError) as error:
+            self._drop_session()
+            self._needs_replay = True
+            raise self._storage_error("record failed rows", error) from None
+        return int(keep.sum())
+
+    def failures(self, dataset: str, version: str | None = None) -> Failures:
+        """Committed failed rows of ``dataset`` at ``version`` (None = tip), with reasons."""
+        info = self.dataset(dataset, version)
+        store = self._repo.readonly_session(snapshot_id=self.resolve(version)).store
+        return read_failures(store, dataset, info.n_rows)
+
     @property
     def has_pending(self) -> bool:
-        """True if proposals were merged since the last commit."""
-        return bool(self._pending)
+        """True if proposals were merged (or failures recorded) since the last commit."""
+        return bool(self._pending) or bool(self._pending_failures)
 
     def pending_rows(self) -> dict[str, int]:
         """Per dataset, rows changed by merges since the last commit (as of this session)."""
@@ -349,6 +455,7 @@ class FitStore:
     def discard(self) -> None:
         """Drop everything merged since the last commit."""
         self._pending = {}
+        self._pending_failures = {}
         self._needs_replay = False
         self._drop_session()
 
@@ -365,57 +472,82 @@ class FitStore:
 
         Metadata recorded: ``who`` (default user@host), ``rows_improved`` (total and per dataset),
         ``config_hash`` (default: the fitting config hash of the datasets written) and the
-        caller's ``metadata``. On a concurrent commit, re-reads and re-applies the merge rule up to
-        ``max_attempts`` times, then raises ``ConflictError`` (pending merges are kept).
+        caller's ``metadata``. On a local store the commit lock is held while a concurrent
+        writer's newer tip is re-read and the pending merges re-applied by the merge rule, so the
+        commit cannot lose a race; on object storage a lost race is retried (exponential backoff
+        with jitter) up to ``max_attempts`` times, then ``ConflictError`` (pending merges kept).
+        A storage failure (read-only, disk full) raises ``StorageError``; the store stays at its
+        last commit and the pending merges are kept.
         """
         if not isinstance(message, str) or not message.strip():
             raise InputError(f"commit message must be a non-empty string, got {message!r}")
-        if not self._pending:
+        if not self.has_pending:
             log.info("nothing to commit on %s", self._branch)
             return None
         for attempt in range(1, max_attempts + 1):
-            if self._needs_replay:
-                self._replay()
-            session = self._begin()
-            improved = self.pending_rows()
-            if not session.has_uncommitted_changes:
-                log.info("pending proposals improve nothing on the tip of %s; nothing to commit", self._branch)
-                self._pending = {}
-                self._drop_session()
-                return None
-            datasets = sorted({name for name, _ in self._pending})
-            hashes = {name: self._infos[name].config_hash for name in datasets}
-            record = {
-                **dict(metadata or {}),
-                "who": who or default_who(),
-                "rows_improved": sum(improved.values()),
-                "rows_improved_by_dataset": improved,
-                "config_hash": config_hash
-                or (hashes[datasets[0]] if len(datasets) == 1 else _combined_hash(hashes)),
-                "attempts": attempt,
-            }
             try:
                 with self._location.commit_lock():
-                    snapshot = session.commit(message, metadata=record)
+                    snapshot = self._commit_once(message, who, config_hash, metadata, attempt)
             except icechunk.ConflictError as error:
+                # Object storage only: a local store's lock is held across replay and commit.
                 log.info(
                     "commit attempt %d on %s lost a race (%s); re-reading the tip and re-applying "
-                    "the merge rule", attempt, self._branch, error,
+                    "the merge rule", attempt, self._branch, icechunk_reason(error),
                 )
                 self._needs_replay = True
-                time.sleep(self._jitter.uniform(0.0, 0.005 * attempt))  # let the winner finish
+                time.sleep(self._jitter.uniform(0.0, min(2.0, 0.01 * 2**attempt)))  # backoff + jitter
                 continue
+            except (icechunk.IcechunkError, OSError) as error:
+                self._drop_session()
+                self._needs_replay = True
+                raise self._storage_error("commit", error) from None
+            if snapshot is None:
+                return None
             self._pending = {}
+            self._pending_failures = {}
             self._session = None
             self._columns = {}
             self._changed = {}
+            self._failures = {}
             self._working_snapshot = snapshot  # the working copies now equal this snapshot
-            log.info("committed %s on %s: %s rows improved", snapshot, self._branch, record["rows_improved"])
-            return Version.from_snapshot(self._repo.lookup_snapshot(snapshot))
+            version = Version.from_snapshot(self._repo.lookup_snapshot(snapshot))
+            log.info("committed %s on %s: %s rows improved", snapshot, self._branch, version.rows_improved)
+            return version
         raise ConflictError(
             f"could not commit to branch {self._branch!r} after {max_attempts} attempts: other "
             "writers kept committing first; the merges are still pending, call commit again"
         )
+
+    def _commit_once(self, message: str, who: str | None, config_hash: str | None,
+                     metadata: Mapping[str, Any] | None, attempt: int) -> str | None:
+        """One commit attempt (under the local commit lock): the snapshot id, or None when the
+        pending work changes nothing on the tip."""
+        if self._location.is_local and self._session is not None and self._session.snapshot_id != self.tip():
+            self._needs_replay = True  # another writer committed: replay onto its tip, under the lock
+        if self._needs_replay:
+            self._replay()
+        session = self._begin()
+        if not session.has_uncommitted_changes:
+            log.info("pending proposals improve nothing on the tip of %s; nothing to commit", self._branch)
+            self._pending = {}
+            self._pending_failures = {}
+            self._drop_session()
+            return None
+        improved = self.pending_rows()
+        datasets = sorted({name for name, _ in self._pending} | set(self._pending_failures))
+        hashes = {name: self._infos[name].config_hash for name in datasets}
+        record = {
+            **dict(metadata or {}),
+            "who": who or default_who(),
+            "rows_improved": sum(improved.values()),
+            "rows_improved_by_dataset": improved,
+            "config_hash": config_hash
+            or (hashes[datasets[0]] if len(datasets) == 1 else _combined_hash(hashes)),
+            "attempts": attempt,
+        }
+        if self._pending_failures:
+            record["rows_failed"] = {name: len(rows) for name, rows in self._pending_failures.items()}
+        return session.commit(message, metadata=record)
 
     # ----------------------------------------------------------------------------- datasets
     def create_dataset(

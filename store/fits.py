@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from spinfits.errors import InputError
-from spinfits.store.schema import COLUMNS, PARAMETER_COLUMNS, Column, Source
+from spinfits.store.schema import COLUMNS, Column, Source
 
 
 def _as_float_array(name: str, value: Any, column: Column, n: int | None) -> np.ndarray:
@@ -42,6 +42,39 @@ def _as_float_array(name: str, value: Any, column: Column, n: int | None) -> np.
             f"{name} has {array.shape[0]} rows but rows has {n}; every field needs one entry per row"
         )
     return np.ascontiguousarray(array, dtype=column.dtype)
+
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def row_numbers(rows: Any, what: str = "rows") -> np.ndarray:
+    """``rows`` as a (M,) int64 array of dataset row numbers (>= 0), or ``InputError``.
+
+    Converts safely: an unsigned value beyond int64 (e.g. uint64 2**64-1) is refused instead of
+    wrapping to a negative number. The caller checks the upper bound (``< N``).
+    """
+    index = np.asarray(rows)
+    if index.ndim != 1:
+        raise InputError(f"{what} must have shape (M,), a 1-d array of dataset rows, got shape {index.shape}")
+    if index.size == 0:
+        return index.astype(np.int64)
+    if not np.issubdtype(index.dtype, np.integer):
+        raise InputError(
+            f"{what} must be an integer array of dataset row numbers, got dtype {index.dtype}; "
+            "pass np.asarray(rows, dtype=np.int64)"
+        )
+    if index.dtype.kind == "u" and int(index.max()) > _INT64_MAX:
+        raise InputError(
+            f"{what} must be dataset row numbers, got {int(index.max())} ({index.dtype}), beyond "
+            "any dataset; check where the row numbers come from"
+        )
+    index = index.astype(np.int64)
+    if int(index.min()) < 0:
+        raise InputError(
+            f"{what} must be >= 0 (dataset row numbers), got {int(index.min())}; "
+            "negative indices are not accepted"
+        )
+    return index
 
 
 def _shape_text(column: Column, n: int | None) -> str:
@@ -117,8 +150,10 @@ class Proposals:
     Time is part of the proposal and set by the producer when it builds it, so a retried or
     duplicated proposal carries the same time and merging it again changes nothing.
 
-    A proposal whose loss is NaN or infinite is kept here but never lands in the store; one with
-    a finite loss must have finite pose, betas and cam_t (else ``InputError``).
+    Shapes and dtypes are checked here (``InputError``); values are judged by the merge rule:
+    a proposal whose loss is NaN, -inf or negative, or whose parameters are non-finite or
+    implausible, is kept here but refused by the store (``spinfits.store.merge_rule.refusals``),
+    counted and never stored.
     """
 
     rows: np.ndarray
@@ -131,22 +166,10 @@ class Proposals:
     time: Any = None
 
     def __post_init__(self) -> None:
-        rows = np.asarray(self.rows)
-        if rows.ndim != 1:
-            raise InputError(f"rows must have shape (M,), got {rows.shape}")
-        if rows.size and not np.issubdtype(rows.dtype, np.integer):
-            raise InputError(
-                f"rows must be an integer array of dataset row indices, got dtype {rows.dtype}; "
-                "pass np.asarray(rows, dtype=np.int64)"
-            )
-        if rows.size and rows.min() < 0:
-            raise InputError(
-                f"rows must be >= 0 (dataset row indices), got {int(rows.min())}; "
-                "negative indices are not accepted"
-            )
+        rows = row_numbers(self.rows)
         n = rows.shape[0]
         set_ = object.__setattr__
-        set_(self, "rows", rows.astype(np.int64))
+        set_(self, "rows", rows)
         by_name = {c.name: c for c in COLUMNS}
         for name in ("pose", "betas", "cam_t", "loss"):
             set_(self, name, _as_float_array(name, getattr(self, name), by_name[name], n))
@@ -169,16 +192,6 @@ class Proposals:
         if not np.isfinite(when).all():
             raise InputError("time must be finite unix seconds; got NaN or inf")
         set_(self, "time", when)
-        scored = np.isfinite(self.loss)
-        for name in PARAMETER_COLUMNS:
-            values = getattr(self, name)
-            bad = scored & ~np.isfinite(values).all(axis=1)
-            if bad.any():
-                raise InputError(
-                    f"{name} has NaN/inf in {int(bad.sum())} proposal(s) with a finite loss "
-                    f"(first at position {int(np.flatnonzero(bad)[0])}); a fit with non-finite "
-                    "parameters is not a fit: drop it or set its loss to NaN"
-                )
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])

@@ -11,12 +11,12 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import icechunk
 
-from spinfits.errors import InputError
+from spinfits.errors import InputError, StorageError
 
 #: File inside a local store that serialises commits across processes (see ``commit_lock``).
 LOCK_FILE = "spinfits-commit.lock"
@@ -29,6 +29,10 @@ class S3Options:
     endpoint_url: e.g. ``http://127.0.0.1:9000`` for MinIO/moto; allow_http must be True for
     ``http://`` endpoints. force_path_style: ``endpoint/bucket/key`` addressing, which most
     self-hosted services need.
+
+    access_key_id / secret_access_key: explicit keys for this process; ``repr`` shows them as
+    ``'***'``. Jobs that run in other processes (Ray workers) must not carry them: send
+    ``without_credentials()`` there, and each process finds its own through the AWS chain.
     """
 
     endpoint_url: str | None = None
@@ -38,6 +42,27 @@ class S3Options:
     access_key_id: str | None = None
     secret_access_key: str | None = None
     anonymous: bool = False
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether explicit keys are given (rather than left to the AWS chain)."""
+        return bool(self.access_key_id or self.secret_access_key)
+
+    def without_credentials(self) -> S3Options:
+        """These options without explicit keys: a process opening a store with them finds its
+        credentials through the AWS chain (environment, profile, instance role)."""
+        return replace(self, access_key_id=None, secret_access_key=None)
+
+    def __repr__(self) -> str:
+        def shown(name: str) -> str:
+            value = getattr(self, name)
+            return "'***'" if value is not None and name in _SECRET_FIELDS else repr(value)
+
+        return f"S3Options({', '.join(f'{f.name}={shown(f.name)}' for f in fields(self))})"
+
+
+#: ``S3Options`` fields that ``repr`` (hence logs and error messages) never shows.
+_SECRET_FIELDS = frozenset({"access_key_id", "secret_access_key"})
 
 
 @dataclass(frozen=True)
@@ -111,12 +136,44 @@ class StoreLocation:
         if not self.is_local:
             yield
             return
-        with open(self.path / LOCK_FILE, "a") as handle:
+        try:
+            handle = open(self.path / LOCK_FILE, "a")  # noqa: SIM115 - closed below
+        except OSError as error:
+            raise StorageError(
+                f"cannot write to the store at {self}: {error.strerror or error} "
+                f"({self.path / LOCK_FILE}); the store is unchanged. Make the store directory "
+                "writable for this user, or read it with commands that only read"
+            ) from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def check_writable(self) -> None:
+        """Refuse, before any work, a local store this process cannot write (``StorageError``).
+
+        A path that does not exist yet is fine if its nearest existing parent is a writable
+        directory; a path that is a file is an ``InputError``. Object storage is checked by its
+        first write (credentials and permissions are the service's business).
+        """
+        if not self.is_local:
+            return
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise InputError(f"store path {self} is a file, not a store directory; pass a directory path")
+        existing = path
+        while not existing.exists():
+            existing = existing.parent
+        where = [existing] if existing != path else [path, *(p for p in path.iterdir() if p.is_dir())]
+        for folder in where:
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise StorageError(
+                    f"cannot write to the store at {self}: {folder} is not writable by this user; "
+                    "make it writable (or copy the store somewhere writable) before running a job "
+                    "that writes fits"
+                )
 
     def __str__(self) -> str:
         return self.url

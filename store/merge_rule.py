@@ -11,7 +11,11 @@ a tie between identical fits changes nothing, which is what makes retries idempo
 
 Unscored proposals (loss +inf, e.g. imported SPIN static fits whose loss is unknown) are
 accepted only when asked (``accept_unscored``): they fill rows that hold no scored fit and lose
-to any finite fit. NaN and -inf never land.
+to any finite fit. NaN never lands (it means "no fit").
+
+Poisoned proposals are *refused* (``refusals``: never stored, counted by the store): a loss
+below zero (-1 or -inf would beat every honest fit and lock the row forever), parameters that
+are not finite, and parameters no body fit can have (``PLAUSIBLE``).
 """
 
 from __future__ import annotations
@@ -35,12 +39,66 @@ def content_key(fits: Fits | Proposals, index: int) -> bytes:
     )
 
 
+@dataclass(frozen=True)
+class Plausible:
+    """Bounds a stored fit must respect; beyond them a proposal is refused, not stored.
+
+    They are far outside anything SMPLify produces (SPIN itself distrusts |betas| > 3) and only
+    stop values that cannot be a person in front of the camera.
+    """
+
+    max_joint_angle: float = 4.0 * np.pi  #: axis-angle norm of one joint, radians
+    max_abs_beta: float = 50.0  #: any shape coefficient
+    min_depth: float = 1e-3  #: camera z of a scored fit with a camera, metres (in front of it)
+    max_depth: float = 1e5  #: camera z, metres
+    max_abs_xy: float = 1e5  #: camera x, y, metres
+
+
+PLAUSIBLE = Plausible()
+
+
+def refusals(proposals: Proposals, accept_unscored: bool = False) -> dict[str, np.ndarray]:
+    """Why proposals are refused: reason -> (M,) bool mask (only reasons that occur).
+
+    Refused proposals never land and are counted by the store. A NaN loss (or +inf without
+    ``accept_unscored``) is not refused: it says "no fit" and is ignored.
+    """
+    p, bounds = proposals, PLAUSIBLE
+    loss = p.loss
+    considered = ~np.isnan(loss) & ((loss != np.inf) | accept_unscored)
+    scored = np.isfinite(loss)
+    finite = np.isfinite(p.pose).all(1) & np.isfinite(p.betas).all(1) & np.isfinite(p.cam_t).all(1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        angles = np.linalg.norm(p.pose.reshape(len(p), 24, 3), axis=2).max(1)
+        depth = p.cam_t[:, 2]
+        has_camera = (p.cam_t != 0).any(1)  # SPIN's files carry no camera: zeros are "none"
+        masks = {
+            "negative loss": loss < 0,
+            "non-finite parameters": considered & (loss >= 0) & ~finite,
+            "joint rotation beyond 4 pi": considered & finite & (angles > bounds.max_joint_angle),
+            "|betas| beyond 50": considered & finite & (np.abs(p.betas).max(1) > bounds.max_abs_beta),
+            "camera behind or too far from the person": scored & finite & has_camera & (
+                (depth < bounds.min_depth) | (depth > bounds.max_depth)
+                | (np.abs(p.cam_t[:, :2]).max(1, initial=0.0) > bounds.max_abs_xy)),
+        }
+    return {reason: mask for reason, mask in masks.items() if mask.any()}
+
+
+def refused(proposals: Proposals, accept_unscored: bool = False) -> np.ndarray:
+    """(M,) bool: proposals refused for any reason of ``refusals``."""
+    mask = np.zeros(len(proposals), dtype=bool)
+    for reason_mask in refusals(proposals, accept_unscored).values():
+        mask |= reason_mask
+    return mask
+
+
 def eligible(proposals: Proposals, accept_unscored: bool) -> np.ndarray:
-    """(M,) bool: proposals that may land at all (finite loss, or +inf if ``accept_unscored``)."""
+    """(M,) bool: proposals that may land at all: finite loss (or +inf if ``accept_unscored``)
+    and not refused (see ``refusals``)."""
     ok = np.isfinite(proposals.loss)
     if accept_unscored:
         ok |= proposals.loss == np.inf
-    return ok
+    return ok & ~refused(proposals, accept_unscored)
 
 
 def best_per_row(proposals: Proposals, accept_unscored: bool = False) -> Proposals:

@@ -2,7 +2,8 @@
 
 One Parquet row per dataset row: ``row`` int64, ``pose`` fixed_size_list<float32>[72],
 ``betas`` [10], ``cam_t`` [3], ``loss`` float32 (+inf = no scored fit), ``source`` int8
-(``Source``), ``source_name`` dictionary string, ``step`` int64, ``time`` float64 unix seconds.
+(``Source``), ``source_name`` dictionary string, ``step`` int64, ``time`` float64 unix seconds,
+``failure`` string (why the row could not be fitted; null when it did not fail).
 The file's schema metadata records the store, dataset, snapshot id and fingerprints.
 """
 
@@ -16,11 +17,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spinfits.store.failures import Failures
 from spinfits.store.fits import Fits
 from spinfits.store.schema import DatasetInfo, Source
 
 
-def fits_table(fits: Fits, metadata: dict[str, Any] | None = None) -> pa.Table:
+def fits_table(fits: Fits, metadata: dict[str, Any] | None = None,
+               failures: Failures | None = None) -> pa.Table:
     """The Parquet table of a dataset's fits (see the module docstring for its columns)."""
     n = len(fits)
 
@@ -43,6 +46,7 @@ def fits_table(fits: Fits, metadata: dict[str, Any] | None = None) -> pa.Table:
             "source_name": source_name,
             "step": pa.array(fits.step),
             "time": pa.array(fits.time),
+            "failure": pa.array((failures or Failures.none(n)).reason_texts().tolist(), type=pa.string()),
         }
     )
     if metadata:
@@ -65,5 +69,6 @@ def export_parquet(store: Any, dataset: str, path: str | os.PathLike, version: s
         "version": version or store.branch,
         **info.to_json(),
     }
-    pq.write_table(fits_table(reader.read_all(), metadata), os.fspath(path))
+    table = fits_table(reader.read_all(), metadata, store.failures(dataset, snapshot))
+    pq.write_table(table, os.fspath(path))
     return snapshot

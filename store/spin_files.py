@@ -64,8 +64,14 @@ def spin_proposals(
     losses = np.asarray(losses)
     if losses.shape != (n,) or not np.issubdtype(losses.dtype, np.floating):
         raise InputError(f"losses must be a float array of shape ({n},) (one per fits row), got {losses.dtype} {losses.shape}")
-    if np.isnan(losses).any() or (losses == -np.inf).any():
-        raise InputError("losses must be finite or +inf (unknown); got NaN or -inf values")
+    bad = np.isnan(losses) | (losses < 0)
+    if bad.any():
+        raise InputError(
+            f"losses must be >= 0 and finite, or +inf (unknown): {int(bad.sum())} are NaN or "
+            f"negative (first at row {int(np.flatnonzero(bad)[0])}: {losses[bad][0]}); a negative "
+            "loss would beat every real fit and lock the row forever. Fix the losses file, or "
+            "leave --losses out to import the fits unscored"
+        )
     return Proposals(
         rows=np.arange(n, dtype=np.int64),
         pose=fits[:, SPIN_POSE],

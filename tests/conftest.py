@@ -67,3 +67,33 @@ def ray_head():
         yield ray, env, "http://127.0.0.1:8271"
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """mount(size) -> a fresh tmpfs of ``size`` (e.g. "2m") under tmp_path, with ``remount_ro``.
+
+    Real storage faults (a full disk, a read-only store) need a real filesystem: root with
+    CAP_SYS_ADMIN mounts one (this CI does); elsewhere the test is skipped, saying why.
+    """
+    import subprocess
+
+    mounted: list[Path] = []
+
+    class Mount:
+        def __init__(self, size: str):
+            self.path = tmp_path / f"fs{len(mounted)}"
+            self.path.mkdir()
+            done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(self.path)],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {done.stderr.strip()}")
+            mounted.append(self.path)
+
+        def remount(self, options: str) -> None:
+            subprocess.run(["mount", "-o", f"remount,{options}", str(self.path)], check=True,
+                           capture_output=True)
+
+    yield Mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from spinfits.errors import InputError
+from spinfits.fitting.torch_load import describe_load_error
 
 STATE_FILE = "training_state.pt"
 
@@ -55,8 +56,8 @@ def load_training_state(directory: str | Path) -> TrainingState:
                              backbone=str(raw.get("backbone", "resnet50")),
                              input_res=int(raw.get("input_res", 224)))
     except Exception as error:  # noqa: BLE001 - torch.load of a damaged file raises anything
-        raise InputError(f"training checkpoint {path} cannot be read ({error}); resume from an "
-                         "earlier checkpoint or start a new run") from None
+        raise InputError(f"training checkpoint {path} cannot be read ({describe_load_error(error)}); "
+                         "resume from an earlier checkpoint or start a new run") from None
 
 
 def latest_checkpoint_dir(run_dir: str | Path) -> Path | None:

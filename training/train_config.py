@@ -38,6 +38,8 @@ class TrainConfig:
     by zeros for supervision, SPIN's fallback (SPIN: 3).
     refresh_every: steps between re-reads of the store's newest snapshot; checkpoint_every:
     steps between checkpoints; commit_every_s: the writer's commit period.
+    s3: options of an s3:// store, without explicit keys (training refuses them: its Ray
+    processes find credentials through the AWS chain, see ``trainer.worker_config``).
     """
 
     dataset: Path

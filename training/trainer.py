@@ -22,7 +22,7 @@ from ray.train.torch import TorchTrainer
 
 from spinfits.errors import InputError, SpinfitsError
 from spinfits.fitting.model_files import load_body_model_files
-from spinfits.store import FitStore
+from spinfits.store import FitStore, StoreLocation
 from spinfits.training.checkpoint import (latest_checkpoint_dir, latest_checkpoint_step,
                                           load_training_state)
 from spinfits.training.data import TrainingData
@@ -81,6 +81,15 @@ def _store_figures(store: FitStore, name: str) -> tuple[float, int]:
 def check_inputs(config: TrainConfig) -> tuple[FitStore, bool, int | None]:
     """Every input checked before any work; returns the store, whether the model is a stand-in
     and, with ``resume``, the step of the run's latest checkpoint."""
+    if config.s3 is not None and config.s3.has_credentials:
+        raise InputError(
+            "training was given explicit S3 keys (S3Options access_key_id/secret_access_key), "
+            "but its workers and store writer run in other Ray processes, possibly on other "
+            "machines, and keys are not sent there (they would travel in Ray task arguments). "
+            "Leave the keys unset and give every node credentials through the AWS chain: "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment (a local cluster "
+            "started by this process inherits it), a profile (AWS_PROFILE) or an instance role")
+    StoreLocation.parse(config.store, config.s3).check_writable()
     files = load_body_model_files(config.model_dir)
     data = TrainingData.load(config.dataset, config.images, config.input_res, config.use_gt_smpl)
     store = FitStore.open(config.store, body_model=files.fingerprint, s3=config.s3)
@@ -113,6 +122,16 @@ def check_inputs(config: TrainConfig) -> tuple[FitStore, bool, int | None]:
     return store, files.is_standin, done
 
 
+def worker_config(config: TrainConfig) -> TrainConfig:
+    """The config the Ray Train workers and the store writer actor get: absolute paths (they
+    run in other folders, possibly on other machines) and S3 options without explicit keys
+    (each process finds its own credentials through the AWS chain)."""
+    return replace(config, dataset=config.dataset.resolve(), images=config.images.resolve(),
+                   runs_dir=Path(config.runs_dir).resolve(), model_dir=config.model_dir.resolve(),
+                   store=config.store if "://" in config.store else str(Path(config.store).resolve()),
+                   s3=None if config.s3 is None else config.s3.without_credentials())
+
+
 def run_training(config: TrainConfig) -> TrainSummary:
     start = time.perf_counter()
     store, is_standin, done = check_inputs(config)
@@ -124,10 +143,7 @@ def run_training(config: TrainConfig) -> TrainSummary:
                             fitted_before=fitted_before, fitted_after=fitted_before,
                             writer=WriterStats(0, 0, 0, None, None), checkpoint_step=done,
                             checkpoint_snapshot=None, is_standin=is_standin, nothing_to_do=True)
-    config = replace(config, dataset=config.dataset.resolve(), images=config.images.resolve(),
-                     runs_dir=Path(config.runs_dir).resolve(),
-                     model_dir=config.model_dir.resolve(),
-                     store=config.store if "://" in config.store else str(Path(config.store).resolve()))
+    config = worker_config(config)
     if not ray.is_initialized():  # workers' output goes to the run's progress files instead
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     writer = start_store_writer(config.store, config.name, store.body_model.fingerprint,

@@ -120,7 +120,7 @@ def test_bad_inputs_fail_before_any_work(tmp_path, small_dataset, standin_dir):
     assert not store.exists()  # nothing was created
     not_a_store = tmp_path / "file.txt"
     not_a_store.write_text("x")
-    with pytest.raises(InputError, match="the path exists and is not an empty directory"):
+    with pytest.raises(InputError, match="is a file, not a store directory"):
         run_precompute(config(small_dataset, not_a_store, standin_dir))
     assert not_a_store.read_text() == "x"
 

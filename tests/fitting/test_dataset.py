@@ -138,3 +138,111 @@ def test_openpose_bad_files(tmp_path):
     path.write_text(json.dumps({"persons": []}))
     with pytest.raises(InputError, match="is not OpenPose output"):
         read_openpose_json(path)
+
+
+@pytest.mark.parametrize(
+    "names, shown",
+    [
+        (["a.jpg", "/etc/passwd", "c.jpg"], r"1 'imgname' entries .*\(row 1: '/etc/passwd'\)"),
+        (["a.jpg", "b.jpg", "../../secret.jpg"], r"\(row 2: '../../secret.jpg'\)"),
+        (["images/../../x.jpg", "b.jpg", "c.jpg"], r"\(row 0: 'images/../../x.jpg'\)"),
+        (["a.jpg", r"..\..\x.jpg", r"C:\x.jpg"],
+         r"2 'imgname' entries .*\(row 1: '..\\\\..\\\\x.jpg', row 2: 'C:\\\\x.jpg'\)"),
+    ],
+)
+def test_imgname_outside_the_images_folder_is_refused(tmp_path, names, shown):
+    arrays = dict(_minimal(), imgname=np.array(names))
+    with pytest.raises(InputError, match=shown) as error:
+        load_spin_npz(_write(tmp_path / "d.npz", **arrays))
+    assert "imgname must be relative paths inside the images folder" in str(error.value)
+
+
+def test_relative_imgnames_with_folders_and_dots_are_fine(tmp_path):
+    names = ["S1/Directions/frame..1.jpg", "./b.jpg", "synthetic/0000002.png"]
+    dataset = load_spin_npz(_write(tmp_path / "d.npz", **dict(_minimal(), imgname=np.array(names))))
+    assert list(dataset.imgname) == names
+
+
+@pytest.mark.parametrize(
+    "key, value, shape",
+    [
+        ("has_smpl", np.ones(2, dtype=bool), r"\(2,\), expected \(3,\)"),
+        ("imgname", np.array(["a.jpg"] * 4), r"\(4,\), expected \(3,\)"),
+        ("pose", np.zeros((2, 72)), r"\(2, 72\), expected \(3, 72\)"),
+        ("shape", np.zeros((3, 11)), r"\(3, 11\), expected \(3, 10\)"),
+        ("S", np.zeros((3, 24, 3)), r"\(3, 24, 3\), expected \(3, 24, 4\)"),
+        ("S", np.zeros((2, 24, 4)), r"\(2, 24, 4\), expected \(3, 24, 4\)"),
+        ("openpose", np.zeros((4, 25, 3)), r"\(4, 25, 3\), expected \(3, 25, 3\)"),
+        ("center", np.zeros((2, 2)), r"\(2, 2\), expected \(3, 2\)"),
+        ("gender", np.array(["m", "f"]), r"\(2,\), expected \(3,\)"),
+        ("maskname", np.array("a.png"), r"\(\), expected \(3,\)"),
+        ("has_pose_3d", np.ones((3, 1)), r"\(3, 1\), expected \(3,\)"),
+    ],
+)
+def test_every_per_row_array_has_the_row_count(tmp_path, key, value, shape):
+    arrays = dict(_minimal(), pose=np.zeros((3, 72)), shape=np.zeros((3, 10)))
+    arrays[key] = value
+    with pytest.raises(InputError, match=rf"'{key}' has shape {shape}: one entry per dataset row, "
+                                         r"and the file has 3 rows"):
+        load_spin_npz(_write(tmp_path / "d.npz", **arrays))
+
+
+def test_arrays_that_are_not_per_row_are_not_checked(tmp_path):
+    arrays = dict(_minimal(), joint_names=np.array(["a"] * 49), body_model=np.array("x"),
+                  S=np.ones((3, 24, 4)), has_smpl=np.ones(3))
+    assert len(load_spin_npz(_write(tmp_path / "d.npz", **arrays))) == 3
+
+
+@pytest.mark.parametrize("value", [1e300, -1e39, np.inf])
+def test_keypoint_beyond_float32_is_an_error_like_nan(tmp_path, value):
+    arrays = _minimal()
+    arrays["part"][2, 5, 1] = value
+    message = (r"1 keypoints are NaN or infinite but have confidence > 0 \(rows 2\); "
+               r"expected finite x, y within float32's range")
+    with pytest.raises(InputError, match=message):
+        load_spin_npz(_write(tmp_path / "d.npz", **arrays))
+
+
+def test_confidence_beyond_float32_is_an_error(tmp_path):
+    arrays = _minimal()
+    arrays["part"][0, 5, 2] = 1e300
+    with pytest.raises(InputError, match=r"confidences must be finite \(as float32\) and >= 0, "
+                                         r"rows 0 are not"):
+        load_spin_npz(_write(tmp_path / "d.npz", **arrays))
+
+
+def test_keypoint_overflowing_in_the_crop_frame_is_an_error(tmp_path):
+    """A finite image keypoint far from a tiny box becomes inf in the crop frame."""
+    arrays = _minimal()
+    arrays["scale"][1] = 1e-30
+    arrays["part"][1, 0, :2] = [1e12, 1e12]
+    with pytest.raises(InputError, match=r"in the 224-px crop frame of each row's center/scale "
+                                         r"box\): 1 keypoints are NaN or infinite .*\(rows 1\)"):
+        load_spin_npz(_write(tmp_path / "d.npz", **arrays))
+
+
+@pytest.mark.parametrize(
+    "key, row, value",
+    [("center", 1, [1e300, 0.0]), ("scale", 2, 1e300), ("scale", 0, 1e-300),
+     ("center", 0, [np.nan, 1])],
+)
+def test_box_beyond_float32_is_an_error(tmp_path, key, row, value):
+    arrays = _minimal()
+    arrays[key][row] = value
+    message = (r"'center' and 'scale' must be finite, within float32's range .* and scale > 0 "
+               rf"in every row; rows {row} are not")
+    with pytest.raises(InputError, match=message):
+        load_spin_npz(_write(tmp_path / "d.npz", **arrays))
+
+
+def test_loaded_keypoints_are_finite_float32(shared_data):
+    dataset = load_spin_npz(shared_data / "h36m_spin_sample.npz")
+    assert dataset.keypoints.dtype == np.float32 and np.isfinite(dataset.keypoints).all()
+    assert list(dataset.imgname[:1]) == ["S1_Directions_1.54138969_000001.jpg"]
+
+
+def test_images_are_crops_must_be_one_boolean(tmp_path):
+    arrays = dict(_minimal(), images_are_crops=np.array([True, False, True]))
+    with pytest.raises(InputError, match=r"'images_are_crops' is bool of shape \(3,\), expected "
+                                         r"one boolean"):
+        load_spin_npz(_write(tmp_path / "d.npz", **arrays))

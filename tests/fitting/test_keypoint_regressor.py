@@ -1,5 +1,8 @@
 """The learned initialiser: training, saving tied to the model, use as a hypothesis."""
 
+import dataclasses
+import os
+import pickle
 import shutil
 
 import numpy as np
@@ -95,3 +98,122 @@ def test_cli_train_regressor(tmp_path, standin_dir, capsys):
     out = capsys.readouterr().out
     assert "STAND-IN" in out and REGRESSOR_FILE in out
     assert (directory / REGRESSOR_FILE).is_file()
+
+
+# ----------------------------------------------------------------------------- damaged files
+
+
+class SystemPayload:
+    """Unpickling this would run ``touch MARKER``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _untrained_save(files, hidden=8, **changes):
+    """What save_keypoint_regressor writes, for a tiny untrained network (then ``changes``)."""
+    network = KeypointRegressor(hidden)
+    save_keypoint_regressor(network, files, TINY, {}, files.directory)
+    path = files.directory / REGRESSOR_FILE
+    saved = torch.load(path, weights_only=True)
+    saved["training"]["hidden"] = hidden
+    saved.update(changes)
+    torch.save(saved, path)
+    return path
+
+
+def _write_truncated(files, marker):
+    path = _untrained_save(files)
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _write_random(files, marker):
+    (files.directory / REGRESSOR_FILE).write_bytes(np.random.default_rng(0).bytes(4096))
+
+
+def _write_other_dict(files, marker):
+    torch.save({"weights": torch.zeros(3), "epoch": 7}, files.directory / REGRESSOR_FILE)
+
+
+def _write_a_tensor(files, marker):
+    torch.save(torch.zeros(3), files.directory / REGRESSOR_FILE)
+
+
+def _write_payload_in_torch_save(files, marker):
+    torch.save({"state_dict": SystemPayload(marker), "fingerprint": files.fingerprint,
+                "training": {"hidden": 8}}, files.directory / REGRESSOR_FILE)
+
+
+def _write_payload_pickle(files, marker):
+    (files.directory / REGRESSOR_FILE).write_bytes(pickle.dumps(SystemPayload(marker), protocol=2))
+
+
+def _write_wrong_shapes(files, marker):
+    wrong = KeypointRegressor(16).state_dict()
+    _untrained_save(files, hidden=8, state_dict=wrong)
+
+
+def _write_missing_weights(files, marker):
+    state = KeypointRegressor(8).state_dict()
+    del state["net.2.weight"]
+    _untrained_save(files, hidden=8, state_dict=state)
+
+
+@pytest.mark.parametrize(
+    "write, detail",
+    [
+        (_write_truncated, r"torch cannot read it \(RuntimeError: PytorchStreamReader"),
+        (_write_random, "it is not a file of tensors and plain values"),
+        (_write_other_dict, "its dict has no 'state_dict', 'fingerprint', 'training' "
+                            r"\(keys: 'weights', 'epoch'\)"),
+        (_write_a_tensor, "it holds a Tensor, not a dict"),
+        (_write_payload_in_torch_save, rf"a pickled {os.system.__module__}\.system, not only "
+                                       r"tensors and plain values \(nothing from it was run\)"),
+        (_write_payload_pickle, rf"a pickled {os.system.__module__}\.system, not only tensors"),
+    ],
+)
+def test_damaged_or_foreign_regressor_file_is_refused(tmp_path, standin_files, write, detail):
+    files = dataclasses.replace(standin_files, directory=tmp_path)
+    marker = tmp_path / "MARKER"
+    write(files, marker)
+    for load in (has_keypoint_regressor, load_keypoint_regressor):
+        with pytest.raises(InputError, match=detail) as error:
+            load(files)
+        _assert_says_how_to_fix(str(error.value), tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "write, detail",
+    [
+        (_write_wrong_shapes, r"do not fit the network \(ValueError: net.0.weight has shape "
+                              r"\(16, 147\), expected \(8, 147\)"),
+        (_write_missing_weights, r"do not fit the network \(RuntimeError: Error\(s\) in loading "
+                                 "state_dict"),
+    ],
+)
+def test_regressor_weights_of_the_wrong_network_are_refused(tmp_path, standin_files, write,
+                                                            detail):
+    files = dataclasses.replace(standin_files, directory=tmp_path)
+    write(files, tmp_path / "MARKER")
+    assert has_keypoint_regressor(files)  # saved for this model; only building the network fails
+    with pytest.raises(InputError, match=detail) as error:
+        load_keypoint_regressor(files)
+    _assert_says_how_to_fix(str(error.value), tmp_path)
+
+
+def _assert_says_how_to_fix(message, model_dir):
+    assert message.startswith(f"{model_dir / REGRESSOR_FILE} is not a usable keypoint regressor")
+    assert "Expected a keypoint regressor saved by `spinfits init train-regressor`" in message
+    assert f"retrain it with `spinfits init train-regressor --model-dir {model_dir}`" in message
+    assert "weights_only" not in message
+
+
+def test_untrained_save_round_trips(tmp_path, standin_files):
+    files = dataclasses.replace(standin_files, directory=tmp_path)
+    _untrained_save(files)
+    assert has_keypoint_regressor(files)
+    assert load_keypoint_regressor(files).net[0].out_features == 8

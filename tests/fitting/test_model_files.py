@@ -1,14 +1,19 @@
 """Model file loading: chumpy-free SMPL pickles, validation messages, fingerprints."""
 
 import contextlib
+import os
 import pickle
+import re
+import shutil
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse
 
+from spinfits.cli import main
 from spinfits.errors import InputError
 from spinfits.fitting.model_files import (
     convert_smpl_pickle,
@@ -17,6 +22,7 @@ from spinfits.fitting.model_files import (
     read_pickle,
     smpl_arrays_from_dict,
 )
+from spinfits.fitting.standin.files import standin_smpl_dict
 
 V = 12  # a tiny SMPL-format model: the loader checks shapes against v_template's V
 
@@ -170,3 +176,138 @@ def test_missing_model_dir_and_files(tmp_path):
         load_body_model_files(tmp_path / "absent")
     with pytest.raises(InputError, match=r"SMPL_NEUTRAL.pkl does not exist.*make-standin"):
         load_body_model_files(tmp_path)
+
+
+# ----------------------------------------------------------------------------- untrusted pickles
+
+
+class SystemPayload:
+    """What a malicious model pickle holds: unpickling it would run ``touch MARKER``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+#: how pickle names os.system in a file (``posix.system`` on Linux)
+SYSTEM_NAME = rf"{os.system.__module__}\.system"
+
+
+def write_payload_model(source_dir, target_dir, which, placement, marker, protocol):
+    """Copy a genuine model folder, replacing one pickle by a payload (alone or as an extra key)."""
+    shutil.copytree(source_dir, target_dir)
+    relative = {"smpl": Path("smpl") / "SMPL_NEUTRAL.pkl", "gmm": Path("gmm_08.pkl")}[which]
+    path = target_dir / relative
+    if placement == "top":
+        payload = SystemPayload(marker)
+    else:
+        with open(path, "rb") as handle:
+            payload = dict(pickle.load(handle, encoding="latin1"), extra=SystemPayload(marker))
+    path.write_bytes(pickle.dumps(payload, protocol=protocol))
+    return path
+
+
+def read_through(entry_point, model_dir, path, capsys):
+    """Load the folder the way ``entry_point`` does; return the error message it gives."""
+    if entry_point == "read_pickle":
+        with pytest.raises(InputError) as error:
+            read_pickle(path)
+        return str(error.value)
+    if entry_point == "load_body_model_files":
+        with pytest.raises(InputError) as error:
+            load_body_model_files(model_dir)
+        return str(error.value)
+    assert main(["model", "info", str(model_dir)]) == 2
+    captured = capsys.readouterr()
+    assert "fingerprint" not in captured.out
+    return captured.err
+
+
+@pytest.mark.parametrize("entry_point", ["read_pickle", "load_body_model_files", "cli"])
+@pytest.mark.parametrize("placement", ["top", "nested"])
+@pytest.mark.parametrize("which", ["smpl", "gmm"])
+def test_model_pickle_with_code_payload_is_refused_and_never_runs(
+    tmp_path, standin_dir, capsys, which, placement, entry_point
+):
+    marker = tmp_path / "MARKER"
+    model_dir = tmp_path / "model"
+    protocol = 2 if placement == "top" else pickle.DEFAULT_PROTOCOL
+    path = write_payload_model(standin_dir, model_dir, which, placement, marker, protocol)
+    message = read_through(entry_point, model_dir, path, capsys)
+    assert not marker.exists()
+    assert re.search(SYSTEM_NAME, message)
+    assert str(path) in message
+    assert "model files may only hold arrays" in message
+    assert "may be malicious or not a model file" in message
+
+
+def _global(module, name):
+    """Protocol-0 opcodes pushing ``module.name`` (what a hand-made payload would write)."""
+    return f"c{module}\n{name}\n".encode()
+
+
+@pytest.mark.parametrize(
+    "module, name, args",
+    [
+        ("__builtin__", "eval", b"(S'open(\"MARKER\", \"w\")'\ntR."),
+        ("builtins", "exec", b"(S'open(\"MARKER\", \"w\")'\ntR."),
+        ("__builtin__", "getattr", b"(c__builtin__\nobject\nS'__subclasses__'\ntR."),
+        ("numpy", "load", b"(S'MARKER'\ntR."),
+        ("numpy.lib.npyio", "load", b"(S'MARKER'\ntR."),
+        ("subprocess", "Popen", b"((S'touch'\nS'MARKER'\nltR."),
+        ("copy_reg", "__import__", b"(S'os'\ntR."),
+        ("numpy.core.multiarray", "frombuffer", b"(S''\ntR."),
+        ("scipy.sparse", "load_npz", b"(S'MARKER'\ntR."),
+    ],
+)
+def test_only_allow_listed_globals_are_resolved(tmp_path, monkeypatch, module, name, args):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "gadget.pkl"
+    path.write_bytes(_global(module, name) + args)
+    with pytest.raises(InputError, match=rf"asks to load {re.escape(module)}\.{name}"):
+        read_pickle(path)
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_codecs_encode_is_limited_to_latin1(tmp_path):
+    path = tmp_path / "codec.pkl"
+    path.write_bytes(b"(dS'k'\n" + _global("_codecs", "encode") + b"(S'abc'\nS'rot13'\ntRs.")
+    with pytest.raises(InputError, match="only allowed with latin-1, got 'rot13'"):
+        read_pickle(path)
+    path.write_bytes(b"(dS'k'\n" + _global("_codecs", "encode") + b"(S'abc'\nS'latin1'\ntRs.")
+    assert read_pickle(path) == {"k": b"abc"}
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_standin_dict_reads_back_in_every_protocol(tmp_path, protocol):
+    data = standin_smpl_dict()
+    data["extras"] = {"scalar": np.float64(2.5), "labels": {"a", "b"}, "raw": b"\x00\xff",
+                      "csr": scipy.sparse.csr_matrix(np.eye(3)), "z": complex(1, 2)}
+    path = tmp_path / "smpl.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=protocol))
+    loaded = read_pickle(path)
+    arrays = smpl_arrays_from_dict(loaded, path)
+    np.testing.assert_array_equal(arrays.v_template, data["v_template"])
+    assert loaded["extras"]["labels"] == {"a", "b"} and loaded["extras"]["raw"] == b"\x00\xff"
+    np.testing.assert_array_equal(loaded["extras"]["csr"].toarray(), np.eye(3))
+
+
+def test_python2_and_numpy1_module_names_are_accepted(tmp_path, rng):
+    """Old SMPL pickles name numpy.core.multiarray, scipy.sparse.csc, copy_reg, __builtin__."""
+    data = tiny_smpl_dict(rng)
+    data["labels"] = {"x"}
+    modern = pickle.dumps(data, protocol=2)
+    old = modern.replace(b"numpy._core.multiarray", b"numpy.core.multiarray").replace(
+        b"scipy.sparse._csc", b"scipy.sparse.csc"
+    )
+    assert b"c__builtin__\nset" in old and b"numpy.core.multiarray" in old
+    path = tmp_path / "old.pkl"
+    path.write_bytes(old)
+    arrays = smpl_arrays_from_dict(read_pickle(path), path)
+    np.testing.assert_allclose(arrays.J_regressor, data["J_regressor"].toarray())
+    path.write_bytes(pickle.dumps(scipy.sparse.csc_matrix(np.eye(2)), protocol=0))
+    assert b"copy_reg\n_reconstructor" in path.read_bytes()
+    with pytest.raises(InputError, match="holds a pickled csc_matrix, expected a dict"):
+        read_pickle(path)

@@ -25,7 +25,7 @@ def random_proposals(
         rows=rng.integers(0, n_rows, m),
         pose=rng.standard_normal((m, 72)).astype(np.float32),
         betas=rng.standard_normal((m, 10)).astype(np.float32),
-        cam_t=rng.standard_normal((m, 3)).astype(np.float32),
+        cam_t=(rng.standard_normal((m, 3)) + [0.0, 0.0, 30.0]).astype(np.float32),  # in front of the camera
         loss=rng.random(m).astype(np.float32) if losses is None else losses,
         source=source,
         step=step,

@@ -26,7 +26,7 @@ def worker_batch(worker: int, index: int) -> Proposals:
         rows=rng.integers(0, N_ROWS, m),
         pose=rng.standard_normal((m, 72)).astype(np.float32),
         betas=rng.standard_normal((m, 10)).astype(np.float32),
-        cam_t=rng.standard_normal((m, 3)).astype(np.float32),
+        cam_t=(rng.standard_normal((m, 3)) + [0.0, 0.0, 30.0]).astype(np.float32),  # in front of the camera
         loss=rng.random(m).astype(np.float32),
         source=Source.OFFLINE if worker % 2 else Source.IN_LOOP,
         step=index,

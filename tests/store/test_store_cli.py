@@ -44,7 +44,7 @@ def test_init_info_import_log_tag_diff_export_rollback(files, capsys):
     assert "30 rows changed" in out  # re-proposed unscored rows keep the earlier import
     status, out, _ = run(capsys, "info", store)
     assert "WARNING: stand-in body model" in out
-    assert re.search(r"coco\s+40\s+30\s+10\s+\S+\s+coco-npz", out)
+    assert re.search(r"coco\s+40\s+30\s+10\s+0\s+\S+\s+coco-npz", out)  # 0 failed
     status, out, _ = run(capsys, "log", store)
     lines = out.splitlines()
     assert lines[0].split() == ["id", "time", "message", "rows", "improved", "who"]

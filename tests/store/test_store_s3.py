@@ -77,3 +77,21 @@ def test_create_merge_commit_reopen_on_s3(options, request):
 def test_open_missing_prefix_on_s3(options):
     with pytest.raises(InputError, match="is not a spinfits store"):
         FitStore.open("s3://fits/nothing-here", s3=options)
+
+
+def test_without_credentials_reads_with_the_environments_keys(options, request, monkeypatch, tmp_path):
+    """What Ray workers get (``without_credentials()``) opens the store with the keys of the
+    process's own AWS chain, here the environment."""
+    url = f"s3://fits/{request.node.name}"
+    version = FitStore.create(url, BODY, s3=options).log()[0]
+    remote = options.without_credentials()
+    assert remote.access_key_id is None and remote.secret_access_key is None
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws profile either
+    with pytest.raises(InputError):  # no credentials anywhere in the chain
+        FitStore.open(url, s3=remote)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    assert FitStore.open(url, s3=remote).log()[0].snapshot_id == version.snapshot_id

@@ -68,7 +68,8 @@ def test_import_with_losses_merges_by_the_rule_and_roundtrips(store):
         (np.zeros((49, 82)), None, r"SPIN fits have 49 rows but dataset 'coco' has 50"),
         (np.zeros((50, 82), dtype=int), None, r"SPIN fits must be a float array"),
         (np.full((50, 82), np.nan), None, r"SPIN fits have NaN/inf in 50 row\(s\)"),
-        (np.zeros((50, 82)), np.full(50, np.nan), r"losses must be finite or \+inf"),
+        (np.zeros((50, 82)), np.full(50, np.nan), r"losses must be >= 0 and finite, or \+inf \(unknown\)"),
+        (np.zeros((50, 82)), np.full(50, -1.0), r"losses must be >= 0 and finite, or \+inf \(unknown\): 50 are NaN or negative"),
         (np.zeros((50, 82)), np.zeros(3), r"losses must be a float array of shape \(50,\)"),
     ],
 )
@@ -95,7 +96,7 @@ def test_export_parquet_any_version(store, tmp_path):
     assert export_parquet(store, "coco", tmp_path / "v1.parquet", v1.snapshot_id) == v1.snapshot_id
     table = pq.read_table(tmp_path / "v1.parquet")
     expected = store.read("coco", v1.snapshot_id)
-    assert table.column_names == ["row", "pose", "betas", "cam_t", "loss", "source", "source_name", "step", "time"]
+    assert table.column_names == ["row", "pose", "betas", "cam_t", "loss", "source", "source_name", "step", "time", "failure"]
     assert table.column("row").to_pylist() == list(range(50))
     np.testing.assert_array_equal(np.stack(table.column("pose").to_numpy(zero_copy_only=False)), expected.pose)
     np.testing.assert_array_equal(table.column("loss").to_numpy(), expected.loss)

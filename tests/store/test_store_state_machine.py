@@ -23,13 +23,18 @@ LOSS = [0.5, 0.25, 2.0, 1.5, float("nan"), 0.75, float("inf"), 1.25, 0.125, 3.0]
 SEEDS = st.integers(0, len(LOSS) - 1)
 
 
+def pose_value(seed):
+    """The pose values of a seed's proposal: radians a body can have (the store refuses others)."""
+    return np.float32(seed) * np.float32(0.1)
+
+
 def proposals(pairs):
     rows = np.array([r for r, _ in pairs], dtype=np.int64)
     seeds = np.array([s for _, s in pairs], dtype=np.float32)
     m = len(pairs)
     return Proposals(
         rows=rows,
-        pose=np.repeat(seeds[:, None], 72, axis=1),
+        pose=np.repeat(pose_value(seeds)[:, None], 72, axis=1),
         betas=np.repeat(seeds[:, None], 10, axis=1),
         cam_t=np.repeat(seeds[:, None], 3, axis=1),
         loss=np.array([LOSS[s] for _, s in pairs], dtype=np.float32),
@@ -112,7 +117,7 @@ class StoreMachine(RuleBasedStateMachine):
         for row in range(N_ROWS):
             if row in model:
                 seed = model[row]
-                assert fits.loss[row] == np.float32(LOSS[seed]) and fits.pose[row, 0] == seed
+                assert fits.loss[row] == np.float32(LOSS[seed]) and fits.pose[row, 0] == pose_value(seed)
                 assert fits.source[row] == Source.IN_LOOP and fits.step[row] == 3
             else:
                 assert np.isinf(fits.loss[row]) and fits.source[row] == Source.NONE

@@ -103,3 +103,19 @@ def test_corrupt_checkpoint_of_other_kinds(tmp_path, content):
     (tmp_path / STATE_FILE).write_bytes(content)
     with pytest.raises(InputError, match=r"cannot be read"):
         load_training_state(tmp_path)
+
+
+def test_a_checkpoint_holding_code_is_refused_without_advice_to_run_it(tmp_path):
+    import os
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({**GOOD, "model": Payload()}, tmp_path / STATE_FILE)
+    with pytest.raises(InputError, match=r"it holds a pickled (posix|os)\.system, not only tensors and plain "
+                                         r"values \(nothing from it was run\)") as caught:
+        load_training_state(tmp_path)
+    assert "weights_only=False" not in str(caught.value) and not marker.exists()

@@ -197,8 +197,8 @@ def test_bad_input_res_and_bad_3d_joints(training_set, tmp_path):
     arrays["S"] = arrays["S"][:, :, :3]
     path = tmp_path / "bad_s.npz"
     np.savez(path, **arrays)
-    with pytest.raises(InputError, match=r"S must be \(N, 24, 4\) 3D joints \+ confidence, got "
-                                         r"\(24, 24, 3\)"):
+    with pytest.raises(InputError, match=r"'S' has shape \(24, 24, 3\), expected \(24, 24, 4\): one "
+                                         r"entry per dataset row"):
         TrainingData.load(path, training_set.images)
 
 
