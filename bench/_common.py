@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from spinfits.errors import InputError
 from spinfits.fitting.camera import estimate_translation
 from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.joints_only import JointsOnlyBody
 from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
-from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
+from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
+
+from spinfits.errors import InputError
 
 logger = logging.getLogger("bench")
 
@@ -36,15 +36,18 @@ def body_files(model_dir: str | None) -> BodyModelFiles:
         return toy_files()
     if model_dir:
         return load_body_model_files(model_dir)
-    from spinfits.fitting.standin import write_standin_files
+    from spinfits.fitting.synthetic.standin import write_standin_files
 
     directory = Path(tempfile.mkdtemp(prefix="spinfits-bench-"))
     try:
         write_standin_files(directory)
         return load_body_model_files(directory)
     except InputError as error:
-        logger.warning("stand-in body model unavailable (%s): using the RANDOM TOY model of "
-                       "the tests; figures compare solvers, not body models", error)
+        logger.warning(
+            "stand-in body model unavailable (%s): using the RANDOM TOY model of "
+            "the tests; figures compare solvers, not body models",
+            error,
+        )
         return toy_files()
 
 
@@ -66,8 +69,9 @@ def synthetic_rows(files: BodyModelFiles, rows: int, seed: int, init_noise: floa
     in-the-loop fits: a noisy 'prediction' of the pose (noise ``init_noise`` rad per parameter),
     mean shape, camera by SPIN's estimate_translation from the prediction's joints."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_synthetic_dataset(Path(tmp) / "synthetic.npz", files,
-                                       SyntheticConfig(rows=rows, seed=seed))
+        path = write_synthetic_dataset(
+            Path(tmp) / "synthetic.npz", files, SyntheticConfig(rows=rows, seed=seed)
+        )
         dataset = load_spin_npz(path)
         gt_keypoints = np.load(path)["gt_keypoints"]
     keypoints = torch.as_tensor(dataset.keypoints, dtype=torch.float32)
@@ -80,5 +84,6 @@ def synthetic_rows(files: BodyModelFiles, rows: int, seed: int, init_noise: floa
     init_cam_t, solvable = estimate_translation(joints, keypoints)
     init_cam_t[~solvable] = torch.tensor([0.0, 0.0, 40.0])
     init_cam_t[:, 2] = init_cam_t[:, 2].clamp_min(1.0)
-    return Rows(keypoints, torch.as_tensor(gt_keypoints), gt_pose, gt_betas, init_pose,
-                init_betas, init_cam_t)
+    return Rows(
+        keypoints, torch.as_tensor(gt_keypoints), gt_pose, gt_betas, init_pose, init_betas, init_cam_t
+    )

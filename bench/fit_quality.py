@@ -26,12 +26,12 @@ import argparse
 import logging
 
 import torch
-
 from _common import body_files, synthetic_rows
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.smplify import SMPLify
 from spinfits.fitting.smplify_config import SmplifyConfig
+from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
 
 
 def procrustes_error(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -43,19 +43,18 @@ def procrustes_error(predicted: torch.Tensor, target: torch.Tensor) -> torch.Ten
     d = torch.ones_like(s)
     d[:, -1] = sign
     rotation = u @ torch.diag_embed(d) @ vh  # p @ rotation ~ t
-    scale = (s * d).sum(1) / (p ** 2).sum((1, 2))
+    scale = (s * d).sum(1) / (p**2).sum((1, 2))
     aligned = scale[:, None, None] * p @ rotation + mu_t
     return (aligned - target).norm(dim=-1).mean(1)
 
 
 def evaluate(name, files, config, rows, model):
-    result = SMPLify(files, config).fit(rows.init_pose, rows.init_betas, rows.init_cam_t,
-                                        rows.keypoints)
+    result = SMPLify(files, config).fit(rows.init_pose, rows.init_betas, rows.init_cam_t, rows.keypoints)
     with torch.no_grad():
         fit = model(result.pose, result.betas)
         truth = model(rows.gt_pose, rows.gt_betas)
     camera = fit.joints + result.cam_t[:, None]
-    pixels = 5000 * camera[..., :2] / camera[..., 2:3] + 112
+    pixels = FOCAL_LENGTH * camera[..., :2] / camera[..., 2:3] + CROP_CENTER
     used = torch.ones(49, dtype=torch.bool)
     used[list(SMPLIFY_IGNORED_JOINTS)] = False
     visible = (rows.gt_keypoints[..., 2] > 0) & used
@@ -64,22 +63,31 @@ def evaluate(name, files, config, rows, model):
     pa_mpjpe = 1000 * procrustes_error(fit.smpl_joints.double(), truth.smpl_joints.double())
     failed = ~result.fitted | (error_2d > 10) | (pa_mpjpe > 150) | ~torch.isfinite(result.loss)
     ok = result.fitted
-    print(f"{name:<22} 2D err median {error_2d[ok].median():6.2f} px   PA-MPJPE mean "
-          f"{pa_mpjpe[ok].mean():6.1f} mm median {pa_mpjpe[ok].median():6.1f} mm   failed "
-          f"{failed.float().mean():6.1%}   fit loss mean {result.loss[ok].mean():8.3f} "
-          f"median {result.loss[ok].median():7.3f}")
+    print(
+        f"{name:<22} 2D err median {error_2d[ok].median():6.2f} px   PA-MPJPE mean "
+        f"{pa_mpjpe[ok].mean():6.1f} mm median {pa_mpjpe[ok].median():6.1f} mm   failed "
+        f"{failed.float().mean():6.1%}   fit loss mean {result.loss[ok].mean():8.3f} "
+        f"median {result.loss[ok].median():7.3f}"
+    )
 
 
-OFFLINE_DATA = dict(openpose_noise_px=3.0, gt_noise_px=2.0, missing_fraction=0.2,
-                    truncated_fraction=0.05, swap_fraction=0.05, outlier_fraction=0.1)
+OFFLINE_DATA = dict(
+    openpose_noise_px=3.0,
+    gt_noise_px=2.0,
+    missing_fraction=0.2,
+    truncated_fraction=0.05,
+    swap_fraction=0.05,
+    outlier_fraction=0.1,
+)
 
 
 def orientation_error(pose: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """(B, 72), (B, 72) -> (B,) angle (radians) between the global orientations."""
     from spinfits.fitting.rotations import axis_angle_to_matrix
 
-    relative = axis_angle_to_matrix(pose[:, :3].double()).transpose(1, 2) @ \
-        axis_angle_to_matrix(truth[:, :3].double())
+    relative = axis_angle_to_matrix(pose[:, :3].double()).transpose(1, 2) @ axis_angle_to_matrix(
+        truth[:, :3].double()
+    )
     cosine = ((relative.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
     return torch.arccos(cosine)
 
@@ -90,15 +98,18 @@ def offline(options, files) -> None:
     from pathlib import Path
 
     import numpy as np
-
     from spinfits.fitting.dataset import load_spin_npz
     from spinfits.fitting.joints import TORSO_LIMB_JOINTS
-    from spinfits.fitting.offline_init import OfflineConfig, OfflineFitter
-    from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
+    from spinfits.fitting.offline_config import OfflineConfig
+    from spinfits.fitting.offline_fitter import OfflineFitter
+    from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_synthetic_dataset(Path(tmp) / "synthetic.npz", files, SyntheticConfig(
-            rows=options.rows, seed=options.seed, **OFFLINE_DATA))
+        path = write_synthetic_dataset(
+            Path(tmp) / "synthetic.npz",
+            files,
+            SyntheticConfig(rows=options.rows, seed=options.seed, **OFFLINE_DATA),
+        )
         dataset = load_spin_npz(path)
         raw = dict(np.load(path))
     keypoints = torch.as_tensor(dataset.keypoints, dtype=torch.float32)
@@ -107,34 +118,47 @@ def offline(options, files) -> None:
     gt_betas = torch.as_tensor(dataset.gt_betas, dtype=torch.float32)
     model = SpinBodyModel(files)
     enough = (keypoints[:, list(TORSO_LIMB_JOINTS), 2] > 0).sum(1) >= 6
-    print(f"{files.description}\n{options.rows} synthetic rows (seed {options.seed}, "
-          f"{OFFLINE_DATA}), {int(enough.sum())} with >= 6 confident torso/limb joints; "
-          f"{int(raw['truncated'].sum())} truncated, {int(raw['swapped'].sum())} swapped, "
-          f"{int(raw['outliers'].any(1).sum())} with outliers; {torch.get_num_threads()} "
-          f"threads on a shared CPU")
-    print("| configuration | 2D err median (px) | PA-MPJPE mean / median (mm) | wrong-facing "
-          "| failed (loss inf/NaN, >= 6 joints) | fit loss median | fits/s |")
+    print(
+        f"{files.description}\n{options.rows} synthetic rows (seed {options.seed}, "
+        f"{OFFLINE_DATA}), {int(enough.sum())} with >= 6 confident torso/limb joints; "
+        f"{int(raw['truncated'].sum())} truncated, {int(raw['swapped'].sum())} swapped, "
+        f"{int(raw['outliers'].any(1).sum())} with outliers; {torch.get_num_threads()} "
+        f"threads on a shared CPU"
+    )
+    print(
+        "| configuration | 2D err median (px) | PA-MPJPE mean / median (mm) | wrong-facing "
+        "| failed (loss inf/NaN, >= 6 joints) | fit loss median | fits/s |"
+    )
     print("|---|---|---|---|---|---|---|")
-    configs = [("SPIN config from mean pose", OfflineConfig.spin_from_mean()),
-               ("offline default", OfflineConfig())]
+    configs = [
+        ("SPIN config from mean pose", OfflineConfig.spin_from_mean()),
+        ("offline default", OfflineConfig()),
+    ]
     if options.learned:
         from dataclasses import replace
 
         from spinfits.fitting.keypoint_regressor import (
-            REGRESSOR_FILE, RegressorTraining, save_keypoint_regressor,
-            train_keypoint_regressor)
+            REGRESSOR_FILE,
+            RegressorTraining,
+            save_keypoint_regressor,
+        )
+        from spinfits.fitting.synthetic.regressor_training import train_keypoint_regressor
 
         if not (Path(files.directory) / REGRESSOR_FILE).is_file():
             training = RegressorTraining(steps=options.learned_steps)
             start = time.perf_counter()
             network, figures = train_keypoint_regressor(files, training)
             save_keypoint_regressor(network, files, training, figures)
-            print(f"trained the keypoint regressor ({training.steps} steps, "
-                  f"{time.perf_counter() - start:.0f} s, held-out {figures})")
+            print(
+                f"trained the keypoint regressor ({training.steps} steps, "
+                f"{time.perf_counter() - start:.0f} s, held-out {figures})"
+            )
         configs += [
             ("default + learned hypothesis", OfflineConfig(learned_hypothesis=True)),
-            ("learned + front only", replace(OfflineConfig(learned_hypothesis=True),
-                                             back_hypothesis=False, side_hypotheses=False)),
+            (
+                "learned + front only",
+                replace(OfflineConfig(learned_hypothesis=True), back_hypothesis=False, side_hypotheses=False),
+            ),
         ]
     for name, config in configs:
         fitter = OfflineFitter(files, config)
@@ -145,7 +169,7 @@ def offline(options, files) -> None:
             fit = model(result.pose, result.betas)
             truth = model(gt_pose, gt_betas)
         camera = fit.joints + result.cam_t[:, None]
-        pixels = 5000 * camera[..., :2] / camera[..., 2:3] + 112
+        pixels = FOCAL_LENGTH * camera[..., :2] / camera[..., 2:3] + CROP_CENTER
         used = torch.ones(49, dtype=torch.bool)
         used[list(SMPLIFY_IGNORED_JOINTS)] = False
         visible = (keypoints[..., 2] > 0) & used  # confident joints, vs noise-free positions
@@ -155,10 +179,13 @@ def offline(options, files) -> None:
         wrong = orientation_error(result.pose, gt_pose) > torch.pi / 2
         failed = ~torch.isfinite(result.loss) & enough
         ok = result.fitted
-        print(f"| {name} | {error_2d[ok].median():.2f} | {pa_mpjpe[ok].mean():.1f} / "
-              f"{pa_mpjpe[ok].median():.1f} | {wrong[ok].float().mean():.1%} | "
-              f"{failed.float().mean():.1%} | {result.loss[ok].median():.2f} | "
-              f"{options.rows / seconds:.1f} |", flush=True)
+        print(
+            f"| {name} | {error_2d[ok].median():.2f} | {pa_mpjpe[ok].mean():.1f} / "
+            f"{pa_mpjpe[ok].median():.1f} | {wrong[ok].float().mean():.1%} | "
+            f"{failed.float().mean():.1%} | {result.loss[ok].median():.2f} | "
+            f"{options.rows / seconds:.1f} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -169,9 +196,12 @@ def main() -> None:
     parser.add_argument("--init-noise", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", choices=("engine", "offline"), default="engine")
-    parser.add_argument("--learned", action="store_true",
-                        help="offline mode: also measure the learned initialiser (trains one "
-                        "beside the model files if missing)")
+    parser.add_argument(
+        "--learned",
+        action="store_true",
+        help="offline mode: also measure the learned initialiser (trains one "
+        "beside the model files if missing)",
+    )
     parser.add_argument("--learned-steps", type=int, default=3000)
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -182,8 +212,7 @@ def main() -> None:
         return
     rows = synthetic_rows(files, options.rows, options.seed, options.init_noise)
     model = SpinBodyModel(files)
-    print(f"{files.description}\n{options.rows} synthetic rows, init noise "
-          f"{options.init_noise} rad")
+    print(f"{files.description}\n{options.rows} synthetic rows, init noise {options.init_noise} rad")
     evaluate("SPIN configuration", files, SmplifyConfig.spin_reference(), rows, model)
     evaluate("engine default", files, SmplifyConfig(), rows, model)
 

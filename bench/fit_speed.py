@@ -16,7 +16,6 @@ import logging
 import time
 
 import torch
-
 from _common import body_files, synthetic_rows
 from spinfits.fitting.smplify import SMPLify
 from spinfits.fitting.smplify_config import SmplifyConfig
@@ -25,8 +24,7 @@ from spinfits.fitting.smplify_config import SmplifyConfig
 def run(name, files, config, rows, count, device, repeats=1):
     """Fit the first ``count`` rows; the best of ``repeats`` timings (the CPU is shared)."""
     engine = SMPLify(files, config, device=device)
-    args = [t[:count].to(device) for t in (rows.init_pose, rows.init_betas, rows.init_cam_t,
-                                           rows.keypoints)]
+    args = [t[:count].to(device) for t in (rows.init_pose, rows.init_betas, rows.init_cam_t, rows.keypoints)]
     engine.fit(*[a[:2] for a in args])  # warm-up
     seconds = []
     for _ in range(repeats):
@@ -37,10 +35,13 @@ def run(name, files, config, rows, count, device, repeats=1):
         seconds.append(time.perf_counter() - start)
     loss = result.loss[torch.isfinite(result.loss)].cpu()
     speed = count / min(seconds)
-    print(f"{name:<28} rows {count:5d}  {min(seconds):8.2f} s (of {len(seconds)})  "
-          f"{speed:8.2f} fits/s  loss mean {loss.mean():9.3f}  median {loss.median():8.3f}  "
-          f"iterations mean {result.iterations.float().mean():6.1f}  "
-          f"converged {result.converged.float().mean():5.1%}", flush=True)
+    print(
+        f"{name:<28} rows {count:5d}  {min(seconds):8.2f} s (of {len(seconds)})  "
+        f"{speed:8.2f} fits/s  loss mean {loss.mean():9.3f}  median {loss.median():8.3f}  "
+        f"iterations mean {result.iterations.float().mean():6.1f}  "
+        f"converged {result.converged.float().mean():5.1%}",
+        flush=True,
+    )
     return speed, result
 
 
@@ -54,21 +55,32 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=2, help="best of N timings per mode")
-    parser.add_argument("--variant", action="append", default=[],
-                        help="also run the default with one field changed, e.g. batch_size=128")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="also run the default with one field changed, e.g. batch_size=128",
+    )
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(options.threads)
     device = torch.device(options.device)
     files = body_files(options.model_dir)
-    rows = synthetic_rows(files, max(options.rows, options.reference_rows), options.seed,
-                          options.init_noise)
+    rows = synthetic_rows(files, max(options.rows, options.reference_rows), options.seed, options.init_noise)
     print(f"{files.description}\ndevice {device}, {torch.get_num_threads()} threads")
     if options.reference_rows:
-        spin_speed, spin = run("SPIN reference (a)", files, SmplifyConfig.spin_reference(),
-                               rows, options.reference_rows, device, options.repeats)
-    fast_speed, fast = run("engine default (b)", files, SmplifyConfig(), rows, options.rows,
-                           device, options.repeats)
+        spin_speed, spin = run(
+            "SPIN reference (a)",
+            files,
+            SmplifyConfig.spin_reference(),
+            rows,
+            options.reference_rows,
+            device,
+            options.repeats,
+        )
+    fast_speed, fast = run(
+        "engine default (b)", files, SmplifyConfig(), rows, options.rows, device, options.repeats
+    )
     for name, variant in [(v.split("=")[0], v) for v in options.variant]:
         key, value = variant.split("=")
         kind = type(getattr(SmplifyConfig(), key))
@@ -78,10 +90,12 @@ def main() -> None:
         return
     same = slice(0, options.reference_rows)
     common = torch.isfinite(spin.loss) & torch.isfinite(fast.loss[same])
-    print(f"on the {int(common.sum())} rows both fitted: loss mean SPIN "
-          f"{spin.loss[common].mean():.3f} vs default {fast.loss[same][common].mean():.3f}, "
-          f"median {spin.loss[common].median():.3f} vs {fast.loss[same][common].median():.3f}; "
-          f"default lower on {(fast.loss[same][common] <= spin.loss[common]).float().mean():.0%}")
+    print(
+        f"on the {int(common.sum())} rows both fitted: loss mean SPIN "
+        f"{spin.loss[common].mean():.3f} vs default {fast.loss[same][common].mean():.3f}, "
+        f"median {spin.loss[common].median():.3f} vs {fast.loss[same][common].median():.3f}; "
+        f"default lower on {(fast.loss[same][common] <= spin.loss[common]).float().mean():.0%}"
+    )
     print(f"speed ratio default / SPIN reference: {fast_speed / spin_speed:.1f}x")
 
 

@@ -2,7 +2,7 @@
 
 Prints: the 64-random-row read latency of a pinned ``FitReader`` (median over many reads;
 target <= 1 ms) and the merge time of 100k proposals (target <= 1 s), plus commit, reader
-load/refresh and fork staging times. Run: ``python bench/store_speed.py [--rows N]``.
+load/refresh times. Run: ``python bench/store_speed.py [--rows N]``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import icechunk
 import numpy as np
-
 from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
 
 
@@ -84,15 +83,6 @@ def main() -> None:
         store.commit("small update")
         t_refresh, _ = timed(reader.refresh)
         print(f"reader refresh to a new snapshot: {t_refresh * 1e3:.0f} ms")
-
-        fork = store.fork()
-        t_stage, _ = timed(lambda: fork.stage("bench", proposals(rng, n, args.proposals, scale=1e-4)))
-        t_forks, _ = timed(lambda: store.merge_forks([fork]))
-        t_commit, _ = timed(lambda: store.commit("fork"))
-        print(
-            f"fork: stage {args.proposals} proposals {t_stage * 1e3:.0f} ms, merge_forks "
-            f"{t_forks * 1e3:.0f} ms, commit {t_commit * 1e3:.0f} ms"
-        )
 
 
 if __name__ == "__main__":

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from fit_quality import procrustes_error
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS
+from spinfits.fitting.mean_params import spin_mean_params_path
 from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_init import spin_mean_params_path
-from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
+from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
+from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.training.augmentation import Augmentation
 from spinfits.training.checkpoint import latest_checkpoint_dir, load_training_state
 from spinfits.training.data import TrainingData
@@ -36,8 +36,9 @@ from spinfits.training.regressor import HMR, RegressorConfig, camera_translation
 
 
 @torch.no_grad()
-def evaluate(model: HMR, body: SpinBodyModel, data: TrainingData, gt_keypoints: np.ndarray,
-             batch: int = 50) -> tuple[np.ndarray, np.ndarray]:
+def evaluate(
+    model: HMR, body: SpinBodyModel, data: TrainingData, gt_keypoints: np.ndarray, batch: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row: 2D error (px) over visible ground-truth joints, PA-MPJPE (mm)."""
     model.eval()
     errors_2d, pa_mpjpe = [], []
@@ -47,14 +48,17 @@ def evaluate(model: HMR, body: SpinBodyModel, data: TrainingData, gt_keypoints: 
         out = model(inputs.images)
         pred = body.forward_rotmat(out.rotmat, out.betas)
         cam_t = camera_translation(out.camera)
-        pixels = perspective_projection(pred.joints, cam_t, 5000.0, torch.full((len(rows), 2), 112.0))
+        pixels = perspective_projection(
+            pred.joints, cam_t, FOCAL_LENGTH, torch.full((len(rows), 2), CROP_CENTER)
+        )
         truth_2d = torch.as_tensor(gt_keypoints[rows], dtype=torch.float32)
         visible = truth_2d[:, NUM_OPENPOSE_JOINTS:, 2] > 0
         distance = (pixels - truth_2d[..., :2])[:, NUM_OPENPOSE_JOINTS:].norm(dim=-1)
         errors_2d.append(((distance * visible).sum(1) / visible.sum(1).clamp_min(1)).numpy())
         truth = body(inputs.gt_pose, inputs.gt_betas)
-        pa_mpjpe.append(1000 * procrustes_error(pred.smpl_joints.double(),
-                                                truth.smpl_joints.double()).numpy())
+        pa_mpjpe.append(
+            1000 * procrustes_error(pred.smpl_joints.double(), truth.smpl_joints.double()).numpy()
+        )
     return np.concatenate(errors_2d), np.concatenate(pa_mpjpe)
 
 
@@ -64,26 +68,32 @@ def main() -> None:
     parser.add_argument("--run", default="demo")
     parser.add_argument("--rows", type=int, default=300)
     parser.add_argument("--seed", type=int, default=4242)
-    parser.add_argument("--backbone", choices=("small", "resnet50"),
-                        help="override the checkpoint's (for checkpoints that do not record it)")
+    parser.add_argument(
+        "--backbone",
+        choices=("small", "resnet50"),
+        help="override the checkpoint's (for checkpoints that do not record it)",
+    )
     parser.add_argument("--input-res", type=int, help="override the checkpoint's")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(2)
     checkpoint = latest_checkpoint_dir(args.demo / "runs" / args.run)
     if checkpoint is None:
-        raise SystemExit(f"no checkpoint of run {args.run} in {args.demo / 'runs'}: run "
-                         "`bash scripts/demo.sh` first")
+        raise SystemExit(
+            f"no checkpoint of run {args.run} in {args.demo / 'runs'}: run `bash scripts/demo.sh` first"
+        )
     state = load_training_state(checkpoint)
     if args.backbone or args.input_res:
-        state = replace(state, backbone=args.backbone or state.backbone,
-                        input_res=args.input_res or state.input_res)
+        state = replace(
+            state, backbone=args.backbone or state.backbone, input_res=args.input_res or state.input_res
+        )
     files = load_body_model_files(args.demo / "model")
     body = SpinBodyModel(files)
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "heldout.npz"
-        write_synthetic_dataset(path, files, SyntheticConfig(rows=args.rows, seed=args.seed),
-                                images_dir=Path(scratch) / "images")
+        write_synthetic_dataset(
+            path, files, SyntheticConfig(rows=args.rows, seed=args.seed), images_dir=Path(scratch) / "images"
+        )
         gt_keypoints = np.load(path)["gt_keypoints"]
         data = TrainingData(load_spin_npz(path), Path(scratch) / "images", state.input_res)
         config = RegressorConfig(backbone=state.backbone)
@@ -92,14 +102,17 @@ def main() -> None:
         trained = HMR(str(spin_mean_params_path()), config)
         trained.load_state_dict(state.model)
         print(f"{args.rows} held-out synthetic people (seed {args.seed}), {files.description}")
-        print(f"run {args.run}: checkpoint at step {state.step}, backbone {state.backbone}, "
-              f"input {state.input_res} px")
-        for name, model in (("at the start (mean params)", start),
-                            (f"after {state.step} steps", trained)):
+        print(
+            f"run {args.run}: checkpoint at step {state.step}, backbone {state.backbone}, "
+            f"input {state.input_res} px"
+        )
+        for name, model in (("at the start (mean params)", start), (f"after {state.step} steps", trained)):
             error_2d, pa = evaluate(model, body, data, gt_keypoints)
-            print(f"  {name:<28} 2D err median {np.median(error_2d):6.2f} px (mean "
-                  f"{error_2d.mean():6.2f})   PA-MPJPE median {np.median(pa):6.1f} mm (mean "
-                  f"{pa.mean():6.1f})")
+            print(
+                f"  {name:<28} 2D err median {np.median(error_2d):6.2f} px (mean "
+                f"{error_2d.mean():6.2f})   PA-MPJPE median {np.median(pa):6.1f} mm (mean "
+                f"{pa.mean():6.1f})"
+            )
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import ray
-
 from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_init import OfflineConfig, OfflineFitter
+from spinfits.fitting.offline_config import OfflineConfig
+from spinfits.fitting.offline_fitter import OfflineFitter
 from spinfits.fitting.refine import refine_fits
 
 logger = logging.getLogger(__name__)
@@ -49,8 +49,9 @@ class FitterActor:
     from keypoints alone (``OfflineFitter``), or refining the initial pose/betas sent with a shard.
     """
 
-    def __init__(self, model_dir: str, dataset_path: str, config: OfflineConfig, device: str,
-                 threads: int) -> None:
+    def __init__(
+        self, model_dir: str, dataset_path: str, config: OfflineConfig, device: str, threads: int
+    ) -> None:
         import torch
 
         if device == "cpu":
@@ -62,15 +63,20 @@ class FitterActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def fit_shard(self, rows: np.ndarray, init_pose: np.ndarray | None = None,
-                  init_betas: np.ndarray | None = None) -> ShardResult:
+    def fit_shard(
+        self, rows: np.ndarray, init_pose: np.ndarray | None = None, init_betas: np.ndarray | None = None
+    ) -> ShardResult:
         """Fit ``rows``; a row that cannot be fitted is reported in ``failed_rows`` with its
         reason, and the others are fitted anyway (an error is narrowed down by halving)."""
         start = time.perf_counter()
         count = len(rows)
         keypoints = self.keypoints[rows]
-        out = {"pose": np.zeros((count, 72), np.float32), "betas": np.zeros((count, 10), np.float32),
-               "cam_t": np.zeros((count, 3), np.float32), "loss": np.full(count, np.nan, np.float32)}
+        out = {
+            "pose": np.zeros((count, 72), np.float32),
+            "betas": np.zeros((count, 10), np.float32),
+            "cam_t": np.zeros((count, 3), np.float32),
+            "loss": np.full(count, np.nan, np.float32),
+        }
         reasons: dict[int, str] = {}
         finite = np.isfinite(keypoints).all(axis=(1, 2))
         reasons.update({int(k): NONFINITE_KEYPOINTS for k in np.flatnonzero(~finite)})
@@ -78,15 +84,31 @@ class FitterActor:
         failed = np.array(sorted(reasons), dtype=np.int64)
         if failed.size:
             out["loss"][failed] = np.nan
-            logger.warning("%d of %d rows could not be fitted (first: row %d, %s)", failed.size,
-                           count, int(rows[failed[0]]), reasons[int(failed[0])])
-        return ShardResult(rows=rows, **out, seconds=time.perf_counter() - start,
-                           worker=self.worker, failed_rows=np.asarray(rows)[failed].astype(np.int64),
-                           failed_reasons=tuple(reasons[int(k)] for k in failed))
+            logger.warning(
+                "%d of %d rows could not be fitted (first: row %d, %s)",
+                failed.size,
+                count,
+                int(rows[failed[0]]),
+                reasons[int(failed[0])],
+            )
+        return ShardResult(
+            rows=rows,
+            **out,
+            seconds=time.perf_counter() - start,
+            worker=self.worker,
+            failed_rows=np.asarray(rows)[failed].astype(np.int64),
+            failed_reasons=tuple(reasons[int(k)] for k in failed),
+        )
 
-    def _fit_isolated(self, positions: np.ndarray, keypoints: np.ndarray,
-                      init_pose: np.ndarray | None, init_betas: np.ndarray | None,
-                      out: dict[str, np.ndarray], reasons: dict[int, str]) -> None:
+    def _fit_isolated(
+        self,
+        positions: np.ndarray,
+        keypoints: np.ndarray,
+        init_pose: np.ndarray | None,
+        init_betas: np.ndarray | None,
+        out: dict[str, np.ndarray],
+        reasons: dict[int, str],
+    ) -> None:
         """Fit the shard rows at ``positions`` into ``out``; an error splits them in halves until
         the rows that raise it are alone, and each of those gets the error as its reason."""
         if positions.size == 0:
@@ -95,8 +117,9 @@ class FitterActor:
             if init_pose is None:
                 result = self.fitter.fit(keypoints[positions])
             else:
-                result = refine_fits(self.fitter.smplify, init_pose[positions],
-                                     init_betas[positions], keypoints[positions])
+                result = refine_fits(
+                    self.fitter.smplify, init_pose[positions], init_betas[positions], keypoints[positions]
+                )
         except Exception as error:  # noqa: BLE001 - one bad row must not stop the shard
             if positions.size == 1:
                 first_line = (str(error).strip().splitlines() or [""])[0]
@@ -108,14 +131,16 @@ class FitterActor:
             return
         for name in out:
             out[name][positions] = getattr(result, name).detach().cpu().numpy()
-        diverged = ~(np.isfinite(out["loss"][positions]) & np.isfinite(out["pose"][positions]).all(1)
-                     & np.isfinite(out["betas"][positions]).all(1)
-                     & np.isfinite(out["cam_t"][positions]).all(1))
+        diverged = ~(
+            np.isfinite(out["loss"][positions])
+            & np.isfinite(out["pose"][positions]).all(1)
+            & np.isfinite(out["betas"][positions]).all(1)
+            & np.isfinite(out["cam_t"][positions]).all(1)
+        )
         reasons.update({int(k): DIVERGED for k in positions[diverged]})
 
 
 def remote_fitter_class(num_cpus: float, num_gpus: float):
     """``FitterActor`` as a fault-tolerant Ray actor: a killed actor restarts and its
     unfinished shards are retried (max_restarts / max_task_retries unlimited)."""
-    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=-1,
-                      max_task_retries=-1)(FitterActor)
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=-1, max_task_retries=-1)(FitterActor)

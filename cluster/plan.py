@@ -32,15 +32,24 @@ class Plan:
         if self.already_fitted:
             parts.append(f"{self.already_fitted} rows already hold a fit (--refit fits them again)")
         if len(self.known_failed):
-            parts.append(f"{len(self.known_failed)} rows failed in an earlier run "
-                         "(--retry-failed tries them again; `spinfits store info` shows why)")
+            parts.append(
+                f"{len(self.known_failed)} rows failed in an earlier run "
+                "(--retry-failed tries them again; `spinfits store info` shows why)"
+            )
         if len(self.unfittable):
             parts.append(f"{len(self.unfittable)} rows have too few confident keypoints to fit")
         return "; ".join(parts) or "the dataset has no rows"
 
 
-def plan_rows(stored_loss: np.ndarray, confident_counts: np.ndarray, *, refit: bool,
-              shard_size: int, min_keypoints: int, failed: np.ndarray | None = None) -> Plan:
+def plan_rows(
+    stored_loss: np.ndarray,
+    confident_counts: np.ndarray,
+    *,
+    refit: bool,
+    shard_size: int,
+    min_keypoints: int,
+    failed: np.ndarray | None = None,
+) -> Plan:
     """Rows to fit: no finite stored loss yet (all rows with ``refit``), fittable, in shards.
 
     Args:
@@ -56,8 +65,11 @@ def plan_rows(stored_loss: np.ndarray, confident_counts: np.ndarray, *, refit: b
     skip_failed = np.zeros_like(fittable) if failed is None else failed & fittable & ~has_fit
     wanted = (fittable if refit else fittable & ~has_fit) & ~skip_failed
     pending = np.flatnonzero(wanted).astype(np.int64)
-    shards = tuple(pending[i:i + shard_size] for i in range(0, len(pending), shard_size))
-    return Plan(shards=shards, pending=pending,
-                unfittable=np.flatnonzero(~fittable).astype(np.int64),
-                already_fitted=int((has_fit & ~wanted).sum()),
-                known_failed=np.flatnonzero(skip_failed).astype(np.int64))
+    shards = tuple(pending[i : i + shard_size] for i in range(0, len(pending), shard_size))
+    return Plan(
+        shards=shards,
+        pending=pending,
+        unfittable=np.flatnonzero(~fittable).astype(np.int64),
+        already_fitted=int((has_fit & ~wanted).sum()),
+        known_failed=np.flatnonzero(skip_failed).astype(np.int64),
+    )

@@ -3,7 +3,8 @@
 Flow: check every input before any work (dataset, body model, store, dataset/model match) ->
 plan the rows that still need a fit from the store's own record -> fitter actors (one per GPU,
 or CPU actors with their threads set) fit shards -> the driver, the only writer, merges each
-shard by the store's rule and commits every few seconds or every N rows -> summary.
+shard by the store's rule and commits every few seconds or every N rows (``StoreWriter``, the
+writer training uses too) -> summary.
 
 Fault tolerance: actors restart when killed and Ray retries their unfinished shards; a killed
 driver loses at most the rows since its last commit, and rerunning the same command resumes from
@@ -24,17 +25,18 @@ from pathlib import Path
 import numpy as np
 import ray
 from ray.util import ActorPool
-from tqdm import tqdm
-
 from spinfits.cluster.fitter_actor import ShardResult, remote_fitter_class
 from spinfits.cluster.plan import Plan, plan_rows
-from spinfits.errors import ConflictError, InputError
 from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
-from spinfits.fitting.offline_init import OfflineConfig, default_offline_config
+from spinfits.fitting.offline_config import OfflineConfig, default_offline_config
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
 from spinfits.store.layout import check_dataset_name
+from spinfits.store.writer import StoreWriter
+from tqdm import tqdm
+
+from spinfits.errors import ConflictError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +48,10 @@ PRECOMPUTE_STEP = -1
 
 @dataclass(frozen=True)
 class PrecomputeConfig:
-    """One precompute run. ``init``: "offline" (keypoints alone), "store" (refine the store's
-    current fits; rows without one start offline) or a SPIN ``*_fits.npy`` path to refine."""
+    """One precompute run. ``shard_size``: dataset rows per shard, the unit an actor fits and
+    the driver merges (not SMPLify's ``batch_size``, its solver slots). ``init``: "offline"
+    (keypoints alone), "store" (refine the store's current fits; rows without one start offline)
+    or a SPIN ``*_fits.npy`` path to refine."""
 
     dataset: Path
     store: str
@@ -67,20 +71,23 @@ class PrecomputeConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        # Messages name the field; the command line tells them in its flags (spinfits.cli.options).
         if self.workers < 1:
-            raise InputError(f"--workers must be >= 1, got {self.workers}")
+            raise InputError(f"workers must be >= 1, got {self.workers}")
         if self.shard_size < 1:
-            raise InputError(f"--batch must be >= 1, got {self.shard_size}")
+            raise InputError(f"shard_size must be >= 1, got {self.shard_size}")
         if self.gpus_per_worker < 0:
-            raise InputError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker}")
+            raise InputError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
         if self.init not in ("offline", "store") and not str(self.init).endswith(".npy"):
-            raise InputError(
-                f"--init must be 'offline', 'store' or a SPIN *_fits.npy file, got {self.init!r}"
-            )
+            raise InputError(f"init must be 'offline', 'store' or a SPIN *_fits.npy file, got {self.init!r}")
         try:
             check_dataset_name(self.name)
         except InputError as error:
-            how = "--name" if self.dataset_name else "--name (the dataset file's stem is not a valid name)"
+            how = (
+                "dataset_name"
+                if self.dataset_name
+                else "dataset_name (the dataset file's stem is not a valid name)"
+            )
             raise InputError(f"{error}; pass a valid {how}") from None
 
     @property
@@ -157,9 +164,13 @@ def _open_or_create_store(config: PrecomputeConfig, files: BodyModelFiles) -> Fi
 def _ensure_dataset(store: FitStore, config: PrecomputeConfig, dataset: KeypointDataset) -> None:
     if config.name not in store.datasets():
         try:
-            store.create_dataset(config.name, len(dataset),
-                                 dataset_fingerprint=dataset.fingerprint,
-                                 fitting_config=dataclasses.asdict(config.fitting), who=_who())
+            store.create_dataset(
+                config.name,
+                len(dataset),
+                dataset_fingerprint=dataset.fingerprint,
+                fitting_config=dataclasses.asdict(config.fitting),
+                who=_who(),
+            )
             return
         except (ConflictError, InputError):
             if config.name not in store.datasets():  # not a race with another job: a real error
@@ -174,8 +185,9 @@ def _ensure_dataset(store: FitStore, config: PrecomputeConfig, dataset: Keypoint
         )
 
 
-def _prepare_store(config: PrecomputeConfig, files: BodyModelFiles,
-                   dataset: KeypointDataset, attempts: int = 6) -> FitStore:
+def _prepare_store(
+    config: PrecomputeConfig, files: BodyModelFiles, dataset: KeypointDataset, attempts: int = 6
+) -> FitStore:
     """Open (or create) the store and its dataset group. Jobs started together on a new store
     race to create it (a half-created store reads as "not a spinfits store"): the loser
     re-opens and retries, so only real errors come through (after a few seconds where the
@@ -195,8 +207,7 @@ def _prepare_store(config: PrecomputeConfig, files: BodyModelFiles,
             attempt += 1
             if (isinstance(error, InputError) and existed) or attempt >= attempts:
                 raise
-            logger.info("store %s is being created by another job (%s); retrying",
-                        config.store, error)
+            logger.info("store %s is being created by another job (%s); retrying", config.store, error)
             time.sleep(0.25 * attempt)
 
 
@@ -238,13 +249,17 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     initial = _initial_fits(config, store, len(dataset))
     confidence = dataset.keypoints[..., 2].copy()
     confidence[:, list(SMPLIFY_IGNORED_JOINTS)] = 0
-    plan = plan_rows(store.read(config.name).loss, (confidence > 0).sum(1),
-                     refit=config.refit or config.init != "offline",
-                     shard_size=config.shard_size,
-                     min_keypoints=config.fitting.smplify.min_keypoints,
-                     failed=None if config.retry_failed else store.failures(config.name).mask)
-    logger.info("%s; dataset %s (%d rows) -> store %s", files.description, config.name,
-                len(dataset), store.location)
+    plan = plan_rows(
+        store.read(config.name).loss,
+        (confidence > 0).sum(1),
+        refit=config.refit or config.init != "offline",
+        shard_size=config.shard_size,
+        min_keypoints=config.fitting.smplify.min_keypoints,
+        failed=None if config.retry_failed else store.failures(config.name).mask,
+    )
+    logger.info(
+        "%s; dataset %s (%d rows) -> store %s", files.description, config.name, len(dataset), store.location
+    )
     if not plan.shards:
         logger.info("nothing to do: %s", plan.nothing_to_do())
         return _summary(config, store, files, plan, 0, 0, 0, 0, None, start, ())
@@ -256,12 +271,20 @@ def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSum
     if started_ray:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     device = "cuda" if config.gpus_per_worker > 0 else "cpu"
-    actor_class = remote_fitter_class(num_cpus=config.threads if device == "cpu" else 1,
-                                      num_gpus=config.gpus_per_worker)
+    actor_class = remote_fitter_class(
+        num_cpus=config.threads if device == "cpu" else 1, num_gpus=config.gpus_per_worker
+    )
     run_id = f"{socket.gethostname()}-{os.getpid()}-{int(time.time() * 1000)}"
-    actors = [actor_class.options(name=f"{FITTER_NAME_PREFIX}{run_id}-{index}").remote(
-        str(Path(config.model_dir).resolve()), str(Path(config.dataset).resolve()),
-        config.fitting, device, config.threads) for index in range(config.workers)]
+    actors = [
+        actor_class.options(name=f"{FITTER_NAME_PREFIX}{run_id}-{index}").remote(
+            str(Path(config.model_dir).resolve()),
+            str(Path(config.dataset).resolve()),
+            config.fitting,
+            device,
+            config.threads,
+        )
+        for index in range(config.workers)
+    ]
     pool = ActorPool(actors * 2)  # two slots per actor: a shard queued while the driver commits
     shards = list(plan.shards)
 
@@ -273,52 +296,62 @@ def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSum
             return actor.fit_shard.remote(rows)
         return actor.fit_shard.remote(rows, pose[rows], betas[rows])
 
-    fitted = improved = failed = commits = since_commit = 0
-    last_commit, last_time, timeline = None, time.perf_counter(), []
+    writer = StoreWriter(
+        store,
+        config.name,
+        job=f"precompute {config.name}",
+        source="precompute",
+        commit_every_s=config.commit_every_s,
+        commit_every_rows=config.commit_every_rows,
+        who=_who(),
+        metadata={"dataset": config.name, "body_model_standin": files.is_standin},
+    )
+    fitted = failed = 0
+    timeline = []
     finite_sum, finite_count = 0.0, 0
-    bar = tqdm(total=len(plan.pending), unit="fit", desc=f"precompute {config.name}",
-               disable=not config.show_progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(plan.pending),
+        unit="fit",
+        desc=f"precompute {config.name}",
+        disable=not config.show_progress,
+        dynamic_ncols=True,
+    )
     try:
         for rows in shards[: 2 * len(actors)]:
             pool.submit(submit, rows)
-        queue = iter(shards[2 * len(actors):])
+        queue = iter(shards[2 * len(actors) :])
         while pool.has_next():
             result: ShardResult = pool.get_next_unordered()
             following = next(queue, None)
             if following is not None:
                 pool.submit(submit, following)
-            improved += store.merge(config.name, Proposals(
-                rows=result.rows, pose=result.pose, betas=result.betas, cam_t=result.cam_t,
-                loss=result.loss, source=Source.OFFLINE, step=PRECOMPUTE_STEP))
             if result.failed_rows.size:
-                store.record_failures(config.name, result.failed_rows, result.failed_reasons)
+                writer.record_failures(result.failed_rows, result.failed_reasons)
+            writer.propose(
+                Proposals(
+                    rows=result.rows,
+                    pose=result.pose,
+                    betas=result.betas,
+                    cam_t=result.cam_t,
+                    loss=result.loss,
+                    source=Source.OFFLINE,
+                    step=PRECOMPUTE_STEP,
+                )
+            )
             finite = np.isfinite(result.loss)
             failed += int(result.failed_rows.size)
             fitted += len(result.rows)
-            since_commit += len(result.rows)
             finite_sum += float(result.loss[finite].sum())
             finite_count += int(finite.sum())
             timeline.append((time.perf_counter() - start, fitted))
             bar.update(len(result.rows))
             bar.set_postfix(mean_loss=f"{finite_sum / max(finite_count, 1):.2f}", failed=failed)
-            due = (time.perf_counter() - last_time >= config.commit_every_s
-                   or since_commit >= config.commit_every_rows or not pool.has_next())
-            if due and store.has_pending:
-                version = store.commit(
-                    f"precompute {config.name}: {fitted} of {len(plan.pending)} planned rows fitted",
-                    who=_who(), metadata={"dataset": config.name, "rows_fitted": fitted,
-                                          "body_model_standin": files.is_standin})
-                if version is not None:
-                    last_commit, commits = version.snapshot_id, commits + 1
-                since_commit, last_time = 0, time.perf_counter()
+        writer.close()
     except BaseException:  # interrupted (Ctrl-C, a failure): keep what was merged
-        if store.has_pending:
-            try:
-                store.commit(f"precompute {config.name}: interrupted after {fitted} rows",
-                             who=_who(), metadata={"dataset": config.name, "rows_fitted": fitted,
-                                                   "interrupted": True})
-            except Exception:  # noqa: BLE001 - the original error matters more
-                logger.exception("could not commit the rows fitted before the interruption")
+        try:
+            writer.close(note=f"interrupted after {fitted} rows")
+        except Exception:  # noqa: BLE001 - the original error matters more
+            logger.exception("could not commit the rows fitted before the interruption")
         raise
     finally:
         bar.close()
@@ -326,19 +359,43 @@ def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSum
             ray.kill(actor)
         if started_ray:
             ray.shutdown()
-    return _summary(config, store, files, plan, fitted, improved, failed, commits, last_commit,
-                    start, tuple(timeline))
+    stats = writer.stats()
+    return _summary(
+        config,
+        store,
+        files,
+        plan,
+        fitted,
+        stats.rows_improved,
+        failed,
+        stats.commits,
+        stats.last_commit,
+        start,
+        tuple(timeline),
+    )
 
 
-def _summary(config, store, files, plan, fitted, improved, failed, commits, last_commit, start,
-             timeline) -> PrecomputeSummary:
+def _summary(
+    config, store, files, plan, fitted, improved, failed, commits, last_commit, start, timeline
+) -> PrecomputeSummary:
     losses = store.read(config.name).loss
     return PrecomputeSummary(
-        dataset=config.name, store=str(store.location), body_model=files.description,
-        rows_total=len(losses), rows_planned=len(plan.pending), rows_fitted=fitted,
-        rows_improved=improved, rows_failed=failed, rows_known_failed=len(plan.known_failed),
+        dataset=config.name,
+        store=str(store.location),
+        body_model=files.description,
+        rows_total=len(losses),
+        rows_planned=len(plan.pending),
+        rows_fitted=fitted,
+        rows_improved=improved,
+        rows_failed=failed,
+        rows_known_failed=len(plan.known_failed),
         rows_refused=sum(store.refused().get(config.name, {}).values()),
         rows_unfittable=len(plan.unfittable),
-        rows_already_fitted=plan.already_fitted, seconds=time.perf_counter() - start,
-        commits=commits, last_commit=last_commit, store_losses=np.asarray(losses),
-        nothing_to_do="" if len(plan.pending) else plan.nothing_to_do(), timeline=timeline)
+        rows_already_fitted=plan.already_fitted,
+        seconds=time.perf_counter() - start,
+        commits=commits,
+        last_commit=last_commit,
+        store_losses=np.asarray(losses),
+        nothing_to_do="" if len(plan.pending) else plan.nothing_to_do(),
+        timeline=timeline,
+    )

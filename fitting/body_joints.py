@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.joints_only import JointsOnlyBody
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import smplx
 import torch
 from smplx.utils import Struct
-
-from spinfits.errors import InputError
 from spinfits.fitting.joints import SPIN_JOINT_SOURCE
 from spinfits.fitting.model_files import BodyModelFiles
+
+from spinfits.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,8 @@ class SpinBodyModel(torch.nn.Module):
                 num_betas=10,
                 dtype=dtype,
             )
-        self.register_buffer(
-            "J_regressor_extra", torch.as_tensor(files.J_regressor_extra, dtype=dtype)
-        )
-        self.register_buffer(
-            "joint_source", torch.as_tensor(SPIN_JOINT_SOURCE, dtype=torch.long)
-        )
+        self.register_buffer("J_regressor_extra", torch.as_tensor(files.J_regressor_extra, dtype=dtype))
+        self.register_buffer("joint_source", torch.as_tensor(SPIN_JOINT_SOURCE, dtype=torch.long))
         self.to(device)
 
     @property
@@ -75,9 +71,7 @@ class SpinBodyModel(torch.nn.Module):
         """(F, 3) long triangle vertex indices."""
         return torch.as_tensor(self.files.smpl.faces, dtype=torch.long)
 
-    def forward(
-        self, pose: torch.Tensor, betas: torch.Tensor, return_vertices: bool = False
-    ) -> BodyOutput:
+    def forward(self, pose: torch.Tensor, betas: torch.Tensor, return_vertices: bool = False) -> BodyOutput:
         """Evaluate the body.
 
         Args:
@@ -102,10 +96,21 @@ class SpinBodyModel(torch.nn.Module):
         _check_betas(rotmat, betas, self.J_regressor_extra)
         return self._evaluate(rotmat[:, :1], rotmat[:, 1:], betas, False, return_vertices)
 
-    def _evaluate(self, global_orient: torch.Tensor, body_pose: torch.Tensor,
-                  betas: torch.Tensor, pose2rot: bool, return_vertices: bool) -> BodyOutput:
-        output = self.smpl(global_orient=global_orient, body_pose=body_pose, betas=betas,
-                           return_verts=True, pose2rot=pose2rot)
+    def _evaluate(
+        self,
+        global_orient: torch.Tensor,
+        body_pose: torch.Tensor,
+        betas: torch.Tensor,
+        pose2rot: bool,
+        return_vertices: bool,
+    ) -> BodyOutput:
+        output = self.smpl(
+            global_orient=global_orient,
+            body_pose=body_pose,
+            betas=betas,
+            return_verts=True,
+            pose2rot=pose2rot,
+        )
         extra = torch.einsum("jv,bvc->bjc", self.J_regressor_extra, output.vertices)
         all_joints = torch.cat([output.joints, extra], dim=1)  # (B, 54, 3)
         joints = all_joints[:, self.joint_source]

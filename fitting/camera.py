@@ -9,9 +9,10 @@ is 224 px with focal length 5000 px and principal point (112, 112).
 from __future__ import annotations
 
 import torch
+from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
+from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
 
 from spinfits.errors import InputError
-from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
 
 
 def perspective_projection(
@@ -40,7 +41,7 @@ def perspective_projection(
 def estimate_translation(
     joints: torch.Tensor,
     keypoints: torch.Tensor,
-    focal_length: float = 5000.0,
+    focal_length: float = FOCAL_LENGTH,
     camera_center: torch.Tensor | None = None,
     joint_indices: tuple[int, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,13 +71,12 @@ def estimate_translation(
             f"{tuple(joints.shape)}, got {tuple(keypoints.shape)}"
         )
     wide = torch.float64 if joints.device.type != "mps" else torch.float32
-    used = (list(range(NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS)) if joint_indices is None
-            else list(joint_indices))
+    used = list(range(NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS)) if joint_indices is None else list(joint_indices)
     S = joints[:, used].to(wide)  # (B, J, 3)
     uv = keypoints[:, used, :2].to(wide)  # (B, J, 2)
     conf = keypoints[:, used, 2].to(wide)  # (B, J)
     if camera_center is None:
-        center = torch.full((joints.shape[0], 2), 112.0, dtype=wide, device=joints.device)
+        center = torch.full((joints.shape[0], 2), CROP_CENTER, dtype=wide, device=joints.device)
     else:
         center = camera_center.to(wide)
     f = float(focal_length)

@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
+from spinfits.fitting.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
+from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH  # noqa: F401 (re-exported)
 
 from spinfits.errors import InputError
-from spinfits.fitting.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
-
-CROP_RES = 224
-FOCAL_LENGTH = 5000.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,15 +76,17 @@ class KeypointDataset:
         return np.full(2, self.crop_res / 2.0)
 
 
-def image_to_crop(points: np.ndarray, center: np.ndarray, scale: np.ndarray,
-                  crop_res: int = CROP_RES) -> np.ndarray:
+def image_to_crop(
+    points: np.ndarray, center: np.ndarray, scale: np.ndarray, crop_res: int = CROP_RES
+) -> np.ndarray:
     """Map (N, K, 2) image pixels to crop pixels for boxes center (N, 2), scale (N,)."""
     factor = (crop_res / (200.0 * scale))[:, None, None]
     return factor * (points - center[:, None, :]) + crop_res / 2.0
 
 
-def crop_to_image(points: np.ndarray, center: np.ndarray, scale: np.ndarray,
-                  crop_res: int = CROP_RES) -> np.ndarray:
+def crop_to_image(
+    points: np.ndarray, center: np.ndarray, scale: np.ndarray, crop_res: int = CROP_RES
+) -> np.ndarray:
     """Inverse of ``image_to_crop``: (N, K, 2) crop pixels to image pixels."""
     factor = ((200.0 * scale) / crop_res)[:, None, None]
     return factor * (points - crop_res / 2.0) + center[:, None, :]
@@ -111,12 +111,25 @@ def _open_npz(path: Path) -> dict[str, np.ndarray]:
 #: Per-row arrays of SPIN's dataset npz (and of ``spinfits data make-synthetic``'s), each with
 #: the shape of one row (None: only the row count is checked). Every one present must have N rows.
 ROW_ARRAYS: dict[str, tuple[int, ...] | None] = {
-    "imgname": (), "center": (2,), "scale": None, "part": (NUM_GT_JOINTS, 3),
-    "openpose": (NUM_OPENPOSE_JOINTS, 3), "S": (NUM_GT_JOINTS, 4), "pose": (72,), "shape": (10,),
-    "has_smpl": (), "has_pose_3d": (), "gender": (), "maskname": (), "partname": (),
+    "imgname": (),
+    "center": (2,),
+    "scale": None,
+    "part": (NUM_GT_JOINTS, 3),
+    "openpose": (NUM_OPENPOSE_JOINTS, 3),
+    "S": (NUM_GT_JOINTS, 4),
+    "pose": (72,),
+    "shape": (10,),
+    "has_smpl": (),
+    "has_pose_3d": (),
+    "gender": (),
+    "maskname": (),
+    "partname": (),
     "iuv_names": (),
     # synthetic datasets' ground truth
-    "gt_cam_t": (3,), "gt_keypoints": (NUM_SPIN_JOINTS, 3), "truncated": None, "swapped": None,
+    "gt_cam_t": (3,),
+    "gt_keypoints": (NUM_SPIN_JOINTS, 3),
+    "truncated": None,
+    "swapped": None,
     "outliers": None,
 }
 
@@ -193,8 +206,7 @@ def _flag(data: dict[str, np.ndarray], key: str, path: Path) -> bool:
     return bool(value.item())
 
 
-def _keypoint_block(data: dict[str, np.ndarray], key: str, rows: int, joints: int,
-                    path: Path) -> np.ndarray:
+def _keypoint_block(data: dict[str, np.ndarray], key: str, rows: int, joints: int, path: Path) -> np.ndarray:
     if key not in data:
         return np.zeros((rows, joints, 3))
     block = np.asarray(data[key], dtype=np.float64)
@@ -237,8 +249,9 @@ def _rows(rows: np.ndarray) -> str:
     return shown + (f", ... ({len(rows)} rows)" if len(rows) > 10 else "")
 
 
-def load_spin_npz(path: str | Path, crop_res: int = CROP_RES,
-                  focal_length: float = FOCAL_LENGTH) -> KeypointDataset:
+def load_spin_npz(
+    path: str | Path, crop_res: int = CROP_RES, focal_length: float = FOCAL_LENGTH
+) -> KeypointDataset:
     """Read a SPIN dataset npz into SMPLify's 49 crop-frame keypoints (see module docstring)."""
     path = Path(path)
     data = _open_npz(path)
@@ -270,8 +283,9 @@ def load_spin_npz(path: str | Path, crop_res: int = CROP_RES,
     with np.errstate(over="ignore", invalid="ignore"):
         keypoints[..., :2] = image_to_crop(image_keypoints[..., :2], center, scale, crop_res)
     keypoints[image_keypoints[..., 2] == 0] = 0.0
-    keypoints = check_keypoints(keypoints, f"{path} (in the {crop_res}-px crop frame of each "
-                                           f"row's center/scale box)")
+    keypoints = check_keypoints(
+        keypoints, f"{path} (in the {crop_res}-px crop frame of each row's center/scale box)"
+    )
 
     imgname = np.asarray(data.get("imgname", np.full(rows, "", dtype=str))).astype(str)
     _check_imgnames(imgname, path)
@@ -326,21 +340,17 @@ def read_openpose_json(path: str | Path) -> np.ndarray:
                 f"{path}: person {index} has {pose.size} values in pose_keypoints_2d, expected "
                 f"75 (BODY_25: 25 keypoints x (x, y, confidence)); COCO-18 output is not supported"
             )
-    keypoints = np.stack(poses).reshape(-1, NUM_OPENPOSE_JOINTS, 3) if poses else np.zeros(
-        (0, NUM_OPENPOSE_JOINTS, 3)
+    keypoints = (
+        np.stack(poses).reshape(-1, NUM_OPENPOSE_JOINTS, 3)
+        if poses
+        else np.zeros((0, NUM_OPENPOSE_JOINTS, 3))
     )
     return check_keypoints(keypoints, str(path))
 
 
-def spin_keypoints_from_openpose(body25: np.ndarray) -> np.ndarray:
-    """(P, 25, 3) OpenPose keypoints -> (P, 49, 3) SPIN keypoints (GT joints missing)."""
-    keypoints = np.zeros((body25.shape[0], NUM_SPIN_JOINTS, 3))
-    keypoints[:, :NUM_OPENPOSE_JOINTS] = body25
-    return keypoints
-
-
-def box_from_keypoints(keypoints: np.ndarray, threshold: float = 0.2,
-                       rescale: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
+def box_from_keypoints(
+    keypoints: np.ndarray, threshold: float = 0.2, rescale: float = 1.2
+) -> tuple[np.ndarray, np.ndarray]:
     """SPIN's box from detections: (P, K, 3) -> center (P, 2), scale (P,).
 
     The box is centred on the mean of the keypoints with confidence > ``threshold``; its side is

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from spinfits.errors import InputError
 from spinfits.fitting.body_joints import BodyModel, body_joints
 from spinfits.fitting.camera import estimate_translation, perspective_projection
 from spinfits.fitting.losses import reprojection_loss
 from spinfits.fitting.model_files import BodyModelFiles
+from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
+
+from spinfits.errors import InputError
 
 DEFAULT_SIGMA = 100.0
 
 
 def _center(keypoints: torch.Tensor, camera_center: torch.Tensor | None) -> torch.Tensor:
     if camera_center is None:
-        return torch.full((keypoints.shape[0], 2), 112.0, dtype=keypoints.dtype,
-                          device=keypoints.device)
+        return torch.full(
+            (keypoints.shape[0], 2), CROP_CENTER, dtype=keypoints.dtype, device=keypoints.device
+        )
     if camera_center.shape != (keypoints.shape[0], 2):
         raise InputError(
             f"camera_center must be (B, 2) pixels, got {tuple(camera_center.shape)} for "
@@ -32,30 +34,46 @@ def _center(keypoints: torch.Tensor, camera_center: torch.Tensor | None) -> torc
     return camera_center.to(keypoints)
 
 
-def fit_loss_from_joints(joints: torch.Tensor, cam_t: torch.Tensor, keypoints: torch.Tensor,
-                         focal_length: float = 5000.0, camera_center: torch.Tensor | None = None,
-                         sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
+def fit_loss_from_joints(
+    joints: torch.Tensor,
+    cam_t: torch.Tensor,
+    keypoints: torch.Tensor,
+    focal_length: float = FOCAL_LENGTH,
+    camera_center: torch.Tensor | None = None,
+    sigma: float = DEFAULT_SIGMA,
+) -> torch.Tensor:
     """(B, 49, 3) joints, (B, 3) cam_t, (B, 49, 3) keypoints -> (B,) fit loss; NaN -> +inf."""
-    projected = perspective_projection(joints, cam_t, focal_length,
-                                       _center(keypoints, camera_center))
+    projected = perspective_projection(joints, cam_t, focal_length, _center(keypoints, camera_center))
     loss = reprojection_loss(projected, keypoints, sigma).mean(dim=-1)
     bad = ~torch.isfinite(loss) | (cam_t[:, 2] <= 0)
     return torch.where(bad, torch.full_like(loss, float("inf")), loss)
 
 
-def fit_loss_at(model: BodyModel, pose: torch.Tensor, betas: torch.Tensor, cam_t: torch.Tensor,
-                keypoints: torch.Tensor, focal_length: float = 5000.0,
-                camera_center: torch.Tensor | None = None,
-                sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
+def fit_loss_at(
+    model: BodyModel,
+    pose: torch.Tensor,
+    betas: torch.Tensor,
+    cam_t: torch.Tensor,
+    keypoints: torch.Tensor,
+    focal_length: float = FOCAL_LENGTH,
+    camera_center: torch.Tensor | None = None,
+    sigma: float = DEFAULT_SIGMA,
+) -> torch.Tensor:
     """Fit loss (B,) of pose (B, 72), betas (B, 10) seen from a given cam_t (B, 3)."""
     with torch.no_grad():
         joints = body_joints(model, pose, betas)
         return fit_loss_from_joints(joints, cam_t, keypoints, focal_length, camera_center, sigma)
 
 
-def fit_loss(model: BodyModel, pose: torch.Tensor, betas: torch.Tensor, keypoints: torch.Tensor,
-             focal_length: float = 5000.0, camera_center: torch.Tensor | None = None,
-             sigma: float = DEFAULT_SIGMA) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_loss(
+    model: BodyModel,
+    pose: torch.Tensor,
+    betas: torch.Tensor,
+    keypoints: torch.Tensor,
+    focal_length: float = FOCAL_LENGTH,
+    camera_center: torch.Tensor | None = None,
+    sigma: float = DEFAULT_SIGMA,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit loss of a stored fit: cam_t by SPIN's ``estimate_translation``, then ``fit_loss_at``.
 
     Args:
@@ -72,9 +90,14 @@ def fit_loss(model: BodyModel, pose: torch.Tensor, betas: torch.Tensor, keypoint
         return torch.where(solvable, loss, torch.full_like(loss, float("inf"))), cam_t
 
 
-def score_fits(files: BodyModelFiles, pose: np.ndarray, betas: np.ndarray,
-               keypoints: np.ndarray, device: torch.device | str = "cpu",
-               batch_size: int = 4096) -> np.ndarray:
+def score_fits(
+    files: BodyModelFiles,
+    pose: np.ndarray,
+    betas: np.ndarray,
+    keypoints: np.ndarray,
+    device: torch.device | str = "cpu",
+    batch_size: int = 4096,
+) -> np.ndarray:
     """SPIN's loss of given fits (e.g. SPIN static fits) as SPIN's trainer scores stored fits.
 
     Args:
@@ -94,8 +117,10 @@ def score_fits(files: BodyModelFiles, pose: np.ndarray, betas: np.ndarray,
     losses = []
     for start in range(0, pose.shape[0], batch_size):
         part = slice(start, start + batch_size)
-        tensors = [torch.as_tensor(np.asarray(a[part]), dtype=torch.float32, device=device)
-                   for a in (pose, betas, keypoints)]
+        tensors = [
+            torch.as_tensor(np.asarray(a[part]), dtype=torch.float32, device=device)
+            for a in (pose, betas, keypoints)
+        ]
         loss, _ = fit_loss(model, *tensors)
         losses.append(loss.cpu().numpy())
     return np.concatenate(losses).astype(np.float32)

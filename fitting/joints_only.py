@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from spinfits.fitting.joints import SMPL_VERTEX_KEYPOINTS, SPIN_JOINT_SOURCE
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.rotations import axis_angle_to_matrix_and_right_jacobian, skew
@@ -66,8 +65,9 @@ class JointsOnlyBody(torch.nn.Module):
     pose correctives, joint_template (24, 3), joint_shape (24, 3, 10).
     """
 
-    def __init__(self, files: BodyModelFiles, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, files: BodyModelFiles, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> None:
         super().__init__()
         smpl = files.smpl
         parents = smpl.kintree_table[0].astype(np.int64).copy()
@@ -78,11 +78,12 @@ class JointsOnlyBody(torch.nn.Module):
         joint_template = smpl.J_regressor @ smpl.v_template  # (24, 3)
         joint_shape = np.einsum("jv,vcs->jcs", smpl.J_regressor, shapedirs)  # (24, 3, 10)
 
-        regressors = np.zeros((len(SMPL_VERTEX_KEYPOINTS) + files.J_regressor_extra.shape[0],
-                               smpl.num_vertices))
+        regressors = np.zeros(
+            (len(SMPL_VERTEX_KEYPOINTS) + files.J_regressor_extra.shape[0], smpl.num_vertices)
+        )
         for row, (_, vertex) in enumerate(SMPL_VERTEX_KEYPOINTS):
             regressors[row, vertex] = 1.0
-        regressors[len(SMPL_VERTEX_KEYPOINTS):] = files.J_regressor_extra
+        regressors[len(SMPL_VERTEX_KEYPOINTS) :] = files.J_regressor_extra
         # Influence of each bone on each regressed point.
         influence = np.abs(regressors) @ smpl.weights  # (21 + 9, 24)
         point, bone = np.nonzero(influence > 0)
@@ -91,8 +92,11 @@ class JointsOnlyBody(torch.nn.Module):
         pair_moment = weighted @ smpl.v_template
         pair_shape = np.einsum("pv,vcs->pcs", weighted, shapedirs)
         has_pose_correctives = bool(np.any(smpl.posedirs != 0))
-        pair_pose = (np.einsum("pv,vcf->pcf", weighted, smpl.posedirs)
-                     if has_pose_correctives else np.zeros((len(point), 3, 0)))
+        pair_pose = (
+            np.einsum("pv,vcf->pcf", weighted, smpl.posedirs)
+            if has_pose_correctives
+            else np.zeros((len(point), 3, 0))
+        )
 
         skeleton = np.arange(NUM_BONES)
         self.has_pose_correctives = has_pose_correctives
@@ -130,19 +134,24 @@ class JointsOnlyBody(torch.nn.Module):
         buffer("parent_of", np.maximum(parents, 0), torch.long)
         buffer("spin_source", np.asarray(SPIN_JOINT_SOURCE), torch.long)
         # Pairs whose pose correctives reach a SPIN joint: the only ones the Jacobian needs.
-        corrective = np.nonzero(np.isin(pair_point, SPIN_JOINT_SOURCE)
-                                & np.any(pair_pose != 0, axis=(1, 2)))[0]
+        corrective = np.nonzero(np.isin(pair_point, SPIN_JOINT_SOURCE) & np.any(pair_pose != 0, axis=(1, 2)))[
+            0
+        ]
         buffer("corrective_pairs", corrective, torch.long)
-        buffer("corrective_pose", pair_pose[corrective].reshape(len(corrective), 3,
-                                                                NUM_BONES - 1, 9))
+        buffer("corrective_pose", pair_pose[corrective].reshape(len(corrective), 3, NUM_BONES - 1, 9))
         self.to(device)
 
     def forward(self, pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         """(B, 72), (B, 10) -> (B, 49, 3) SPIN joints, metres, body frame."""
         return self.evaluate(pose, betas, with_jacobian=False).joints
 
-    def evaluate(self, pose: torch.Tensor, betas: torch.Tensor, with_jacobian: bool = True,
-                 corrective_jacobian: bool = True) -> JointsEvaluation:
+    def evaluate(
+        self,
+        pose: torch.Tensor,
+        betas: torch.Tensor,
+        with_jacobian: bool = True,
+        corrective_jacobian: bool = True,
+    ) -> JointsEvaluation:
         """Joints (B, 49, 3) and, if asked, their Jacobian (B, 49, 3, 82) w.r.t. [pose, betas].
 
         ``corrective_jacobian=False`` leaves the pose correctives' (small, costly) share out of
@@ -163,10 +172,11 @@ class JointsOnlyBody(torch.nn.Module):
             parent = self.parents[level]
             parent_rot = torch.stack([world_rot[p] for p in parent], 1)  # (B, L, 3, 3)
             new_rot = parent_rot @ rot[:, level]
-            new_pos = torch.stack([world_pos[p] for p in parent], 1) + (
-                parent_rot @ relative[:, level, :, None])[..., 0]
-            new_shape = torch.stack([world_pos_shape[p] for p in parent], 1) + (
-                parent_rot @ rel_shape[level])
+            new_pos = (
+                torch.stack([world_pos[p] for p in parent], 1)
+                + (parent_rot @ relative[:, level, :, None])[..., 0]
+            )
+            new_shape = torch.stack([world_pos_shape[p] for p in parent], 1) + (parent_rot @ rel_shape[level])
             for index, joint in enumerate(level):
                 world_rot[joint] = new_rot[:, index]
                 world_pos[joint] = new_pos[:, index]
@@ -196,26 +206,30 @@ class JointsOnlyBody(torch.nn.Module):
         below = torch.einsum("kb,njbc->njkc", self.descendant, grid)  # q summed below bone k
         lever = below - world_pos_t[:, None] * self.below_weight[None, :, :, None]  # (B,54,24,3)
         lever = lever[:, self.spin_source]  # (B, 49, 24, 3)
-        d_rot = torch.linalg.cross(axes[:, None], lever[:, :, :, None, :].expand(
-            -1, -1, -1, 3, -1), dim=-1)  # (B, 49, 24, 3 i, 3 c)
+        d_rot = torch.linalg.cross(
+            axes[:, None], lever[:, :, :, None, :].expand(-1, -1, -1, 3, -1), dim=-1
+        )  # (B, 49, 24, 3 i, 3 c)
         d_pose = d_rot.permute(0, 1, 4, 2, 3).reshape(batch, joints.shape[1], 3, NUM_POSE_PARAMS)
         if self.has_pose_correctives and corrective_jacobian:
             d_pose = d_pose + self._pose_corrective_jacobian(rot, right_jac, bone_rot)
         # Shape part: Rw_b (dm - dJ_b s) + do_b s.
-        d_pair_shape = bone_rot @ self.pair_local_shape + torch.stack(
-            world_pos_shape, 1)[:, self.pair_bone] * weight[..., None]  # (B, P, 3, 10)
+        d_pair_shape = (
+            bone_rot @ self.pair_local_shape
+            + torch.stack(world_pos_shape, 1)[:, self.pair_bone] * weight[..., None]
+        )  # (B, P, 3, 10)
         d_shape = self._sum_pairs(d_pair_shape)[:, self.spin_source]
         return JointsEvaluation(joints, torch.cat([d_pose, d_shape], dim=-1))
 
-    def _pose_corrective_jacobian(self, rot: torch.Tensor, right_jac: torch.Tensor,
-                                  bone_rot: torch.Tensor) -> torch.Tensor:
+    def _pose_corrective_jacobian(
+        self, rot: torch.Tensor, right_jac: torch.Tensor, bone_rot: torch.Tensor
+    ) -> torch.Tensor:
         """(B, 49, 3, 72): the pose correctives' share, through d R_k / d w_k,i = R_k [Jr e_i]x."""
         batch = rot.shape[0]
         generators = skew(right_jac[:, 1:].transpose(-1, -2))  # (B, 23, 3 i, 3, 3)
         d_rot = (rot[:, 1:, None] @ generators).reshape(batch, NUM_BONES - 1, 3, 9)
         # (B, C, 3 c, 23 k, 3 i): d moment / d w_k,i per corrective pair, then to world axes.
         local = torch.einsum("pckn,bkin->bpcki", self.corrective_pose, d_rot)
-        world = (bone_rot[:, self.corrective_pairs] @ local.reshape(batch, -1, 3, 69))
+        world = bone_rot[:, self.corrective_pairs] @ local.reshape(batch, -1, 3, 69)
         total = world.new_zeros(batch, self.num_points, 3, 69)
         total = total.index_add(1, self.pair_point[self.corrective_pairs], world)
         points = total[:, self.spin_source]  # (B, 49, 3, 69)

@@ -2,9 +2,11 @@
 
 SPIN's authors made their static fits this way (SPIN issue 67): a network trained on keypoints
 projected from bodies (with noise and randomly removed keypoints) predicts SMPL parameters, and
-SMPLify starts from its prediction. Here it is trained on the body model's own synthetic people
-(``spinfits.fitting.synthetic``) and saved beside the model files, tied to the model's
-fingerprint: ``spinfits init train-regressor --model-dir DIR`` writes ``DIR/keypoint_regressor.pt``.
+SMPLify starts from its prediction. It is trained on the body model's own synthetic people
+(``spinfits.fitting.synthetic.regressor_training``) and saved beside the model files, tied to
+the model's fingerprint: ``spinfits init train-regressor --model-dir DIR`` writes
+``DIR/keypoint_regressor.pt``. This module holds what a fitter needs to use it (the network,
+its saved file) and imports neither synthetic data nor the rasteriser.
 
 Input: (B, 49, 3) crop keypoints, normalised per row (confident keypoints centred on their mean
 and divided by their largest extent; missing ones zero) plus the confidence mask. Output: SMPL
@@ -14,30 +16,29 @@ estimates it from the keypoints for the predicted body (least squares), as for t
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
-from torch import nn
-
-from spinfits.errors import InputError
 from spinfits.fitting.joints import NUM_SPIN_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.rotations import rot6d_to_rotmat
-from spinfits.fitting.synthetic import SyntheticConfig, make_synthetic_dataset
 from spinfits.fitting.torch_load import describe_load_error
+from torch import nn
 
-logger = logging.getLogger(__name__)
+from spinfits.errors import InputError
 
 REGRESSOR_FILE = "keypoint_regressor.pt"
 
 
 @dataclass(frozen=True)
 class RegressorTraining:
-    """How the keypoint regressor is trained (on synthetic people of the body model)."""
+    """How the keypoint regressor is trained (on synthetic people of the body model).
+
+    Saved with the network (``save_keypoint_regressor``): ``hidden`` is the network's width, which
+    a reader needs to rebuild it. Training itself: ``fitting.synthetic.regressor_training``.
+    """
 
     samples: int = 20000
     steps: int = 4000
@@ -55,9 +56,12 @@ class KeypointRegressor(nn.Module):
     def __init__(self, hidden: int = 1024) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(NUM_SPIN_JOINTS * 3, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, 24 * 6 + 10))
+            nn.Linear(NUM_SPIN_JOINTS * 3, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 24 * 6 + 10),
+        )
 
     @staticmethod
     def normalise(keypoints: torch.Tensor) -> torch.Tensor:
@@ -87,69 +91,28 @@ def _rotmat_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) -> (..., 3); via scipy (prediction only, no gradient needed)."""
     flat = rotmat.detach().reshape(-1, 3, 3).cpu().double().numpy()
     vectors = Rotation.from_matrix(flat).as_rotvec()
-    return torch.as_tensor(vectors, dtype=rotmat.dtype, device=rotmat.device).reshape(
-        *rotmat.shape[:-2], 3)
+    return torch.as_tensor(vectors, dtype=rotmat.dtype, device=rotmat.device).reshape(*rotmat.shape[:-2], 3)
 
 
-def _training_batch(keypoints: np.ndarray, index: np.ndarray, config: RegressorTraining,
-                    rng: np.random.Generator) -> torch.Tensor:
-    """Noise and random removal on noise-free crop keypoints (B, 49, 3)."""
-    batch = keypoints[index].copy()
-    batch[..., :2] += rng.normal(0.0, config.noise_px, batch[..., :2].shape)
-    dropout = rng.uniform(0.0, config.max_dropout, (len(index), 1))
-    batch[..., 2] *= rng.random(batch[..., 2].shape) >= dropout
-    return torch.as_tensor(batch, dtype=torch.float32)
-
-
-def train_keypoint_regressor(files: BodyModelFiles, config: RegressorTraining | None = None,
-                             progress=None) -> tuple[KeypointRegressor, dict[str, float]]:
-    """Train on synthetic people of ``files``; returns the model and held-out figures."""
-    config = config or RegressorTraining()
-    data = make_synthetic_dataset(files, SyntheticConfig(rows=config.samples, seed=config.seed))
-    keypoints = data["gt_keypoints"].astype(np.float32)
-    target_rot = torch.as_tensor(
-        Rotation.from_rotvec(data["pose"].reshape(-1, 3)).as_matrix().reshape(-1, 24, 3, 3),
-        dtype=torch.float32)
-    target_betas = torch.as_tensor(data["shape"], dtype=torch.float32)
-    held_out = max(1, config.samples // 10)
-    train_rows = np.arange(held_out, config.samples)
-    rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
-    model = KeypointRegressor(config.hidden)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.steps)
-    for step in range(config.steps):
-        index = rng.choice(train_rows, config.batch_size)
-        rotmat, betas = model.rotmats(_training_batch(keypoints, index, config, rng))
-        loss = ((rotmat - target_rot[index]) ** 2).mean() + 0.01 * (
-            (betas - target_betas[index]) ** 2).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        if progress is not None:
-            progress(step + 1, config.steps, float(loss.detach()))
-    model.eval()
-    with torch.no_grad():
-        index = np.arange(held_out)
-        rotmat, _ = model.rotmats(_training_batch(keypoints, index, config, rng))
-        relative = rotmat.transpose(-1, -2) @ target_rot[index]
-        cos = ((relative.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
-        angle = torch.rad2deg(torch.arccos(cos))
-    figures = {"held_out_rows": float(held_out),
-               "global_orient_error_deg_median": float(angle[:, 0].median()),
-               "body_joint_error_deg_mean": float(angle[:, 1:].mean())}
-    return model, figures
-
-
-def save_keypoint_regressor(model: KeypointRegressor, files: BodyModelFiles,
-                            config: RegressorTraining, figures: dict[str, float],
-                            directory: str | Path | None = None) -> Path:
+def save_keypoint_regressor(
+    model: KeypointRegressor,
+    files: BodyModelFiles,
+    config: RegressorTraining,
+    figures: dict[str, float],
+    directory: str | Path | None = None,
+) -> Path:
     """Save beside the model files (``DIR/keypoint_regressor.pt``), tied to the fingerprint."""
     path = Path(directory or files.directory) / REGRESSOR_FILE
-    torch.save({"state_dict": model.state_dict(), "fingerprint": files.fingerprint,
-                "standin": files.is_standin, "training": asdict(config), "figures": figures},
-               path)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "fingerprint": files.fingerprint,
+            "standin": files.is_standin,
+            "training": asdict(config),
+            "figures": figures,
+        },
+        path,
+    )
     return path
 
 
@@ -164,8 +127,9 @@ def has_keypoint_regressor(files: BodyModelFiles) -> bool:
     return _read_saved(path, files)["fingerprint"] == files.fingerprint
 
 
-def load_keypoint_regressor(files: BodyModelFiles, path: str | Path | None = None,
-                            device: torch.device | str = "cpu") -> KeypointRegressor:
+def load_keypoint_regressor(
+    files: BodyModelFiles, path: str | Path | None = None, device: torch.device | str = "cpu"
+) -> KeypointRegressor:
     """Load the regressor trained for ``files``; a regressor of another model is refused."""
     path = Path(path or Path(files.directory) / REGRESSOR_FILE)
     if not path.is_file():
@@ -205,8 +169,10 @@ def _read_saved(path: Path, files: BodyModelFiles) -> dict:
     missing = [key for key in _SAVED_KEYS if key not in saved]
     if missing:
         raise _not_a_regressor(
-            path, files, f"its dict has no {', '.join(repr(k) for k in missing)} "
-            f"(keys: {', '.join(repr(k) for k in list(saved)[:8])})"
+            path,
+            files,
+            f"its dict has no {', '.join(repr(k) for k in missing)} "
+            f"(keys: {', '.join(repr(k) for k in list(saved)[:8])})",
         )
     return saved
 

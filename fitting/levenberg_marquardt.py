@@ -10,14 +10,11 @@ a trial point that is not finite is simply rejected.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-
-logger = logging.getLogger(__name__)
 
 _INITIAL_DAMPING = 1e-3
 _MAX_DAMPING = 1e10
@@ -29,8 +26,9 @@ class LeastSquaresProblem(Protocol):
     def initial(self, rows: torch.Tensor) -> torch.Tensor:
         """(S,) row indices -> (S, n) starting parameters."""
 
-    def residuals(self, x: torch.Tensor, rows: torch.Tensor, with_jacobian: bool = True
-                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def residuals(
+        self, x: torch.Tensor, rows: torch.Tensor, with_jacobian: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """(S, n) parameters of rows (S,) -> r (S, R), Jacobian (S, R, n) or None, const (S,)."""
 
 
@@ -62,9 +60,9 @@ def solve_pool(
 
     Per slot and iteration: solve ``(H + lam diag(H)) d = -g`` (H = J^T J, g = J^T r), evaluate
     the loss at the trial ``x + d``, accept it if the loss drops (then lam shrinks, Nielsen's
-    rule; the Jacobian is evaluated for accepted slots only) else grow lam. A slot finishes when an accepted step
-    lowers the loss by less than ``tolerance * loss`` (converged), when lam exceeds 1e10
-    (no descent left: converged), or at ``max_iterations``.
+    rule; the Jacobian is evaluated for accepted slots only) else grow lam. A slot finishes
+    when an accepted step lowers the loss by less than ``tolerance * loss`` (converged), when
+    lam exceeds 1e10 (no descent left: converged), or at ``max_iterations``.
     """
     device = rows.device
     total = rows.shape[0]
@@ -100,8 +98,7 @@ def solve_pool(
         step = -torch.cholesky_solve(gradient[..., None], factor)[..., 0]
         solved = (info == 0) & torch.isfinite(step).all(-1)
         step = torch.where(solved[:, None], step, torch.zeros_like(step))
-        predicted = -(2 * (gradient * step).sum(-1)
-                      + (step[:, None, :] @ hessian @ step[..., None])[:, 0, 0])
+        predicted = -(2 * (gradient * step).sum(-1) + (step[:, None, :] @ hessian @ step[..., None])[:, 0, 0])
 
         trial_x = x + step
         trial_r, _, trial_const = problem.residuals(trial_x, rows[slot], with_jacobian=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from spinfits.fitting.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS, SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.priors import GmmPosePrior, angle_prior
 
@@ -28,8 +27,8 @@ class LossWeights:
 
 def gmof(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Geman-McClure: ``sigma^2 x^2 / (sigma^2 + x^2)``, elementwise."""
-    x_squared = x ** 2
-    sigma_squared = sigma ** 2
+    x_squared = x**2
+    sigma_squared = sigma**2
     return sigma_squared * x_squared / (sigma_squared + x_squared)
 
 
@@ -40,9 +39,7 @@ def fitting_confidence(keypoints: torch.Tensor) -> torch.Tensor:
     return confidence
 
 
-def reprojection_loss(
-    projected: torch.Tensor, keypoints: torch.Tensor, sigma: float = 100.0
-) -> torch.Tensor:
+def reprojection_loss(projected: torch.Tensor, keypoints: torch.Tensor, sigma: float = 100.0) -> torch.Tensor:
     """Stage-2 data term per joint: (B, 49, 2), (B, 49, 3) -> (B, 49).
 
     ``conf^2 * sum_xy gmof(projected - keypoint)`` with the ignored joints' confidence 0: the
@@ -50,7 +47,7 @@ def reprojection_loss(
     """
     confidence = fitting_confidence(keypoints)
     error = gmof(projected - keypoints[..., :2], sigma).sum(-1)
-    return confidence ** 2 * error
+    return confidence**2 * error
 
 
 def torso_joints_openpose_valid(keypoints: torch.Tensor) -> torch.Tensor:
@@ -75,7 +72,7 @@ def camera_fitting_loss(
     error_op = ((keypoints[:, op, :2] - projected[:, op]) ** 2).sum(dim=(1, 2))
     error_gt = ((keypoints[:, gt, :2] - projected[:, gt]) ** 2).sum(dim=(1, 2))
     use_op = torso_joints_openpose_valid(keypoints)
-    depth = depth_loss_weight ** 2 * (cam_t[:, 2] - init_cam_t[:, 2]) ** 2
+    depth = depth_loss_weight**2 * (cam_t[:, 2] - init_cam_t[:, 2]) ** 2
     return torch.where(use_op, error_op, error_gt) + depth
 
 
@@ -84,9 +81,9 @@ def body_prior_loss(
 ) -> torch.Tensor:
     """Stage-2 priors per sample: GMM pose + elbow/knee angle + shape, (B, 69), (B, 10) -> (B,)."""
     return (
-        weights.pose_prior_weight ** 2 * pose_prior(body_pose)
-        + weights.angle_prior_weight ** 2 * angle_prior(body_pose).sum(dim=-1)
-        + weights.shape_prior_weight ** 2 * (betas ** 2).sum(dim=-1)
+        weights.pose_prior_weight**2 * pose_prior(body_pose)
+        + weights.angle_prior_weight**2 * angle_prior(body_pose).sum(dim=-1)
+        + weights.shape_prior_weight**2 * (betas**2).sum(dim=-1)
     )
 
 

@@ -163,9 +163,7 @@ def _numpy_internal(submodule: str, name: str) -> Any:
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     """``_codecs.encode`` as protocol 0/1 pickles use it for bytes, limited to latin-1."""
     if str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1"):
-        raise pickle.UnpicklingError(
-            f"_codecs.encode is only allowed with latin-1, got {encoding!r}"
-        )
+        raise pickle.UnpicklingError(f"_codecs.encode is only allowed with latin-1, got {encoding!r}")
     if not isinstance(text, str):
         raise pickle.UnpicklingError(f"_codecs.encode expects a str, got {type(text).__name__}")
     return text.encode("latin-1")
@@ -183,8 +181,7 @@ def _scipy_sparse(name: str) -> Any:
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: np.dtype,
-    ("numpy._core.multiarray", "_reconstruct"):
-        lambda: _numpy_internal("multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _numpy_internal("multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "scalar"): lambda: _numpy_internal("multiarray", "scalar"),
     ("numpy._core.numeric", "_frombuffer"): lambda: _numpy_internal("numeric", "_frombuffer"),
     ("scipy.sparse", "csc_matrix"): lambda: _scipy_sparse("csc_matrix"),
@@ -263,16 +260,24 @@ def read_pickle(path: Path) -> dict[str, Any]:
             f"was run. The file may be malicious or not a model file; replace it with the "
             f"official download. {_HOW_TO_FIX}"
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, KeyError, MemoryError) as error:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+        MemoryError,
+    ) as error:
         raise InputError(
             f"{path} is not a readable model pickle ({type(error).__name__}: {error}); "
             f"expected a pickled dict as SMPL/SMPLify distribute it. {_HOW_TO_FIX}"
         ) from None
     if not isinstance(data, dict):
         raise InputError(
-            f"{path} holds a pickled {type(data).__name__}, expected a dict of model arrays; "
-            f"{_HOW_TO_FIX}"
+            f"{path} holds a pickled {type(data).__name__}, expected a dict of model arrays; {_HOW_TO_FIX}"
         )
     return {key: _plain(value, key, path) for key, value in data.items()}
 
@@ -297,8 +302,7 @@ def _check_array(
         want is not None and got != want for got, want in zip(array.shape, shape)
     ):
         raise InputError(
-            f"{path}: '{key}' has shape {tuple(array.shape)}, expected {_fmt(shape)}; "
-            f"is this the right file?"
+            f"{path}: '{key}' has shape {tuple(array.shape)}, expected {_fmt(shape)}; is this the right file?"
         )
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InputError(f"{path}: '{key}' contains NaN or infinite values; the file is damaged")
@@ -318,16 +322,10 @@ def smpl_arrays_from_dict(data: dict[str, Any], path: Path) -> SmplArrays:
         raise InputError(
             f"{path}: 'shapedirs' has {shapedirs.shape[2]} shape directions, expected at least 10"
         )
-    posedirs = _check_array(
-        path, "posedirs", data.get("posedirs"), (num_vertices, 3, NUM_POSE_BASIS)
-    )
-    j_regressor = _check_array(
-        path, "J_regressor", data.get("J_regressor"), (NUM_SMPL_JOINTS, num_vertices)
-    )
+    posedirs = _check_array(path, "posedirs", data.get("posedirs"), (num_vertices, 3, NUM_POSE_BASIS))
+    j_regressor = _check_array(path, "J_regressor", data.get("J_regressor"), (NUM_SMPL_JOINTS, num_vertices))
     weights = _check_array(path, "weights", data.get("weights"), (num_vertices, NUM_SMPL_JOINTS))
-    kintree = _check_array(
-        path, "kintree_table", data.get("kintree_table"), (2, NUM_SMPL_JOINTS), np.int64
-    )
+    kintree = _check_array(path, "kintree_table", data.get("kintree_table"), (2, NUM_SMPL_JOINTS), np.int64)
     faces = _check_array(path, "f", data.get("f"), (None, 3), np.int64)
     if faces.size and (faces.min() < 0 or faces.max() >= num_vertices):
         raise InputError(
@@ -344,9 +342,7 @@ def read_gmm(path: Path) -> tuple[GmmPrior, str | None]:
     data = read_pickle(path)
     means = _check_array(path, "means", data.get("means"), (None, NUM_BODY_POSE))
     count = means.shape[0]
-    covars = _check_array(
-        path, "covars", data.get("covars"), (count, NUM_BODY_POSE, NUM_BODY_POSE)
-    )
+    covars = _check_array(path, "covars", data.get("covars"), (count, NUM_BODY_POSE, NUM_BODY_POSE))
     weights = _check_array(path, "weights", data.get("weights"), (count,))
     if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-4):
         raise InputError(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-
 from spinfits.fitting.model_files import GmmPrior
 
 #: Body-pose indices of the angle prior: left elbow y, right elbow y, left knee x, right knee x.
@@ -35,8 +34,9 @@ class GmmPosePrior(torch.nn.Module):
     ``-log`` of the weights above.
     """
 
-    def __init__(self, gmm: GmmPrior, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, gmm: GmmPrior, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> None:
         super().__init__()
         covars = torch.as_tensor(gmm.covars, dtype=torch.float64)
         weights = torch.as_tensor(gmm.weights, dtype=torch.float64)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from spinfits.fitting.offline_init import initial_camera
+from spinfits.fitting.initial_camera import initial_camera
 from spinfits.fitting.smplify import Progress, SMPLify
 from spinfits.fitting.smplify_config import FitResult
 
 
-def refine_fits(smplify: SMPLify, pose: np.ndarray | torch.Tensor, betas: np.ndarray | torch.Tensor,
-                keypoints: np.ndarray | torch.Tensor, progress: Progress | None = None) -> FitResult:
+def refine_fits(
+    smplify: SMPLify,
+    pose: np.ndarray | torch.Tensor,
+    betas: np.ndarray | torch.Tensor,
+    keypoints: np.ndarray | torch.Tensor,
+    progress: Progress | None = None,
+) -> FitResult:
     """SMPLify from given fits: pose (N, 72), betas (N, 10), keypoints (N, 49, 3) crop pixels.
 
     The camera is the least-squares estimate for the given body against every confident

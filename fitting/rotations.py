@@ -17,9 +17,7 @@ def skew(w: torch.Tensor) -> torch.Tensor:
     """(..., 3) -> (..., 3, 3) cross-product matrix ``[w]x``."""
     x, y, z = w.unbind(-1)
     zero = torch.zeros_like(x)
-    return torch.stack(
-        [zero, -z, y, z, zero, -x, -y, x, zero], dim=-1
-    ).reshape(w.shape[:-1] + (3, 3))
+    return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(w.shape[:-1] + (3, 3))
 
 
 def _coefficients(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -28,11 +26,11 @@ def _coefficients(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     small = theta_sq < _SMALL_ANGLE_SQUARED
     safe_sq = torch.where(small, torch.ones_like(theta_sq), theta_sq)
     theta = torch.sqrt(safe_sq)
-    a = torch.where(small, 1 - theta_sq / 6 + theta_sq ** 2 / 120, torch.sin(theta) / theta)
-    b = torch.where(small, 0.5 - theta_sq / 24 + theta_sq ** 2 / 720,
-                    (1 - torch.cos(theta)) / safe_sq)
-    c = torch.where(small, 1.0 / 6 - theta_sq / 120 + theta_sq ** 2 / 5040,
-                    (theta - torch.sin(theta)) / (safe_sq * theta))
+    a = torch.where(small, 1 - theta_sq / 6 + theta_sq**2 / 120, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta_sq / 24 + theta_sq**2 / 720, (1 - torch.cos(theta)) / safe_sq)
+    c = torch.where(
+        small, 1.0 / 6 - theta_sq / 120 + theta_sq**2 / 5040, (theta - torch.sin(theta)) / (safe_sq * theta)
+    )
     return a, b, c
 
 
@@ -78,19 +76,56 @@ def matrix_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
     m = rotmat
     trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
     # 4 candidate quaternions (w, x, y, z), each accurate when its leading term is largest.
-    candidates = torch.stack([
-        torch.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                     m[..., 1, 0] - m[..., 0, 1]], -1),
-        torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                     m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0],
-                     1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
-        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
-                     m[..., 1, 2] + m[..., 2, 1], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
-    ], dim=-2)  # (..., 4, 4)
-    leading = torch.stack([1 + trace, 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                           1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
-                           1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
+    candidates = torch.stack(
+        [
+            torch.stack(
+                [
+                    1 + trace,
+                    m[..., 2, 1] - m[..., 1, 2],
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 1, 0] - m[..., 0, 1],
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    m[..., 2, 1] - m[..., 1, 2],
+                    1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+                    m[..., 0, 1] + m[..., 1, 0],
+                    m[..., 0, 2] + m[..., 2, 0],
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 0, 1] + m[..., 1, 0],
+                    1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
+                    m[..., 1, 2] + m[..., 2, 1],
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    m[..., 1, 0] - m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                    m[..., 1, 2] + m[..., 2, 1],
+                    1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2],
+                ],
+                -1,
+            ),
+        ],
+        dim=-2,
+    )  # (..., 4, 4)
+    leading = torch.stack(
+        [
+            1 + trace,
+            1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+            1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
+            1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2],
+        ],
+        -1,
+    )
     best = leading.argmax(-1)
     quat = torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 4))[..., 0, :]
     quat = quat / quat.norm(dim=-1, keepdim=True)
@@ -98,6 +133,5 @@ def matrix_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
     sin_half = quat[..., 1:].norm(dim=-1, keepdim=True)
     angle = 2 * torch.atan2(sin_half, quat[..., :1])
     # angle / sin(angle / 2), with its limit 2 at angle 0
-    scale = torch.where(sin_half > 1e-6, angle / sin_half.clamp_min(1e-12),
-                        2.0 + angle ** 2 / 12)
+    scale = torch.where(sin_half > 1e-6, angle / sin_half.clamp_min(1e-12), 2.0 + angle**2 / 12)
     return quat[..., 1:] * scale

@@ -19,8 +19,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-
-from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.fit_loss import fit_loss_at
 from spinfits.fitting.joints import NUM_SPIN_JOINTS
@@ -32,6 +30,9 @@ from spinfits.fitting.priors import GmmPosePrior
 from spinfits.fitting.smplify_config import FitResult, SmplifyConfig
 from spinfits.fitting.smplify_stages import BodyStage, CameraStage
 from spinfits.fitting.spin_adam import spin_adam_fit
+from spinfits.fitting.spin_crop import CROP_CENTER
+
+from spinfits.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +43,21 @@ Progress = Callable[[int, int], None]
 class SMPLify:
     """SPIN's SMPLify, batched. Holds the body model and priors on ``device``."""
 
-    def __init__(self, files: BodyModelFiles, config: SmplifyConfig | None = None,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        files: BodyModelFiles,
+        config: SmplifyConfig | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.config = config or SmplifyConfig()
         self.device = torch.device(device)
         self.dtype = dtype
         self.files = files
         self.joints_model = JointsOnlyBody(files, self.device, dtype)
-        self.full_model = (SpinBodyModel(files, self.device, dtype)
-                           if self.config.body_evaluation == "full" else None)
+        self.full_model = (
+            SpinBodyModel(files, self.device, dtype) if self.config.body_evaluation == "full" else None
+        )
         self.prior = GmmPosePrior(files.gmm, self.device, dtype)
 
     @property
@@ -58,9 +65,15 @@ class SMPLify:
         """The model the configured solver evaluates (joints-only unless "full")."""
         return self.full_model if self.full_model is not None else self.joints_model
 
-    def fit(self, init_pose: torch.Tensor, init_betas: torch.Tensor, init_cam_t: torch.Tensor,
-            keypoints: torch.Tensor, camera_center: torch.Tensor | None = None,
-            progress: Progress | None = None) -> FitResult:
+    def fit(
+        self,
+        init_pose: torch.Tensor,
+        init_betas: torch.Tensor,
+        init_cam_t: torch.Tensor,
+        keypoints: torch.Tensor,
+        camera_center: torch.Tensor | None = None,
+        progress: Progress | None = None,
+    ) -> FitResult:
         """Fit N samples.
 
         Args:
@@ -73,14 +86,19 @@ class SMPLify:
             FitResult with (N, ...) tensors on this engine's device.
         """
         pose, betas, cam_t, keypoints, center = self._checked(
-            init_pose, init_betas, init_cam_t, keypoints, camera_center)
+            init_pose, init_betas, init_cam_t, keypoints, camera_center
+        )
         total = pose.shape[0]
         enough = (fitting_confidence(keypoints) > 0).sum(1) >= self.config.min_keypoints
         fitted = enough & (cam_t[:, 2] > 0)
         if not bool(fitted.all()):
-            logger.warning("%d of %d samples not fitted (fewer than %d confident keypoints or "
-                           "initial t_z <= 0); their loss is +inf", int((~fitted).sum()), total,
-                           self.config.min_keypoints)
+            logger.warning(
+                "%d of %d samples not fitted (fewer than %d confident keypoints or "
+                "initial t_z <= 0); their loss is +inf",
+                int((~fitted).sum()),
+                total,
+                self.config.min_keypoints,
+            )
         rows = torch.nonzero(fitted)[:, 0]
         out_pose, out_betas, out_cam_t = pose.clone(), betas.clone(), cam_t.clone()
         iterations = torch.zeros(total, dtype=torch.long, device=self.device)
@@ -94,21 +112,39 @@ class SMPLify:
 
         if rows.numel():
             if self.config.solver == "adam":
-                solved = self._fit_adam(pose[rows], betas[rows], cam_t[rows], keypoints[rows],
-                                        center[rows], report)
+                solved = self._fit_adam(
+                    pose[rows], betas[rows], cam_t[rows], keypoints[rows], center[rows], report
+                )
                 iterations[rows] = self.config.camera_iterations + sum(
-                    count for _, count in self.config.body_schedule())
+                    count for _, count in self.config.body_schedule()
+                )
             else:
-                solved = self._fit_lm(pose[rows], betas[rows], cam_t[rows], keypoints[rows],
-                                      center[rows], report)
+                solved = self._fit_lm(
+                    pose[rows], betas[rows], cam_t[rows], keypoints[rows], center[rows], report
+                )
                 iterations[rows] = solved[3]
                 converged[rows] = solved[4]
             out_pose[rows], out_betas[rows], out_cam_t[rows] = solved[:3]
-        loss = fit_loss_at(self.joints_model, out_pose, out_betas, out_cam_t, keypoints,
-                           self.config.focal_length, center, self.config.weights.sigma)
+        loss = fit_loss_at(
+            self.joints_model,
+            out_pose,
+            out_betas,
+            out_cam_t,
+            keypoints,
+            self.config.focal_length,
+            center,
+            self.config.weights.sigma,
+        )
         loss = torch.where(fitted, loss, torch.full_like(loss, float("inf")))
-        return FitResult(pose=out_pose, betas=out_betas, cam_t=out_cam_t, loss=loss,
-                         iterations=iterations, converged=converged & fitted, fitted=fitted)
+        return FitResult(
+            pose=out_pose,
+            betas=out_betas,
+            cam_t=out_cam_t,
+            loss=loss,
+            iterations=iterations,
+            converged=converged & fitted,
+            fitted=fitted,
+        )
 
     # ------------------------------------------------------------------ solvers
 
@@ -120,9 +156,17 @@ class SMPLify:
             solved = (pose[part], betas[part], cam_t[part])
             for stage, (weights, count) in enumerate(config.body_schedule()):
                 solved = spin_adam_fit(
-                    self.body_model, self.prior, *solved, keypoints[part], center[part],
-                    config.focal_length, weights, config.camera_iterations if stage == 0 else 0,
-                    count, config.step_size)
+                    self.body_model,
+                    self.prior,
+                    *solved,
+                    keypoints[part],
+                    center[part],
+                    config.focal_length,
+                    weights,
+                    config.camera_iterations if stage == 0 else 0,
+                    count,
+                    config.step_size,
+                )
             outputs.append(solved)
             report(outputs[-1][0].shape[0])
         return tuple(torch.cat(parts) for parts in zip(*outputs))
@@ -131,21 +175,45 @@ class SMPLify:
         config = self.config
         rows = torch.arange(pose.shape[0], device=self.device)
         with torch.no_grad():
-            camera = CameraStage(self.joints_model, pose, betas, cam_t, keypoints, center,
-                                 config.focal_length, config.weights, config.confident_torso)
-            first = solve_pool(camera, rows, 6, config.batch_size, config.camera_iterations,
-                               config.tolerance)
+            camera = CameraStage(
+                self.joints_model,
+                pose,
+                betas,
+                cam_t,
+                keypoints,
+                center,
+                config.focal_length,
+                config.weights,
+                config.confident_torso,
+            )
+            first = solve_pool(camera, rows, 6, config.batch_size, config.camera_iterations, config.tolerance)
             orient, cam_t = first.x[:, :3], first.x[:, 3:]
             pose = torch.cat([orient, pose[:, 3:]], dim=1)
             iterations = first.iterations
             schedule = config.body_schedule()
             for stage, (weights, count) in enumerate(schedule):
-                body = BodyStage(self.joints_model, self.prior, pose, betas, cam_t, keypoints,
-                                 center, config.focal_length, weights,
-                                 config.corrective_jacobian)
+                body = BodyStage(
+                    self.joints_model,
+                    self.prior,
+                    pose,
+                    betas,
+                    cam_t,
+                    keypoints,
+                    center,
+                    config.focal_length,
+                    weights,
+                    config.corrective_jacobian,
+                )
                 last = stage == len(schedule) - 1
-                second = solve_pool(body, rows, NUM_PARAMS, config.batch_size, count,
-                                    config.tolerance, on_done=report if last else None)
+                second = solve_pool(
+                    body,
+                    rows,
+                    NUM_PARAMS,
+                    config.batch_size,
+                    count,
+                    config.tolerance,
+                    on_done=report if last else None,
+                )
                 pose, betas = second.x[:, :72], second.x[:, 72:]
                 iterations = iterations + second.iterations
         return pose, betas, cam_t, iterations, second.converged
@@ -160,15 +228,15 @@ class SMPLify:
         keypoints, center = self.checked_keypoints(keypoints, camera_center, count)
         return pose, betas, cam_t, keypoints, center
 
-    def checked_keypoints(self, keypoints, camera_center=None, count=None
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    def checked_keypoints(
+        self, keypoints, camera_center=None, count=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Validate keypoints (N, 49, 3) and camera_center (N, 2) or None; returns them on this
         engine's device and dtype, keypoints without confidence zeroed, centre filled in."""
-        keypoints = self._tensor("keypoints", keypoints, (NUM_SPIN_JOINTS, 3), count,
-                                 check_finite=False)
+        keypoints = self._tensor("keypoints", keypoints, (NUM_SPIN_JOINTS, 3), count, check_finite=False)
         count = keypoints.shape[0]
         if camera_center is None:
-            center = torch.full((count, 2), 112.0, dtype=self.dtype, device=self.device)
+            center = torch.full((count, 2), CROP_CENTER, dtype=self.dtype, device=self.device)
         else:
             center = self._tensor("camera_center", camera_center, (2,), count)
         confidence = keypoints[..., 2]
@@ -185,8 +253,7 @@ class SMPLify:
                 f"confidence > 0 (rows {_rows(bad_xy.any(1))}); expected finite x, y wherever "
                 f"confidence > 0: set those confidences to 0 or fix the coordinates"
             )
-        keypoints = torch.where((confidence > 0)[..., None], keypoints,
-                                torch.zeros_like(keypoints))
+        keypoints = torch.where((confidence > 0)[..., None], keypoints, torch.zeros_like(keypoints))
         return keypoints, center
 
     def _tensor(self, name, value, trailing, count=None, check_finite=True) -> torch.Tensor:
@@ -198,8 +265,7 @@ class SMPLify:
         if value.ndim != len(shape) or tuple(value.shape[1:]) != trailing:
             hint = f"; for one sample use {name}[None]" if value.ndim == len(trailing) else ""
             raise InputError(
-                f"{name} must have shape ({', '.join(map(str, shape))}), got "
-                f"{tuple(value.shape)}{hint}"
+                f"{name} must have shape ({', '.join(map(str, shape))}), got {tuple(value.shape)}{hint}"
             )
         if count is not None and value.shape[0] != count:
             raise InputError(

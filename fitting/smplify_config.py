@@ -6,10 +6,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
+from spinfits.fitting.losses import LossWeights
+from spinfits.fitting.spin_crop import FOCAL_LENGTH
 
 from spinfits.errors import InputError
-from spinfits.fitting.losses import LossWeights
-
 
 #: SPIN's elbow/knee prior weight relative to its pose prior weight (15.2 / 4.78), kept per stage.
 ANGLE_TO_POSE_WEIGHT = 15.2 / 4.78
@@ -42,10 +42,17 @@ class PriorStage:
 
     def loss_weights(self, base: LossWeights) -> LossWeights:
         """``base`` (sigma, depth weight) with this stage's prior weights."""
-        angle = (self.angle_prior_weight if self.angle_prior_weight is not None
-                 else ANGLE_TO_POSE_WEIGHT * self.pose_prior_weight)
-        return replace(base, pose_prior_weight=self.pose_prior_weight,
-                       shape_prior_weight=self.shape_prior_weight, angle_prior_weight=angle)
+        angle = (
+            self.angle_prior_weight
+            if self.angle_prior_weight is not None
+            else ANGLE_TO_POSE_WEIGHT * self.pose_prior_weight
+        )
+        return replace(
+            base,
+            pose_prior_weight=self.pose_prior_weight,
+            shape_prior_weight=self.shape_prior_weight,
+            angle_prior_weight=angle,
+        )
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,11 @@ class SmplifyConfig:
     body_evaluation: "joints_only" (exact, no mesh) or "full" (smplx's 6890-vertex forward;
         only with "adam", SPIN's reference).
     camera_iterations / body_iterations: Adam's iterations per stage, or LM's cap per stage.
-    batch_size: samples optimised together (LM: slots of the continuous batch).
+    batch_size: solver slots, the samples optimised together on the device (Adam: chunks of
+        this many rows; LM: slots of the continuous batch, refilled as samples converge). Not
+        precompute's ``PrecomputeConfig.shard_size`` (rows per actor task) nor training's
+        ``TrainConfig.batch_size`` (samples per worker per step). The name stays: it is part of
+        the fitting config recorded (and hashed) in the store.
     tolerance: LM stops a sample when an accepted step lowers its loss by less than
         ``tolerance * loss``.
     corrective_jacobian: LM's Jacobian includes the pose correctives' share (exact); False
@@ -80,7 +91,7 @@ class SmplifyConfig:
     batch_size: int = 256
     step_size: float = 1e-2
     tolerance: float = 1e-4
-    focal_length: float = 5000.0
+    focal_length: float = FOCAL_LENGTH
     min_keypoints: int = 4
     corrective_jacobian: bool = True
     weights: LossWeights = field(default_factory=LossWeights)
@@ -89,7 +100,8 @@ class SmplifyConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.body_stages, tuple) or not all(
-                isinstance(stage, PriorStage) for stage in self.body_stages):
+            isinstance(stage, PriorStage) for stage in self.body_stages
+        ):
             raise InputError(
                 f"body_stages must be a tuple of PriorStage, got {self.body_stages!r}; e.g. "
                 f"(PriorStage(404.0, 100.0, 10), PriorStage(4.78, 5.0, 30))"
@@ -97,17 +109,17 @@ class SmplifyConfig:
         if self.solver not in ("lm", "adam"):
             raise InputError(f"solver must be 'lm' or 'adam', got {self.solver!r}")
         if self.body_evaluation not in ("joints_only", "full"):
-            raise InputError(
-                f"body_evaluation must be 'joints_only' or 'full', got {self.body_evaluation!r}"
-            )
+            raise InputError(f"body_evaluation must be 'joints_only' or 'full', got {self.body_evaluation!r}")
         if self.solver == "lm" and self.body_evaluation == "full":
             raise InputError(
                 "the LM solver needs body_evaluation='joints_only' (it uses its analytic "
                 "Jacobian); use solver='adam' for the full-mesh reference"
             )
         if self.solver == "adam" and self.confident_torso:
-            raise InputError("confident_torso is implemented by the LM solver only; use "
-                             "solver='lm' or confident_torso=False (SPIN's camera stage)")
+            raise InputError(
+                "confident_torso is implemented by the LM solver only; use "
+                "solver='lm' or confident_torso=False (SPIN's camera stage)"
+            )
         for name in ("camera_iterations", "body_iterations", "batch_size", "min_keypoints"):
             if getattr(self, name) < (0 if name.endswith("iterations") else 1):
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
@@ -115,8 +127,14 @@ class SmplifyConfig:
     @classmethod
     def spin_reference(cls, **overrides: object) -> "SmplifyConfig":
         """SPIN's own configuration: full forward, Adam lr 1e-2, 100 + 100 iterations, batch 66."""
-        base = cls(solver="adam", body_evaluation="full", camera_iterations=100,
-                   body_iterations=100, batch_size=66, step_size=1e-2)
+        base = cls(
+            solver="adam",
+            body_evaluation="full",
+            camera_iterations=100,
+            body_iterations=100,
+            batch_size=66,
+            step_size=1e-2,
+        )
         return replace(base, **overrides)
 
     def body_schedule(self) -> tuple[tuple[LossWeights, int], ...]:
@@ -124,8 +142,7 @@ class SmplifyConfig:
         stage (``weights``, ``body_iterations``)."""
         if not self.body_stages:
             return ((self.weights, self.body_iterations),)
-        return tuple((stage.loss_weights(self.weights), stage.iterations)
-                     for stage in self.body_stages)
+        return tuple((stage.loss_weights(self.weights), stage.iterations) for stage in self.body_stages)
 
 
 @dataclass(frozen=True)

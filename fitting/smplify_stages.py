@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import torch
-
 from spinfits.fitting.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS
 from spinfits.fitting.joints_only import NUM_PARAMS, JointsOnlyBody
 from spinfits.fitting.losses import LossWeights, fitting_confidence, torso_joints_openpose_valid
@@ -29,10 +28,13 @@ def projection_jacobian(camera_points: torch.Tensor, focal_length: float) -> tor
     inverse_z = 1.0 / camera_points[..., 2]
     zero = torch.zeros_like(inverse_z)
     fx = focal_length * inverse_z
-    return torch.stack([
-        torch.stack([fx, zero, -fx * camera_points[..., 0] * inverse_z], -1),
-        torch.stack([zero, fx, -fx * camera_points[..., 1] * inverse_z], -1),
-    ], -2)
+    return torch.stack(
+        [
+            torch.stack([fx, zero, -fx * camera_points[..., 0] * inverse_z], -1),
+            torch.stack([zero, fx, -fx * camera_points[..., 1] * inverse_z], -1),
+        ],
+        -2,
+    )
 
 
 class CameraStage:
@@ -46,10 +48,18 @@ class CameraStage:
     uses all four of one source, whatever their confidence).
     """
 
-    def __init__(self, model: JointsOnlyBody, pose: torch.Tensor, betas: torch.Tensor,
-                 init_cam_t: torch.Tensor, keypoints: torch.Tensor, camera_center: torch.Tensor,
-                 focal_length: float, weights: LossWeights,
-                 confident_torso: bool = False) -> None:
+    def __init__(
+        self,
+        model: JointsOnlyBody,
+        pose: torch.Tensor,
+        betas: torch.Tensor,
+        init_cam_t: torch.Tensor,
+        keypoints: torch.Tensor,
+        camera_center: torch.Tensor,
+        focal_length: float,
+        weights: LossWeights,
+        confident_torso: bool = False,
+    ) -> None:
         unrotated = torch.cat([torch.zeros_like(pose[:, :3]), pose[:, 3:]], dim=1)
         joints = model(unrotated, betas)  # (N, 49, 3)
         use_op = torso_joints_openpose_valid(keypoints)[:, None]
@@ -75,28 +85,31 @@ class CameraStage:
     def initial(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.init_orient[rows], self.init_cam_t[rows]], dim=1)
 
-    def residuals(self, x: torch.Tensor, rows: torch.Tensor, with_jacobian: bool = True
-                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def residuals(
+        self, x: torch.Tensor, rows: torch.Tensor, with_jacobian: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         rot, right_jac = axis_angle_to_matrix_and_right_jacobian(x[:, :3])
         root = self.root[rows][:, None]
-        lever = ((rot[:, None] @ (self.torso[rows] - root)[..., None])[..., 0])  # (S, 4, 3)
+        lever = (rot[:, None] @ (self.torso[rows] - root)[..., None])[..., 0]  # (S, 4, 3)
         camera_points = lever + root + x[:, None, 3:]
-        pixels = (self.focal_length * camera_points[..., :2] / camera_points[..., 2:3]
-                  + self.camera_center[rows][:, None])
+        pixels = (
+            self.focal_length * camera_points[..., :2] / camera_points[..., 2:3]
+            + self.camera_center[rows][:, None]
+        )
         axes = (rot @ right_jac).transpose(-1, -2)  # (S, 3 i, 3): world axis of parameter i
-        d_orient = torch.linalg.cross(axes[:, None], lever[:, :, None].expand(-1, -1, 3, -1),
-                                      dim=-1).transpose(-1, -2)  # (S, 4, 3 c, 3 i)
-        d_point = torch.cat([d_orient, torch.eye(3, dtype=x.dtype, device=x.device).expand(
-            x.shape[0], 4, 3, 3)], dim=-1)  # (S, 4, 3, 6)
+        d_orient = torch.linalg.cross(
+            axes[:, None], lever[:, :, None].expand(-1, -1, 3, -1), dim=-1
+        ).transpose(-1, -2)  # (S, 4, 3 c, 3 i)
+        d_point = torch.cat(
+            [d_orient, torch.eye(3, dtype=x.dtype, device=x.device).expand(x.shape[0], 4, 3, 3)], dim=-1
+        )  # (S, 4, 3, 6)
         d_pixel = projection_jacobian(camera_points, self.focal_length) @ d_point  # (S, 4, 2, 6)
         depth = self.depth_weight * (x[:, 5] - self.init_cam_t[rows, 2])
         weight = self.torso_weight[rows]  # (S, 4, 1)
-        r = torch.cat([(weight * (pixels - self.targets[rows])).reshape(-1, 8), depth[:, None]],
-                      dim=1)
+        r = torch.cat([(weight * (pixels - self.targets[rows])).reshape(-1, 8), depth[:, None]], dim=1)
         d_depth = torch.zeros_like(x)
         d_depth[:, 5] = self.depth_weight
-        jac = torch.cat([(weight[..., None] * d_pixel).reshape(-1, 8, 6), d_depth[:, None]],
-                        dim=1)
+        jac = torch.cat([(weight[..., None] * d_pixel).reshape(-1, 8, 6), d_depth[:, None]], dim=1)
         return r, jac, torch.zeros_like(depth)
 
 
@@ -107,10 +120,19 @@ class BodyStage:
     pixels + confidence, camera_center (N, 2).
     """
 
-    def __init__(self, model: JointsOnlyBody, pose_prior: GmmPosePrior, init_pose: torch.Tensor,
-                 init_betas: torch.Tensor, cam_t: torch.Tensor, keypoints: torch.Tensor,
-                 camera_center: torch.Tensor, focal_length: float, weights: LossWeights,
-                 corrective_jacobian: bool = True) -> None:
+    def __init__(
+        self,
+        model: JointsOnlyBody,
+        pose_prior: GmmPosePrior,
+        init_pose: torch.Tensor,
+        init_betas: torch.Tensor,
+        cam_t: torch.Tensor,
+        keypoints: torch.Tensor,
+        camera_center: torch.Tensor,
+        focal_length: float,
+        weights: LossWeights,
+        corrective_jacobian: bool = True,
+    ) -> None:
         self.model = model
         self.corrective_jacobian = corrective_jacobian
         self.prior = pose_prior
@@ -125,19 +147,23 @@ class BodyStage:
     def initial(self, rows: torch.Tensor) -> torch.Tensor:
         return self.init[rows]
 
-    def residuals(self, x: torch.Tensor, rows: torch.Tensor, with_jacobian: bool = True
-                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def residuals(
+        self, x: torch.Tensor, rows: torch.Tensor, with_jacobian: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         w = self.weights
         count = x.shape[0]
         pose, betas = x[:, :72], x[:, 72:]
-        evaluation = self.model.evaluate(pose, betas, with_jacobian=with_jacobian,
-                                         corrective_jacobian=self.corrective_jacobian)
+        evaluation = self.model.evaluate(
+            pose, betas, with_jacobian=with_jacobian, corrective_jacobian=self.corrective_jacobian
+        )
         camera_points = evaluation.joints + self.cam_t[rows][:, None]  # (S, 49, 3)
-        pixels = (self.focal_length * camera_points[..., :2] / camera_points[..., 2:3]
-                  + self.camera_center[rows][:, None])
+        pixels = (
+            self.focal_length * camera_points[..., :2] / camera_points[..., 2:3]
+            + self.camera_center[rows][:, None]
+        )
         error = pixels - self.targets[rows]  # (S, 49, 2)
         confidence = self.confidence[rows][..., None]
-        scale = torch.rsqrt(w.sigma ** 2 + error ** 2)
+        scale = torch.rsqrt(w.sigma**2 + error**2)
         r_data = confidence * w.sigma * error * scale
         body = pose[:, 3:]
         component = self.prior.component_nll(body).argmin(dim=1)  # (S,)
@@ -149,11 +175,11 @@ class BodyStage:
         r_angle = w.angle_prior_weight * torch.exp(body[:, angles] * signs)
         r_shape = w.shape_prior_weight * betas
         r = torch.cat([r_data.reshape(count, -1), r_prior, r_angle, r_shape], dim=1)
-        const = w.pose_prior_weight ** 2 * self.prior.constants[component]
+        const = w.pose_prior_weight**2 * self.prior.constants[component]
         if not with_jacobian:
             return r, None, const
 
-        d_data = confidence * w.sigma ** 3 * scale ** 3  # d r / d error
+        d_data = confidence * w.sigma**3 * scale**3  # d r / d error
         d_pixel = projection_jacobian(camera_points, self.focal_length) @ evaluation.jacobian
         j_data = (d_data[..., None] * d_pixel).reshape(count, -1, NUM_PARAMS)
         j_prior = x.new_zeros(count, 69, NUM_PARAMS)

@@ -10,7 +10,6 @@ Unlike SPIN, a sample whose parameters stop being finite keeps its last finite i
 from __future__ import annotations
 
 import torch
-
 from spinfits.fitting.body_joints import BodyModel, body_joints
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.losses import LossWeights, body_fitting_loss, camera_fitting_loss
@@ -24,11 +23,20 @@ def _keep_finite(last_good: list[torch.Tensor], params: list[torch.Tensor]) -> N
             good.copy_(torch.where(finite[:, None], param, good))
 
 
-def spin_adam_fit(model: BodyModel, prior: GmmPosePrior, pose: torch.Tensor, betas: torch.Tensor,
-                  cam_t: torch.Tensor, keypoints: torch.Tensor, camera_center: torch.Tensor,
-                  focal_length: float, weights: LossWeights, camera_iterations: int,
-                  body_iterations: int, step_size: float
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def spin_adam_fit(
+    model: BodyModel,
+    prior: GmmPosePrior,
+    pose: torch.Tensor,
+    betas: torch.Tensor,
+    cam_t: torch.Tensor,
+    keypoints: torch.Tensor,
+    camera_center: torch.Tensor,
+    focal_length: float,
+    weights: LossWeights,
+    camera_iterations: int,
+    body_iterations: int,
+    step_size: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One batch: pose (B, 72), betas (B, 10), cam_t (B, 3), keypoints (B, 49, 3) pixels + conf,
     camera_center (B, 2) -> fitted (pose, betas, cam_t)."""
     init_cam_t = cam_t.detach().clone()
@@ -37,8 +45,12 @@ def spin_adam_fit(model: BodyModel, prior: GmmPosePrior, pose: torch.Tensor, bet
     body_pose = pose[:, 3:].detach().clone()
     shape = betas.detach().clone()
 
-    def project(current_orient: torch.Tensor, current_body: torch.Tensor,
-                current_shape: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    def project(
+        current_orient: torch.Tensor,
+        current_body: torch.Tensor,
+        current_shape: torch.Tensor,
+        translation: torch.Tensor,
+    ) -> torch.Tensor:
         joints = body_joints(model, torch.cat([current_orient, current_body], 1), current_shape)
         return perspective_projection(joints, translation, focal_length, camera_center)
 
@@ -46,8 +58,13 @@ def spin_adam_fit(model: BodyModel, prior: GmmPosePrior, pose: torch.Tensor, bet
     last_good = [p.detach().clone() for p in params]
     optimizer = torch.optim.Adam(params, lr=step_size, betas=(0.9, 0.999))
     for _ in range(camera_iterations):
-        loss = camera_fitting_loss(project(orient, body_pose, shape, camera_t), camera_t,
-                                   init_cam_t, keypoints, weights.depth_loss_weight)
+        loss = camera_fitting_loss(
+            project(orient, body_pose, shape, camera_t),
+            camera_t,
+            init_cam_t,
+            keypoints,
+            weights.depth_loss_weight,
+        )
         optimizer.zero_grad()
         loss.sum().backward()
         optimizer.step()
@@ -61,8 +78,9 @@ def spin_adam_fit(model: BodyModel, prior: GmmPosePrior, pose: torch.Tensor, bet
     last_good = [p.detach().clone() for p in params]
     optimizer = torch.optim.Adam(params, lr=step_size, betas=(0.9, 0.999))
     for _ in range(body_iterations):
-        loss = body_fitting_loss(project(orient, body_pose, shape, camera_t), keypoints,
-                                 body_pose, shape, prior, weights)
+        loss = body_fitting_loss(
+            project(orient, body_pose, shape, camera_t), keypoints, body_pose, shape, prior, weights
+        )
         optimizer.zero_grad()
         loss.sum().backward()
         optimizer.step()

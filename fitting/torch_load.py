@@ -15,11 +15,15 @@ def describe_load_error(error: Exception) -> str:
     if "Weights only load failed" in text:
         match = re.search(r"GLOBAL ([\w.]*\w)", text)
         if match:
-            return (f"it holds a pickled {match.group(1)}, not only tensors and plain values "
-                    f"(nothing from it was run)")
+            return (
+                f"it holds a pickled {match.group(1)}, not only tensors and plain values "
+                f"(nothing from it was run)"
+            )
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
-        return (f"it is not a file of tensors and plain values "
-                f"({detail.group(1).strip() + '; ' if detail else ''}nothing from it was run)")
+        return (
+            f"it is not a file of tensors and plain values "
+            f"({detail.group(1).strip() + '; ' if detail else ''}nothing from it was run)"
+        )
     first = text.strip().splitlines()[0].split(". ")[0].rstrip(".") if text.strip() else ""
     if "weights_only" in first:
         first = ""

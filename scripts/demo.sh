@@ -27,7 +27,7 @@ fi
 
 echo "== 4. precompute: fit every person on local Ray into a local versioned store"
 spinfits precompute --dataset "$OUT/synthetic.npz" --store "$OUT/store" --model-dir "$OUT/model" \
-    --batch 128 --report "$OUT/precompute_report.png"
+    --shard-size 128 --report "$OUT/precompute_report.png"
 
 echo "== 5. SPIN training on Ray Train (2 CPU workers, small backbone): SMPLify in the loop"
 echo "      improves the store's fits; checkpoints record the store snapshot they saw"

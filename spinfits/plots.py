@@ -32,20 +32,37 @@ def _silhouette(axis, vertices: np.ndarray, faces: np.ndarray, columns: tuple[in
     axis.add_collection(PolyCollection(triangles, facecolor="#c9d6e8", edgecolor="none"))
 
 
-def _skeleton(axis, smpl_joints: np.ndarray, spin_joints: np.ndarray,
-              columns: tuple[int, int]) -> None:
+def _skeleton(axis, smpl_joints: np.ndarray, spin_joints: np.ndarray, columns: tuple[int, int]) -> None:
     a, b = columns
     for child, parent in enumerate(SMPL_PARENTS):
         if parent >= 0:
-            axis.plot(smpl_joints[[parent, child], a], smpl_joints[[parent, child], b],
-                      color="#1f4e8c", linewidth=1.5)
-    axis.scatter(smpl_joints[:, a], smpl_joints[:, b], s=10, color="#1f4e8c", zorder=3,
-                 label="SMPL joints (24)")
-    axis.scatter(spin_joints[:NUM_OPENPOSE_JOINTS, a], spin_joints[:NUM_OPENPOSE_JOINTS, b],
-                 s=8, marker="x", color="#d1495b", zorder=4, label="OpenPose joints (25)")
-    axis.scatter(spin_joints[NUM_OPENPOSE_JOINTS:, a], spin_joints[NUM_OPENPOSE_JOINTS:, b],
-                 s=12, facecolors="none", edgecolors="#2e933c", zorder=4,
-                 label="SPIN GT joints (24)")
+            axis.plot(
+                smpl_joints[[parent, child], a],
+                smpl_joints[[parent, child], b],
+                color="#1f4e8c",
+                linewidth=1.5,
+            )
+    axis.scatter(
+        smpl_joints[:, a], smpl_joints[:, b], s=10, color="#1f4e8c", zorder=3, label="SMPL joints (24)"
+    )
+    axis.scatter(
+        spin_joints[:NUM_OPENPOSE_JOINTS, a],
+        spin_joints[:NUM_OPENPOSE_JOINTS, b],
+        s=8,
+        marker="x",
+        color="#d1495b",
+        zorder=4,
+        label="OpenPose joints (25)",
+    )
+    axis.scatter(
+        spin_joints[NUM_OPENPOSE_JOINTS:, a],
+        spin_joints[NUM_OPENPOSE_JOINTS:, b],
+        s=12,
+        facecolors="none",
+        edgecolors="#2e933c",
+        zorder=4,
+        label="SPIN GT joints (24)",
+    )
 
 
 @torch.no_grad()
@@ -58,8 +75,10 @@ def plot_body_model(files: BodyModelFiles, path: str | Path) -> Path:
     faces = files.smpl.faces
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 7), gridspec_kw={"width_ratios": [1.6, 1]})
-    for axis, columns, title in ((axes[0], (0, 1), "front (x right = person's left, y up)"),
-                                 (axes[1], (2, 1), "side (z = facing direction, y up)")):
+    for axis, columns, title in (
+        (axes[0], (0, 1), "front (x right = person's left, y up)"),
+        (axes[1], (2, 1), "side (z = facing direction, y up)"),
+    ):
         _silhouette(axis, vertices, faces, columns)
         _skeleton(axis, smpl_joints, spin_joints, columns)
         axis.set_title(title, fontsize=10)
@@ -70,8 +89,11 @@ def plot_body_model(files: BodyModelFiles, path: str | Path) -> Path:
     axes[0].legend(loc="lower left", fontsize=8)
     height = vertices[:, 1].max() - vertices[:, 1].min()
     kind = "STAND-IN body model (not SMPL)" if files.is_standin else "SMPL body model"
-    figure.suptitle(f"{kind}, zero pose, betas 0: height {height:.2f} m, "
-                    f"{len(vertices)} vertices, fingerprint {files.fingerprint}", fontsize=11)
+    figure.suptitle(
+        f"{kind}, zero pose, betas 0: height {height:.2f} m, "
+        f"{len(vertices)} vertices, fingerprint {files.fingerprint}",
+        fontsize=11,
+    )
     return _save(figure, path, dpi=110)
 
 
@@ -92,13 +114,18 @@ def plot_precompute_report(summary, path: str | Path) -> Path:
         times, counts = np.array(summary.timeline, dtype=float).T
         rate = np.diff(counts) / np.maximum(np.diff(times), 1e-6)
         right.plot(times[1:], rate, marker=".", color="#2e933c")
-        right.axhline(summary.fits_per_second, color="grey", linestyle="--",
-                      label=f"overall {summary.fits_per_second:.1f} fits/s, Ray start-up included")
+        right.axhline(
+            summary.fits_per_second,
+            color="grey",
+            linestyle="--",
+            label=f"overall {summary.fits_per_second:.1f} fits/s, Ray start-up included",
+        )
         right.legend()
     right.set_xlabel("seconds since start")
     right.set_ylabel("fits/s (per shard)")
-    right.set_title(f"{summary.rows_fitted} rows fitted in {summary.seconds:.1f} s, "
-                    f"{summary.rows_failed} failed")
+    right.set_title(
+        f"{summary.rows_fitted} rows fitted in {summary.seconds:.1f} s, {summary.rows_failed} failed"
+    )
     standin = "STAND-IN body model (not SMPL)" if "STAND-IN" in summary.body_model else "SMPL"
     figure.suptitle(f"precompute {summary.dataset} — {standin}", fontsize=11)
     return _save(figure, path, dpi=100)
@@ -122,14 +149,20 @@ def plot_training_report(summary, ranks: list[list[dict]], path: str | Path) -> 
         steps = np.array([r["step"] for r in latest])
         total = np.array([r["total"] for r in latest])
         left.plot(steps, total, alpha=0.2, color=f"C{rank}")
-        left.plot(steps[window - 1:] if steps.size >= window else steps,
-                  _moving_average(total, window), color=f"C{rank}", label=f"rank {rank}")
-        middle.plot(steps, np.cumsum([r["proposed"] for r in latest]), color=f"C{rank}",
-                    label=f"rank {rank}")
+        left.plot(
+            steps[window - 1 :] if steps.size >= window else steps,
+            _moving_average(total, window),
+            color=f"C{rank}",
+            label=f"rank {rank}",
+        )
+        middle.plot(steps, np.cumsum([r["proposed"] for r in latest]), color=f"C{rank}", label=f"rank {rank}")
     left.set(xlabel="step", ylabel="SPIN loss", title=f"training loss ({window}-step average)")
     left.legend()
-    middle.set(xlabel="step", ylabel="fits proposed (cumulative)",
-               title=f"store mean fit loss {summary.loss_before:.2f} -> {summary.loss_after:.2f}")
+    middle.set(
+        xlabel="step",
+        ylabel="fits proposed (cumulative)",
+        title=f"store mean fit loss {summary.loss_before:.2f} -> {summary.loss_after:.2f}",
+    )
     middle.legend()
     phases = step_time_split([r for records in ranks for r in records])
     total_time = sum(phases.values()) or 1.0
@@ -138,6 +171,5 @@ def plot_training_report(summary, ranks: list[list[dict]], path: str | Path) -> 
     right.set(xlabel="% of step time", title="where a step's time goes")
     standin = "STAND-IN body model (not SMPL)" if summary.is_standin else "body model"
     resumed = f" (this invocation from step {summary.first_step})" if summary.first_step else ""
-    figure.suptitle(f"training run {summary.run}: steps 0-{summary.steps}{resumed} — {standin}",
-                    fontsize=11)
+    figure.suptitle(f"training run {summary.run}: steps 0-{summary.steps}{resumed} — {standin}", fontsize=11)
     return _save(figure, path, dpi=100)

@@ -102,5 +102,4 @@ def write_failures(store: Any, dataset: str, failures: Failures, chunk_rows: int
 
 
 def create_failure_array(group: zarr.Group, n_rows: int, chunk_rows: int) -> None:
-    group.create_array(FAILURE_ARRAY, shape=(n_rows,), chunks=(chunk_rows,), dtype=np.int16,
-                       fill_value=0)
+    group.create_array(FAILURE_ARRAY, shape=(n_rows,), chunks=(chunk_rows,), dtype=np.int16, fill_value=0)

@@ -7,6 +7,9 @@ Lifecycle of a write::
     store.merge("coco", more_proposals)
     version = store.commit("precompute shard 3")   # one snapshot with message + metadata
 
+Opening and creating live in ``repository``, history (log, tags, rollback, diff) in ``history``,
+failed rows in ``failures``; this module is the writing session: merge, replay, commit.
+
 Only commits are visible to readers (``FitReader``), always as whole snapshots. A crash before
 ``commit`` leaves the store at its last commit. If another process committed to the branch
 since this writer's session began, ``commit`` re-reads the new tip, re-applies every pending
@@ -17,11 +20,9 @@ for that replay, and an in-memory copy of each dataset it writes for the merge i
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import random
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,86 +30,43 @@ from typing import Any
 
 import icechunk
 import numpy as np
-
-from spinfits.errors import ConflictError, InputError, StorageError
+from spinfits.store import history
 from spinfits.store.diff import FitDiff
 from spinfits.store.failures import Failures, read_failures, write_failures
-from spinfits.store.fits import Fits, Proposals, row_numbers
-from spinfits.store.fork import StoreFork, check_proposals, check_rows_in_range
+from spinfits.store.fits import Fits, Proposals, check_proposals, row_numbers
 from spinfits.store.layout import (
     check_dataset_name,
     create_dataset_group,
-    init_root,
     list_datasets,
     load_fits,
     open_columns,
-    read_root,
     unknown_dataset,
     write_rows,
 )
 from spinfits.store.location import S3Options, StoreLocation
 from spinfits.store.merge_rule import best_per_row, merge_into, refusals
 from spinfits.store.reader import FitReader
+from spinfits.store.repository import (
+    create_repository,
+    default_who,
+    icechunk_reason,
+    open_repository,
+    repository_exists,
+)
 from spinfits.store.schema import CHUNK_ROWS, BodyModelInfo, DatasetInfo, config_hash
 from spinfits.store.versions import Version, resolve_version
 
+from spinfits.errors import ConflictError, InputError, StorageError
+
 log = logging.getLogger(__name__)
-
-
-def default_who() -> str:
-    """``user@host``, recorded as the committer when the caller names nobody."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def icechunk_reason(error: BaseException) -> str:
-    """The first line of an icechunk error (they carry a long Rust backtrace after it)."""
-    for line in str(error).splitlines():
-        line = line.strip().removeprefix("x ").strip()
-        if line:
-            return line
-    return type(error).__name__
-
-
-def _open_repo(location: StoreLocation) -> icechunk.Repository:
-    if location.is_local:
-        path = location.path
-        if not path.exists():
-            raise InputError(
-                f"no store at {location}: the path does not exist; create one with "
-                "`spinfits store init` or FitStore.create"
-            )
-        if not path.is_dir():
-            raise InputError(f"{location} is a file, not a store directory; pass the store's directory")
-    storage = location.storage()
-    try:
-        exists = icechunk.Repository.exists(storage)
-    except (icechunk.IcechunkError, ValueError, OSError) as error:
-        raise InputError(
-            f"cannot read a store at {location} (corrupt or not a store?): {icechunk_reason(error)}"
-        ) from None
-    if not exists:
-        raise InputError(
-            f"{location} is not a spinfits store (no icechunk repository there); create one with "
-            "`spinfits store init` or FitStore.create"
-        )
-    try:
-        return icechunk.Repository.open(storage)
-    except (icechunk.IcechunkError, ValueError, OSError) as error:
-        raise InputError(
-            f"{location} looks like a store but cannot be opened (corrupt?): {icechunk_reason(error)}"
-        ) from None
 
 
 class FitStore:
     """A spinfits store at ``location``: datasets of best fits, versioned by icechunk.
 
     Use ``FitStore.create`` or ``FitStore.open``. One ``FitStore`` is one writer on ``branch``;
-    readers use ``reader()``. Not thread-safe: share it across threads behind a lock, or give
-    each process its own (forks for workers, see ``fork``).
+    readers use ``reader()``. Not thread-safe: share it across threads behind a lock
+    (``spinfits.store.StoreWriter`` does), or give each process its own.
     """
 
     def __init__(
@@ -147,41 +105,13 @@ class FitStore:
 
         A local ``location`` must not exist or be an empty directory.
         """
-        if not isinstance(body_model, BodyModelInfo):
-            raise InputError(
-                f"body_model must be a BodyModelInfo(fingerprint, is_standin), got {type(body_model).__name__}"
-            )
-        if not body_model.fingerprint:
-            raise InputError("body_model.fingerprint is empty; give a string identifying the body model files")
         where = StoreLocation.parse(location, s3)
-        if where.is_local:
-            if where.path.exists() and (not where.path.is_dir() or any(where.path.iterdir())):
-                raise InputError(
-                    f"cannot create a store at {where}: the path exists and is not an empty "
-                    "directory; choose a new path or open the existing store"
-                )
-            where.path.mkdir(parents=True, exist_ok=True)
-        try:
-            repo = icechunk.Repository.create(where.storage())
-        except icechunk.IcechunkError as error:
-            raise InputError(f"cannot create a store at {where}: {icechunk_reason(error)}") from None
-        session = repo.writable_session("main")
-        init_root(session.store, body_model)
-        with where.commit_lock():
-            session.commit("create spinfits store", metadata={"who": default_who(), "rows_improved": 0})
-        log.info("created store at %s for body model %s", where, body_model.describe())
-        return cls(repo, where, body_model, "main")
+        return cls(create_repository(where, body_model), where, body_model, "main")
 
     @staticmethod
     def exists(location: str | Path | StoreLocation, *, s3: S3Options | None = None) -> bool:
         """Whether ``location`` holds a repository (local or object storage); no validation."""
-        where = StoreLocation.parse(location, s3)
-        if where.is_local and not where.path.is_dir():
-            return False
-        try:
-            return bool(icechunk.Repository.exists(where.storage()))
-        except (icechunk.IcechunkError, ValueError, OSError) as error:
-            raise InputError(f"cannot reach a store at {where}: {icechunk_reason(error)}") from None
+        return repository_exists(StoreLocation.parse(location, s3))
 
     @classmethod
     def open(
@@ -199,22 +129,7 @@ class FitStore:
         (for reading and inspection).
         """
         where = StoreLocation.parse(location, s3)
-        repo = _open_repo(where)
-        if branch not in repo.list_branches():
-            raise InputError(f"store {where} has no branch {branch!r}; branches: {sorted(repo.list_branches())}")
-        try:
-            repo.lookup_snapshot(repo.lookup_branch(branch))  # zarr would hide a missing snapshot
-            stored = read_root(repo.readonly_session(branch=branch).store, str(where))
-        except (icechunk.IcechunkError, OSError) as error:
-            raise InputError(f"store {where} cannot be read (corrupt?): {icechunk_reason(error)}") from None
-        if body_model is not None:
-            wanted = body_model.fingerprint if isinstance(body_model, BodyModelInfo) else str(body_model)
-            if wanted != stored.fingerprint:
-                raise InputError(
-                    f"store {where} holds fits of body model {stored.describe()!r}, but the caller "
-                    f"uses body model {wanted!r}; fits of different body models must not mix: open "
-                    "(or create) a store for this body model instead"
-                )
+        repo, stored = open_repository(where, branch, body_model)
         return cls(repo, where, stored, branch)
 
     # ------------------------------------------------------------------------------ properties
@@ -362,7 +277,7 @@ class FitStore:
         self._begin()
         if dataset not in self._infos:
             raise unknown_dataset(dataset, self._infos)
-        check_rows_in_range(proposals, self._infos[dataset])
+        check_rows_in_range(proposals.rows, self._infos[dataset])
         self._count_refusals(dataset, proposals, accept_unscored)
         best = best_per_row(proposals, accept_unscored)
         if len(best) == 0:
@@ -370,7 +285,9 @@ class FitStore:
         rows = self._apply(dataset, best)
         key = (dataset, accept_unscored)
         previous = self._pending.get(key)
-        self._pending[key] = best if previous is None else best_per_row(Proposals.concat([previous, best]), accept_unscored)
+        self._pending[key] = (
+            best if previous is None else best_per_row(Proposals.concat([previous, best]), accept_unscored)
+        )
         log.debug("merged %d proposals into %s: %d rows improved", len(proposals), dataset, rows.size)
         return int(rows.size)
 
@@ -383,7 +300,8 @@ class FitStore:
             counts[reason] = counts.get(reason, 0) + int(mask.sum())
         log.warning(
             "refused %s proposal(s) for %s (never stored): %s; first rows %s",
-            sum(int(m.sum()) for m in reasons.values()), dataset,
+            sum(int(m.sum()) for m in reasons.values()),
+            dataset,
             ", ".join(f"{reason}: {int(mask.sum())}" for reason, mask in reasons.items()),
             proposals.rows[np.flatnonzero(np.logical_or.reduce(list(reasons.values())))[:5]].tolist(),
         )
@@ -406,17 +324,15 @@ class FitStore:
         rows = row_numbers(rows)
         reasons = [str(reason) for reason in reasons]
         if len(reasons) != len(rows):
-            raise InputError(f"record_failures needs one reason per row: {len(rows)} rows, {len(reasons)} reasons")
+            raise InputError(
+                f"record_failures needs one reason per row: {len(rows)} rows, {len(reasons)} reasons"
+            )
         if self._needs_replay:
             self._replay()
         self._begin()
         if dataset not in self._infos:
             raise unknown_dataset(dataset, self._infos)
-        if rows.size and int(rows.max()) >= self._infos[dataset].n_rows:
-            raise InputError(
-                f"rows must lie in [0, {self._infos[dataset].n_rows}) for dataset {dataset!r}, "
-                f"got row {int(rows.max())}"
-            )
+        check_rows_in_range(rows, self._infos[dataset])
         failed = dict(zip(rows.tolist(), reasons))
         marked = self._apply_failures(dataset, failed)
         self._pending_failures.setdefault(dataset, {}).update(failed)
@@ -492,7 +408,10 @@ class FitStore:
                 # Object storage only: a local store's lock is held across replay and commit.
                 log.info(
                     "commit attempt %d on %s lost a race (%s); re-reading the tip and re-applying "
-                    "the merge rule", attempt, self._branch, icechunk_reason(error),
+                    "the merge rule",
+                    attempt,
+                    self._branch,
+                    icechunk_reason(error),
                 )
                 self._needs_replay = True
                 time.sleep(self._jitter.uniform(0.0, min(2.0, 0.01 * 2**attempt)))  # backoff + jitter
@@ -518,8 +437,14 @@ class FitStore:
             "writers kept committing first; the merges are still pending, call commit again"
         )
 
-    def _commit_once(self, message: str, who: str | None, config_hash: str | None,
-                     metadata: Mapping[str, Any] | None, attempt: int) -> str | None:
+    def _commit_once(
+        self,
+        message: str,
+        who: str | None,
+        config_hash: str | None,
+        metadata: Mapping[str, Any] | None,
+        attempt: int,
+    ) -> str | None:
         """One commit attempt (under the local commit lock): the snapshot id, or None when the
         pending work changes nothing on the tip."""
         if self._location.is_local and self._session is not None and self._session.snapshot_id != self.tip():
@@ -595,43 +520,18 @@ class FitStore:
             with self._location.commit_lock():
                 session.commit(
                     f"create dataset {name} ({n_rows} rows)",
-                    metadata={"who": who or default_who(), "rows_improved": 0, "config_hash": info.config_hash},
+                    metadata={
+                        "who": who or default_who(),
+                        "rows_improved": 0,
+                        "config_hash": info.config_hash,
+                    },
                 )
         except icechunk.ConflictError:
-            raise ConflictError(f"another writer changed {self._branch!r} while creating {name!r}; retry") from None
+            raise ConflictError(
+                f"another writer changed {self._branch!r} while creating {name!r}; retry"
+            ) from None
         log.info("created dataset %s with %d rows", name, n_rows)
         return info
-
-    # -------------------------------------------------------------------------------- forks
-    def fork(self) -> StoreFork:
-        """A picklable forked session of the branch tip for a worker process to stage proposals.
-
-        Send it to the worker, call ``fork.stage(dataset, proposals)`` there, send it back and
-        pass it to ``merge_forks``. Forks never commit.
-        """
-        return StoreFork(self._repo.writable_session(self._branch).fork())
-
-    def merge_forks(self, forks: Sequence[StoreFork]) -> int:
-        """Merge every proposal staged in ``forks`` by the merge rule; returns rows improved.
-
-        Forks may come from older snapshots of the branch; the rule is applied against this
-        writer's current state. Call ``commit`` afterwards (once for all forks).
-        """
-        batches: dict[tuple[str, bool], list[Proposals]] = {}
-        for fork in forks:
-            if not isinstance(fork, StoreFork):
-                raise InputError(f"merge_forks takes StoreFork objects from FitStore.fork(), got {type(fork).__name__}")
-            for dataset, accept, proposals in fork.staged():
-                batches.setdefault((dataset, accept), []).append(proposals)
-        if self._needs_replay:
-            self._replay()
-        self._begin()
-        before = {name: mask.copy() for name, mask in self._changed.items()}
-        for (dataset, accept), parts in sorted(batches.items()):
-            self.merge(dataset, Proposals.concat(parts), accept_unscored=accept)
-        return sum(
-            int((mask & ~before.get(name, np.zeros_like(mask))).sum()) for name, mask in self._changed.items()
-        )
 
     # ------------------------------------------------------------------------------ reading
     def reader(self, dataset: str, version: str | None = None) -> FitReader:
@@ -646,28 +546,16 @@ class FitStore:
     # ------------------------------------------------------------------------------ history
     def log(self, version: str | None = None, limit: int | None = None) -> list[Version]:
         """Commits reachable from ``version`` (None = tip of the branch), newest first."""
-        snapshot = self.resolve(version)
-        versions = []
-        for info in self._repo.ancestry(snapshot_id=snapshot):
-            versions.append(Version.from_snapshot(info))
-            if limit is not None and len(versions) >= limit:
-                break
-        return versions
+        return history.log(self._repo, self.resolve(version), limit)
 
     def tags(self) -> dict[str, str]:
         """Tag name -> snapshot id."""
-        return {name: self._repo.lookup_tag(name) for name in sorted(self._repo.list_tags())}
+        return history.tags(self._repo)
 
     def tag(self, name: str, version: str | None = None) -> str:
         """Name ``version`` (None = tip) ``name``, permanently; returns the snapshot id."""
-        if not isinstance(name, str) or not name or "/" in name:
-            raise InputError(f"tag name must be a non-empty string without '/', got {name!r}")
-        if name in self._repo.list_tags() or name in self._repo.list_branches():
-            raise InputError(f"{name!r} already names a tag or branch; tags are immutable, pick another name")
-        snapshot = self.resolve(version)
-        with self._location.commit_lock():
-            self._repo.create_tag(name, snapshot)
-        return snapshot
+        history.check_tag_name(self._repo, name)
+        return history.tag(self._repo, self._location, name, self.resolve(version))
 
     def rollback(self, version: str) -> str:
         """Move this branch back to ``version`` (an earlier commit of it); returns the old tip.
@@ -678,36 +566,22 @@ class FitStore:
         """
         if self._pending:
             raise InputError("commit or discard the pending merges before rolling back")
-        target = self.resolve(version)
-        with self._location.commit_lock():
-            tip = self.tip()
-            # Back to an ancestor of the tip, or forward again to a commit rolled back from.
-            back = target in {info.id for info in self._repo.ancestry(snapshot_id=tip)}
-            if not back and tip not in {info.id for info in self._repo.ancestry(snapshot_id=target)}:
-                raise InputError(
-                    f"version {version!r} ({target}) is not in the history of branch "
-                    f"{self._branch!r}; roll back only to a commit that `spinfits store log` shows"
-                )
-            read_root(self._repo.readonly_session(snapshot_id=target).store, str(self._location))
-            try:
-                self._repo.reset_branch(self._branch, target, from_snapshot_id=tip)
-            except icechunk.IcechunkError as error:
-                raise ConflictError(f"branch {self._branch!r} moved during rollback ({error}); retry") from None
+        tip = history.rollback(self._repo, self._location, self._branch, self.resolve(version), version)
         self._drop_session()
-        log.info("rolled %s back from %s to %s", self._branch, tip, target)
         return tip
 
     def diff(self, dataset: str, from_version: str, to_version: str | None = None) -> FitDiff:
         """Rows of ``dataset`` that differ between two versions, with their losses in each."""
-        from_snapshot = self.resolve(from_version)
-        to_snapshot = self.resolve(to_version)
-        to_fits = self.reader(dataset, to_snapshot).read_all()
-        from_store = self._repo.readonly_session(snapshot_id=from_snapshot).store
-        if dataset in list_datasets(from_store):
-            from_fits = load_fits(from_store, dataset)
-        else:
-            from_fits = Fits.empty(len(to_fits))
-        return FitDiff.between(dataset, from_snapshot, from_fits, to_snapshot, to_fits)
+        return history.diff(self._repo, dataset, self.resolve(from_version), self.resolve(to_version))
+
+
+def check_rows_in_range(rows: np.ndarray, info: DatasetInfo) -> None:
+    """``InputError`` unless every row (already ``row_numbers``: >= 0) is < the dataset's N."""
+    if rows.size and int(rows.max()) >= info.n_rows:
+        raise InputError(
+            f"proposal rows must lie in [0, {info.n_rows}) for dataset {info.name!r}, got row "
+            f"{int(rows.max())}; check the dataset the rows index"
+        )
 
 
 def _combined_hash(hashes: dict[str, str]) -> str:

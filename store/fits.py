@@ -15,9 +15,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+from spinfits.store.schema import COLUMNS, Column, Source
 
 from spinfits.errors import InputError
-from spinfits.store.schema import COLUMNS, Column, Source
 
 
 def _as_float_array(name: str, value: Any, column: Column, n: int | None) -> np.ndarray:
@@ -34,9 +34,7 @@ def _as_float_array(name: str, value: Any, column: Column, n: int | None) -> np.
         )
     expected_ndim = 1 if column.width is None else 2
     if array.ndim != expected_ndim or (column.width is not None and array.shape[1] != column.width):
-        raise InputError(
-            f"{name} must have shape {_shape_text(column, n)}, got {array.shape}"
-        )
+        raise InputError(f"{name} must have shape {_shape_text(column, n)}, got {array.shape}")
     if n is not None and array.shape[0] != n:
         raise InputError(
             f"{name} has {array.shape[0]} rows but rows has {n}; every field needs one entry per row"
@@ -220,3 +218,13 @@ class Proposals:
         for f in fields(Proposals):
             object.__setattr__(new, f.name, np.concatenate([getattr(p, f.name) for p in parts]))
         return new
+
+
+def check_proposals(proposals: object) -> Proposals:
+    """``proposals`` if it is a ``Proposals``, else ``InputError`` saying how to build one."""
+    if not isinstance(proposals, Proposals):
+        raise InputError(
+            f"expected a spinfits.store.Proposals, got {type(proposals).__name__}; build one with "
+            "Proposals(rows=..., pose=..., betas=..., cam_t=..., loss=..., source=..., step=...)"
+        )
+    return proposals

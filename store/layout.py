@@ -2,7 +2,7 @@
 
 Root group attributes: ``{"spinfits_store": {"format": 1, "body_model": {...}}}``. One child
 group per dataset with ``{"spinfits_dataset": DatasetInfo.to_json()}`` and the ``COLUMNS``
-arrays. Names starting with ``_`` are reserved (``_staging`` holds forked sessions' proposals).
+arrays. Names starting with ``_`` are reserved.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.errors
-
-from spinfits.errors import InputError
 from spinfits.store.fits import Fits
 from spinfits.store.schema import (
     COLUMNS,
@@ -24,6 +22,8 @@ from spinfits.store.schema import (
     BodyModelInfo,
     DatasetInfo,
 )
+
+from spinfits.errors import InputError
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 

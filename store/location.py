@@ -97,7 +97,7 @@ class StoreLocation:
         return Path(self.url).expanduser()
 
     def bucket_and_prefix(self) -> tuple[str, str]:
-        rest = self.url[len("s3://"):]
+        rest = self.url[len("s3://") :]
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise InputError(f"store location {self.url!r} has no bucket; expected s3://bucket/prefix")

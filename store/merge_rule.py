@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from spinfits.store.fits import Fits, Proposals
 from spinfits.store.schema import COLUMNS, Source
 
@@ -34,8 +33,7 @@ _CONTENT = tuple(c.name for c in COLUMNS if c.name != "loss")
 def content_key(fits: Fits | Proposals, index: int) -> bytes:
     """Tie-break key of one row: its content bytes (all columns but loss), big-endian."""
     return b"".join(
-        np.ascontiguousarray(getattr(fits, name)[index], dtype=_BE[name]).tobytes()
-        for name in _CONTENT
+        np.ascontiguousarray(getattr(fits, name)[index], dtype=_BE[name]).tobytes() for name in _CONTENT
     )
 
 
@@ -77,9 +75,14 @@ def refusals(proposals: Proposals, accept_unscored: bool = False) -> dict[str, n
             "non-finite parameters": considered & (loss >= 0) & ~finite,
             "joint rotation beyond 4 pi": considered & finite & (angles > bounds.max_joint_angle),
             "|betas| beyond 50": considered & finite & (np.abs(p.betas).max(1) > bounds.max_abs_beta),
-            "camera behind or too far from the person": scored & finite & has_camera & (
-                (depth < bounds.min_depth) | (depth > bounds.max_depth)
-                | (np.abs(p.cam_t[:, :2]).max(1, initial=0.0) > bounds.max_abs_xy)),
+            "camera behind or too far from the person": scored
+            & finite
+            & has_camera
+            & (
+                (depth < bounds.min_depth)
+                | (depth > bounds.max_depth)
+                | (np.abs(p.cam_t[:, :2]).max(1, initial=0.0) > bounds.max_abs_xy)
+            ),
         }
     return {reason: mask for reason, mask in masks.items() if mask.any()}
 
@@ -138,20 +141,31 @@ class MergeOutcome:
         return int(self.rows.shape[0])
 
 
+def replaces(current: Fits, proposals: Proposals, accept_unscored: bool = False) -> np.ndarray:
+    """(M,) bool: whether each proposal, on its own, replaces its row's current fit by the rule.
+
+    current: the fits of the proposals' rows, aligned with them (``fits.take(proposals.rows)``);
+    a NaN current loss counts as no fit. Equal losses go to the smaller content, and an empty
+    row loses every tie. This is the whole rule: ``merge_into`` applies it, and training uses it
+    to pick the fit it supervises with.
+    """
+    stored = np.where(np.isnan(current.loss), np.inf, current.loss)
+    ok = eligible(proposals, accept_unscored)
+    wins = ok & (proposals.loss < stored)
+    for k in np.flatnonzero(ok & (proposals.loss == stored)):
+        if current.source[k] == Source.NONE or content_key(proposals, k) < content_key(current, k):
+            wins[k] = True
+    return wins
+
+
 def merge_into(current: Fits, best: Proposals) -> MergeOutcome:
     """Apply ``best`` (output of ``best_per_row``) to ``current`` in place; return what changed.
 
-    current: all N rows of a dataset; best.rows must be unique and < N.
+    current: all N rows of a dataset; best.rows must be unique and < N. ``best`` was filtered by
+    ``best_per_row`` (unscored proposals only if it accepted them), so +inf is not refused here.
     """
     rows = best.rows
-    stored = current.loss[rows]
-    wins = best.loss < stored
-    ties = np.flatnonzero(best.loss == stored)
-    for k in ties:  # equal loss: the smaller content wins, an empty row always loses
-        row = rows[k]
-        if current.source[row] == Source.NONE or content_key(best, k) < content_key(current, row):
-            wins[k] = True
-    changed = np.flatnonzero(wins)
+    changed = np.flatnonzero(replaces(current.take(rows), best, accept_unscored=True))
     target = rows[changed]
     before = current.loss[target].copy()
     for name, column in current.columns().items():

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from spinfits.store.failures import Failures
 from spinfits.store.fits import Fits
 from spinfits.store.schema import DatasetInfo, Source
 
 
-def fits_table(fits: Fits, metadata: dict[str, Any] | None = None,
-               failures: Failures | None = None) -> pa.Table:
+def fits_table(
+    fits: Fits, metadata: dict[str, Any] | None = None, failures: Failures | None = None
+) -> pa.Table:
     """The Parquet table of a dataset's fits (see the module docstring for its columns)."""
     n = len(fits)
 

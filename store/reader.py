@@ -14,12 +14,12 @@ from typing import Any
 
 import icechunk
 import numpy as np
-
-from spinfits.errors import InputError
 from spinfits.store.fits import Fits
 from spinfits.store.layout import list_datasets, load_fits, unknown_dataset
 from spinfits.store.schema import DatasetInfo
 from spinfits.store.versions import resolve_version
+
+from spinfits.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,7 @@ def checked_rows(rows: Any, n_rows: int, dataset: str) -> np.ndarray:
     index = np.asarray(rows)
     if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
         raise InputError(
-            f"rows must be a 1-d integer array of dataset rows, got shape {index.shape} "
-            f"dtype {index.dtype}"
+            f"rows must be a 1-d integer array of dataset rows, got shape {index.shape} dtype {index.dtype}"
         )
     if index.size and (index.min() < 0 or index.max() >= n_rows):
         raise InputError(

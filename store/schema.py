@@ -39,8 +39,6 @@ FORMAT_VERSION = 1
 ROOT_ATTR = "spinfits_store"
 #: Dataset group attribute key.
 DATASET_ATTR = "spinfits_dataset"
-#: Root-level group where forked sessions stage their proposals (never committed).
-STAGING_GROUP = "_staging"
 
 
 class Source(enum.IntEnum):

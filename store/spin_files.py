@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from spinfits.errors import InputError
 from spinfits.store.fits import Fits, Proposals
 from spinfits.store.schema import Source
+
+from spinfits.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,7 @@ def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
         raise InputError(f"{what} file {str(path)!r} is not a readable .npy array: {error}") from None
 
 
-def spin_proposals(
-    fits: Any, losses: Any = None, *, step: int = 0, time: float | None = None
-) -> Proposals:
+def spin_proposals(fits: Any, losses: Any = None, *, step: int = 0, time: float | None = None) -> Proposals:
     """Proposals for every row of a SPIN fits array.
 
     fits: (N, 82) float, pose 72 + betas 10; losses: (N,) float or None (= +inf, unknown);
@@ -63,7 +61,9 @@ def spin_proposals(
         losses = np.full(n, np.inf, dtype=np.float32)
     losses = np.asarray(losses)
     if losses.shape != (n,) or not np.issubdtype(losses.dtype, np.floating):
-        raise InputError(f"losses must be a float array of shape ({n},) (one per fits row), got {losses.dtype} {losses.shape}")
+        raise InputError(
+            f"losses must be a float array of shape ({n},) (one per fits row), got {losses.dtype} {losses.shape}"
+        )
     bad = np.isnan(losses) | (losses < 0)
     if bad.any():
         raise InputError(

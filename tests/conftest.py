@@ -15,7 +15,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def standin_dir(tmp_path_factory) -> Path:
     """The stand-in body model files written once per test session (SPIN's data/ layout)."""
-    from spinfits.fitting.standin import write_standin_files
+    from spinfits.fitting.synthetic.standin import write_standin_files
 
     directory = tmp_path_factory.mktemp("standin_model")
     write_standin_files(directory)
@@ -59,9 +59,18 @@ def ray_head():
     ray = shutil.which("ray", path=str(bin_dir)) or pytest.fail("the ray command is not installed")
     # a test cluster on loopback only; token authentication is for shared clusters
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{bin_dir}:{os.environ['PATH']}")
-    start = [ray, "start", "--head", "--node-ip-address=127.0.0.1", "--port=6391",
-             "--dashboard-host=127.0.0.1", "--dashboard-port=8271", "--num-cpus=2",
-             "--include-dashboard=true", "--disable-usage-stats"]
+    start = [
+        ray,
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        "--port=6391",
+        "--dashboard-host=127.0.0.1",
+        "--dashboard-port=8271",
+        "--num-cpus=2",
+        "--include-dashboard=true",
+        "--disable-usage-stats",
+    ]
     subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
     try:
         yield ray, env, "http://127.0.0.1:8271"
@@ -84,15 +93,21 @@ def small_filesystem(tmp_path):
         def __init__(self, size: str):
             self.path = tmp_path / f"fs{len(mounted)}"
             self.path.mkdir()
-            done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(self.path)],
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(self.path)],
+                capture_output=True,
+                text=True,
+            )
             if done.returncode != 0:
-                pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {done.stderr.strip()}")
+                pytest.skip(
+                    f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {done.stderr.strip()}"
+                )
             mounted.append(self.path)
 
         def remount(self, options: str) -> None:
-            subprocess.run(["mount", "-o", f"remount,{options}", str(self.path)], check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["mount", "-o", f"remount,{options}", str(self.path)], check=True, capture_output=True
+            )
 
     yield Mount
     for path in reversed(mounted):

@@ -1,4 +1,4 @@
-"""Checks of the stand-in body model source `fitting/standin/standin_body.npz`.
+"""Checks of the stand-in body model source `fitting/synthetic/standin/standin_body.npz`.
 
 They read only the npz (no anny) and pose it through smplx as SMPLify poses SMPL.
 """
@@ -13,7 +13,7 @@ import smplx
 import torch
 from smplx.utils import Struct
 
-STANDIN_DIR = Path(__file__).resolve().parents[1] / "fitting" / "standin"
+STANDIN_DIR = Path(__file__).resolve().parents[1] / "fitting" / "synthetic" / "standin"
 NPZ = STANDIN_DIR / "standin_body.npz"
 
 NUM_VERTICES, NUM_FACES = 6890, 13776
@@ -226,7 +226,9 @@ def test_vertex_id_landmarks(data: dict[str, np.ndarray]) -> None:
 # ----------------------------------------------------------------------------- posing
 
 
-def test_left_knee_bends_backwards_and_right_leg_stays(data: dict[str, np.ndarray], model: smplx.SMPL) -> None:
+def test_left_knee_bends_backwards_and_right_leg_stays(
+    data: dict[str, np.ndarray], model: smplx.SMPL
+) -> None:
     rest, posed = run(model), run(model, bent(L_KNEE, 0, 1.2))  # SPIN: natural knee bend x > 0
     moved = (posed.joints - rest.joints)[0].numpy()
     assert moved[L_ANKLE, 2] < -0.2 and moved[L_ANKLE, 1] > 0.1, "left ankle goes back and up"
@@ -247,7 +249,9 @@ def test_skinning_keeps_the_limb_together(model: smplx.SMPL, data: dict[str, np.
     pose = bent(L_KNEE, 0, 1.5) + bent(L_ELBOW, 1, -1.5)
     rest, posed = run(model).vertices[0].numpy(), run(model, pose).vertices[0].numpy()
     edges = data["faces"][:, [0, 1]]
-    ratio = np.linalg.norm(np.diff(posed[edges], axis=1), axis=-1) / np.linalg.norm(np.diff(rest[edges], axis=1), axis=-1)
+    ratio = np.linalg.norm(np.diff(posed[edges], axis=1), axis=-1) / np.linalg.norm(
+        np.diff(rest[edges], axis=1), axis=-1
+    )
     assert ratio.max() < 3.0
 
 

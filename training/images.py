@@ -2,8 +2,8 @@
 
 Convention: pixel i covers ``[i, i + 1)`` and its centre is ``i + 0.5``, in the image, in the
 ``crop_res`` (224) px crop and in the output; keypoints are continuous coordinates in that
-convention (as ``fitting.dataset`` and ``fitting.render``). A person's box (``center`` (2,)
-image px, ``scale`` = box side / 200) maps crop point ``u`` to image point
+convention (as ``fitting.dataset`` and ``fitting.synthetic.render``). A person's box
+(``center`` (2,) image px, ``scale`` = box side / 200) maps crop point ``u`` to image point
 ``p = center + (u - c) * 200 * scale / crop_res`` (c = crop_res / 2, the inverse of
 ``fitting.dataset.image_to_crop``); the augmentation (``training.augmentation``) maps ``u`` to
 ``a = F(R(θ) (u - c) / sc) + c`` in the augmented crop. ``crop_images`` samples, for every output
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from spinfits.fitting.spin_crop import CROP_RES
+from spinfits.training.augmentation import Augmentation, unaugment_points
 from torch.nn import functional as F
 
 from spinfits.errors import InputError
-from spinfits.fitting.dataset import CROP_RES
-from spinfits.training.augmentation import Augmentation, unaugment_points
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,9 @@ def load_images(paths: Sequence[str | Path]) -> list[np.ndarray]:
     return images
 
 
-def crop_boxes(dataset_center: np.ndarray, dataset_scale: np.ndarray, images_are_crops: bool,
-               crop_res: int = CROP_RES) -> tuple[np.ndarray, np.ndarray]:
+def crop_boxes(
+    dataset_center: np.ndarray, dataset_scale: np.ndarray, images_are_crops: bool, crop_res: int = CROP_RES
+) -> tuple[np.ndarray, np.ndarray]:
     """The boxes to crop a dataset's images with: center (N, 2), scale (N,), float64.
 
     The dataset's own boxes, or, where the image files ARE the ``crop_res`` crops
@@ -75,29 +76,35 @@ def crop_boxes(dataset_center: np.ndarray, dataset_scale: np.ndarray, images_are
     scale = np.asarray(dataset_scale, dtype=np.float64).reshape(-1)
     if center.shape != (scale.shape[0], 2):
         raise InputError(
-            f"dataset_center must be (N, 2) beside dataset_scale (N,) = {scale.shape}, got "
-            f"{center.shape}"
+            f"dataset_center must be (N, 2) beside dataset_scale (N,) = {scale.shape}, got {center.shape}"
         )
     if images_are_crops:
         return np.full_like(center, crop_res / 2.0), np.full_like(scale, crop_res / 200.0)
     return center.copy(), scale.copy()
 
 
-def _check_inputs(images: Sequence[np.ndarray], center: torch.Tensor, scale: torch.Tensor,
-                  aug: Augmentation, out_res: int) -> None:
+def _check_inputs(
+    images: Sequence[np.ndarray], center: torch.Tensor, scale: torch.Tensor, aug: Augmentation, out_res: int
+) -> None:
     batch = len(aug)
-    if len(images) != batch or tuple(center.shape) != (batch, 2) or tuple(scale.shape) != (
-            batch,):
+    if len(images) != batch or tuple(center.shape) != (batch, 2) or tuple(scale.shape) != (batch,):
         raise InputError(
             f"crop_images needs B images, center (B, 2), scale (B,) with B = {batch} (the "
             f"augmentation's batch), got {len(images)} images, center {tuple(center.shape)}, "
             f"scale {tuple(scale.shape)}"
         )
     for index, image in enumerate(images):
-        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
-                and image.dtype == np.uint8):
-            got = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
-                   else type(image).__name__)
+        if not (
+            isinstance(image, np.ndarray)
+            and image.ndim == 3
+            and image.shape[2] == 3
+            and image.dtype == np.uint8
+        ):
+            got = (
+                f"{image.dtype} array of shape {image.shape}"
+                if isinstance(image, np.ndarray)
+                else type(image).__name__
+            )
             raise InputError(
                 f"image {index} must be an (H, W, 3) uint8 RGB array, got a {got}; read files "
                 f"with spinfits.training.images.load_images"
@@ -108,8 +115,13 @@ def _check_inputs(images: Sequence[np.ndarray], center: torch.Tensor, scale: tor
         raise InputError(f"out_res must be >= 1 pixel, got {out_res}")
 
 
-def crop_sample_points(center: torch.Tensor, scale: torch.Tensor, aug: Augmentation,
-                       out_res: int = CROP_RES, crop_res: int = CROP_RES) -> torch.Tensor:
+def crop_sample_points(
+    center: torch.Tensor,
+    scale: torch.Tensor,
+    aug: Augmentation,
+    out_res: int = CROP_RES,
+    crop_res: int = CROP_RES,
+) -> torch.Tensor:
     """Image points under the output pixel centres (see the module docstring).
 
     Args:
@@ -128,9 +140,14 @@ def crop_sample_points(center: torch.Tensor, scale: torch.Tensor, aug: Augmentat
     return points.reshape(len(aug), out_res, out_res, 2)
 
 
-def crop_images(images: Sequence[np.ndarray], center: torch.Tensor | np.ndarray,
-                scale: torch.Tensor | np.ndarray, aug: Augmentation, out_res: int = CROP_RES,
-                crop_res: int = CROP_RES) -> torch.Tensor:
+def crop_images(
+    images: Sequence[np.ndarray],
+    center: torch.Tensor | np.ndarray,
+    scale: torch.Tensor | np.ndarray,
+    aug: Augmentation,
+    out_res: int = CROP_RES,
+    crop_res: int = CROP_RES,
+) -> torch.Tensor:
     """SPIN's augmented, normalised crops of B images (any sizes), on ``aug``'s device.
 
     Args:
@@ -157,8 +174,7 @@ def crop_images(images: Sequence[np.ndarray], center: torch.Tensor | np.ndarray,
         pixels = pixels.permute(0, 3, 1, 2).float()  # (G, 3, H, W)
         size = torch.tensor([width, height], dtype=wide, device=device)
         grid = (2.0 * points[rows] / size - 1.0).float()  # grid_sample's [-1, 1] pixel edges
-        out[rows] = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros",
-                                  align_corners=False)
+        out[rows] = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     logger.debug("cropped %d images (%d sizes) to %d px", len(aug), len(groups), out_res)
     noise = aug.pixel_noise.to(device=device, dtype=out.dtype)[:, :, None, None]
     out = (out * noise).clamp(0.0, 255.0) / 255.0

@@ -54,8 +54,7 @@ def step_time_split(records: list[dict[str, Any]]) -> dict[str, float]:
 class ProgressFollower:
     """Context manager: follows ``path`` and shows a bar of ``steps`` steps until exit."""
 
-    def __init__(self, path: Path, steps: int, run: str, show: bool = True,
-                 interval_s: float = 0.5) -> None:
+    def __init__(self, path: Path, steps: int, run: str, show: bool = True, interval_s: float = 0.5) -> None:
         self._path, self._steps, self._run = path, steps, run
         self._show, self._interval = show, interval_s
         self._stop = threading.Event()
@@ -88,9 +87,12 @@ class ProgressFollower:
                 record = json.loads(line)
                 proposed += record["proposed"]
                 bar.n = record["step"] + 1
-                bar.set_postfix(loss=f"{record['total']:.2f}", proposed=proposed,
-                                store=f"{100 * record['store_seconds'] / record['seconds']:.1f}%",
-                                refresh=False)
+                bar.set_postfix(
+                    loss=f"{record['total']:.2f}",
+                    proposed=proposed,
+                    store=f"{100 * record['store_seconds'] / record['seconds']:.1f}%",
+                    refresh=False,
+                )
             bar.refresh()
             if stopping:
                 break

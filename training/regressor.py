@@ -18,11 +18,12 @@ from typing import Literal
 
 import numpy as np
 import torch
+from spinfits.fitting.rotations import rot6d_to_rotmat
+from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
 from torch import nn
 from torch.nn import functional as F
 
 from spinfits.errors import InputError
-from spinfits.fitting.rotations import rot6d_to_rotmat
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,9 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(width)
         self.downsample = None
         if stride != 1 or inplanes != width:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, width, 1, stride=stride,
-                                                      bias=False), nn.BatchNorm2d(width))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -70,10 +72,13 @@ class ResNetBackbone(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(3, base_width, 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(base_width), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+            nn.BatchNorm2d(base_width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
         layers, inplanes = [], base_width
         for stage, count in enumerate(blocks):
-            planes = base_width * 2 ** stage
+            planes = base_width * 2**stage
             for index in range(count):
                 stride = 2 if index == 0 and stage > 0 else 1
                 layers.append(Bottleneck(inplanes, planes, stride))
@@ -85,8 +90,9 @@ class ResNetBackbone(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(self.layers(self.stem(images)), 1), 1)
 
 
-def camera_translation(camera: torch.Tensor, focal_length: float = 5000.0,
-                       crop_res: int = 224) -> torch.Tensor:
+def camera_translation(
+    camera: torch.Tensor, focal_length: float = FOCAL_LENGTH, crop_res: int = CROP_RES
+) -> torch.Tensor:
     """SPIN's weak-perspective camera (B, 3) = (s, tx, ty) -> translation (B, 3), metres."""
     depth = 2 * focal_length / (crop_res * camera[:, 0] + 1e-9)
     return torch.stack([camera[:, 1], camera[:, 2], depth], dim=-1)
@@ -107,8 +113,11 @@ class HMR(nn.Module):
     def __init__(self, mean_params: str, config: RegressorConfig | None = None) -> None:
         super().__init__()
         self.config = config or RegressorConfig()
-        self.backbone = (ResNetBackbone((3, 4, 6, 3)) if self.config.backbone == "resnet50"
-                         else ResNetBackbone((1, 1, 1, 1), base_width=16))
+        self.backbone = (
+            ResNetBackbone((3, 4, 6, 3))
+            if self.config.backbone == "resnet50"
+            else ResNetBackbone((1, 1, 1, 1), base_width=16)
+        )
         features = self.backbone.feature_dim
         with np.load(mean_params) as params:
             for name, key in (("init_pose", "pose"), ("init_betas", "shape"), ("init_cam", "cam")):
@@ -116,8 +125,11 @@ class HMR(nn.Module):
         self.fc1 = nn.Linear(features + 144 + 10 + 3, 1024)
         self.fc2 = nn.Linear(1024, 1024)
         self.drop1, self.drop2 = nn.Dropout(), nn.Dropout()
-        self.decpose, self.decshape, self.deccam = (nn.Linear(1024, 144), nn.Linear(1024, 10),
-                                                    nn.Linear(1024, 3))
+        self.decpose, self.decshape, self.deccam = (
+            nn.Linear(1024, 144),
+            nn.Linear(1024, 10),
+            nn.Linear(1024, 3),
+        )
         for layer in (self.decpose, self.decshape, self.deccam):  # start near the mean, as SPIN
             nn.init.xavier_uniform_(layer.weight, gain=0.01)
 

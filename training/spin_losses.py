@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from spinfits.errors import InputError
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS
+from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
+
+from spinfits.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,18 @@ class SupervisionTargets:
     has_joints_3d: torch.Tensor | None = None
 
 
-def spin_losses(pred_rotmat: torch.Tensor, pred_betas: torch.Tensor, pred_camera: torch.Tensor,
-                pred_cam_t: torch.Tensor, pred_joints: torch.Tensor, pred_vertices: torch.Tensor,
-                targets: SupervisionTargets, weights: SpinLossWeights = SpinLossWeights(),
-                focal_length: float = 5000.0, crop_res: int = 224) -> dict[str, torch.Tensor]:
+def spin_losses(
+    pred_rotmat: torch.Tensor,
+    pred_betas: torch.Tensor,
+    pred_camera: torch.Tensor,
+    pred_cam_t: torch.Tensor,
+    pred_joints: torch.Tensor,
+    pred_vertices: torch.Tensor,
+    targets: SupervisionTargets,
+    weights: SpinLossWeights = SpinLossWeights(),
+    focal_length: float = FOCAL_LENGTH,
+    crop_res: int = CROP_RES,
+) -> dict[str, torch.Tensor]:
     """SPIN's loss terms and ``total`` (scalars).
 
     pred_rotmat (B, 24, 3, 3), pred_betas (B, 10), pred_camera (B, 3) weak perspective,
@@ -88,11 +97,23 @@ def spin_losses(pred_rotmat: torch.Tensor, pred_betas: torch.Tensor, pred_camera
         pose = betas = shape = pred_rotmat.sum() * 0
     keypoint_3d = _keypoint_3d_loss(pred_joints, targets)
     camera = (torch.exp(-10 * pred_camera[:, 0]) ** 2).mean()
-    total = weights.scale * (weights.keypoint * keypoint + weights.keypoint_3d * keypoint_3d
-                             + weights.pose * pose + weights.betas * betas
-                             + weights.shape * shape + camera)
-    return {"total": total, "keypoint": keypoint, "keypoint_3d": keypoint_3d, "pose": pose,
-            "betas": betas, "shape": shape, "camera": camera}
+    total = weights.scale * (
+        weights.keypoint * keypoint
+        + weights.keypoint_3d * keypoint_3d
+        + weights.pose * pose
+        + weights.betas * betas
+        + weights.shape * shape
+        + camera
+    )
+    return {
+        "total": total,
+        "keypoint": keypoint,
+        "keypoint_3d": keypoint_3d,
+        "pose": pose,
+        "betas": betas,
+        "shape": shape,
+        "camera": camera,
+    }
 
 
 def _keypoint_3d_loss(pred_joints: torch.Tensor, targets: SupervisionTargets) -> torch.Tensor:

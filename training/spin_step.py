@@ -6,8 +6,9 @@ Per batch (B samples, augmented as the network sees them):
 3. the new fit is un-augmented (``unaugment_pose``) and re-scored by the store's fit loss
    (``fit_loss``: SPIN's loss, camera by SPIN's least squares) against the un-augmented keypoints,
    so its loss is comparable with the stored one whatever augmentation it was found under;
-4. per sample, the better of the new and the stored fit is the best fit; new fits that beat the
-   stored one (finite, strictly lower) become ``Proposals`` for the store writer;
+4. per sample, the better of the new and the stored fit by the store's merge rule
+   (``spinfits.store.merge_rule.replaces``) is the best fit; new fits that replace the stored
+   one become ``Proposals`` for the store writer;
 5. the network is supervised with the best fit seen through the batch's augmentation (SPIN's
    losses). Fits with loss above ``smplify_threshold`` are not used; implausible betas are
    replaced by zeros; rows with ground-truth SMPL use it when ``use_gt_smpl`` (SPIN).
@@ -20,20 +21,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
-
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.fit_loss import fit_loss
 from spinfits.fitting.joints_only import JointsOnlyBody
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from spinfits.fitting.smplify import SMPLify
+from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
 from spinfits.store import Fits, Proposals, Source
+from spinfits.store.merge_rule import replaces
 from spinfits.training.augmentation import Augmentation, augment_pose, unaugment_pose
 from spinfits.training.data import TrainingBatch
 from spinfits.training.regressor import camera_translation
 from spinfits.training.spin_losses import SupervisionTargets, spin_losses
 from spinfits.training.train_config import TrainConfig
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,14 @@ class UnaugmentedFits:
     loss: torch.Tensor
 
 
-def unaugmented_fits(scorer: JointsOnlyBody, pose: torch.Tensor, betas: torch.Tensor,
-                     keypoints_crop: torch.Tensor, augmentation: Augmentation,
-                     focal_length: float = 5000.0) -> UnaugmentedFits:
+def unaugmented_fits(
+    scorer: JointsOnlyBody,
+    pose: torch.Tensor,
+    betas: torch.Tensor,
+    keypoints_crop: torch.Tensor,
+    augmentation: Augmentation,
+    focal_length: float = FOCAL_LENGTH,
+) -> UnaugmentedFits:
     """Fits found in the augmented crop (pose (B, 72), betas (B, 10)) as the store sees them:
     pose un-augmented, scored against the un-augmented keypoints (B, 49, 3)."""
     pose_crop = unaugment_pose(pose, augmentation)
@@ -75,8 +82,14 @@ class StepOutcome:
 class SpinTrainingStep:
     """Holds the body model and SMPLify on ``device``; ``model`` may be wrapped in DDP."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, files: BodyModelFiles,
-                 config: TrainConfig, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        files: BodyModelFiles,
+        config: TrainConfig,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.model, self.optimizer, self.config = model, optimizer, config
         self.device = torch.device(device)
         self.body = SpinBodyModel(files, self.device)
@@ -98,48 +111,81 @@ class SpinTrainingStep:
         out = self.model(batch.images)
         size = out.rotmat.shape[0]
         pred = self.body.forward_rotmat(out.rotmat, out.betas, return_vertices=True)
-        pred_cam_t = camera_translation(out.camera, self.focal_length, 224)
+        pred_cam_t = camera_translation(out.camera, self.focal_length, CROP_RES)
         lap("forward")
 
-        fit = self.smplify.fit(matrix_to_axis_angle(out.rotmat.detach()).reshape(size, 72),
-                               out.betas.detach(), pred_cam_t.detach(), batch.keypoints)
-        new = unaugmented_fits(self.scorer, fit.pose, fit.betas, batch.keypoints_crop,
-                               batch.augmentation, self.focal_length)
+        fit = self.smplify.fit(
+            matrix_to_axis_angle(out.rotmat.detach()).reshape(size, 72),
+            out.betas.detach(),
+            pred_cam_t.detach(),
+            batch.keypoints,
+        )
+        new = unaugmented_fits(
+            self.scorer, fit.pose, fit.betas, batch.keypoints_crop, batch.augmentation, self.focal_length
+        )
         lap("smplify")
 
+        candidates = self._candidates(batch.rows, new, step)
+        keep = replaces(stored, candidates)  # the store's merge rule, per sample
+        better = torch.as_tensor(keep, device=self.device)
         old_loss = torch.as_tensor(stored.loss, device=self.device)
         old_loss = torch.where(torch.isnan(old_loss), float("inf"), old_loss)  # NaN: no fit
-        better = torch.isfinite(new.loss) & (new.loss < old_loss)
         best_pose = torch.where(better[:, None], new.pose, torch.as_tensor(stored.pose, device=self.device))
-        best_betas = torch.where(better[:, None], new.betas, torch.as_tensor(stored.betas, device=self.device))
+        best_betas = torch.where(
+            better[:, None], new.betas, torch.as_tensor(stored.betas, device=self.device)
+        )
         best_loss = torch.where(better, new.loss, old_loss)
-        proposals = self._proposals(batch.rows, better, new, step)
+        proposals = candidates.take(np.flatnonzero(keep))
 
         targets, valid = self._targets(batch, best_pose, best_betas, best_loss)
-        losses = spin_losses(out.rotmat, out.betas, out.camera, pred_cam_t, pred.joints,
-                             pred.vertices, targets, self.config.losses, self.focal_length)
+        losses = spin_losses(
+            out.rotmat,
+            out.betas,
+            out.camera,
+            pred_cam_t,
+            pred.joints,
+            pred.vertices,
+            targets,
+            self.config.losses,
+            self.focal_length,
+        )
         lap("targets")
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         self.optimizer.step()
         lap("backward")
-        return StepOutcome(losses={k: float(v.detach()) for k, v in losses.items()},
-                           proposals=proposals, best_loss=best_loss.cpu().numpy(),
-                           valid=valid.cpu().numpy(), seconds=seconds)
+        return StepOutcome(
+            losses={k: float(v.detach()) for k, v in losses.items()},
+            proposals=proposals,
+            best_loss=best_loss.cpu().numpy(),
+            valid=valid.cpu().numpy(),
+            seconds=seconds,
+        )
 
-    def _proposals(self, rows: np.ndarray, better: torch.Tensor, new: UnaugmentedFits,
-                   step: int) -> Proposals:
-        keep = better.cpu().numpy()
-        return Proposals(rows=rows[keep], pose=new.pose[better].cpu().numpy(),
-                         betas=new.betas[better].cpu().numpy(), cam_t=new.cam_t[better].cpu().numpy(),
-                         loss=new.loss[better].cpu().numpy(), source=Source.IN_LOOP, step=step)
+    @staticmethod
+    def _candidates(rows: np.ndarray, new: UnaugmentedFits, step: int) -> Proposals:
+        """Every sample's new fit as a proposal (the store's rule picks the ones that land)."""
+        as_numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
+        return Proposals(
+            rows=rows,
+            pose=as_numpy(new.pose),
+            betas=as_numpy(new.betas),
+            cam_t=as_numpy(new.cam_t),
+            loss=as_numpy(new.loss),
+            source=Source.IN_LOOP,
+            step=step,
+        )
 
     @torch.no_grad()
-    def _targets(self, batch: TrainingBatch, best_pose: torch.Tensor, best_betas: torch.Tensor,
-                 best_loss: torch.Tensor) -> tuple[SupervisionTargets, torch.Tensor]:
+    def _targets(
+        self, batch: TrainingBatch, best_pose: torch.Tensor, best_betas: torch.Tensor, best_loss: torch.Tensor
+    ) -> tuple[SupervisionTargets, torch.Tensor]:
         config = self.config
-        betas = torch.where((best_betas.abs() > config.max_abs_betas).any(1, keepdim=True),
-                            torch.zeros_like(best_betas), best_betas)
+        betas = torch.where(
+            (best_betas.abs() > config.max_abs_betas).any(1, keepdim=True),
+            torch.zeros_like(best_betas),
+            best_betas,
+        )
         valid = best_loss < config.smplify_threshold
         gt = batch.has_smpl
         pose = torch.where(gt[:, None], batch.gt_pose, best_pose)
@@ -150,5 +196,6 @@ class SpinTrainingStep:
         pose = augment_pose(pose, batch.augmentation)
         vertices = self.body(pose, betas, return_vertices=True).vertices
         rotmat = axis_angle_to_matrix(pose.reshape(-1, 24, 3))
-        return SupervisionTargets(batch.keypoints, rotmat, betas, vertices, valid,
-                                  batch.joints_3d, batch.has_joints_3d), valid
+        return SupervisionTargets(
+            batch.keypoints, rotmat, betas, vertices, valid, batch.joints_3d, batch.has_joints_3d
+        ), valid

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from spinfits.errors import InputError
 from spinfits.fitting.smplify_config import SmplifyConfig
+from spinfits.fitting.spin_crop import CROP_RES
 from spinfits.store import S3Options
 from spinfits.training.augmentation import AugmentationConfig
 from spinfits.training.spin_losses import SpinLossWeights
+
+from spinfits.errors import InputError
 
 
 def in_loop_smplify() -> SmplifyConfig:
@@ -29,7 +31,8 @@ class TrainConfig:
     (default: the npz's stem); model_dir: body model folder (the store's model).
     runs_dir / run: Ray Train keeps checkpoints in ``runs_dir/run``; resume: continue that run
     from its latest checkpoint (else the run must not exist yet).
-    steps: optimiser steps (each worker does each step on its own batch_size rows).
+    steps: optimiser steps; batch_size: samples each worker trains on per step (the global
+    batch is workers x batch_size; SMPLify's own ``smplify.batch_size`` is its solver slots).
     backbone / input_res: the regressor (SPIN: resnet50 at 224 px; "small" for CPU runs).
     learning_rate: Adam's (SPIN: 5e-5). use_gt_smpl: supervise rows that have ground-truth
     SMPL with it (SPIN); False makes every row learn from its best fit.
@@ -56,7 +59,7 @@ class TrainConfig:
     steps: int = 300
     batch_size: int = 16
     backbone: Literal["resnet50", "small"] = "resnet50"
-    input_res: int = 224
+    input_res: int = CROP_RES
     learning_rate: float = 5e-5
     use_gt_smpl: bool = True
     smplify: SmplifyConfig = field(default_factory=in_loop_smplify)
@@ -73,17 +76,18 @@ class TrainConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        # Messages name the field; the command line tells them in its flags (spinfits.cli.options).
         for name in ("workers", "steps", "batch_size", "refresh_every", "checkpoint_every"):
             if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gpus_per_worker < 0:
-            raise InputError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker}")
+            raise InputError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
         if not self.learning_rate > 0:
-            raise InputError(f"--learning-rate must be > 0, got {self.learning_rate}")
+            raise InputError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.max_failures < -1:
             raise InputError(f"max_failures must be >= -1 (-1: no limit), got {self.max_failures}")
         if not self.run or "/" in self.run or self.run.startswith("."):
-            raise InputError(f"--run must be a plain folder name, got {self.run!r}")
+            raise InputError(f"run must be a plain folder name, got {self.run!r}")
 
     @property
     def name(self) -> str:

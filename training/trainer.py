@@ -16,20 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import ray
-from ray.train import (CheckpointConfig, FailureConfig, RunConfig, ScalingConfig,
-                       TrainingFailedError)
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
 from ray.train.torch import TorchTrainer
-
-from spinfits.errors import InputError, SpinfitsError
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.store import FitStore, StoreLocation
-from spinfits.training.checkpoint import (latest_checkpoint_dir, latest_checkpoint_step,
-                                          load_training_state)
+from spinfits.training.checkpoint import latest_checkpoint_dir, latest_checkpoint_step, load_training_state
 from spinfits.training.data import TrainingData
 from spinfits.training.progress import ProgressFollower
 from spinfits.training.store_writer import WriterStats, start_store_writer
 from spinfits.training.train_config import TrainConfig
 from spinfits.training.worker_loop import train_loop_per_worker
+
+from spinfits.errors import InputError, SpinfitsError
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +58,10 @@ class TrainSummary:
     def lines(self) -> list[str]:
         model = "stand-in body model" if self.is_standin else "body model"
         if self.nothing_to_do:
-            return [f"nothing to do: run {self.run} is already at step {self.checkpoint_step} "
-                    f"(pass a larger --steps with --resume to train further)"]
+            return [
+                f"nothing to do: run {self.run} is already at step {self.checkpoint_step} "
+                f"(pass a larger --steps with --resume to train further)"
+            ]
         return [
             f"run {self.run}: steps {self.first_step}-{self.steps} in {self.seconds:.1f} s ({model})",
             f"store mean fit loss {self.loss_before:.3f} -> {self.loss_after:.3f} over fitted rows "
@@ -88,7 +88,8 @@ def check_inputs(config: TrainConfig) -> tuple[FitStore, bool, int | None]:
             "machines, and keys are not sent there (they would travel in Ray task arguments). "
             "Leave the keys unset and give every node credentials through the AWS chain: "
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment (a local cluster "
-            "started by this process inherits it), a profile (AWS_PROFILE) or an instance role")
+            "started by this process inherits it), a profile (AWS_PROFILE) or an instance role"
+        )
     StoreLocation.parse(config.store, config.s3).check_writable()
     files = load_body_model_files(config.model_dir)
     data = TrainingData.load(config.dataset, config.images, config.input_res, config.use_gt_smpl)
@@ -98,27 +99,33 @@ def check_inputs(config: TrainConfig) -> tuple[FitStore, bool, int | None]:
         raise InputError(
             f"store {store.location} has no dataset {config.name!r} (it has {sorted(datasets)}); "
             f"fill it first: spinfits precompute --dataset {config.dataset} --store {config.store} "
-            f"--model-dir {config.model_dir}")
+            f"--model-dir {config.model_dir}"
+        )
     if datasets[config.name].dataset_fingerprint != data.dataset.fingerprint:
         raise InputError(
             f"store dataset {config.name!r} was made from another file than {config.dataset} "
-            "(fingerprints differ); pass --name for the matching store dataset")
+            "(fingerprints differ); pass --name for the matching store dataset"
+        )
     run_dir = config.run_dir
     if not config.resume:
         if run_dir.exists():
-            raise InputError(f"run {config.run!r} already exists in {run_dir}: pass --resume to "
-                             "continue it from its latest checkpoint, or choose another --run")
+            raise InputError(
+                f"run {config.run!r} already exists in {run_dir}: pass --resume to "
+                "continue it from its latest checkpoint, or choose another --run"
+            )
         return store, files.is_standin, None
     done = latest_checkpoint_step(run_dir)
     if done is None:
-        raise InputError(f"--resume: run {config.run!r} has no checkpoint in {run_dir}; start it "
-                         "without --resume")
+        raise InputError(
+            f"--resume: run {config.run!r} has no checkpoint in {run_dir}; start it without --resume"
+        )
     state = load_training_state(latest_checkpoint_dir(run_dir))
     if (state.backbone, state.input_res) != (config.backbone, config.input_res):
         raise InputError(
             f"run {config.run!r} was trained with --backbone {state.backbone} --input-res "
             f"{state.input_res}, but this command asks for --backbone {config.backbone} "
-            f"--input-res {config.input_res}: resume with the run's settings, or start a new --run")
+            f"--input-res {config.input_res}: resume with the run's settings, or start a new --run"
+        )
     return store, files.is_standin, done
 
 
@@ -126,10 +133,15 @@ def worker_config(config: TrainConfig) -> TrainConfig:
     """The config the Ray Train workers and the store writer actor get: absolute paths (they
     run in other folders, possibly on other machines) and S3 options without explicit keys
     (each process finds its own credentials through the AWS chain)."""
-    return replace(config, dataset=config.dataset.resolve(), images=config.images.resolve(),
-                   runs_dir=Path(config.runs_dir).resolve(), model_dir=config.model_dir.resolve(),
-                   store=config.store if "://" in config.store else str(Path(config.store).resolve()),
-                   s3=None if config.s3 is None else config.s3.without_credentials())
+    return replace(
+        config,
+        dataset=config.dataset.resolve(),
+        images=config.images.resolve(),
+        runs_dir=Path(config.runs_dir).resolve(),
+        model_dir=config.model_dir.resolve(),
+        store=config.store if "://" in config.store else str(Path(config.store).resolve()),
+        s3=None if config.s3 is None else config.s3.without_credentials(),
+    )
 
 
 def run_training(config: TrainConfig) -> TrainSummary:
@@ -137,43 +149,71 @@ def run_training(config: TrainConfig) -> TrainSummary:
     store, is_standin, done = check_inputs(config)
     loss_before, fitted_before = _store_figures(store, config.name)
     if done is not None and done >= config.steps:
-        return TrainSummary(run=config.run, first_step=done, steps=done,
-                            seconds=time.perf_counter() - start,
-                            loss_before=loss_before, loss_after=loss_before,
-                            fitted_before=fitted_before, fitted_after=fitted_before,
-                            writer=WriterStats(0, 0, 0, None, None), checkpoint_step=done,
-                            checkpoint_snapshot=None, is_standin=is_standin, nothing_to_do=True)
+        return TrainSummary(
+            run=config.run,
+            first_step=done,
+            steps=done,
+            seconds=time.perf_counter() - start,
+            loss_before=loss_before,
+            loss_after=loss_before,
+            fitted_before=fitted_before,
+            fitted_after=fitted_before,
+            writer=WriterStats(0, 0, 0, None, None),
+            checkpoint_step=done,
+            checkpoint_snapshot=None,
+            is_standin=is_standin,
+            nothing_to_do=True,
+        )
     config = worker_config(config)
     if not ray.is_initialized():  # workers' output goes to the run's progress files instead
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    writer = start_store_writer(config.store, config.name, store.body_model.fingerprint,
-                                config.run, config.commit_every_s, config.s3)
-    resources = {"CPU": config.threads} if config.device == "cpu" else {"CPU": 1, "GPU": config.gpus_per_worker}
+    writer = start_store_writer(
+        config.store, config.name, store.body_model.fingerprint, config.run, config.commit_every_s, config.s3
+    )
+    resources = (
+        {"CPU": config.threads} if config.device == "cpu" else {"CPU": 1, "GPU": config.gpus_per_worker}
+    )
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": config},
-        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.device == "cuda",
-                                     resources_per_worker=resources),
-        run_config=RunConfig(name=config.run, storage_path=str(config.run_dir.parent),
-                             failure_config=FailureConfig(max_failures=config.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=3)))
-    follower = ProgressFollower(config.run_dir / "progress" / "rank0.jsonl", config.steps,
-                                config.run, show=config.show_progress)
+        scaling_config=ScalingConfig(
+            num_workers=config.workers, use_gpu=config.device == "cuda", resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=config.run,
+            storage_path=str(config.run_dir.parent),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=3),
+        ),
+    )
+    follower = ProgressFollower(
+        config.run_dir / "progress" / "rank0.jsonl", config.steps, config.run, show=config.show_progress
+    )
     try:
         with follower:
             result = trainer.fit()
     except TrainingFailedError as error:
-        raise TrainingError(f"training run {config.run!r} failed: {error}; its checkpoints are in "
-                            f"{config.run_dir}: rerun with --resume to continue") from None
+        raise TrainingError(
+            f"training run {config.run!r} failed: {error}; its checkpoints are in "
+            f"{config.run_dir}: rerun with --resume to continue"
+        ) from None
     finally:
         ray.get(writer.close.remote())
         stats = ray.get(writer.stats.remote())
         ray.kill(writer)
     metrics = result.metrics or {}
     loss_after, fitted_after = _store_figures(store, config.name)  # read() reads the tip
-    return TrainSummary(run=config.run, first_step=done or 0, steps=config.steps,
-                        seconds=time.perf_counter() - start,
-                        loss_before=loss_before, loss_after=loss_after,
-                        fitted_before=fitted_before, fitted_after=fitted_after, writer=stats,
-                        checkpoint_step=metrics.get("step"),
-                        checkpoint_snapshot=metrics.get("snapshot"), is_standin=is_standin)
+    return TrainSummary(
+        run=config.run,
+        first_step=done or 0,
+        steps=config.steps,
+        seconds=time.perf_counter() - start,
+        loss_before=loss_before,
+        loss_after=loss_after,
+        fitted_before=fitted_before,
+        fitted_after=fitted_after,
+        writer=stats,
+        checkpoint_step=metrics.get("step"),
+        checkpoint_snapshot=metrics.get("snapshot"),
+        is_standin=is_standin,
+    )

@@ -28,9 +28,8 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
-
+from spinfits.fitting.mean_params import spin_mean_params_path
 from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_init import spin_mean_params_path
 from spinfits.store import FitStore
 from spinfits.training.augmentation import Augmentation
 from spinfits.training.best_fits import BestFits
@@ -79,8 +78,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             best.refresh()
             store_seconds += time.perf_counter() - tick
         rows = step_rows(step, rank, world, config.batch_size, len(data), config.seed)
-        augmentation = Augmentation.sample(config.augmentation, len(rows),
-                                           step_generator(config.seed, step, rank))
+        augmentation = Augmentation.sample(
+            config.augmentation, len(rows), step_generator(config.seed, step, rank)
+        )
         batch = data.batch(rows, augmentation, device)
         tick = time.perf_counter()
         stored = best.read(rows)
@@ -94,23 +94,43 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         store_seconds += time.perf_counter() - tick
         seconds = time.perf_counter() - began
         finite = outcome.best_loss[np.isfinite(outcome.best_loss)]
-        record = {"step": step, "rank": rank, "pid": os.getpid(), "seconds": seconds,
-                  "store_seconds": store_seconds, "proposed": len(outcome.proposals),
-                  "valid": int(outcome.valid.sum()), "batch": len(rows),
-                  "best_fit_loss": float(finite.mean()) if finite.size else None,
-                  "snapshot": best.snapshot_id, "phases": outcome.seconds, **outcome.losses}
+        record = {
+            "step": step,
+            "rank": rank,
+            "pid": os.getpid(),
+            "seconds": seconds,
+            "store_seconds": store_seconds,
+            "proposed": len(outcome.proposals),
+            "valid": int(outcome.valid.sum()),
+            "batch": len(rows),
+            "best_fit_loss": float(finite.mean()) if finite.size else None,
+            "snapshot": best.snapshot_id,
+            "phases": outcome.seconds,
+            **outcome.losses,
+        }
         _append(progress, record)
         if rank == 0 and (step % 10 == 0 or step + 1 == config.steps):
-            logger.info("step %d/%d loss %.3f (keypoints %.4f, pose %.4f) proposed %d, valid %d/%d, "
-                        "%.2f s/step (store %.1f%%)", step + 1, config.steps, outcome.losses["total"],
-                        outcome.losses["keypoint"], outcome.losses["pose"], len(outcome.proposals),
-                        int(outcome.valid.sum()), len(rows), seconds, 100 * store_seconds / seconds)
+            logger.info(
+                "step %d/%d loss %.3f (keypoints %.4f, pose %.4f) proposed %d, valid %d/%d, "
+                "%.2f s/step (store %.1f%%)",
+                step + 1,
+                config.steps,
+                outcome.losses["total"],
+                outcome.losses["keypoint"],
+                outcome.losses["pose"],
+                len(outcome.proposals),
+                int(outcome.valid.sum()),
+                len(rows),
+                seconds,
+                100 * store_seconds / seconds,
+            )
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             _report(config, rank, model, optimizer, step + 1, writer, outcome.losses)
 
 
-def _report(config: TrainConfig, rank: int, model, optimizer, next_step: int, writer,
-            losses: dict[str, float]) -> None:
+def _report(
+    config: TrainConfig, rank: int, model, optimizer, next_step: int, writer, losses: dict[str, float]
+) -> None:
     metrics = {"step": next_step, **losses}
     if rank != 0:
         ray.train.report(metrics, checkpoint=None)
@@ -118,12 +138,21 @@ def _report(config: TrainConfig, rank: int, model, optimizer, next_step: int, wr
     snapshot = ray.get(writer.flush.remote())  # the checkpoint records the run's fits so far
     module = model.module if hasattr(model, "module") else model
     with tempfile.TemporaryDirectory() as directory:
-        save_training_state(directory, TrainingState(
-            step=next_step, snapshot_id=snapshot, model=module.state_dict(),
-            optimizer=optimizer.state_dict(), run=config.run, backbone=config.backbone,
-            input_res=config.input_res))
-        ray.train.report({**metrics, "snapshot": snapshot},
-                         checkpoint=ray.train.Checkpoint.from_directory(directory))
+        save_training_state(
+            directory,
+            TrainingState(
+                step=next_step,
+                snapshot_id=snapshot,
+                model=module.state_dict(),
+                optimizer=optimizer.state_dict(),
+                run=config.run,
+                backbone=config.backbone,
+                input_res=config.input_res,
+            ),
+        )
+        ray.train.report(
+            {**metrics, "snapshot": snapshot}, checkpoint=ray.train.Checkpoint.from_directory(directory)
+        )
 
 
 def _progress_file(config: TrainConfig, rank: int) -> Path | None:

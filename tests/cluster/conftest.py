@@ -1,7 +1,6 @@
 import pytest
 import ray
-
-from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
+from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

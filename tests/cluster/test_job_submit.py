@@ -5,8 +5,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 from spinfits.store import FitStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -15,9 +13,26 @@ REPO = Path(__file__).resolve().parents[2]
 def test_precompute_runs_as_a_submitted_job(ray_head, tmp_path, small_dataset, standin_dir):
     ray, env, address = ray_head
     store = tmp_path / "store"
-    submit = [ray, "job", "submit", "--address", address, "--working-dir", ".", "--",
-              "spinfits", "precompute", "--dataset", str(small_dataset), "--store", str(store),
-              "--model-dir", str(standin_dir), "--batch", "32"]
+    submit = [
+        ray,
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        ".",
+        "--",
+        "spinfits",
+        "precompute",
+        "--dataset",
+        str(small_dataset),
+        "--store",
+        str(store),
+        "--model-dir",
+        str(standin_dir),
+        "--shard-size",
+        "32",
+    ]
     done = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout + done.stderr

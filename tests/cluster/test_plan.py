@@ -1,5 +1,4 @@
 import numpy as np
-
 from spinfits.cluster.plan import plan_rows
 
 

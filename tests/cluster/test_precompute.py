@@ -10,15 +10,21 @@ import time
 import numpy as np
 import pytest
 import ray
-
 from spinfits.cluster.precompute import FITTER_NAME_PREFIX, PrecomputeConfig, run_precompute
-from spinfits.errors import InputError
 from spinfits.store import FitStore
+
+from spinfits.errors import InputError
 
 
 def config(dataset, store, model_dir, **overrides):
-    base = dict(dataset=dataset, store=str(store), model_dir=model_dir, shard_size=16,
-                show_progress=False, commit_every_s=0.0)
+    base = dict(
+        dataset=dataset,
+        store=str(store),
+        model_dir=model_dir,
+        shard_size=16,
+        show_progress=False,
+        commit_every_s=0.0,
+    )
     base.update(overrides)
     return PrecomputeConfig(**base)
 
@@ -42,8 +48,7 @@ def test_fills_every_fittable_row_and_commits(reference):
     assert "STAND-IN" in summary.body_model
 
 
-def test_second_run_does_nothing_and_says_so(tmp_path, local_ray, small_dataset, standin_dir,
-                                             caplog):
+def test_second_run_does_nothing_and_says_so(tmp_path, local_ray, small_dataset, standin_dir, caplog):
     store = tmp_path / "store"
     run_precompute(config(small_dataset, store, standin_dir))
     tip = FitStore.open(store).tip()
@@ -60,12 +65,14 @@ def _assert_equal_to_reference(fits, reference_fits):
     np.testing.assert_allclose(fits.loss[finite], reference_fits.loss[finite], rtol=0.05, atol=0.05)
 
 
-def test_actor_killed_mid_run_loses_nothing(tmp_path, local_ray, small_dataset, standin_dir,
-                                            reference):
+def test_actor_killed_mid_run_loses_nothing(tmp_path, local_ray, small_dataset, standin_dir, reference):
     store = tmp_path / "store"
     outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(
-        summary=run_precompute(config(small_dataset, store, standin_dir, shard_size=8))))
+    runner = threading.Thread(
+        target=lambda: outcome.update(
+            summary=run_precompute(config(small_dataset, store, standin_dir, shard_size=8))
+        )
+    )
     runner.start()
     killed = None
     deadline = time.time() + 120
@@ -84,12 +91,24 @@ def test_actor_killed_mid_run_loses_nothing(tmp_path, local_ray, small_dataset, 
     _assert_equal_to_reference(FitStore.open(store).read("people"), reference[1])
 
 
-def test_driver_killed_mid_run_resumes(tmp_path, local_ray, small_dataset, standin_dir,
-                                       reference):
+def test_driver_killed_mid_run_resumes(tmp_path, local_ray, small_dataset, standin_dir, reference):
     store = tmp_path / "store"
-    command = [sys.executable, "-m", "spinfits", "precompute", "--dataset", str(small_dataset),
-               "--store", str(store), "--model-dir", str(standin_dir), "--batch", "8",
-               "--commit-every", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "spinfits",
+        "precompute",
+        "--dataset",
+        str(small_dataset),
+        "--store",
+        str(store),
+        "--model-dir",
+        str(standin_dir),
+        "--shard-size",
+        "8",
+        "--commit-every",
+        "0",
+    ]
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     committed = 0
@@ -125,8 +144,9 @@ def test_bad_inputs_fail_before_any_work(tmp_path, small_dataset, standin_dir):
     assert not_a_store.read_text() == "x"
 
 
-def test_wrong_model_for_the_store_is_refused(tmp_path, local_ray, small_dataset, standin_dir,
-                                              other_model_copy):
+def test_wrong_model_for_the_store_is_refused(
+    tmp_path, local_ray, small_dataset, standin_dir, other_model_copy
+):
     store = tmp_path / "store"
     run_precompute(config(small_dataset, store, standin_dir, shard_size=96))
     other = other_model_copy(standin_dir)
@@ -136,28 +156,44 @@ def test_wrong_model_for_the_store_is_refused(tmp_path, local_ray, small_dataset
     assert FitStore.open(store).tip() == tip
 
 
-def test_other_file_under_the_same_name_is_refused(tmp_path, local_ray, small_dataset,
-                                                   standin_dir, standin_files):
-    from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
+def test_other_file_under_the_same_name_is_refused(
+    tmp_path, local_ray, small_dataset, standin_dir, standin_files
+):
+    from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
     store = tmp_path / "store"
     run_precompute(config(small_dataset, store, standin_dir, shard_size=96))
-    other = write_synthetic_dataset(tmp_path / "people.npz", standin_files,
-                                    SyntheticConfig(rows=10, seed=1))
+    other = write_synthetic_dataset(tmp_path / "people.npz", standin_files, SyntheticConfig(rows=10, seed=1))
     with pytest.raises(InputError, match="was made from another file.*--name"):
         run_precompute(config(other, store, standin_dir))
 
 
-def test_two_jobs_on_one_store_lose_no_improvement(tmp_path, small_dataset, standin_dir,
-                                                   reference):
+def test_two_jobs_on_one_store_lose_no_improvement(tmp_path, small_dataset, standin_dir, reference):
     """Two precompute jobs started at once on a fresh store: both commit, the store ends
     with a fit for every fittable row, each no worse than an uninterrupted run's."""
     store = tmp_path / "store"
-    command = [sys.executable, "-m", "spinfits", "precompute", "--dataset", str(small_dataset),
-               "--store", str(store), "--model-dir", str(standin_dir), "--batch", "8",
-               "--commit-every", "0", "--threads-per-worker", "1"]
-    jobs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "spinfits",
+        "precompute",
+        "--dataset",
+        str(small_dataset),
+        "--store",
+        str(store),
+        "--model-dir",
+        str(standin_dir),
+        "--shard-size",
+        "8",
+        "--commit-every",
+        "0",
+        "--threads-per-worker",
+        "1",
+    ]
+    jobs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outputs = [job.communicate(timeout=400)[0] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], [output[-2000:] for output in outputs]
     opened = FitStore.open(store)
@@ -185,12 +221,13 @@ def test_refine_from_spin_static_fits(tmp_path, local_ray, small_dataset, standi
     with pytest.raises(InputError, match=r"expected SPIN's static fits, a finite \(96, 82\) array"):
         np.save(fits_path, static[:, :72])
         run_precompute(config(small_dataset, store, standin_dir, init=str(fits_path)))
-    with pytest.raises(InputError, match="--init must be 'offline', 'store' or a SPIN"):
+    with pytest.raises(InputError, match="init must be 'offline', 'store' or a SPIN"):
         config(small_dataset, store, standin_dir, init="bogus")
 
 
-def test_an_interrupted_run_commits_what_it_merged(tmp_path, local_ray, small_dataset,
-                                                   standin_dir, monkeypatch):
+def test_an_interrupted_run_commits_what_it_merged(
+    tmp_path, local_ray, small_dataset, standin_dir, monkeypatch
+):
     """A failure (or Ctrl-C) mid-run: the shards merged so far are committed, not lost."""
     merges = []
     original = FitStore.merge

@@ -4,14 +4,14 @@ import time
 
 import numpy as np
 import pytest
-
-from spinfits.cli import main
 from spinfits.cluster.fitter_actor import DIVERGED, NONFINITE_KEYPOINTS, FitterActor
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
-from spinfits.errors import InputError, StorageError
-from spinfits.fitting.offline_init import default_offline_config
-from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
+from spinfits.fitting.offline_config import default_offline_config
+from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.store import FitStore
+
+from spinfits.cli import main
+from spinfits.errors import InputError, StorageError
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +27,24 @@ def diverging_dataset(tmp_path_factory, standin_files):
 
 
 def config(dataset, store, model_dir, **overrides):
-    base = dict(dataset=dataset, store=str(store), model_dir=model_dir, shard_size=8,
-                show_progress=False, commit_every_s=0.0)
+    base = dict(
+        dataset=dataset,
+        store=str(store),
+        model_dir=model_dir,
+        shard_size=8,
+        show_progress=False,
+        commit_every_s=0.0,
+    )
     base.update(overrides)
     return PrecomputeConfig(**base)
 
 
-def test_a_row_that_raises_is_isolated_and_the_rest_of_the_shard_is_fitted(diverging_dataset, standin_dir,
-                                                                            standin_files):
-    actor = FitterActor(str(standin_dir), str(diverging_dataset), default_offline_config(standin_files), "cpu", 1)
+def test_a_row_that_raises_is_isolated_and_the_rest_of_the_shard_is_fitted(
+    diverging_dataset, standin_dir, standin_files
+):
+    actor = FitterActor(
+        str(standin_dir), str(diverging_dataset), default_offline_config(standin_files), "cpu", 1
+    )
     genuine_fit = actor.fitter.fit
     poison = actor.keypoints[6, 30, 0]  # row 6 makes the solver raise, wherever it sits in a batch
 
@@ -49,14 +58,19 @@ def test_a_row_that_raises_is_isolated_and_the_rest_of_the_shard_is_fitted(diver
     actor.keypoints[9, 0, 2] = 1.0
     result = actor.fit_shard(np.arange(2, 12))
     assert result.failed_rows.tolist() == [3, 6, 9]
-    assert result.failed_reasons == (DIVERGED, "fitting raised RuntimeError: solver blew up", NONFINITE_KEYPOINTS)
+    assert result.failed_reasons == (
+        DIVERGED,
+        "fitting raised RuntimeError: solver blew up",
+        NONFINITE_KEYPOINTS,
+    )
     assert np.isnan(result.loss[[1, 4, 7]]).all()
     good = np.delete(np.arange(10), [1, 4, 7])
     assert np.isfinite(result.loss[good]).all() and np.isfinite(result.pose[good]).all()
 
 
-def test_failed_rows_are_recorded_and_skipped_until_retried(tmp_path, local_ray, diverging_dataset,
-                                                             standin_dir, capsys):
+def test_failed_rows_are_recorded_and_skipped_until_retried(
+    tmp_path, local_ray, diverging_dataset, standin_dir, capsys
+):
     store = tmp_path / "store"
     summary = run_precompute(config(diverging_dataset, store, standin_dir))
     assert summary.rows_fitted == 24 and summary.rows_failed == 1
@@ -79,15 +93,35 @@ def test_failed_rows_are_recorded_and_skipped_until_retried(tmp_path, local_ray,
 def test_settings_are_checked_before_any_store_or_ray_work(tmp_path, diverging_dataset, standin_dir, capsys):
     store = tmp_path / "store"
     start = time.perf_counter()
-    status = main(["precompute", "--dataset", str(diverging_dataset), "--store", str(store),
-                   "--model-dir", str(standin_dir), "--name", "bad name!"])
+    status = main(
+        [
+            "precompute",
+            "--dataset",
+            str(diverging_dataset),
+            "--store",
+            str(store),
+            "--model-dir",
+            str(standin_dir),
+            "--name",
+            "bad name!",
+        ]
+    )
     assert status == 2 and "dataset name must be 1-128 characters" in capsys.readouterr().err
     assert not store.exists()  # refused before an empty store was created
 
     as_file = tmp_path / "a_file"
     as_file.write_text("x")
-    status = main(["precompute", "--dataset", str(diverging_dataset), "--store", str(as_file),
-                   "--model-dir", str(standin_dir)])
+    status = main(
+        [
+            "precompute",
+            "--dataset",
+            str(diverging_dataset),
+            "--store",
+            str(as_file),
+            "--model-dir",
+            str(standin_dir),
+        ]
+    )
     assert status == 2 and "is a file, not a store directory" in capsys.readouterr().err
     assert time.perf_counter() - start < 5  # no retries, no Ray
 
@@ -95,7 +129,9 @@ def test_settings_are_checked_before_any_store_or_ray_work(tmp_path, diverging_d
 def test_invalid_file_stem_asks_for_a_name(tmp_path, diverging_dataset, standin_dir):
     odd = tmp_path / "my people.npz"
     odd.write_bytes(diverging_dataset.read_bytes())
-    with pytest.raises(InputError, match=r"got 'my people'; pass a valid --name \(the dataset file's stem"):
+    with pytest.raises(
+        InputError, match=r"got 'my people'; pass a valid dataset_name \(the dataset file's stem"
+    ):
         config(odd, tmp_path / "store", standin_dir)
 
 

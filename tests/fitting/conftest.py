@@ -9,7 +9,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from toy_model import toy_body_model_files  # noqa: E402
 
 
-
 @pytest.fixture(scope="session")
 def toy_files():
     """Random SMPL-format model with pose correctives: exactness tests."""

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import smplx
 import torch
-
-from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.joints import SPIN_JOINT_NAMES, spin_index
+
+from spinfits.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,15 @@ def test_49_joints_match_spins_construction(model, standin_dir):
     extra = torch.as_tensor(np.load(standin_dir / "J_regressor_extra.npy"), dtype=torch.float32)
     all_joints = torch.cat([out.joints, torch.einsum("jv,bvc->bjc", extra, out.vertices)], 1)
     spin_map = {  # SPIN's constants.JOINT_MAP for a few joints, spelled out
-        "OP Nose": 24, "OP Neck": 12, "OP RAnkle": 8, "OP LBigToe": 29, "OP RHeel": 34,
-        "Right Hip": 45, "Top of Head (LSP)": 48, "Head (H36M)": 53, "Left Ear": 28,
+        "OP Nose": 24,
+        "OP Neck": 12,
+        "OP RAnkle": 8,
+        "OP LBigToe": 29,
+        "OP RHeel": 34,
+        "Right Hip": 45,
+        "Top of Head (LSP)": 48,
+        "Head (H36M)": 53,
+        "Left Ear": 28,
     }
     ours = model(pose, betas, return_vertices=True)
     for name, source in spin_map.items():
@@ -41,8 +48,12 @@ def test_zero_pose_joints_look_like_a_person(model):
     y = lambda name: j[name][1]  # noqa: E731
     assert y("Top of Head (LSP)") > y("OP Nose") > y("OP Neck") > y("OP MidHip")
     assert y("OP MidHip") > y("OP LKnee") > y("OP LAnkle") > y("OP LHeel") - 0.05
-    for left, right in (("OP LShoulder", "OP RShoulder"), ("OP LHip", "OP RHip"),
-                        ("OP LWrist", "OP RWrist"), ("OP LEye", "OP REye")):
+    for left, right in (
+        ("OP LShoulder", "OP RShoulder"),
+        ("OP LHip", "OP RHip"),
+        ("OP LWrist", "OP RWrist"),
+        ("OP LEye", "OP REye"),
+    ):
         assert j[left][0] > 0 > j[right][0], (left, right)
     assert j["OP LBigToe"][2] > j["OP LHeel"][2]  # toes point forwards (+z)
     assert j["OP Nose"][2] > j["Head (H36M)"][2]  # the nose is in front of the head
@@ -76,8 +87,11 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def test_device_and_dtype_are_honoured(standin_files, device, dtype):
     model = SpinBodyModel(standin_files, device=device, dtype=dtype)
     assert all(b.device.type == device for b in model.buffers())
-    out = model(torch.zeros(2, 72, device=device, dtype=dtype),
-                torch.zeros(2, 10, device=device, dtype=dtype), return_vertices=True)
+    out = model(
+        torch.zeros(2, 72, device=device, dtype=dtype),
+        torch.zeros(2, 10, device=device, dtype=dtype),
+        return_vertices=True,
+    )
     for tensor in (out.joints, out.smpl_joints, out.vertices):
         assert tensor.device.type == device and tensor.dtype == dtype
 
@@ -86,7 +100,8 @@ def test_device_and_dtype_are_honoured(standin_files, device, dtype):
 def test_cuda_matches_cpu(standin_files):
     cpu = SpinBodyModel(standin_files)(torch.zeros(1, 72), torch.zeros(1, 10)).joints
     gpu = SpinBodyModel(standin_files, device="cuda")(
-        torch.zeros(1, 72, device="cuda"), torch.zeros(1, 10, device="cuda")).joints
+        torch.zeros(1, 72, device="cuda"), torch.zeros(1, 10, device="cuda")
+    ).joints
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
 
 
@@ -96,8 +111,9 @@ def test_rotation_matrix_input_equals_axis_angle_input(model):
     torch.manual_seed(3)
     pose, betas = 0.3 * torch.randn(4, 72), torch.randn(4, 10)
     by_angles = model(pose, betas, return_vertices=True)
-    by_matrices = model.forward_rotmat(axis_angle_to_matrix(pose.reshape(4, 24, 3)), betas,
-                                       return_vertices=True)
+    by_matrices = model.forward_rotmat(
+        axis_angle_to_matrix(pose.reshape(4, 24, 3)), betas, return_vertices=True
+    )
     torch.testing.assert_close(by_matrices.joints, by_angles.joints, atol=1e-5, rtol=0)
     torch.testing.assert_close(by_matrices.vertices, by_angles.vertices, atol=1e-5, rtol=0)
 

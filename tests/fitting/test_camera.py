@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from spinfits.fitting.camera import estimate_translation, perspective_projection
 
 from spinfits.errors import InputError
-from spinfits.fitting.camera import estimate_translation, perspective_projection
 
 
 def random_joints(batch, dtype=torch.float64):
@@ -25,11 +25,21 @@ def test_projection_matches_pinhole_formula():
 @pytest.mark.parametrize("batch", [1, 2, 7])
 def test_estimate_translation_recovers_the_camera(batch):
     joints = random_joints(batch)
-    cam_t = torch.cat([0.3 * torch.randn(batch, 2, dtype=torch.float64),
-                       torch.rand(batch, 1, dtype=torch.float64) * 20 + 20], 1)
+    cam_t = torch.cat(
+        [
+            0.3 * torch.randn(batch, 2, dtype=torch.float64),
+            torch.rand(batch, 1, dtype=torch.float64) * 20 + 20,
+        ],
+        1,
+    )
     center = torch.full((batch, 2), 112.0, dtype=torch.float64)
-    keypoints = torch.cat([perspective_projection(joints, cam_t, 5000.0, center),
-                           torch.rand(batch, 49, 1, dtype=torch.float64) + 0.1], -1)
+    keypoints = torch.cat(
+        [
+            perspective_projection(joints, cam_t, 5000.0, center),
+            torch.rand(batch, 49, 1, dtype=torch.float64) + 0.1,
+        ],
+        -1,
+    )
     estimate, solvable = estimate_translation(joints, keypoints)
     assert solvable.all()
     assert torch.allclose(estimate, cam_t, atol=1e-6)
@@ -38,8 +48,9 @@ def test_estimate_translation_recovers_the_camera(batch):
 def test_estimate_translation_is_spins_weighted_least_squares():
     """Against the stacked weighted system SPIN builds, solved by numpy's lstsq."""
     joints = random_joints(1)
-    keypoints = torch.cat([torch.rand(1, 49, 2, dtype=torch.float64) * 224,
-                           torch.rand(1, 49, 1, dtype=torch.float64)], -1)
+    keypoints = torch.cat(
+        [torch.rand(1, 49, 2, dtype=torch.float64) * 224, torch.rand(1, 49, 1, dtype=torch.float64)], -1
+    )
     estimate, _ = estimate_translation(joints, keypoints)
     S, kp = joints[0, 25:].numpy(), keypoints[0, 25:].numpy()
     rows, rhs = [], []
@@ -53,8 +64,9 @@ def test_estimate_translation_is_spins_weighted_least_squares():
 
 def test_estimate_translation_flags_unsolvable_rows():
     joints = random_joints(2)
-    keypoints = torch.cat([torch.rand(2, 49, 2, dtype=torch.float64) * 224,
-                           torch.ones(2, 49, 1, dtype=torch.float64)], -1)
+    keypoints = torch.cat(
+        [torch.rand(2, 49, 2, dtype=torch.float64) * 224, torch.ones(2, 49, 1, dtype=torch.float64)], -1
+    )
     keypoints[1, 25:, 2] = 0.0
     keypoints[1, 30, 2] = 1.0  # one confident GT joint: 2 equations, 3 unknowns
     cam_t, solvable = estimate_translation(joints, keypoints)

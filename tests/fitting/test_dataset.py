@@ -4,8 +4,6 @@ import json
 
 import numpy as np
 import pytest
-
-from spinfits.errors import InputError
 from spinfits.fitting.dataset import (
     box_from_keypoints,
     crop_to_image,
@@ -14,6 +12,8 @@ from spinfits.fitting.dataset import (
     read_openpose_json,
 )
 from spinfits.fitting.joints import spin_index
+
+from spinfits.errors import InputError
 
 
 def test_h36m_sample_reads_into_crop_frame(shared_data):
@@ -43,9 +43,7 @@ def test_crop_transform_inverts():
     rng = np.random.default_rng(1)
     points = rng.uniform(0, 1000, (5, 49, 2))
     center, scale = rng.uniform(200, 800, (5, 2)), rng.uniform(0.5, 3, 5)
-    np.testing.assert_allclose(
-        crop_to_image(image_to_crop(points, center, scale), center, scale), points
-    )
+    np.testing.assert_allclose(crop_to_image(image_to_crop(points, center, scale), center, scale), points)
 
 
 def _write(path, **arrays):
@@ -56,14 +54,20 @@ def _write(path, **arrays):
 def _minimal(rows=3):
     part = np.zeros((rows, 24, 3))
     part[:, :12] = [100.0, 120.0, 1.0]
-    return {"imgname": np.array(["a.jpg"] * rows), "center": np.full((rows, 2), 100.0),
-            "scale": np.ones(rows), "part": part}
+    return {
+        "imgname": np.array(["a.jpg"] * rows),
+        "center": np.full((rows, 2), 100.0),
+        "scale": np.ones(rows),
+        "part": part,
+    }
 
 
 def test_nan_keypoint_with_confidence_is_an_error(tmp_path):
     arrays = _minimal()
     arrays["part"][1, 3, 0] = np.nan
-    with pytest.raises(InputError, match=r"1 keypoints are NaN or infinite but have confidence > 0 \(rows 1\)"):
+    with pytest.raises(
+        InputError, match=r"1 keypoints are NaN or infinite but have confidence > 0 \(rows 1\)"
+    ):
         load_spin_npz(_write(tmp_path / "d.npz", **arrays))
 
 
@@ -146,8 +150,10 @@ def test_openpose_bad_files(tmp_path):
         (["a.jpg", "/etc/passwd", "c.jpg"], r"1 'imgname' entries .*\(row 1: '/etc/passwd'\)"),
         (["a.jpg", "b.jpg", "../../secret.jpg"], r"\(row 2: '../../secret.jpg'\)"),
         (["images/../../x.jpg", "b.jpg", "c.jpg"], r"\(row 0: 'images/../../x.jpg'\)"),
-        (["a.jpg", r"..\..\x.jpg", r"C:\x.jpg"],
-         r"2 'imgname' entries .*\(row 1: '..\\\\..\\\\x.jpg', row 2: 'C:\\\\x.jpg'\)"),
+        (
+            ["a.jpg", r"..\..\x.jpg", r"C:\x.jpg"],
+            r"2 'imgname' entries .*\(row 1: '..\\\\..\\\\x.jpg', row 2: 'C:\\\\x.jpg'\)",
+        ),
     ],
 )
 def test_imgname_outside_the_images_folder_is_refused(tmp_path, names, shown):
@@ -182,14 +188,22 @@ def test_relative_imgnames_with_folders_and_dots_are_fine(tmp_path):
 def test_every_per_row_array_has_the_row_count(tmp_path, key, value, shape):
     arrays = dict(_minimal(), pose=np.zeros((3, 72)), shape=np.zeros((3, 10)))
     arrays[key] = value
-    with pytest.raises(InputError, match=rf"'{key}' has shape {shape}: one entry per dataset row, "
-                                         r"and the file has 3 rows"):
+    with pytest.raises(
+        InputError,
+        match=rf"'{key}' has shape {shape}: one entry per dataset row, "
+        r"and the file has 3 rows",
+    ):
         load_spin_npz(_write(tmp_path / "d.npz", **arrays))
 
 
 def test_arrays_that_are_not_per_row_are_not_checked(tmp_path):
-    arrays = dict(_minimal(), joint_names=np.array(["a"] * 49), body_model=np.array("x"),
-                  S=np.ones((3, 24, 4)), has_smpl=np.ones(3))
+    arrays = dict(
+        _minimal(),
+        joint_names=np.array(["a"] * 49),
+        body_model=np.array("x"),
+        S=np.ones((3, 24, 4)),
+        has_smpl=np.ones(3),
+    )
     assert len(load_spin_npz(_write(tmp_path / "d.npz", **arrays))) == 3
 
 
@@ -197,8 +211,10 @@ def test_arrays_that_are_not_per_row_are_not_checked(tmp_path):
 def test_keypoint_beyond_float32_is_an_error_like_nan(tmp_path, value):
     arrays = _minimal()
     arrays["part"][2, 5, 1] = value
-    message = (r"1 keypoints are NaN or infinite but have confidence > 0 \(rows 2\); "
-               r"expected finite x, y within float32's range")
+    message = (
+        r"1 keypoints are NaN or infinite but have confidence > 0 \(rows 2\); "
+        r"expected finite x, y within float32's range"
+    )
     with pytest.raises(InputError, match=message):
         load_spin_npz(_write(tmp_path / "d.npz", **arrays))
 
@@ -206,8 +222,11 @@ def test_keypoint_beyond_float32_is_an_error_like_nan(tmp_path, value):
 def test_confidence_beyond_float32_is_an_error(tmp_path):
     arrays = _minimal()
     arrays["part"][0, 5, 2] = 1e300
-    with pytest.raises(InputError, match=r"confidences must be finite \(as float32\) and >= 0, "
-                                         r"rows 0 are not"):
+    with pytest.raises(
+        InputError,
+        match=r"confidences must be finite \(as float32\) and >= 0, "
+        r"rows 0 are not",
+    ):
         load_spin_npz(_write(tmp_path / "d.npz", **arrays))
 
 
@@ -216,21 +235,25 @@ def test_keypoint_overflowing_in_the_crop_frame_is_an_error(tmp_path):
     arrays = _minimal()
     arrays["scale"][1] = 1e-30
     arrays["part"][1, 0, :2] = [1e12, 1e12]
-    with pytest.raises(InputError, match=r"in the 224-px crop frame of each row's center/scale "
-                                         r"box\): 1 keypoints are NaN or infinite .*\(rows 1\)"):
+    with pytest.raises(
+        InputError,
+        match=r"in the 224-px crop frame of each row's center/scale "
+        r"box\): 1 keypoints are NaN or infinite .*\(rows 1\)",
+    ):
         load_spin_npz(_write(tmp_path / "d.npz", **arrays))
 
 
 @pytest.mark.parametrize(
     "key, row, value",
-    [("center", 1, [1e300, 0.0]), ("scale", 2, 1e300), ("scale", 0, 1e-300),
-     ("center", 0, [np.nan, 1])],
+    [("center", 1, [1e300, 0.0]), ("scale", 2, 1e300), ("scale", 0, 1e-300), ("center", 0, [np.nan, 1])],
 )
 def test_box_beyond_float32_is_an_error(tmp_path, key, row, value):
     arrays = _minimal()
     arrays[key][row] = value
-    message = (r"'center' and 'scale' must be finite, within float32's range .* and scale > 0 "
-               rf"in every row; rows {row} are not")
+    message = (
+        r"'center' and 'scale' must be finite, within float32's range .* and scale > 0 "
+        rf"in every row; rows {row} are not"
+    )
     with pytest.raises(InputError, match=message):
         load_spin_npz(_write(tmp_path / "d.npz", **arrays))
 
@@ -243,6 +266,9 @@ def test_loaded_keypoints_are_finite_float32(shared_data):
 
 def test_images_are_crops_must_be_one_boolean(tmp_path):
     arrays = dict(_minimal(), images_are_crops=np.array([True, False, True]))
-    with pytest.raises(InputError, match=r"'images_are_crops' is bool of shape \(3,\), expected "
-                                         r"one boolean"):
+    with pytest.raises(
+        InputError,
+        match=r"'images_are_crops' is bool of shape \(3,\), expected "
+        r"one boolean",
+    ):
         load_spin_npz(_write(tmp_path / "d.npz", **arrays))

@@ -1,15 +1,20 @@
 """KeypointDataset.images_are_crops: read from the npz, not part of the fingerprint."""
 
 import numpy as np
-
 from spinfits.fitting.dataset import load_spin_npz
 
 
 def _write(path, **extra):
     rng = np.random.default_rng(0)
     part = np.concatenate([rng.uniform(0, 500, (3, 24, 2)), np.ones((3, 24, 1))], -1)
-    np.savez(path, imgname=np.array(["a.png", "b.png", "c.png"]), center=np.full((3, 2), 250.0),
-             scale=np.full(3, 2.0), part=part, **extra)
+    np.savez(
+        path,
+        imgname=np.array(["a.png", "b.png", "c.png"]),
+        center=np.full((3, 2), 250.0),
+        scale=np.full(3, 2.0),
+        part=part,
+        **extra,
+    )
     return path
 
 

@@ -8,9 +8,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
-from spinfits.cli import main
-from spinfits.errors import InputError
 from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.keypoint_regressor import (
     REGRESSOR_FILE,
@@ -19,11 +16,15 @@ from spinfits.fitting.keypoint_regressor import (
     has_keypoint_regressor,
     load_keypoint_regressor,
     save_keypoint_regressor,
-    train_keypoint_regressor,
 )
 from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_init import OfflineConfig, OfflineFitter, default_offline_config
-from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
+from spinfits.fitting.offline_config import OfflineConfig, default_offline_config
+from spinfits.fitting.offline_fitter import OfflineFitter
+from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
+from spinfits.fitting.synthetic.regressor_training import train_keypoint_regressor
+
+from spinfits.cli import main
+from spinfits.errors import InputError
 
 TINY = RegressorTraining(samples=600, steps=150, batch_size=64, hidden=128)
 
@@ -51,8 +52,9 @@ def test_normalisation_ignores_position_scale_and_missing_values():
     moved = keypoints.clone()
     moved[..., :2] = moved[..., :2] * 1.7 + 13.0
     moved[:, 40:, :2] = 999.0  # values of missing keypoints must not matter
-    torch.testing.assert_close(KeypointRegressor.normalise(keypoints),
-                               KeypointRegressor.normalise(moved), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        KeypointRegressor.normalise(keypoints), KeypointRegressor.normalise(moved), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_training_learns_something(trained):
@@ -77,8 +79,7 @@ def test_saved_beside_the_model_and_tied_to_it(trained, model_dir, other_model_c
         load_keypoint_regressor(other_files)
 
 
-def test_learned_hypothesis_is_used_and_the_default_follows_the_file(trained, standin_files,
-                                                                     tmp_path):
+def test_learned_hypothesis_is_used_and_the_default_follows_the_file(trained, standin_files, tmp_path):
     files, _, _ = trained
     path = write_synthetic_dataset(tmp_path / "d.npz", files, SyntheticConfig(rows=24, seed=9))
     keypoints = load_spin_npz(path).keypoints
@@ -93,8 +94,10 @@ def test_learned_hypothesis_is_used_and_the_default_follows_the_file(trained, st
 def test_cli_train_regressor(tmp_path, standin_dir, capsys):
     directory = tmp_path / "model"
     shutil.copytree(standin_dir, directory)
-    assert main(["init", "train-regressor", "--model-dir", str(directory), "--steps", "5",
-                 "--samples", "100"]) == 0
+    assert (
+        main(["init", "train-regressor", "--model-dir", str(directory), "--steps", "5", "--samples", "100"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "STAND-IN" in out and REGRESSOR_FILE in out
     assert (directory / REGRESSOR_FILE).is_file()
@@ -143,8 +146,10 @@ def _write_a_tensor(files, marker):
 
 
 def _write_payload_in_torch_save(files, marker):
-    torch.save({"state_dict": SystemPayload(marker), "fingerprint": files.fingerprint,
-                "training": {"hidden": 8}}, files.directory / REGRESSOR_FILE)
+    torch.save(
+        {"state_dict": SystemPayload(marker), "fingerprint": files.fingerprint, "training": {"hidden": 8}},
+        files.directory / REGRESSOR_FILE,
+    )
 
 
 def _write_payload_pickle(files, marker):
@@ -167,11 +172,17 @@ def _write_missing_weights(files, marker):
     [
         (_write_truncated, r"torch cannot read it \(RuntimeError: PytorchStreamReader"),
         (_write_random, "it is not a file of tensors and plain values"),
-        (_write_other_dict, "its dict has no 'state_dict', 'fingerprint', 'training' "
-                            r"\(keys: 'weights', 'epoch'\)"),
+        (
+            _write_other_dict,
+            "its dict has no 'state_dict', 'fingerprint', 'training' "
+            r"\(keys: 'weights', 'epoch'\)",
+        ),
         (_write_a_tensor, "it holds a Tensor, not a dict"),
-        (_write_payload_in_torch_save, rf"a pickled {os.system.__module__}\.system, not only "
-                                       r"tensors and plain values \(nothing from it was run\)"),
+        (
+            _write_payload_in_torch_save,
+            rf"a pickled {os.system.__module__}\.system, not only "
+            r"tensors and plain values \(nothing from it was run\)",
+        ),
         (_write_payload_pickle, rf"a pickled {os.system.__module__}\.system, not only tensors"),
     ],
 )
@@ -189,14 +200,19 @@ def test_damaged_or_foreign_regressor_file_is_refused(tmp_path, standin_files, w
 @pytest.mark.parametrize(
     "write, detail",
     [
-        (_write_wrong_shapes, r"do not fit the network \(ValueError: net.0.weight has shape "
-                              r"\(16, 147\), expected \(8, 147\)"),
-        (_write_missing_weights, r"do not fit the network \(RuntimeError: Error\(s\) in loading "
-                                 "state_dict"),
+        (
+            _write_wrong_shapes,
+            r"do not fit the network \(ValueError: net.0.weight has shape "
+            r"\(16, 147\), expected \(8, 147\)",
+        ),
+        (
+            _write_missing_weights,
+            r"do not fit the network \(RuntimeError: Error\(s\) in loading "
+            "state_dict",
+        ),
     ],
 )
-def test_regressor_weights_of_the_wrong_network_are_refused(tmp_path, standin_files, write,
-                                                            detail):
+def test_regressor_weights_of_the_wrong_network_are_refused(tmp_path, standin_files, write, detail):
     files = dataclasses.replace(standin_files, directory=tmp_path)
     write(files, tmp_path / "MARKER")
     assert has_keypoint_regressor(files)  # saved for this model; only building the network fails

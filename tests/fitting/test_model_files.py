@@ -12,9 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse
-
-from spinfits.cli import main
-from spinfits.errors import InputError
 from spinfits.fitting.model_files import (
     convert_smpl_pickle,
     load_body_model_files,
@@ -22,7 +19,10 @@ from spinfits.fitting.model_files import (
     read_pickle,
     smpl_arrays_from_dict,
 )
-from spinfits.fitting.standin.files import standin_smpl_dict
+from spinfits.fitting.synthetic.standin.files import standin_smpl_dict
+
+from spinfits.cli import main
+from spinfits.errors import InputError
 
 V = 12  # a tiny SMPL-format model: the loader checks shapes against v_template's V
 
@@ -126,8 +126,14 @@ def test_chumpy_expression_is_refused_with_advice(tmp_path):
     [
         (lambda d: d.pop("v_template"), "has no 'v_template'"),
         (lambda d: d.update(shapedirs=np.zeros((V, 3, 4))), "4 shape directions, expected at least 10"),
-        (lambda d: d.update(posedirs=np.zeros((V, 3, 10))), r"'posedirs' has shape \(12, 3, 10\), expected \(12, 3, 207\)"),
-        (lambda d: d.update(weights=np.zeros((V + 1, 24))), r"'weights' has shape \(13, 24\), expected \(12, 24\)"),
+        (
+            lambda d: d.update(posedirs=np.zeros((V, 3, 10))),
+            r"'posedirs' has shape \(12, 3, 10\), expected \(12, 3, 207\)",
+        ),
+        (
+            lambda d: d.update(weights=np.zeros((V + 1, 24))),
+            r"'weights' has shape \(13, 24\), expected \(12, 24\)",
+        ),
         (lambda d: d.update(f=np.full((3, 3), V)), "'f' indexes vertices 12..12, expected 0..11"),
         (lambda d: d["v_template"].__setitem__((0, 0), np.nan), "'v_template' contains NaN"),
     ],
@@ -155,8 +161,11 @@ def test_unreadable_and_wrong_pickles(tmp_path):
 
 
 def test_gmm_validation(tmp_path, rng):
-    good = {"means": rng.normal(size=(8, 69)), "covars": np.stack([np.eye(69)] * 8),
-            "weights": np.full(8, 1 / 8)}
+    good = {
+        "means": rng.normal(size=(8, 69)),
+        "covars": np.stack([np.eye(69)] * 8),
+        "weights": np.full(8, 1 / 8),
+    }
     path = tmp_path / "gmm_08.pkl"
     path.write_bytes(pickle.dumps(good))
     prior, standin = read_gmm(path)
@@ -251,8 +260,8 @@ def _global(module, name):
 @pytest.mark.parametrize(
     "module, name, args",
     [
-        ("__builtin__", "eval", b"(S'open(\"MARKER\", \"w\")'\ntR."),
-        ("builtins", "exec", b"(S'open(\"MARKER\", \"w\")'\ntR."),
+        ("__builtin__", "eval", b'(S\'open("MARKER", "w")\'\ntR.'),
+        ("builtins", "exec", b'(S\'open("MARKER", "w")\'\ntR.'),
         ("__builtin__", "getattr", b"(c__builtin__\nobject\nS'__subclasses__'\ntR."),
         ("numpy", "load", b"(S'MARKER'\ntR."),
         ("numpy.lib.npyio", "load", b"(S'MARKER'\ntR."),
@@ -283,8 +292,13 @@ def test_codecs_encode_is_limited_to_latin1(tmp_path):
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_standin_dict_reads_back_in_every_protocol(tmp_path, protocol):
     data = standin_smpl_dict()
-    data["extras"] = {"scalar": np.float64(2.5), "labels": {"a", "b"}, "raw": b"\x00\xff",
-                      "csr": scipy.sparse.csr_matrix(np.eye(3)), "z": complex(1, 2)}
+    data["extras"] = {
+        "scalar": np.float64(2.5),
+        "labels": {"a", "b"},
+        "raw": b"\x00\xff",
+        "csr": scipy.sparse.csr_matrix(np.eye(3)),
+        "z": complex(1, 2),
+    }
     path = tmp_path / "smpl.pkl"
     path.write_bytes(pickle.dumps(data, protocol=protocol))
     loaded = read_pickle(path)

@@ -1,4 +1,4 @@
-"""fitting.render: the z-buffer rasteriser, part colours, and synthetic crops."""
+"""fitting.synthetic.render: the z-buffer rasteriser, part colours, and synthetic crops."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import time
 import numpy as np
 import pytest
 import torch
-
-from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.render import (
+from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
+from spinfits.fitting.synthetic.render import (
     PART_PALETTE,
     SMPL_PART_NAMES,
     face_parts,
@@ -18,7 +17,8 @@ from spinfits.fitting.render import (
     rasterize,
     render,
 )
-from spinfits.fitting.synthetic import SyntheticConfig, make_synthetic_dataset
+
+from spinfits.errors import InputError
 
 HEAD = SMPL_PART_NAMES.index("head")
 LEFT_ARM = [SMPL_PART_NAMES.index(n) for n in ("left_shoulder", "left_elbow", "left_wrist")]
@@ -39,11 +39,12 @@ def one_thread():
 @pytest.fixture(scope="module")
 def people(standin_files):
     """Four synthetic people: camera-frame vertices (4, V, 3) and the dataset arrays."""
-    data = make_synthetic_dataset(standin_files, SyntheticConfig(rows=4, seed=1,
-                                                                 truncated_fraction=0.0))
-    out = SpinBodyModel(standin_files)(torch.tensor(data["pose"], dtype=torch.float32),
-                                       torch.tensor(data["shape"], dtype=torch.float32),
-                                       return_vertices=True)
+    data = make_synthetic_dataset(standin_files, SyntheticConfig(rows=4, seed=1, truncated_fraction=0.0))
+    out = SpinBodyModel(standin_files)(
+        torch.tensor(data["pose"], dtype=torch.float32),
+        torch.tensor(data["shape"], dtype=torch.float32),
+        return_vertices=True,
+    )
     return out.vertices + torch.tensor(data["gt_cam_t"], dtype=torch.float32)[:, None], data
 
 
@@ -95,16 +96,20 @@ def test_square_silhouette_exact():
     z = 3.0
     corners = torch.tensor([[5.2, 5.2], [14.8, 5.2], [14.8, 14.8], [5.2, 14.8]]) - 10.0
     vertices = torch.cat([corners * z / 6.0, torch.full((4, 1), z)], 1)[None]
-    image = render(vertices, np.array([[0, 1, 2], [0, 2, 3]]), np.zeros((2, 3)), 6.0,
-                   (10.0, 10.0), (20, 20), ambient=1.0)
+    image = render(
+        vertices, np.array([[0, 1, 2], [0, 2, 3]]), np.zeros((2, 3)), 6.0, (10.0, 10.0), (20, 20), ambient=1.0
+    )
     mask = (image[0] == 0).all(-1)
     assert mask.sum() == 100 and mask[5:15, 5:15].all()
 
 
 def test_person_covers_plausible_fraction_and_bbox(people, standin_files):
     vertices, data = people
-    images = render(vertices, standin_files.smpl.faces,
-                    part_face_colours(standin_files.smpl.faces, standin_files.smpl.weights))
+    images = render(
+        vertices,
+        standin_files.smpl.faces,
+        part_face_colours(standin_files.smpl.faces, standin_files.smpl.weights),
+    )
     assert images.shape == (4, 224, 224, 3) and images.dtype == torch.uint8
     for b in range(4):
         mask = (images[b] != 255).any(-1)
@@ -123,7 +128,7 @@ def test_head_has_head_colour(standin_files):
     head = standin_files.smpl.weights.argmax(1) == HEAD
     u, v = _project(vertices[0, torch.as_tensor(head)]).median(0).values.long().tolist()
     expected = torch.as_tensor((PART_PALETTE[HEAD] * 255).round(), dtype=torch.uint8)
-    patch = image[v - 1:v + 2, u - 1:u + 2].reshape(-1, 3)
+    patch = image[v - 1 : v + 2, u - 1 : u + 2].reshape(-1, 3)
     assert (patch == expected).all(-1).float().mean() >= 0.8
 
 
@@ -132,8 +137,9 @@ def _arm_pixels(image: torch.Tensor, parts: list[int]) -> int:
     return int((image[:, :, None, :] == colours).all(-1).any(-1).sum())
 
 
-@pytest.mark.parametrize("yaw, near_arm, far_arm", [(np.pi / 2, LEFT_ARM, RIGHT_ARM),
-                                                    (-np.pi / 2, RIGHT_ARM, LEFT_ARM)])
+@pytest.mark.parametrize(
+    "yaw, near_arm, far_arm", [(np.pi / 2, LEFT_ARM, RIGHT_ARM), (-np.pi / 2, RIGHT_ARM, LEFT_ARM)]
+)
 def test_far_arm_hidden_in_side_view(standin_files, yaw, near_arm, far_arm):
     vertices = _rest_pose_vertices(standin_files, yaw=yaw)
     colours = part_face_colours(standin_files.smpl.faces, standin_files.smpl.weights)
@@ -146,8 +152,9 @@ def test_front_and_back_show_different_arms_on_each_side(standin_files):
     """Facing the camera, the person's left arm is on the image's right; from behind, on the left."""
     colours = part_face_colours(standin_files.smpl.faces, standin_files.smpl.weights)
     for yaw, left_on_right in ((0.0, True), (np.pi, False)):
-        image = render(_rest_pose_vertices(standin_files, yaw), standin_files.smpl.faces,
-                       colours, ambient=1.0)[0]
+        image = render(
+            _rest_pose_vertices(standin_files, yaw), standin_files.smpl.faces, colours, ambient=1.0
+        )[0]
         right_half = _arm_pixels(image[:, 112:], LEFT_ARM)
         left_half = _arm_pixels(image[:, :112], LEFT_ARM)
         assert (right_half > left_half) == left_on_right
@@ -187,8 +194,22 @@ def test_cli_writes_crop_pngs(tmp_path, standin_dir, capsys):
     from spinfits.cli import main
 
     out, images = tmp_path / "synth.npz", tmp_path / "images"
-    assert main(["data", "make-synthetic", str(out), "--n", "3", "--model-dir", str(standin_dir),
-                 "--images", str(images)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "make-synthetic",
+                str(out),
+                "--n",
+                "3",
+                "--model-dir",
+                str(standin_dir),
+                "--images",
+                str(images),
+            ]
+        )
+        == 0
+    )
     data = np.load(out)
     assert bool(data["images_are_crops"])
     for name in data["imgname"]:

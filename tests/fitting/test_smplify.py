@@ -4,20 +4,19 @@ import math
 
 import pytest
 import torch
-
-from spinfits.errors import InputError
 from spinfits.fitting.fit_loss import fit_loss, fit_loss_at
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.smplify import SMPLify
 from spinfits.fitting.smplify_config import SmplifyConfig
-from spinfits.fitting.synthetic import SyntheticConfig, make_synthetic_dataset
+from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
+
+from spinfits.errors import InputError
 
 
 @pytest.fixture(scope="module")
 def people(body_files):
     """Noise-free crop keypoints of synthetic people with known pose, shape and camera."""
-    data = make_synthetic_dataset(body_files, SyntheticConfig(rows=12, seed=3,
-                                                               truncated_fraction=0.0))
+    data = make_synthetic_dataset(body_files, SyntheticConfig(rows=12, seed=3, truncated_fraction=0.0))
     keypoints = torch.as_tensor(data["gt_keypoints"], dtype=torch.float32)
     return {
         "pose": torch.as_tensor(data["pose"], dtype=torch.float32),
@@ -59,8 +58,12 @@ def test_fit_alone_equals_fit_in_a_batch(body_files, people):
     pose, betas, cam_t = perturbed(people)
     batch = engine.fit(pose, betas, cam_t, people["keypoints"])
     for index in (0, 7):
-        alone = engine.fit(pose[index:index + 1], betas[index:index + 1],
-                           cam_t[index:index + 1], people["keypoints"][index:index + 1])
+        alone = engine.fit(
+            pose[index : index + 1],
+            betas[index : index + 1],
+            cam_t[index : index + 1],
+            people["keypoints"][index : index + 1],
+        )
         assert torch.allclose(alone.pose[0], batch.pose[index], atol=1e-8)
         assert torch.allclose(alone.loss[0], batch.loss[index], rtol=1e-8)
         assert alone.iterations[0] == batch.iterations[index]
@@ -79,9 +82,10 @@ def test_spin_reference_full_forward_equals_joints_only(body_files, people):
     pose, betas, cam_t = perturbed(people)
     config = SmplifyConfig.spin_reference(camera_iterations=5, body_iterations=5)
     full = SMPLify(body_files, config).fit(pose[:2], betas[:2], cam_t[:2], people["keypoints"][:2])
-    fast = SMPLify(body_files, SmplifyConfig.spin_reference(
-        camera_iterations=5, body_iterations=5, body_evaluation="joints_only")).fit(
-        pose[:2], betas[:2], cam_t[:2], people["keypoints"][:2])
+    fast = SMPLify(
+        body_files,
+        SmplifyConfig.spin_reference(camera_iterations=5, body_iterations=5, body_evaluation="joints_only"),
+    ).fit(pose[:2], betas[:2], cam_t[:2], people["keypoints"][:2])
     assert torch.allclose(full.pose, fast.pose, atol=1e-4)
     assert torch.allclose(full.loss, fast.loss, rtol=1e-3)
 
@@ -89,12 +93,10 @@ def test_spin_reference_full_forward_equals_joints_only(body_files, people):
 def test_result_loss_is_the_dictionary_fit_loss(engine, people):
     pose, betas, cam_t = perturbed(people)
     result = engine.fit(pose, betas, cam_t, people["keypoints"])
-    again = fit_loss_at(engine.joints_model, result.pose, result.betas, result.cam_t,
-                        people["keypoints"])
+    again = fit_loss_at(engine.joints_model, result.pose, result.betas, result.cam_t, people["keypoints"])
     assert torch.allclose(result.loss, again)
     # a stored fit is scored with SPIN's estimated camera: ground truth scores ~0
-    truth, estimated = fit_loss(engine.joints_model, people["pose"], people["betas"],
-                                people["keypoints"])
+    truth, estimated = fit_loss(engine.joints_model, people["pose"], people["betas"], people["keypoints"])
     assert truth.max() < 1e-3
     assert torch.allclose(estimated, people["cam_t"], rtol=1e-3, atol=1e-3)
 
@@ -108,8 +110,12 @@ def test_progress_reports_every_sample(engine, people):
 
 
 def test_result_lives_on_the_requested_device(body_files, people):
-    engine = SMPLify(body_files, SmplifyConfig(body_iterations=2, camera_iterations=2),
-                     device=torch.device("cpu"), dtype=torch.float64)
+    engine = SMPLify(
+        body_files,
+        SmplifyConfig(body_iterations=2, camera_iterations=2),
+        device=torch.device("cpu"),
+        dtype=torch.float64,
+    )
     pose, betas, cam_t = perturbed(people)
     result = engine.fit(pose[:2], betas[:2], cam_t[:2], people["keypoints"][:2])
     for tensor in (result.pose, result.betas, result.cam_t, result.loss):
@@ -136,8 +142,7 @@ def test_nan_keypoint_without_confidence_is_ignored(engine, people):
     assert torch.isfinite(result.loss).all() and torch.isfinite(result.pose).all()
 
 
-@pytest.mark.parametrize("confidence,match", [(-1.0, "finite and >= 0"),
-                                              (math.nan, "finite and >= 0")])
+@pytest.mark.parametrize("confidence,match", [(-1.0, "finite and >= 0"), (math.nan, "finite and >= 0")])
 def test_bad_confidence_is_an_error(engine, people, confidence, match):
     pose, betas, cam_t = perturbed(people)
     keypoints = people["keypoints"].clone()
@@ -185,9 +190,10 @@ def test_wild_initialisation_never_returns_nan(body_files, engine, people):
     betas = betas[:4] + 40.0
     cam_t = cam_t[:4].clone()
     cam_t[:, 2] = 1e-3  # the camera inside the body
-    for config in (SmplifyConfig(), SmplifyConfig.spin_reference(body_evaluation="joints_only",
-                                                                 camera_iterations=20,
-                                                                 body_iterations=20)):
+    for config in (
+        SmplifyConfig(),
+        SmplifyConfig.spin_reference(body_evaluation="joints_only", camera_iterations=20, body_iterations=20),
+    ):
         result = SMPLify(body_files, config).fit(pose, betas, cam_t, people["keypoints"][:4])
         for tensor in (result.pose, result.betas, result.cam_t):
             assert torch.isfinite(tensor).all()

@@ -7,20 +7,29 @@ import pytest
 import scipy.sparse
 import smplx
 import torch
+from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.synthetic.natural_poses import sample_body_poses
+from spinfits.fitting.synthetic.standin import write_standin_files
 
 from spinfits.cli import main
 from spinfits.errors import InputError
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.natural_poses import sample_body_poses
-from spinfits.fitting.standin import write_standin_files
 
 #: keys of the official SMPL_NEUTRAL.pkl and the type each holds
 OFFICIAL_KEYS = {
-    "J_regressor_prior": scipy.sparse.csc_matrix, "f": np.ndarray,
-    "J_regressor": scipy.sparse.csc_matrix, "kintree_table": np.ndarray, "J": np.ndarray,
-    "weights_prior": np.ndarray, "weights": np.ndarray, "vert_sym_idxs": np.ndarray,
-    "posedirs": np.ndarray, "pose_training_info": dict, "bs_style": str,
-    "v_template": np.ndarray, "shapedirs": np.ndarray, "bs_type": str,
+    "J_regressor_prior": scipy.sparse.csc_matrix,
+    "f": np.ndarray,
+    "J_regressor": scipy.sparse.csc_matrix,
+    "kintree_table": np.ndarray,
+    "J": np.ndarray,
+    "weights_prior": np.ndarray,
+    "weights": np.ndarray,
+    "vert_sym_idxs": np.ndarray,
+    "posedirs": np.ndarray,
+    "pose_training_info": dict,
+    "bs_style": str,
+    "v_template": np.ndarray,
+    "shapedirs": np.ndarray,
+    "bs_type": str,
 }
 
 
@@ -48,8 +57,7 @@ def test_smpl_pickle_has_the_official_keys_shapes_and_dtypes(standin_dir):
 
 def test_smplx_loads_the_standin_unchanged(standin_dir):
     model = smplx.SMPL(model_path=str(standin_dir / "smpl"))  # smplx's own pickle loader
-    output = model(betas=torch.zeros(1, 10), body_pose=torch.zeros(1, 69),
-                   global_orient=torch.zeros(1, 3))
+    output = model(betas=torch.zeros(1, 10), body_pose=torch.zeros(1, 69), global_orient=torch.zeros(1, 3))
     assert output.vertices.shape == (1, 6890, 3)
     assert torch.isfinite(output.joints).all()
 
@@ -108,5 +116,4 @@ def test_pose_prior_prefers_natural_poses(standin_files):
     assert np.median(nll_natural) < np.median(_gmm_nll(standin_files, unnatural))
     assert np.median(nll_natural) < np.median(_gmm_nll(standin_files, random_poses))
     # the rest pose (T-pose) and a relaxed stand are both more likely than random poses
-    assert _gmm_nll(standin_files, np.zeros((1, 69)))[0] < np.median(
-        _gmm_nll(standin_files, random_poses))
+    assert _gmm_nll(standin_files, np.zeros((1, 69)))[0] < np.median(_gmm_nll(standin_files, random_poses))

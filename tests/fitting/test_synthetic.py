@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
+from spinfits.fitting.body_model import SpinBodyModel
+from spinfits.fitting.dataset import CROP_RES, FOCAL_LENGTH, load_spin_npz
+from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 from spinfits.cli import main
 from spinfits.errors import InputError
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.dataset import CROP_RES, FOCAL_LENGTH, load_spin_npz
-from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,7 @@ def test_orientation_mostly_facing_the_camera(synthetic):
 def test_named_as_standin_and_reproducible(tmp_path, standin_files, synthetic):
     raw = np.load(synthetic)
     assert "STAND-IN" in str(raw["body_model"])
-    again = write_synthetic_dataset(tmp_path / "again.npz", standin_files,
-                                    SyntheticConfig(rows=300, seed=3))
+    again = write_synthetic_dataset(tmp_path / "again.npz", standin_files, SyntheticConfig(rows=300, seed=3))
     np.testing.assert_array_equal(np.load(again)["openpose"], raw["openpose"])
 
 
@@ -83,12 +82,10 @@ def test_bad_config_and_output(tmp_path, standin_files):
 
 def test_cli_make_synthetic(tmp_path, standin_dir, capsys):
     out = tmp_path / "d.npz"
-    assert main(["data", "make-synthetic", str(out), "--n", "20",
-                 "--model-dir", str(standin_dir)]) == 0
+    assert main(["data", "make-synthetic", str(out), "--n", "20", "--model-dir", str(standin_dir)]) == 0
     assert "STAND-IN" in capsys.readouterr().out
     assert np.load(out)["part"].shape == (20, 24, 3)
     assert main(["data", "info", str(out)]) == 0
     assert "20 rows" in capsys.readouterr().out
-    assert main(["data", "make-synthetic", str(out), "--n", "5",
-                 "--model-dir", str(tmp_path / "nope")]) == 2
+    assert main(["data", "make-synthetic", str(out), "--n", "5", "--model-dir", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err

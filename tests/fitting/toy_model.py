@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import numpy as np
-
 from spinfits.fitting.joints import SMPL_PARENTS
 from spinfits.fitting.model_files import BodyModelFiles, GmmPrior, SmplArrays
 
@@ -43,5 +42,11 @@ def toy_body_model_files(seed: int = 0, pose_correctives: bool = True) -> BodyMo
     )
     covars = np.stack([np.diag(rng.uniform(0.05, 0.3, 69)) for _ in range(8)])
     gmm = GmmPrior(means=rng.normal(0, 0.2, (8, 69)), covars=covars, weights=np.full(8, 1 / 8))
-    return BodyModelFiles(directory=Path("toy"), smpl=smpl, J_regressor_extra=extra, gmm=gmm,
-                          standin_parts=("toy",), provenance="random toy model for tests")
+    return BodyModelFiles(
+        directory=Path("toy"),
+        smpl=smpl,
+        J_regressor_extra=extra,
+        gmm=gmm,
+        standin_parts=("toy",),
+        provenance="random toy model for tests",
+    )

@@ -6,13 +6,11 @@ survive ``fork()``, so forked multiprocessing children would hang.
 
 from __future__ import annotations
 
-import pickle
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
 from spinfits.store import FitStore, Proposals, Source
 
 N_ROWS = 400
@@ -48,14 +46,9 @@ def commit_loop(store_path: str, worker: int, batches: int, go_file: str) -> Non
     for index in range(batches):
         store.merge("coco", worker_batch(worker, index))
         version = store.commit(f"worker {worker} batch {index}", who=f"worker-{worker}")
-        print("attempts", 0 if version is None else version.metadata["attempts"], flush=True)  # parsed by the test
-
-
-def stage_fork(fork_file: str, worker: int, batches: int) -> None:
-    fork = pickle.loads(Path(fork_file).read_bytes())
-    for index in range(batches):
-        fork.stage("coco", worker_batch(worker, index))
-    Path(fork_file).write_bytes(pickle.dumps(fork))
+        print(
+            "attempts", 0 if version is None else version.metadata["attempts"], flush=True
+        )  # parsed by the test
 
 
 def write_forever(store_path: str, started_file: str) -> None:
@@ -72,8 +65,6 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "commit_loop":
         commit_loop(args[0], int(args[1]), int(args[2]), args[3])
-    elif mode == "stage_fork":
-        stage_fork(args[0], int(args[1]), int(args[2]))
     elif mode == "write_forever":
         write_forever(args[0], args[1])
     else:

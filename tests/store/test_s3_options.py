@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import icechunk
 import pytest
-
 from spinfits.store import S3Options, StoreLocation
 
 KEY_ID, SECRET = "AKIAEXAMPLEKEYID", "wJalrXUtnFEMI-example-secret"
@@ -13,8 +12,14 @@ KEY_ID, SECRET = "AKIAEXAMPLEKEYID", "wJalrXUtnFEMI-example-secret"
 
 @pytest.fixture
 def keyed() -> S3Options:
-    return S3Options(endpoint_url="http://127.0.0.1:9000", region="us-east-1", allow_http=True,
-                     force_path_style=True, access_key_id=KEY_ID, secret_access_key=SECRET)
+    return S3Options(
+        endpoint_url="http://127.0.0.1:9000",
+        region="us-east-1",
+        allow_http=True,
+        force_path_style=True,
+        access_key_id=KEY_ID,
+        secret_access_key=SECRET,
+    )
 
 
 @pytest.fixture
@@ -35,16 +40,18 @@ def test_repr_hides_the_keys_and_keeps_the_rest(keyed):
 def test_precompute_config_repr_hides_the_keys(keyed, tmp_path):
     from spinfits.cluster.precompute import PrecomputeConfig
 
-    text = repr(PrecomputeConfig(dataset=tmp_path / "people.npz", store="s3://fits/p",
-                                 model_dir=tmp_path, s3=keyed))
+    text = repr(
+        PrecomputeConfig(dataset=tmp_path / "people.npz", store="s3://fits/p", model_dir=tmp_path, s3=keyed)
+    )
     assert SECRET not in text and KEY_ID not in text and "secret_access_key='***'" in text
 
 
 def test_without_credentials_drops_only_the_keys(keyed):
     plain = keyed.without_credentials()
     assert keyed.has_credentials and not plain.has_credentials
-    assert plain == S3Options(endpoint_url="http://127.0.0.1:9000", region="us-east-1",
-                              allow_http=True, force_path_style=True)
+    assert plain == S3Options(
+        endpoint_url="http://127.0.0.1:9000", region="us-east-1", allow_http=True, force_path_style=True
+    )
     assert keyed.secret_access_key == SECRET  # the original is unchanged (frozen)
     assert not S3Options(anonymous=True).has_credentials
 
@@ -54,7 +61,11 @@ def test_storage_passes_explicit_keys_to_icechunk(keyed, storage_calls):
     (call,) = storage_calls
     assert call["access_key_id"] == KEY_ID and call["secret_access_key"] == SECRET
     assert call["from_env"] is None  # the given keys, not the AWS chain
-    assert (call["bucket"], call["prefix"], call["endpoint_url"]) == ("fits", "runs/a", "http://127.0.0.1:9000")
+    assert (call["bucket"], call["prefix"], call["endpoint_url"]) == (
+        "fits",
+        "runs/a",
+        "http://127.0.0.1:9000",
+    )
     assert call["allow_http"] and call["force_path_style"] and call["region"] == "us-east-1"
 
 

@@ -35,12 +35,25 @@ def test_init_info_import_log_tag_diff_export_rollback(files, capsys):
     store = tmp / "fits.icechunk"
     status, out, _ = run(capsys, "init", store, "--body-model", "standin-abc", "--standin")
     assert status == 0 and "stand-in body model" in out
-    status, out, _ = run(capsys, "import", store, "coco", tmp / "coco_fits.npy", "--losses", tmp / "coco_losses.npy",
-                         "--dataset-fingerprint", "coco-npz", "--message", "static fits")
+    status, out, _ = run(
+        capsys,
+        "import",
+        store,
+        "coco",
+        tmp / "coco_fits.npy",
+        "--losses",
+        tmp / "coco_losses.npy",
+        "--dataset-fingerprint",
+        "coco-npz",
+        "--message",
+        "static fits",
+    )
     assert status == 0 and "created dataset coco with 40 rows" in out and "40 rows changed" in out
     first = re.search(r"committed (\w+)", out).group(1)
     assert run(capsys, "tag", store, "static")[0] == 0
-    status, out, _ = run(capsys, "import", store, "coco", tmp / "better_fits.npy", "--losses", tmp / "better_losses.npy")
+    status, out, _ = run(
+        capsys, "import", store, "coco", tmp / "better_fits.npy", "--losses", tmp / "better_losses.npy"
+    )
     assert "30 rows changed" in out  # re-proposed unscored rows keep the earlier import
     status, out, _ = run(capsys, "info", store)
     assert "WARNING: stand-in body model" in out
@@ -53,8 +66,17 @@ def test_init_info_import_log_tag_diff_export_rollback(files, capsys):
     status, out, _ = run(capsys, "diff", store, "coco", "static", "--top", "3")
     assert "changed 30 rows: improved 30 (first fit 0), worse 0" in out
     assert len([line for line in out.splitlines() if re.match(r"^\d+\s", line)]) == 3
-    status, out, _ = run(capsys, "export", store, "coco", tmp / "old_fits.npy", "--version", "static",
-                         "--losses-out", tmp / "old_losses.npy")
+    status, out, _ = run(
+        capsys,
+        "export",
+        store,
+        "coco",
+        tmp / "old_fits.npy",
+        "--version",
+        "static",
+        "--losses-out",
+        tmp / "old_losses.npy",
+    )
     assert status == 0
     np.testing.assert_array_equal(np.load(tmp / "old_fits.npy"), fits.astype(np.float32))
     np.testing.assert_array_equal(np.load(tmp / "old_losses.npy"), losses.astype(np.float32))
@@ -77,7 +99,10 @@ def test_init_info_import_log_tag_diff_export_rollback(files, capsys):
         (["import", "{store}", "coco", "{tmp}/coco_losses.npy"], r"SPIN fits must have shape \(N, 82\)"),
         (["diff", "{store}", "coco", "nope"], "unknown version 'nope'"),
         (["diff", "{store}", "mpii", "main"], "unknown dataset 'mpii'"),
-        (["export", "{store}", "coco", "{tmp}/x.csv"], r"output must end in .npy \(SPIN layout\) or .parquet"),
+        (
+            ["export", "{store}", "coco", "{tmp}/x.csv"],
+            r"output must end in .npy \(SPIN layout\) or .parquet",
+        ),
         (["init", "{store}", "--body-model", "b"], "exists and is not an empty directory"),
         (["init", "{tmp}/s2", "--body-model", "b", "--dataset", "x"], "--dataset and --rows go together"),
     ],

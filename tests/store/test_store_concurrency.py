@@ -1,7 +1,6 @@
-"""Several writers: forks staged in other processes, concurrent commits, a writer killed mid-write."""
+"""Several writers: concurrent commits, a writer killed mid-write."""
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -10,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from spinfits.store import FitStore
 from store_helpers import BODY, best_by_row
 from store_worker import N_ROWS, worker_batch
-
-from spinfits.store import FitStore
 
 WORKER = str(Path(__file__).with_name("store_worker.py"))
 
@@ -26,7 +24,9 @@ def shared(store_path) -> FitStore:
 
 
 def run_worker(*args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, WORKER, *map(str, args)], stdout=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, WORKER, *map(str, args)], stdout=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 def test_conflicting_commit_reapplies_the_merge_rule(shared, store_path):
@@ -55,7 +55,9 @@ def test_two_processes_committing_concurrently_lose_no_improvement(shared, store
     final = FitStore.open(store_path)
     np.testing.assert_array_equal(final.read("coco").loss, best_by_row(batches, N_ROWS))
     # every commit a worker reported is in the history, none lost by a concurrent ref update
-    attempts = [int(line.split()[1]) for out in outputs for line in out.splitlines() if line.startswith("attempts")]
+    attempts = [
+        int(line.split()[1]) for out in outputs for line in out.splitlines() if line.startswith("attempts")
+    ]
     assert len(attempts) == 8
     print("commit attempts per commit:", attempts)
     committed = [v.message for v in final.log() if v.message.startswith("worker")]
@@ -65,42 +67,6 @@ def test_two_processes_committing_concurrently_lose_no_improvement(shared, store
     for p in batches:
         hit = fits.loss[p.rows] == p.loss
         np.testing.assert_array_equal(fits.pose[p.rows[hit]], p.pose[hit])
-
-
-def test_forks_staged_in_other_processes_merge_by_the_rule(shared, tmp_path):
-    forks = []
-    for worker in (1, 2):
-        path = tmp_path / f"fork{worker}.pkl"
-        path.write_bytes(pickle.dumps(shared.fork()))
-        forks.append(path)
-    procs = [run_worker("stage_fork", path, w, 3) for w, path in zip((1, 2), forks)]
-    for p in procs:
-        p.communicate(timeout=120)
-        assert p.returncode == 0
-    loaded = [pickle.loads(path.read_bytes()) for path in forks]
-    assert [f.staged_batches for f in loaded] == [3, 3]
-    improved = shared.merge_forks(loaded)
-    expected = best_by_row([worker_batch(w, i) for w in (1, 2) for i in range(3)], N_ROWS)
-    assert improved == int(np.isfinite(expected).sum())
-    version = shared.commit("merge forks")
-    assert version.rows_improved == improved
-    np.testing.assert_array_equal(shared.read("coco").loss, expected)
-    # staging never reaches a commit
-    import zarr
-
-    root = zarr.open_group(shared.repository.readonly_session(snapshot_id=version.snapshot_id).store, mode="r")
-    assert sorted(root.group_keys()) == ["coco"]
-
-
-def test_forks_from_an_older_snapshot_still_merge(shared):
-    fork = shared.fork()
-    fork.stage("coco", worker_batch(1, 0))
-    shared.merge("coco", worker_batch(2, 0))
-    shared.commit("meanwhile")
-    shared.merge_forks([fork])
-    shared.commit("fork")
-    expected = best_by_row([worker_batch(1, 0), worker_batch(2, 0)], N_ROWS)
-    np.testing.assert_array_equal(shared.read("coco").loss, expected)
 
 
 def test_writer_killed_mid_write_leaves_the_last_commit(shared, store_path, tmp_path):

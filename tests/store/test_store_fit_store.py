@@ -5,14 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from store_helpers import BODY, best_by_row, random_proposals
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
+from store_helpers import BODY, best_by_row, random_proposals
 from store_helpers import SMALL_ROWS as N_ROWS
 from store_helpers import batches as merge_batches
 
 from spinfits.errors import InputError
-from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
 
 
 def snapshot_bytes(store, dataset="coco", version=None):
@@ -32,14 +32,19 @@ def test_create_records_body_model_and_dataset_attributes(store, store_path):
 
 
 def test_open_with_other_body_model_is_an_error(store, store_path):
-    with pytest.raises(InputError, match=r"holds fits of body model 'smpl-test-0001 \(stand-in body model\)'.*uses body model 'other'"):
+    with pytest.raises(
+        InputError,
+        match=r"holds fits of body model 'smpl-test-0001 \(stand-in body model\)'.*uses body model 'other'",
+    ):
         FitStore.open(store_path, body_model=BodyModelInfo("other"))
     with pytest.raises(InputError, match="must not mix"):
         FitStore.open(store_path, body_model="other")
 
 
 def test_open_missing_path(tmp_path):
-    with pytest.raises(InputError, match=r"no store at .*does not exist; create one with `spinfits store init`"):
+    with pytest.raises(
+        InputError, match=r"no store at .*does not exist; create one with `spinfits store init`"
+    ):
         FitStore.open(tmp_path / "nope")
 
 
@@ -56,7 +61,9 @@ def test_open_non_store_directory_and_file(tmp_path):
 def test_open_store_with_corrupt_branch_ref(store, store_path):
     for ref in (store_path / "refs").rglob("*.json"):
         ref.write_bytes(b"garbage")
-    with pytest.raises(InputError, match=r"cannot read a store at .* \(corrupt or not a store\?\): cannot serialize ref json"):
+    with pytest.raises(
+        InputError, match=r"cannot read a store at .* \(corrupt or not a store\?\): cannot serialize ref json"
+    ):
         FitStore.open(store_path)
 
 
@@ -149,8 +156,14 @@ def test_bad_merges_leave_the_store_unchanged(store, dataset, proposals, message
     if proposals is None:
         proposals = good
     elif proposals == 50:
-        proposals = Proposals(rows=[3, 50], pose=np.zeros((2, 72)), betas=np.zeros((2, 10)),
-                              cam_t=np.zeros((2, 3)), loss=[0.0, 0.0], time=0.0)
+        proposals = Proposals(
+            rows=[3, 50],
+            pose=np.zeros((2, 72)),
+            betas=np.zeros((2, 10)),
+            cam_t=np.zeros((2, 3)),
+            loss=[0.0, 0.0],
+            time=0.0,
+        )
     with pytest.raises(InputError, match=message):
         store.merge(dataset, proposals)
     assert store.tip() == committed.snapshot_id
@@ -173,7 +186,12 @@ def test_log_tag_read_past_version_rollback_and_forward(store):
     store.merge("coco", random_proposals(rng, 50, 30, losses=np.full(30, 0.001, dtype=np.float32)))
     v2 = store.commit("v2")
     log = store.log()
-    assert [v.message for v in log[:4]] == ["v2", "v1", "create dataset coco (50 rows)", "create spinfits store"]
+    assert [v.message for v in log[:4]] == [
+        "v2",
+        "v1",
+        "create dataset coco (50 rows)",
+        "create spinfits store",
+    ]
     assert log[0].parent_id == v1.snapshot_id and log[0].rows_improved == v2.rows_improved
     assert store.tag("good", v1.snapshot_id) == v1.snapshot_id
     assert store.tags() == {"good": v1.snapshot_id}
@@ -213,8 +231,14 @@ def test_rollback_refuses_pending_and_unrelated(store):
 
 def test_diff_reports_improved_rows_and_amounts(store):
     rows = np.array([1, 2, 3])
-    mk = lambda loss: Proposals(rows=rows, pose=np.zeros((3, 72)), betas=np.zeros((3, 10)),
-                                cam_t=np.zeros((3, 3)), loss=loss, time=0.0)  # noqa: E731
+    mk = lambda loss: Proposals(
+        rows=rows,
+        pose=np.zeros((3, 72)),
+        betas=np.zeros((3, 10)),
+        cam_t=np.zeros((3, 3)),
+        loss=loss,
+        time=0.0,
+    )  # noqa: E731
     store.merge("coco", mk([5.0, 5.0, np.nan]))
     v1 = store.commit("v1")
     store.merge("coco", mk([4.0, 6.0, 2.0]))

@@ -3,12 +3,11 @@
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
+from spinfits.store import Fits, Proposals, Source, best_per_row, merge_into
 from store_helpers import SMALL_ROWS, batches
 
-from spinfits.store import Fits, Proposals, Source, best_per_row, merge_into
-
 N_ROWS = SMALL_ROWS
+
 
 def apply_all(batch_list, accept_unscored=False):
     fits = Fits.empty(N_ROWS)
@@ -21,8 +20,13 @@ def apply_all(batch_list, accept_unscored=False):
 def _proposal(rows, loss, value=1.0, source=Source.OFFLINE):
     m = len(rows)
     return Proposals(
-        rows=np.array(rows), pose=np.full((m, 72), value), betas=np.zeros((m, 10)),
-        cam_t=np.zeros((m, 3)), loss=np.array(loss, dtype=np.float64), source=source, time=0.0,
+        rows=np.array(rows),
+        pose=np.full((m, 72), value),
+        betas=np.zeros((m, 10)),
+        cam_t=np.zeros((m, 3)),
+        loss=np.array(loss, dtype=np.float64),
+        source=source,
+        time=0.0,
     )
 
 
@@ -45,7 +49,10 @@ def test_unscored_fill_empty_rows_only_when_accepted_and_lose_to_scored():
     fits = Fits.empty(2)
     merge_into(fits, best_per_row(_proposal([0], [1.0])))
     assert merge_into(fits, best_per_row(_proposal([0, 1], [np.inf, np.inf], 7.0))).count == 0
-    assert merge_into(fits, best_per_row(_proposal([0, 1], [np.inf, np.inf], 7.0), accept_unscored=True)).count == 1
+    assert (
+        merge_into(fits, best_per_row(_proposal([0, 1], [np.inf, np.inf], 7.0), accept_unscored=True)).count
+        == 1
+    )
     assert fits.loss.tolist() == [1.0, np.inf] and fits.pose[1, 0] == 7.0
     assert merge_into(fits, best_per_row(_proposal([1], [9.0]))).count == 1
     assert fits.loss[1] == 9.0

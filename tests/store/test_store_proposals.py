@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from spinfits.store import Proposals, Source
 
 from spinfits.errors import InputError
-from spinfits.store import Proposals, Source
 
 
 def _kwargs(m=3, **over):
@@ -44,8 +44,11 @@ def test_time_defaults_to_construction_time_and_is_kept():
         ("pose", np.full((3, 72), "a"), r"pose must be a numeric array"),
         ("rows", np.array([0.0, 1.0, 2.0]), r"rows must be an integer array"),
         ("rows", np.array([0, -1, 2]), r"rows must be >= 0"),
-        ("rows", np.array([0, 2**64 - 1, 2], dtype=np.uint64),
-         r"rows must be dataset row numbers, got 18446744073709551615 \(uint64\), beyond any dataset"),
+        (
+            "rows",
+            np.array([0, 2**64 - 1, 2], dtype=np.uint64),
+            r"rows must be dataset row numbers, got 18446744073709551615 \(uint64\), beyond any dataset",
+        ),
         ("rows", np.zeros((3, 1), dtype=int), r"rows must have shape \(M,\)"),
         ("source", 0, r"source must be one of"),
         ("source", 9, r"source must be one of"),

@@ -4,10 +4,10 @@ import pickle
 
 import numpy as np
 import pytest
+from spinfits.store import FitReader
 from store_helpers import random_proposals
 
 from spinfits.errors import InputError
-from spinfits.store import FitReader
 
 
 def test_reader_is_pinned_until_refresh(store):
@@ -62,7 +62,9 @@ def test_reader_pickles_to_the_same_snapshot(store):
     store.commit("v1")
     reader = store.reader("coco")
     copy = pickle.loads(pickle.dumps(reader))
-    store.merge("coco", random_proposals(np.random.default_rng(3), 50, 40, losses=np.zeros(40, dtype=np.float32)))
+    store.merge(
+        "coco", random_proposals(np.random.default_rng(3), 50, 40, losses=np.zeros(40, dtype=np.float32))
+    )
     store.commit("v2")
     copy2 = pickle.loads(pickle.dumps(reader))
     assert copy.snapshot_id == copy2.snapshot_id == reader.snapshot_id

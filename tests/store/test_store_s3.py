@@ -9,10 +9,10 @@ import urllib.request
 import boto3
 import numpy as np
 import pytest
+from spinfits.store import FitStore, S3Options
 from store_helpers import BODY, best_by_row, random_proposals
 
 from spinfits.errors import InputError
-from spinfits.store import FitStore, S3Options
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,13 @@ def s3_endpoint():
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.05)
-        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                              aws_access_key_id="test", aws_secret_access_key="test")
+        client = boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
         client.create_bucket(Bucket="fits")
         yield url
     finally:
@@ -47,8 +52,14 @@ def s3_endpoint():
 
 @pytest.fixture
 def options(s3_endpoint):
-    return S3Options(endpoint_url=s3_endpoint, region="us-east-1", allow_http=True, force_path_style=True,
-                     access_key_id="test", secret_access_key="test")
+    return S3Options(
+        endpoint_url=s3_endpoint,
+        region="us-east-1",
+        allow_http=True,
+        force_path_style=True,
+        access_key_id="test",
+        secret_access_key="test",
+    )
 
 
 def test_create_merge_commit_reopen_on_s3(options, request):

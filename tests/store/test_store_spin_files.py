@@ -3,10 +3,10 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from spinfits.store import Source, export_parquet, export_spin_fits, import_spin_fits
 from store_helpers import random_proposals
 
 from spinfits.errors import InputError
-from spinfits.store import Source, export_parquet, export_spin_fits, import_spin_fits
 
 
 def spin_array(n, seed=0):
@@ -69,7 +69,11 @@ def test_import_with_losses_merges_by_the_rule_and_roundtrips(store):
         (np.zeros((50, 82), dtype=int), None, r"SPIN fits must be a float array"),
         (np.full((50, 82), np.nan), None, r"SPIN fits have NaN/inf in 50 row\(s\)"),
         (np.zeros((50, 82)), np.full(50, np.nan), r"losses must be >= 0 and finite, or \+inf \(unknown\)"),
-        (np.zeros((50, 82)), np.full(50, -1.0), r"losses must be >= 0 and finite, or \+inf \(unknown\): 50 are NaN or negative"),
+        (
+            np.zeros((50, 82)),
+            np.full(50, -1.0),
+            r"losses must be >= 0 and finite, or \+inf \(unknown\): 50 are NaN or negative",
+        ),
         (np.zeros((50, 82)), np.zeros(3), r"losses must be a float array of shape \(50,\)"),
     ],
 )
@@ -91,16 +95,33 @@ def test_import_missing_or_bad_file(store, tmp_path):
 def test_export_parquet_any_version(store, tmp_path):
     store.merge("coco", random_proposals(np.random.default_rng(3), 50, 30, step=4, time=77.0))
     v1 = store.commit("v1")
-    store.merge("coco", random_proposals(np.random.default_rng(4), 50, 30, losses=np.zeros(30, dtype=np.float32)))
+    store.merge(
+        "coco", random_proposals(np.random.default_rng(4), 50, 30, losses=np.zeros(30, dtype=np.float32))
+    )
     store.commit("v2")
     assert export_parquet(store, "coco", tmp_path / "v1.parquet", v1.snapshot_id) == v1.snapshot_id
     table = pq.read_table(tmp_path / "v1.parquet")
     expected = store.read("coco", v1.snapshot_id)
-    assert table.column_names == ["row", "pose", "betas", "cam_t", "loss", "source", "source_name", "step", "time", "failure"]
+    assert table.column_names == [
+        "row",
+        "pose",
+        "betas",
+        "cam_t",
+        "loss",
+        "source",
+        "source_name",
+        "step",
+        "time",
+        "failure",
+    ]
     assert table.column("row").to_pylist() == list(range(50))
-    np.testing.assert_array_equal(np.stack(table.column("pose").to_numpy(zero_copy_only=False)), expected.pose)
+    np.testing.assert_array_equal(
+        np.stack(table.column("pose").to_numpy(zero_copy_only=False)), expected.pose
+    )
     np.testing.assert_array_equal(table.column("loss").to_numpy(), expected.loss)
     names = table.column("source_name").to_pylist()
     assert {n for n, s in zip(names, expected.source) if s == Source.OFFLINE} <= {"offline"}
     assert "none" in names
-    assert b"spinfits" in table.schema.metadata and v1.snapshot_id.encode() in table.schema.metadata[b"spinfits"]
+    assert (
+        b"spinfits" in table.schema.metadata and v1.snapshot_id.encode() in table.schema.metadata[b"spinfits"]
+    )

@@ -11,12 +11,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from store_helpers import BODY
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-
 from spinfits.store import FitStore, Proposals, Source
+from store_helpers import BODY
 
 N_ROWS = 12
 LOSS = [0.5, 0.25, 2.0, 1.5, float("nan"), 0.75, float("inf"), 1.25, 0.125, 3.0]
@@ -32,17 +31,27 @@ def proposals(pairs):
     rows = np.array([r for r, _ in pairs], dtype=np.int64)
     seeds = np.array([s for _, s in pairs], dtype=np.float32)
     m = len(pairs)
-    return Proposals(
-        rows=rows,
-        pose=np.repeat(pose_value(seeds)[:, None], 72, axis=1),
-        betas=np.repeat(seeds[:, None], 10, axis=1),
-        cam_t=np.repeat(seeds[:, None], 3, axis=1),
-        loss=np.array([LOSS[s] for _, s in pairs], dtype=np.float32),
-        source=Source.IN_LOOP,
-        step=3,
-        time=100.0,
-    ) if m else Proposals(rows=rows, pose=np.zeros((0, 72)), betas=np.zeros((0, 10)),
-                          cam_t=np.zeros((0, 3)), loss=np.zeros(0), time=100.0)
+    return (
+        Proposals(
+            rows=rows,
+            pose=np.repeat(pose_value(seeds)[:, None], 72, axis=1),
+            betas=np.repeat(seeds[:, None], 10, axis=1),
+            cam_t=np.repeat(seeds[:, None], 3, axis=1),
+            loss=np.array([LOSS[s] for _, s in pairs], dtype=np.float32),
+            source=Source.IN_LOOP,
+            step=3,
+            time=100.0,
+        )
+        if m
+        else Proposals(
+            rows=rows,
+            pose=np.zeros((0, 72)),
+            betas=np.zeros((0, 10)),
+            cam_t=np.zeros((0, 3)),
+            loss=np.zeros(0),
+            time=100.0,
+        )
+    )
 
 
 class StoreMachine(RuleBasedStateMachine):

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
 from spinfits.fitting.fit_loss import score_fits
-from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
+from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
 
 #: Rows of the training set; row NO_KEYPOINTS has every keypoint removed; odd rows have no
@@ -57,8 +56,7 @@ def training_set(tmp_path_factory, standin_files) -> TrainingSet:
     directory = tmp_path_factory.mktemp("training_set")
     path, images = directory / f"{DATASET}.npz", directory / "images"
     with _one_thread():
-        write_synthetic_dataset(path, standin_files, SyntheticConfig(rows=ROWS, seed=11),
-                                images_dir=images)
+        write_synthetic_dataset(path, standin_files, SyntheticConfig(rows=ROWS, seed=11), images_dir=images)
     arrays = dict(np.load(path))
     arrays["openpose"][NO_KEYPOINTS] = 0.0
     arrays["part"][NO_KEYPOINTS] = 0.0
@@ -76,9 +74,16 @@ def ground_truth_fits(training_set, standin_files) -> Proposals:
     betas = arrays["shape"].astype(np.float32)
     with _one_thread():
         loss = score_fits(standin_files, pose, betas, training_set.dataset.keypoints)
-    return Proposals(rows=np.arange(ROWS), pose=pose, betas=betas,
-                     cam_t=arrays["gt_cam_t"].astype(np.float32), loss=loss,
-                     source=Source.OFFLINE, step=0, time=1000.0)
+    return Proposals(
+        rows=np.arange(ROWS),
+        pose=pose,
+        betas=betas,
+        cam_t=arrays["gt_cam_t"].astype(np.float32),
+        loss=loss,
+        source=Source.OFFLINE,
+        step=0,
+        time=1000.0,
+    )
 
 
 @pytest.fixture
@@ -87,10 +92,10 @@ def make_store(tmp_path, standin_files, training_set, ground_truth_fits):
     with ``fitted``, the ground-truth fits of every row but UNFITTED merged and committed."""
 
     def make(name: str = "store", fitted: bool = True) -> FitStore:
-        store = FitStore.create(tmp_path / name,
-                                BodyModelInfo(standin_files.fingerprint, is_standin=True))
-        store.create_dataset(DATASET, ROWS, dataset_fingerprint=training_set.dataset.fingerprint,
-                             chunk_rows=8)
+        store = FitStore.create(tmp_path / name, BodyModelInfo(standin_files.fingerprint, is_standin=True))
+        store.create_dataset(
+            DATASET, ROWS, dataset_fingerprint=training_set.dataset.fingerprint, chunk_rows=8
+        )
         if fitted:
             keep = np.setdiff1d(np.arange(ROWS), UNFITTED)
             store.merge(DATASET, ground_truth_fits.take(keep))
@@ -109,7 +114,7 @@ def fit_store(make_store) -> FitStore:
 @pytest.fixture
 def small_regressor():
     """make() -> a fresh "small" HMR, the same weights for every call in a test."""
-    from spinfits.fitting.offline_init import spin_mean_params_path
+    from spinfits.fitting.mean_params import spin_mean_params_path
     from spinfits.training.regressor import HMR, RegressorConfig
 
     def make() -> torch.nn.Module:

@@ -4,13 +4,11 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
-
-from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.joints import spin_index
 from spinfits.fitting.rotations import matrix_to_axis_angle
-from spinfits.fitting.synthetic import SyntheticConfig, make_synthetic_dataset
+from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 from spinfits.training.augmentation import (
     Augmentation,
     AugmentationConfig,
@@ -20,6 +18,8 @@ from spinfits.training.augmentation import (
     unaugment_keypoints,
     unaugment_pose,
 )
+
+from spinfits.errors import InputError
 
 
 def _aug(flip, rotation, scale=None, noise=None):
@@ -84,19 +84,24 @@ def test_no_augmentation_is_the_identity():
 
 
 def test_config_and_augmentation_errors():
-    with pytest.raises(InputError, match=r"flip_probability must be a probability within "
-                                         r"\[0, 1\], got 1.5"):
+    with pytest.raises(
+        InputError,
+        match=r"flip_probability must be a probability within "
+        r"\[0, 1\], got 1.5",
+    ):
         AugmentationConfig(flip_probability=1.5)
-    with pytest.raises(InputError, match=r"scale_factor must be within \[0, 1\), got 1.0: "
-                                         r"scales .* must stay positive"):
+    with pytest.raises(
+        InputError,
+        match=r"scale_factor must be within \[0, 1\), got 1.0: "
+        r"scales .* must stay positive",
+    ):
         AugmentationConfig(scale_factor=1.0)
     with pytest.raises(InputError, match=r"noise_factor must be within \[0, 1\), got -0.1"):
         AugmentationConfig(noise_factor=-0.1)
     with pytest.raises(InputError, match=r"rotation_factor must be within \[0, 90\] degrees"):
         AugmentationConfig(rotation_factor=120.0)
     with pytest.raises(InputError, match=r"pixel_noise must be a tensor of shape \(2, 3\)"):
-        Augmentation(torch.zeros(2, dtype=torch.bool), torch.zeros(2), torch.ones(2),
-                     torch.ones(2))
+        Augmentation(torch.zeros(2, dtype=torch.bool), torch.zeros(2), torch.ones(2), torch.ones(2))
     with pytest.raises(InputError, match="flip must be a bool tensor"):
         Augmentation(torch.zeros(2), torch.zeros(2), torch.ones(2), torch.ones(2, 3))
     with pytest.raises(InputError, match="scale must be > 0"):
@@ -112,8 +117,7 @@ def test_keypoint_and_pose_shape_errors():
     with pytest.raises(InputError, match=r"keypoints has 24 joints; flipping .* SPIN's 49"):
         augment_keypoints(torch.zeros(2, 24, 3), aug)
     # without flips any joint set works
-    assert augment_keypoints(torch.zeros(2, 24, 3), _aug([False, False], [5.0, 0.0])).shape == (
-        2, 24, 3)
+    assert augment_keypoints(torch.zeros(2, 24, 3), _aug([False, False], [5.0, 0.0])).shape == (2, 24, 3)
     with pytest.raises(InputError, match=r"pose must be a \(B, 72\) tensor, got \(2, 24, 3\)"):
         augment_pose(torch.zeros(2, 24, 3), aug)
 
@@ -133,8 +137,7 @@ def test_keypoints_follow_the_documented_convention():
     # flipped: the left hip's keypoint becomes the right hip's (and mirrored)
     left = 112 + np.array([-(150 - 112) / 2, (100 - 112) / 2])  # R(90°)(-12, 38) / 2 = (-19, -6)
     np.testing.assert_allclose(out[0, left_hip].numpy(), [*left, 0.9], atol=1e-5)
-    np.testing.assert_allclose(out[1, right_hip].numpy(), [224 - left[0], left[1], 0.9],
-                               atol=1e-5)
+    np.testing.assert_allclose(out[1, right_hip].numpy(), [224 - left[0], left[1], 0.9], atol=1e-5)
     assert out[1, left_hip, 2] == 0  # the (missing) right hip's confidence
 
 
@@ -144,8 +147,7 @@ def test_keypoints_round_trip_and_flip_twice():
     assert aug.flip.any() and (~aug.flip).any() and (aug.scale != 1).all()
     moved = augment_keypoints(keypoints, aug)
     assert (moved - keypoints).abs().max() > 10
-    np.testing.assert_allclose(unaugment_keypoints(moved, aug).numpy(), keypoints.numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(unaugment_keypoints(moved, aug).numpy(), keypoints.numpy(), atol=1e-6)
     np.testing.assert_array_equal(moved[..., 2].sort(-1).values, keypoints[..., 2].sort(-1).values)
     flip = _aug([True] * 256, [0.0] * 256)
     twice = augment_keypoints(augment_keypoints(keypoints, flip), flip)
@@ -177,10 +179,12 @@ def test_pose_orientation_is_rotated_about_the_optical_axis():
     mirror = np.diag([-1.0, 1.0, 1.0])
     matrices = expected.as_matrix()
     matrices[3:] = mirror @ matrices[3:] @ mirror  # SPIN's flip of the orientation: M R M
-    np.testing.assert_allclose(Rotation.from_rotvec(moved[:, :3].numpy()).as_matrix(),
-                               matrices, atol=1e-12)
-    np.testing.assert_allclose(rotation_z(torch.tensor([30.0]), torch.float64)[0].numpy(),
-                               Rotation.from_euler("z", 30, degrees=True).as_matrix(), atol=1e-7)
+    np.testing.assert_allclose(Rotation.from_rotvec(moved[:, :3].numpy()).as_matrix(), matrices, atol=1e-12)
+    np.testing.assert_allclose(
+        rotation_z(torch.tensor([30.0]), torch.float64)[0].numpy(),
+        Rotation.from_euler("z", 30, degrees=True).as_matrix(),
+        atol=1e-7,
+    )
 
 
 def test_matrix_to_axis_angle_is_accurate_near_zero_and_pi():
@@ -191,8 +195,7 @@ def test_matrix_to_axis_angle_is_accurate_near_zero_and_pi():
     axes = np.random.default_rng(0).normal(size=(50, 3))
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     for angle in (1e-9, 1e-4, np.pi - 1e-7):
-        back = matrix_to_axis_angle(torch.as_tensor(
-            Rotation.from_rotvec(axes * angle).as_matrix())).numpy()
+        back = matrix_to_axis_angle(torch.as_tensor(Rotation.from_rotvec(axes * angle).as_matrix())).numpy()
         sign = np.sign((back * axes).sum(1, keepdims=True))  # at pi, w and -w are the same
         np.testing.assert_allclose(back * sign, axes * angle, atol=1e-7 * angle + 1e-14)
 
@@ -208,8 +211,13 @@ def posed_bodies(standin_files):
     pose, betas, cam_t = (torch.as_tensor(arrays[k]) for k in ("pose", "shape", "gt_cam_t"))
     output = model(pose, betas)
     center = torch.full((8, 2), 112.0, dtype=torch.float64)
-    keypoints = torch.cat([perspective_projection(output.joints, cam_t, 5000.0, center),
-                           torch.ones(8, 49, 1, dtype=torch.float64)], dim=-1)
+    keypoints = torch.cat(
+        [
+            perspective_projection(output.joints, cam_t, 5000.0, center),
+            torch.ones(8, 49, 1, dtype=torch.float64),
+        ],
+        dim=-1,
+    )
     return model, pose, betas, cam_t, output, keypoints
 
 
@@ -222,8 +230,7 @@ def _reprojection_error(posed_bodies, aug, pose_aug=None):
     root = output.smpl_joints[:, 0]
     mirror = torch.ones(len(aug), 3, dtype=torch.float64)
     mirror[aug.flip, 0] = -1.0
-    moved_t = mirror * (rotation_z(aug.rotation, torch.float64) @ (root + cam_t)[..., None])[
-        ..., 0] - root
+    moved_t = mirror * (rotation_z(aug.rotation, torch.float64) @ (root + cam_t)[..., None])[..., 0] - root
     joints = model(augment_pose(pose, aug), betas).joints
     center = torch.full((len(aug), 2), 112.0, dtype=torch.float64)
     projected = perspective_projection(joints, moved_t, 5000.0, center)

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-
-from spinfits.errors import InputError
 from spinfits.store import FitStore, Proposals, Source
 from spinfits.training.best_fits import BestFits
+
+from spinfits.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -23,9 +23,16 @@ def _proposals(rows, loss, value=None, step=1) -> Proposals:
     loss = np.asarray(loss, dtype=np.float32)
     fill = loss if value is None else np.asarray(value, dtype=np.float32)
     fill = marker(np.where(np.isfinite(fill), fill, 0.0))
-    return Proposals(rows=rows, pose=np.repeat(fill[:, None], 72, 1),
-                     betas=np.repeat(fill[:, None], 10, 1), cam_t=np.ones((len(rows), 3)),
-                     loss=loss, source=Source.IN_LOOP, step=step, time=2000.0)
+    return Proposals(
+        rows=rows,
+        pose=np.repeat(fill[:, None], 72, 1),
+        betas=np.repeat(fill[:, None], 10, 1),
+        cam_t=np.ones((len(rows), 3)),
+        loss=loss,
+        source=Source.IN_LOOP,
+        step=step,
+        time=2000.0,
+    )
 
 
 def test_read_returns_the_readers_rows(fit_store, training_set):
@@ -49,20 +56,24 @@ def test_record_keeps_only_strictly_better_finite_proposals(fit_store, training_
     before = best.read(np.arange(best.n_rows))
     l1, l2, l4 = (float(stored.loss[r]) for r in (1, 2, 4))
     rows = [0, 1, 1, 1, 2, 4, 5, 5, 6, 8, 9]
-    loss = [5.0,  # row 0 had no fit: taken
-            2 * l1, l1 / 2, l1 / 4,  # row 1: the lowest of three
-            np.nan,  # row 2: NaN never lands
-            l4,  # row 4: equal is not strictly better
-            stored.loss[5] / 3, np.nan,  # row 5: the finite one
-            np.inf,  # row 6: +inf is not a fit
-            -np.inf,  # row 8: -inf is not a fit
-            stored.loss[9] * 1.5]  # row 9: worse
+    loss = [
+        5.0,  # row 0 had no fit: taken
+        2 * l1,
+        l1 / 2,
+        l1 / 4,  # row 1: the lowest of three
+        np.nan,  # row 2: NaN never lands
+        l4,  # row 4: equal is not strictly better
+        stored.loss[5] / 3,
+        np.nan,  # row 5: the finite one
+        np.inf,  # row 6: +inf is not a fit
+        -np.inf,  # row 8: -inf is not a fit
+        stored.loss[9] * 1.5,
+    ]  # row 9: worse
     best.record(_proposals(rows, loss, value=np.arange(len(rows)) + 100.0, step=7))
     after = best.read(np.arange(best.n_rows))
     changed = np.flatnonzero(after.loss != before.loss)
     np.testing.assert_array_equal(changed, [0, 1, 5])
-    np.testing.assert_array_equal(after.loss[[0, 1, 5]],
-                                  np.float32([5.0, l1 / 4, stored.loss[5] / 3]))
+    np.testing.assert_array_equal(after.loss[[0, 1, 5]], np.float32([5.0, l1 / 4, stored.loss[5] / 3]))
     np.testing.assert_array_equal(after.pose[[0, 1, 5], 0], marker([100.0, 103.0, 106.0]))
     np.testing.assert_array_equal(after.betas[[0, 1, 5], 0], marker([100.0, 103.0, 106.0]))
     assert (after.source[[0, 1, 5]] == Source.IN_LOOP).all() and (after.step[[0, 1, 5]] == 7).all()
@@ -76,8 +87,7 @@ def test_record_keeps_only_strictly_better_finite_proposals(fit_store, training_
 
 def test_record_does_not_depend_on_the_order_of_proposals(fit_store, training_set):
     name = training_set.name
-    proposals = _proposals([1, 1, 0, 0, 7, 7], [3.0, 1.0, 9.0, 8.0, np.nan, 4.0],
-                           value=[1, 2, 3, 4, 5, 6])
+    proposals = _proposals([1, 1, 0, 0, 7, 7], [3.0, 1.0, 9.0, 8.0, np.nan, 4.0], value=[1, 2, 3, 4, 5, 6])
     forward, backward = BestFits(fit_store.reader(name)), BestFits(fit_store.reader(name))
     forward.record(proposals)
     backward.record(proposals.take(np.arange(len(proposals))[::-1]))
@@ -91,8 +101,7 @@ def test_record_does_not_depend_on_the_order_of_proposals(fit_store, training_se
     np.testing.assert_array_equal(forward.read(np.array([0, 1, 7])).pose[:, 0], marker([4.0, 2.0, 6.0]))
 
 
-def test_refresh_picks_up_another_writers_commit_and_keeps_better_local_fits(
-        fit_store, training_set):
+def test_refresh_picks_up_another_writers_commit_and_keeps_better_local_fits(fit_store, training_set):
     name = training_set.name
     stored = fit_store.read(name)
     best = BestFits(fit_store.reader(name))
@@ -104,8 +113,7 @@ def test_refresh_picks_up_another_writers_commit_and_keeps_better_local_fits(
     # another writer commits: row 0 better than ours, row 1 worse than ours, row 2 much better
     # than ours, row 12 (no fit before) new
     other = FitStore.open(fit_store.location.path)
-    other.merge(name, _proposals([0, 1, 2, 12], [1.0, l1 / 2, l2 / 5, 2.0],
-                                 value=[20.0, 21.0, 22.0, 23.0]))
+    other.merge(name, _proposals([0, 1, 2, 12], [1.0, l1 / 2, l2 / 5, 2.0], value=[20.0, 21.0, 22.0, 23.0]))
     version = other.commit("another worker's fits")
     assert best.read(np.array([12])).loss[0] == np.inf  # still pinned
     assert best.refresh() is True

@@ -6,14 +6,14 @@ import pickle
 
 import pytest
 import torch
-
-from spinfits.errors import InputError
 from spinfits.training.checkpoint import (
     STATE_FILE,
     TrainingState,
     load_training_state,
     save_training_state,
 )
+
+from spinfits.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,9 +30,15 @@ def _trained(small_regressor):
 
 def test_round_trip_restores_model_optimizer_step_and_snapshot(tmp_path, small_regressor):
     model, optimizer = _trained(small_regressor)
-    state = TrainingState(step=50, snapshot_id="ABCDEFGHIJKLMNOPQRST", model=model.state_dict(),
-                          optimizer=optimizer.state_dict(), run="spin-1", backbone="small",
-                          input_res=96)
+    state = TrainingState(
+        step=50,
+        snapshot_id="ABCDEFGHIJKLMNOPQRST",
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        run="spin-1",
+        backbone="small",
+        input_res=96,
+    )
     path = save_training_state(tmp_path, state)
     assert path == tmp_path / STATE_FILE and path.is_file()
     loaded = load_training_state(tmp_path)
@@ -59,8 +65,11 @@ def test_round_trip_restores_model_optimizer_step_and_snapshot(tmp_path, small_r
 
 
 def test_missing_checkpoint(tmp_path):
-    with pytest.raises(InputError, match=rf"{tmp_path} is not a spinfits training checkpoint: "
-                                         rf"{STATE_FILE} is missing"):
+    with pytest.raises(
+        InputError,
+        match=rf"{tmp_path} is not a spinfits training checkpoint: "
+        rf"{STATE_FILE} is missing",
+    ):
         load_training_state(tmp_path)
     with pytest.raises(InputError, match="is not a spinfits training checkpoint"):
         load_training_state(tmp_path / "no_such_folder")
@@ -75,16 +84,22 @@ def _saved_bytes(value) -> bytes:
 GOOD = dict(step=1, snapshot_id="S", model={}, optimizer={}, run="r")
 
 
-@pytest.mark.parametrize("content", [
-    pytest.param(_saved_bytes(GOOD)[:200], id="truncated"),
-    pytest.param(b"", id="empty"),
-    pytest.param(_saved_bytes({"step": 3}), id="missing-keys"),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(_saved_bytes(GOOD)[:200], id="truncated"),
+        pytest.param(b"", id="empty"),
+        pytest.param(_saved_bytes({"step": 3}), id="missing-keys"),
+    ],
+)
 def test_corrupt_checkpoint(tmp_path, content):
     (tmp_path / STATE_FILE).write_bytes(content)
-    with pytest.raises(InputError, match=rf"training checkpoint {tmp_path / STATE_FILE} cannot "
-                                         r"be read .*; resume from an earlier checkpoint or start "
-                                         r"a new run"):
+    with pytest.raises(
+        InputError,
+        match=rf"training checkpoint {tmp_path / STATE_FILE} cannot "
+        r"be read .*; resume from an earlier checkpoint or start "
+        r"a new run",
+    ):
         load_training_state(tmp_path)
 
 
@@ -93,12 +108,15 @@ class _NotWeights:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-@pytest.mark.parametrize("content", [
-    pytest.param(b"this is not a checkpoint at all", id="garbage"),
-    pytest.param(pickle.dumps({"step": 1}), id="plain-pickle"),
-    pytest.param(_saved_bytes({**GOOD, "model": _NotWeights()}), id="not-weights-only"),
-    pytest.param(_saved_bytes([1, 2, 3]), id="not-a-dict"),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"this is not a checkpoint at all", id="garbage"),
+        pytest.param(pickle.dumps({"step": 1}), id="plain-pickle"),
+        pytest.param(_saved_bytes({**GOOD, "model": _NotWeights()}), id="not-weights-only"),
+        pytest.param(_saved_bytes([1, 2, 3]), id="not-a-dict"),
+    ],
+)
 def test_corrupt_checkpoint_of_other_kinds(tmp_path, content):
     (tmp_path / STATE_FILE).write_bytes(content)
     with pytest.raises(InputError, match=r"cannot be read"):
@@ -115,7 +133,10 @@ def test_a_checkpoint_holding_code_is_refused_without_advice_to_run_it(tmp_path)
             return (os.system, (f"touch {marker}",))
 
     torch.save({**GOOD, "model": Payload()}, tmp_path / STATE_FILE)
-    with pytest.raises(InputError, match=r"it holds a pickled (posix|os)\.system, not only tensors and plain "
-                                         r"values \(nothing from it was run\)") as caught:
+    with pytest.raises(
+        InputError,
+        match=r"it holds a pickled (posix|os)\.system, not only tensors and plain "
+        r"values \(nothing from it was run\)",
+    ) as caught:
         load_training_state(tmp_path)
     assert "weights_only=False" not in str(caught.value) and not marker.exists()

@@ -5,8 +5,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
-from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.joints import GT_JOINTS_FLIP_PERM
 from spinfits.training.augmentation import (
@@ -21,6 +19,8 @@ from spinfits.training.data import (
     step_generator,
     step_rows,
 )
+
+from spinfits.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -44,8 +44,9 @@ def test_step_rows_one_epoch_covers_every_row_once_with_disjoint_ranks(world, ba
         seen.append(together)
     np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(n_rows))
     # the next epoch is another permutation of every row
-    second = np.concatenate([step_rows(steps + s, r, world, batch, n_rows, seed=3)
-                             for s in range(steps) for r in range(world)])
+    second = np.concatenate(
+        [step_rows(steps + s, r, world, batch, n_rows, seed=3) for s in range(steps) for r in range(world)]
+    )
     np.testing.assert_array_equal(np.sort(second), np.arange(n_rows))
     assert not np.array_equal(second, np.concatenate(seen))
 
@@ -54,11 +55,11 @@ def test_step_rows_epochs_when_batches_do_not_divide_the_dataset():
     """10 rows, 2 workers x 4: positions run on through epochs; each epoch's 10 positions
     are every row once, whichever step and rank they fall in."""
     world, batch, n_rows = 2, 4, 10
-    positions = np.concatenate([step_rows(step, rank, world, batch, n_rows, seed=0)
-                                for step in range(5) for rank in range(world)])  # 40 = 4 epochs
+    positions = np.concatenate(
+        [step_rows(step, rank, world, batch, n_rows, seed=0) for step in range(5) for rank in range(world)]
+    )  # 40 = 4 epochs
     for epoch in range(4):
-        np.testing.assert_array_equal(np.sort(positions[10 * epoch:10 * (epoch + 1)]),
-                                      np.arange(n_rows))
+        np.testing.assert_array_equal(np.sort(positions[10 * epoch : 10 * (epoch + 1)]), np.arange(n_rows))
 
 
 def test_step_rows_are_reproducible_and_depend_on_the_seed():
@@ -73,12 +74,15 @@ def test_step_rows_are_reproducible_and_depend_on_the_seed():
 
 
 @pytest.mark.filterwarnings("ignore:divide by zero")
-@pytest.mark.parametrize("step, rank, world, batch, n_rows, message", [
-    (0, 2, 2, 4, 10, r"rank must be in \[0, 2\)"),
-    (0, 0, 1, 4, 0, r"n_rows must be >= 1"),
-    (0, 0, 1, 0, 10, r"batch_size must be >= 1"),
-    (-1, 0, 1, 4, 10, r"step must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "step, rank, world, batch, n_rows, message",
+    [
+        (0, 2, 2, 4, 10, r"rank must be in \[0, 2\)"),
+        (0, 0, 1, 4, 0, r"n_rows must be >= 1"),
+        (0, 0, 1, 0, 10, r"batch_size must be >= 1"),
+        (-1, 0, 1, 4, 10, r"step must be >= 0"),
+    ],
+)
 def test_step_rows_bad_arguments(step, rank, world, batch, n_rows, message):
     with pytest.raises(InputError, match=message):
         step_rows(step, rank, world, batch, n_rows, seed=0)
@@ -104,8 +108,9 @@ def data(training_set):
 
 def test_batch_shapes_dtypes_and_keypoints(data, training_set):
     rows = np.array([5, 0, 17, 3, 5])
-    aug = _aug([False, True, False, True, True], [0.0, 20.0, -30.0, 0.0, 45.0],
-               scale=[1.0, 1.2, 0.8, 1.0, 0.9])
+    aug = _aug(
+        [False, True, False, True, True], [0.0, 20.0, -30.0, 0.0, 45.0], scale=[1.0, 1.2, 0.8, 1.0, 0.9]
+    )
     batch = data.batch(rows, aug)
     assert len(data) == 24
     np.testing.assert_array_equal(batch.rows, rows)
@@ -114,10 +119,10 @@ def test_batch_shapes_dtypes_and_keypoints(data, training_set):
     assert torch.isfinite(batch.images).all()
     assert batch.keypoints.shape == batch.keypoints_crop.shape == (5, 49, 3)
     assert batch.keypoints.dtype == batch.keypoints_crop.dtype == torch.float32
-    np.testing.assert_array_equal(batch.keypoints_crop.numpy(),
-                                  training_set.dataset.keypoints[rows])
-    np.testing.assert_allclose(batch.keypoints.numpy(),
-                               augment_keypoints(batch.keypoints_crop, aug).numpy(), atol=1e-5)
+    np.testing.assert_array_equal(batch.keypoints_crop.numpy(), training_set.dataset.keypoints[rows])
+    np.testing.assert_allclose(
+        batch.keypoints.numpy(), augment_keypoints(batch.keypoints_crop, aug).numpy(), atol=1e-5
+    )
     assert (batch.keypoints - batch.keypoints_crop).abs().max() > 10  # really augmented
     assert torch.equal(batch.augmentation.rotation, aug.rotation)
     # ground truth (un-augmented), used rows: the fixture's even rows
@@ -125,21 +130,19 @@ def test_batch_shapes_dtypes_and_keypoints(data, training_set):
     np.testing.assert_array_equal(batch.has_smpl.numpy(), rows % 2 == 0)
     assert batch.gt_pose.shape == (5, 72) and batch.gt_betas.shape == (5, 10)
     assert batch.gt_pose.dtype == batch.gt_betas.dtype == torch.float32
-    np.testing.assert_allclose(batch.gt_pose.numpy(), training_set.arrays["pose"][rows],
-                               atol=1e-6)
-    np.testing.assert_allclose(batch.gt_betas.numpy(), training_set.arrays["shape"][rows],
-                               atol=1e-6)
+    np.testing.assert_allclose(batch.gt_pose.numpy(), training_set.arrays["pose"][rows], atol=1e-6)
+    np.testing.assert_allclose(batch.gt_betas.numpy(), training_set.arrays["shape"][rows], atol=1e-6)
     # 3D joints from the npz's S, augmented
     assert batch.joints_3d.shape == (5, 24, 4) and batch.has_joints_3d.all()
     np.testing.assert_allclose(
         batch.joints_3d.numpy(),
-        augment_joints_3d(torch.as_tensor(training_set.arrays["S"][rows], dtype=torch.float32),
-                          aug).numpy(), atol=1e-6)
+        augment_joints_3d(torch.as_tensor(training_set.arrays["S"][rows], dtype=torch.float32), aug).numpy(),
+        atol=1e-6,
+    )
 
 
 def test_without_ground_truth_smpl_no_row_uses_it(training_set):
-    data = TrainingData.load(training_set.path, training_set.images, input_res=64,
-                             use_gt_smpl=False)
+    data = TrainingData.load(training_set.path, training_set.images, input_res=64, use_gt_smpl=False)
     assert not data.batch(np.arange(6), Augmentation.identity(6)).has_smpl.any()
 
 
@@ -155,8 +158,7 @@ def test_images_and_keypoints_get_the_same_augmentation(data):
     from spinfits.fitting.joints import SPIN_JOINTS_FLIP_PERM
 
     mirrored = plain.keypoints[:, list(SPIN_JOINTS_FLIP_PERM)]
-    np.testing.assert_allclose(flipped.keypoints[..., 0].numpy(),
-                               (224 - mirrored[..., 0]).numpy(), atol=1e-4)
+    np.testing.assert_allclose(flipped.keypoints[..., 0].numpy(), (224 - mirrored[..., 0]).numpy(), atol=1e-4)
 
 
 def test_batch_on_a_device_keeps_numpy_rows(data):
@@ -174,8 +176,11 @@ def test_missing_image_folder_names_the_path(training_set, tmp_path):
 
 
 def test_wrong_image_folder_names_row_0s_image(training_set, tmp_path):
-    with pytest.raises(InputError, match=rf"{tmp_path}/synthetic/0000000.png \(row 0's image\) "
-                                         r"is missing"):
+    with pytest.raises(
+        InputError,
+        match=rf"{tmp_path}/synthetic/0000000.png \(row 0's image\) "
+        r"is missing",
+    ):
         TrainingData.load(training_set.path, tmp_path)
 
 
@@ -197,8 +202,11 @@ def test_bad_input_res_and_bad_3d_joints(training_set, tmp_path):
     arrays["S"] = arrays["S"][:, :, :3]
     path = tmp_path / "bad_s.npz"
     np.savez(path, **arrays)
-    with pytest.raises(InputError, match=r"'S' has shape \(24, 24, 3\), expected \(24, 24, 4\): one "
-                                         r"entry per dataset row"):
+    with pytest.raises(
+        InputError,
+        match=r"'S' has shape \(24, 24, 3\), expected \(24, 24, 4\): one "
+        r"entry per dataset row",
+    ):
         TrainingData.load(path, training_set.images)
 
 
@@ -222,14 +230,22 @@ def _centred(joints):
 
 def _joints_3d(model, pose, betas):
     joints = model(pose, betas).joints[:, 25:]
-    return torch.cat([joints + torch.tensor([0.1, -0.2, 8.0], dtype=joints.dtype),
-                      torch.rand(joints.shape[0], 24, 1, dtype=joints.dtype)], -1)
+    return torch.cat(
+        [
+            joints + torch.tensor([0.1, -0.2, 8.0], dtype=joints.dtype),
+            torch.rand(joints.shape[0], 24, 1, dtype=joints.dtype),
+        ],
+        -1,
+    )
 
 
 def test_augment_joints_3d_agrees_with_augment_pose_under_rotation(bodies):
     model, pose, betas = bodies
-    aug = _aug([False] * 8, [-60.0, -30.0, -10.0, 0.0, 5.0, 25.0, 45.0, 60.0],
-               scale=[0.8, 1.2, 1.0, 1.0, 0.9, 1.1, 1.0, 1.25])
+    aug = _aug(
+        [False] * 8,
+        [-60.0, -30.0, -10.0, 0.0, 5.0, 25.0, 45.0, 60.0],
+        scale=[0.8, 1.2, 1.0, 1.0, 0.9, 1.1, 1.0, 1.25],
+    )
     joints = _joints_3d(model, pose, betas)
     moved = augment_joints_3d(joints, aug)
     expected = model(augment_pose(pose, aug), betas).joints[:, 25:]
@@ -249,8 +265,7 @@ def test_augment_joints_3d_agrees_with_augment_pose_under_flips(bodies):
     error = (_centred(moved) - _centred(expected)).norm(dim=-1)
     assert error.max() < 0.03 and error.mean() < 0.01
     # confidences are relabelled with the joints
-    np.testing.assert_array_equal(moved[..., 3].numpy(),
-                                  joints[:, list(GT_JOINTS_FLIP_PERM), 3].numpy())
+    np.testing.assert_array_equal(moved[..., 3].numpy(), joints[:, list(GT_JOINTS_FLIP_PERM), 3].numpy())
     # mirroring without relabelling left/right would be far off
     unlabelled = joints.clone()
     unlabelled[..., 0] *= -1

@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from spinfits.errors import InputError
 from spinfits.fitting.dataset import image_to_crop
 from spinfits.fitting.joints import spin_index
 from spinfits.training.augmentation import Augmentation, augment_keypoints
@@ -16,6 +14,8 @@ from spinfits.training.images import (
     crop_images,
     load_images,
 )
+
+from spinfits.errors import InputError
 
 #: Joints that a flip maps onto themselves: one dot per colour channel stands for each.
 DOT_JOINTS = [spin_index("OP Nose"), spin_index("OP Neck"), spin_index("OP MidHip")]
@@ -28,7 +28,8 @@ def _dot_image(height, width, dots, sigma):
     image = np.zeros((height, width, 3))
     for channel, (cx, cy) in enumerate(dots):
         image[..., channel] = 230 * np.exp(
-            -((x[None, :] - cx) ** 2 + (y[:, None] - cy) ** 2) / (2 * sigma ** 2))
+            -((x[None, :] - cx) ** 2 + (y[:, None] - cy) ** 2) / (2 * sigma**2)
+        )
     return np.round(image).astype(np.uint8)
 
 
@@ -46,8 +47,9 @@ def _centroids(crops):
     x = torch.arange(width, dtype=torch.float64) + 0.5
     y = torch.arange(height, dtype=torch.float64) + 0.5
     total = values.sum((-1, -2))
-    return torch.stack([(values * x).sum((-1, -2)) / total,
-                        (values * y[:, None]).sum((-1, -2)) / total], dim=-1)
+    return torch.stack(
+        [(values * x).sum((-1, -2)) / total, (values * y[:, None]).sum((-1, -2)) / total], dim=-1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +97,7 @@ def test_dots_land_where_the_keypoints_do(dot_batch):
     error = (_centroids(crops) - expected).norm(dim=-1)
     assert error.max() < 0.1, error  # sub-pixel: the pixel-centre conventions agree
     # at a lower resolution the same crop, scaled
-    small = crop_images(images, torch.as_tensor(centers), torch.as_tensor(scales), aug,
-                        out_res=112)
+    small = crop_images(images, torch.as_tensor(centers), torch.as_tensor(scales), aug, out_res=112)
     assert small.shape == (8, 3, 112, 112)
     error = (_centroids(small) * 2 - expected).norm(dim=-1)
     assert error.max() < 0.15, error
@@ -104,8 +105,9 @@ def test_dots_land_where_the_keypoints_do(dot_batch):
 
 def test_pixel_noise_scales_channels_and_clips(dot_batch):
     crop = dot_batch[4]
-    aug = Augmentation(torch.zeros(1, dtype=torch.bool), torch.zeros(1), torch.ones(1),
-                       torch.tensor([[0.6, 1.0, 1.4]]))
+    aug = Augmentation(
+        torch.zeros(1, dtype=torch.bool), torch.zeros(1), torch.ones(1), torch.tensor([[0.6, 1.0, 1.4]])
+    )
     center, scale = crop_boxes(np.zeros((1, 2)), np.ones(1), images_are_crops=True)
     out = _unnormalise(crop_images([crop], center, scale, aug))[0]
     expected = np.clip(crop.astype(np.float64) * [0.6, 1.0, 1.4], 0, 255) / 255
@@ -117,8 +119,9 @@ def test_identity_reproduces_a_crop_image_and_flip_and_quarter_turn_are_exact():
     """Exact up to grid_sample's float32 coordinates (~1e-5 px, so ~3e-5 of a [0, 1] value)."""
     image = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
     center, scale = crop_boxes(np.zeros((3, 2)), np.ones(3), images_are_crops=True)
-    aug = Augmentation(torch.tensor([False, True, False]), torch.tensor([0.0, 0.0, 90.0]),
-                       torch.ones(3), torch.ones(3, 3))
+    aug = Augmentation(
+        torch.tensor([False, True, False]), torch.tensor([0.0, 0.0, 90.0]), torch.ones(3), torch.ones(3, 3)
+    )
     out = _unnormalise(crop_images([image] * 3, center, scale, aug)).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(out[0], image / 255.0, atol=3e-5)
     np.testing.assert_allclose(out[1], image[:, ::-1] / 255.0, atol=3e-5)  # x -> 224 - x
@@ -166,8 +169,11 @@ def test_load_images_converts_to_rgb(tmp_path):
 
 def test_missing_and_corrupt_files(tmp_path):
     missing = tmp_path / "synthetic" / "0000001.png"
-    with pytest.raises(InputError, match=r"0000001.png does not exist; check the image folder"
-                                         r".*make-synthetic --images DIR"):
+    with pytest.raises(
+        InputError,
+        match=r"0000001.png does not exist; check the image folder"
+        r".*make-synthetic --images DIR",
+    ):
         load_images([missing])
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG not really")
@@ -184,11 +190,17 @@ def test_crop_images_input_errors():
     aug = Augmentation.identity(2)
     image = np.zeros((10, 10, 3), dtype=np.uint8)
     center, scale = np.zeros((2, 2)), np.ones(2)
-    with pytest.raises(InputError, match=r"needs B images, center \(B, 2\), scale \(B,\) with "
-                                         r"B = 2 .* got 1 images"):
+    with pytest.raises(
+        InputError,
+        match=r"needs B images, center \(B, 2\), scale \(B,\) with "
+        r"B = 2 .* got 1 images",
+    ):
         crop_images([image], center, scale, aug)
-    with pytest.raises(InputError, match=r"image 1 must be an \(H, W, 3\) uint8 RGB array, got "
-                                         r"a float64 array of shape \(10, 10, 3\)"):
+    with pytest.raises(
+        InputError,
+        match=r"image 1 must be an \(H, W, 3\) uint8 RGB array, got "
+        r"a float64 array of shape \(10, 10, 3\)",
+    ):
         crop_images([image, image.astype(np.float64)], center, scale, aug)
     with pytest.raises(InputError, match="scale > 0"):
         crop_images([image, image], center, np.array([1.0, 0.0]), aug)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from spinfits.fitting.dataset import image_to_crop, read_openpose_json
 from spinfits.fitting.joints import SPIN_JOINTS_FLIP_PERM
 from spinfits.training.augmentation import Augmentation, augment_keypoints
@@ -37,8 +36,9 @@ def _pixels(crop: torch.Tensor) -> np.ndarray:
 def _pillow_crop(image: np.ndarray, center: np.ndarray, scale: float, shift: float = 0.0):
     half = 100 * scale
     box = (center[0] - half + shift, center[1] - half, center[0] + half + shift, center[1] + half)
-    out = Image.fromarray(image).transform((224, 224), Image.Transform.EXTENT, box,
-                                           resample=Image.Resampling.BILINEAR)
+    out = Image.fromarray(image).transform(
+        (224, 224), Image.Transform.EXTENT, box, resample=Image.Resampling.BILINEAR
+    )
     return np.asarray(out, dtype=np.float32) / 255
 
 
@@ -60,8 +60,7 @@ def test_crop_of_a_real_image_matches_pillow(real_example):
 def test_real_keypoints_follow_the_augmented_crop(real_example):
     image, center, scale, body25 = real_example
     crop_points = image_to_crop(body25[None, :, :2], center, scale, 224)  # (1, 25, 2)
-    keypoints = torch.as_tensor(np.concatenate([crop_points, body25[None, :, 2:]], -1),
-                                dtype=torch.float32)
+    keypoints = torch.as_tensor(np.concatenate([crop_points, body25[None, :, 2:]], -1), dtype=torch.float32)
     keypoints = torch.cat([keypoints, torch.zeros(1, 24, 3)], dim=1)  # SPIN's 49: no GT joints
     augmentation = Augmentation.geometric([True], [25.0], [1.1])
     moved = augment_keypoints(keypoints, augmentation)

@@ -8,25 +8,35 @@ from pathlib import Path
 import pytest
 import ray
 from ray import cloudpickle
-
-from spinfits.errors import InputError
 from spinfits.store import S3Options
 from spinfits.training.train_config import TrainConfig
 from spinfits.training.trainer import run_training, worker_config
+
+from spinfits.errors import InputError
 
 KEY_ID, SECRET = "AKIAEXAMPLEKEYID", "wJalrXUtnFEMI-example-secret"
 ENDPOINT = "http://127.0.0.1:9000"
 
 
 def _config(tmp_path: Path, s3: S3Options) -> TrainConfig:
-    return TrainConfig(dataset=tmp_path / "people.npz", images=tmp_path / "images",
-                       store="s3://fits/runs", model_dir=tmp_path / "model",
-                       runs_dir=tmp_path / "runs", s3=s3)
+    return TrainConfig(
+        dataset=tmp_path / "people.npz",
+        images=tmp_path / "images",
+        store="s3://fits/runs",
+        model_dir=tmp_path / "model",
+        runs_dir=tmp_path / "runs",
+        s3=s3,
+    )
 
 
 def _keyed() -> S3Options:
-    return S3Options(endpoint_url=ENDPOINT, allow_http=True, force_path_style=True,
-                     access_key_id=KEY_ID, secret_access_key=SECRET)
+    return S3Options(
+        endpoint_url=ENDPOINT,
+        allow_http=True,
+        force_path_style=True,
+        access_key_id=KEY_ID,
+        secret_access_key=SECRET,
+    )
 
 
 def test_train_config_repr_hides_the_keys(tmp_path):
@@ -37,8 +47,13 @@ def test_train_config_repr_hides_the_keys(tmp_path):
 
 def test_worker_config_carries_no_keys(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    config = TrainConfig(dataset=Path("people.npz"), images=Path("images"), store="local-store",
-                         model_dir=Path("model"), s3=_keyed())
+    config = TrainConfig(
+        dataset=Path("people.npz"),
+        images=Path("images"),
+        store="local-store",
+        model_dir=Path("model"),
+        s3=_keyed(),
+    )
     shipped = worker_config(config)
     sent = cloudpickle.dumps({"config": shipped})  # as Ray serialises train_loop_config
     assert SECRET.encode() not in sent and KEY_ID.encode() not in sent

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from spinfits.fitting.fit_loss import fit_loss
 from spinfits.fitting.joints_only import JointsOnlyBody
 from spinfits.fitting.rotations import axis_angle_to_matrix
@@ -27,15 +26,25 @@ _aug = Augmentation.geometric
 
 
 #: A mixed augmentation of 8 rows: flips, rotations, scales.
-MIXED = dict(flip=[False, True, False, True, True, False, True, False],
-             rotation=[0.0, 0.0, 30.0, -45.0, 20.0, -60.0, 10.0, 0.0],
-             scale=[1.0, 1.2, 0.8, 1.0, 0.9, 1.1, 1.25, 0.75])
+MIXED = dict(
+    flip=[False, True, False, True, True, False, True, False],
+    rotation=[0.0, 0.0, 30.0, -45.0, 20.0, -60.0, 10.0, 0.0],
+    scale=[1.0, 1.2, 0.8, 1.0, 0.9, 1.1, 1.25, 0.75],
+)
 
 
 def _config(**overrides) -> TrainConfig:
-    base = dict(dataset=Path("unused.npz"), images=Path("unused"), store="unused",
-                model_dir=Path("unused"), backbone="small", input_res=64, batch_size=len(ROWS),
-                learning_rate=1e-3, smplify=SmplifyConfig(camera_iterations=5, body_iterations=10))
+    base = dict(
+        dataset=Path("unused.npz"),
+        images=Path("unused"),
+        store="unused",
+        model_dir=Path("unused"),
+        backbone="small",
+        input_res=64,
+        batch_size=len(ROWS),
+        learning_rate=1e-3,
+        smplify=SmplifyConfig(camera_iterations=5, body_iterations=10),
+    )
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -49,14 +58,12 @@ def _step(standin_files, small_regressor, **overrides) -> SpinTrainingStep:
 
 @pytest.fixture(scope="module")
 def data(training_set):
-    return TrainingData.load(training_set.path, training_set.images, input_res=64,
-                             use_gt_smpl=False)
+    return TrainingData.load(training_set.path, training_set.images, input_res=64, use_gt_smpl=False)
 
 
 @pytest.fixture(scope="module")
 def data_gt(training_set):
-    return TrainingData.load(training_set.path, training_set.images, input_res=64,
-                             use_gt_smpl=True)
+    return TrainingData.load(training_set.path, training_set.images, input_res=64, use_gt_smpl=True)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +72,11 @@ def scorer(standin_files):
 
 
 def _stored(losses, pose=None, betas=None) -> Fits:
+    """Stored fits with these losses; rows with a finite loss are offline fits (as in a store),
+    so an exactly equal new loss loses the store's tie-break to their (zero) content."""
     fits = Fits.empty(len(losses))
     fits.loss[:] = losses
+    fits.source[np.isfinite(fits.loss)] = Source.OFFLINE
     if pose is not None:
         fits.pose[:] = pose
     if betas is not None:
@@ -93,8 +103,11 @@ def test_the_same_fit_under_different_augmentations_gets_the_same_loss(training_
         _aug([False] * n, [30.0, -30.0, 60.0, -60.0, 15.0, 45.0]),
         _aug([True] * n, [-45.0, 20.0, 60.0, -10.0, 5.0, -60.0]),
         _aug([False] * n, [0.0] * n, scale=[0.75, 1.25, 0.8, 1.1, 1.2, 0.9]),
-        _aug([True, False, True, False, True, False], [10.0, -25.0, 0.0, 50.0, -5.0, 0.0],
-             scale=[1.2, 0.8, 1.0, 0.9, 1.25, 0.75]),
+        _aug(
+            [True, False, True, False, True, False],
+            [10.0, -25.0, 0.0, 50.0, -5.0, 0.0],
+            scale=[1.2, 0.8, 1.0, 0.9, 1.25, 0.75],
+        ),
         Augmentation.sample(AugmentationConfig(), n, torch.Generator().manual_seed(4)),
     ]
     for aug in augmentations:
@@ -103,20 +116,19 @@ def test_the_same_fit_under_different_augmentations_gets_the_same_loss(training_
             assert (proposed - pose).abs().max() > 0.1
         fits = unaugmented_fits(scorer, proposed, betas, keypoints, aug)
         np.testing.assert_allclose(fits.loss.numpy(), reference.numpy(), rtol=1e-4)
-        np.testing.assert_allclose(fits.cam_t.numpy(), reference_cam.numpy(), rtol=1e-4,
-                                   atol=1e-4)
-        np.testing.assert_allclose(axis_angle_to_matrix(fits.pose.reshape(-1, 24, 3)).numpy(),
-                                   axis_angle_to_matrix(pose.reshape(-1, 24, 3)).numpy(),
-                                   atol=1e-5)
+        np.testing.assert_allclose(fits.cam_t.numpy(), reference_cam.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            axis_angle_to_matrix(fits.pose.reshape(-1, 24, 3)).numpy(),
+            axis_angle_to_matrix(pose.reshape(-1, 24, 3)).numpy(),
+            atol=1e-5,
+        )
     # the same augmented pose read with the wrong augmentation is another body: another loss
     aug = augmentations[3]
-    wrong = unaugmented_fits(scorer, augment_pose(pose, aug), betas, keypoints,
-                             Augmentation.identity(n))
+    wrong = unaugmented_fits(scorer, augment_pose(pose, aug), betas, keypoints, Augmentation.identity(n))
     assert (wrong.loss > 2 * reference).all()
 
 
-def test_unaugmented_fits_are_not_fits_where_not_finite_or_without_keypoints(training_set,
-                                                                              scorer):
+def test_unaugmented_fits_are_not_fits_where_not_finite_or_without_keypoints(training_set, scorer):
     rows = np.array([0, 1, NO_KEYPOINTS, 4])
     pose = torch.as_tensor(training_set.arrays["pose"][rows], dtype=torch.float32)
     betas = torch.as_tensor(training_set.arrays["shape"][rows], dtype=torch.float32)
@@ -142,8 +154,7 @@ def test_step_proposes_only_strictly_better_finite_fits(data, standin_files, sma
     batch = data.batch(ROWS, _aug(**MIXED))
     n = len(ROWS)
     # First: nothing stored, so every new fit with a finite loss is proposed.
-    first = _fresh_step_outcome(standin_files, small_regressor, batch,
-                                _stored(np.full(n, np.inf)))
+    first = _fresh_step_outcome(standin_files, small_regressor, batch, _stored(np.full(n, np.inf)))
     new_loss = first.best_loss  # (n,) the new fits' losses (+inf: not a fit)
     assert np.isinf(new_loss[NO_KEYPOINTS])
     fitted = np.flatnonzero(np.isfinite(new_loss))
@@ -160,14 +171,14 @@ def test_step_proposes_only_strictly_better_finite_fits(data, standin_files, sma
     np.testing.assert_array_equal(second.proposals.rows, [1, 4, 5])
     np.testing.assert_array_equal(second.proposals.loss, new_loss[[1, 4, 5]])
     assert second.best_loss[4] == new_loss[4] and second.valid[4]
-    np.testing.assert_array_equal(second.best_loss[[0, 1, 2, 5, 6, 7]],
-                                  np.minimum(new_loss, stored_loss)[[0, 1, 2, 5, 6, 7]])
+    np.testing.assert_array_equal(
+        second.best_loss[[0, 1, 2, 5, 6, 7]], np.minimum(new_loss, stored_loss)[[0, 1, 2, 5, 6, 7]]
+    )
     assert np.isfinite(list(second.losses.values())).all()
     assert not second.valid[NO_KEYPOINTS]
 
 
-def test_step_proposals_are_scored_in_the_store_frame(data, standin_files, small_regressor,
-                                                      scorer):
+def test_step_proposals_are_scored_in_the_store_frame(data, standin_files, small_regressor, scorer):
     batch = data.batch(ROWS, _aug(**MIXED))
     step = _step(standin_files, small_regressor)
     before = {k: v.clone() for k, v in step.model.state_dict().items()}
@@ -180,20 +191,23 @@ def test_step_proposals_are_scored_in_the_store_frame(data, standin_files, small
     assert np.isfinite(proposals.loss).all()
     # the proposal's loss is the store's fit loss of its (un-augmented) pose and betas
     keypoints = torch.as_tensor(data.dataset.keypoints[proposals.rows])
-    loss, cam_t = fit_loss(scorer, torch.as_tensor(proposals.pose),
-                           torch.as_tensor(proposals.betas), keypoints)
+    loss, cam_t = fit_loss(
+        scorer, torch.as_tensor(proposals.pose), torch.as_tensor(proposals.betas), keypoints
+    )
     np.testing.assert_allclose(proposals.loss, loss.numpy(), rtol=1e-5)
     np.testing.assert_allclose(proposals.cam_t, cam_t.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outcome.best_loss[proposals.rows], proposals.loss)
     # scored against the augmented keypoints instead, the flipped/rotated rows would be far off
     flipped = batch.augmentation.flip[proposals.rows].numpy()
-    as_augmented, _ = fit_loss(scorer, torch.as_tensor(proposals.pose),
-                               torch.as_tensor(proposals.betas),
-                               batch.keypoints[proposals.rows])
+    as_augmented, _ = fit_loss(
+        scorer,
+        torch.as_tensor(proposals.pose),
+        torch.as_tensor(proposals.betas),
+        batch.keypoints[proposals.rows],
+    )
     assert (as_augmented.numpy()[flipped] > 2 * proposals.loss[flipped]).all()
     # the step trained the model, and every loss term is finite
-    assert set(outcome.losses) >= {"total", "keypoint", "keypoint_3d", "pose", "betas", "shape",
-                                   "camera"}
+    assert set(outcome.losses) >= {"total", "keypoint", "keypoint_3d", "pose", "betas", "shape", "camera"}
     assert np.isfinite(list(outcome.losses.values())).all()
     after = step.model.state_dict()
     changed = [name for name in before if not torch.equal(before[name], after[name])]
@@ -234,17 +248,18 @@ def _expected_supervision(step, batch, pose, betas, valid):
     pose (B, 72), betas (B, 10)) seen through the batch's augmentation, over ``valid`` rows."""
     with torch.no_grad():
         out = step.model(batch.images)
-        target = axis_angle_to_matrix(augment_pose(torch.as_tensor(pose, dtype=torch.float32),
-                                                   batch.augmentation).reshape(-1, 24, 3))
+        target = axis_angle_to_matrix(
+            augment_pose(torch.as_tensor(pose, dtype=torch.float32), batch.augmentation).reshape(-1, 24, 3)
+        )
         valid = torch.as_tensor(valid)
         pose_loss = ((out.rotmat - target) ** 2).flatten(1).mean(1)[valid].mean()
-        betas_loss = ((out.betas - torch.as_tensor(betas, dtype=torch.float32)) ** 2).mean(1)[
-            valid].mean()
+        betas_loss = ((out.betas - torch.as_tensor(betas, dtype=torch.float32)) ** 2).mean(1)[valid].mean()
     return float(pose_loss), float(betas_loss)
 
 
-def test_supervision_uses_the_best_fit_below_the_threshold(data, standin_files, small_regressor,
-                                                           training_set):
+def test_supervision_uses_the_best_fit_below_the_threshold(
+    data, standin_files, small_regressor, training_set
+):
     batch = data.batch(ROWS, _aug(**MIXED))
     n = len(ROWS)
     pose = training_set.arrays["pose"][ROWS].astype(np.float32)
@@ -263,8 +278,7 @@ def test_supervision_uses_the_best_fit_below_the_threshold(data, standin_files, 
     valid = outcome.valid
     better = np.isin(ROWS, outcome.proposals.rows)
     pose[better] = outcome.proposals.pose[np.searchsorted(outcome.proposals.rows, ROWS[better])]
-    betas[better] = outcome.proposals.betas[np.searchsorted(outcome.proposals.rows,
-                                                            ROWS[better])]
+    betas[better] = outcome.proposals.betas[np.searchsorted(outcome.proposals.rows, ROWS[better])]
     betas[np.abs(betas).max(1) > 3.0] = 0.0
     step_again = _step(standin_files, small_regressor, smplify_threshold=10.0)
     torch.manual_seed(5)
@@ -273,15 +287,17 @@ def test_supervision_uses_the_best_fit_below_the_threshold(data, standin_files, 
     np.testing.assert_allclose(outcome.losses["betas"], want_betas, rtol=1e-4)
 
 
-def test_ground_truth_smpl_supervises_its_rows_when_asked(data_gt, standin_files,
-                                                          small_regressor, training_set):
+def test_ground_truth_smpl_supervises_its_rows_when_asked(
+    data_gt, standin_files, small_regressor, training_set
+):
     batch = data_gt.batch(ROWS, _aug(**MIXED))
     has_smpl = batch.has_smpl.numpy()
     np.testing.assert_array_equal(has_smpl, ROWS % 2 == 0)  # the fixture's even rows
     n = len(ROWS)
     # stored fits far from the truth, all above a tiny threshold: only ground truth is valid
-    stored = _stored(np.full(n, 1e-3, dtype=np.float32), pose=np.full((n, 72), 0.3),
-                     betas=np.full((n, 10), 1.0))
+    stored = _stored(
+        np.full(n, 1e-3, dtype=np.float32), pose=np.full((n, 72), 0.3), betas=np.full((n, 10), 1.0)
+    )
     step = _step(standin_files, small_regressor, smplify_threshold=1e-6)
     torch.manual_seed(9)
     outcome = step(batch, stored, 0)
@@ -301,9 +317,14 @@ def test_ground_truth_smpl_supervises_its_rows_when_asked(data_gt, standin_files
 def test_repeated_steps_overfit_a_small_batch(data_gt, standin_files, small_regressor):
     rows = np.array([0, 2, 4, 6])  # ground-truth SMPL: fixed targets
     batch = data_gt.batch(rows, Augmentation.identity(len(rows)))
-    step = _step(standin_files, small_regressor, batch_size=len(rows), learning_rate=1e-3,
-                 augmentation=AugmentationConfig.none(),
-                 smplify=SmplifyConfig(camera_iterations=2, body_iterations=2))
+    step = _step(
+        standin_files,
+        small_regressor,
+        batch_size=len(rows),
+        learning_rate=1e-3,
+        augmentation=AugmentationConfig.none(),
+        smplify=SmplifyConfig(camera_iterations=2, body_iterations=2),
+    )
     stored = _stored(np.full(len(rows), np.inf))
     torch.manual_seed(0)
     totals = [step(batch, stored, i).losses["total"] for i in range(30)]

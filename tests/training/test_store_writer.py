@@ -5,20 +5,26 @@ import time
 
 import numpy as np
 import pytest
-
-from spinfits.errors import InputError
 from spinfits.store import FitStore, Proposals, Source
 from spinfits.training.store_writer import StoreWriter
+
+from spinfits.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _proposals(rows, loss, step, value=1.0) -> Proposals:
     rows = np.asarray(rows, dtype=np.int64)
-    return Proposals(rows=rows, pose=np.full((len(rows), 72), value),
-                     betas=np.full((len(rows), 10), value), cam_t=np.ones((len(rows), 3)),
-                     loss=np.asarray(loss, dtype=np.float32), source=Source.IN_LOOP, step=step,
-                     time=3000.0)
+    return Proposals(
+        rows=rows,
+        pose=np.full((len(rows), 72), value),
+        betas=np.full((len(rows), 10), value),
+        cam_t=np.ones((len(rows), 3)),
+        loss=np.asarray(loss, dtype=np.float32),
+        source=Source.IN_LOOP,
+        step=step,
+        time=3000.0,
+    )
 
 
 @pytest.fixture
@@ -27,8 +33,13 @@ def writer_for(fit_store, training_set, standin_files):
     writers = []
 
     def make(run="run-1", commit_every_s=3600.0) -> StoreWriter:
-        writer = StoreWriter(str(fit_store.location.path), training_set.name,
-                             standin_files.fingerprint, run, commit_every_s=commit_every_s)
+        writer = StoreWriter(
+            str(fit_store.location.path),
+            training_set.name,
+            standin_files.fingerprint,
+            run,
+            commit_every_s=commit_every_s,
+        )
         writers.append(writer)
         return writer
 
@@ -51,9 +62,9 @@ def test_propose_merges_by_the_store_rule(writer_for, fit_store, training_set):
     stored = fit_store.read(name)
     writer = writer_for()
     # row 0 has no fit; row 1 a better one; row 2 a worse one; row 4 NaN
-    improved = writer.propose(_proposals([0, 1, 2, 4], [5.0, stored.loss[1] / 2,
-                                                        stored.loss[2] * 2, np.nan], step=10,
-                                         value=0.5))
+    improved = writer.propose(
+        _proposals([0, 1, 2, 4], [5.0, stored.loss[1] / 2, stored.loss[2] * 2, np.nan], step=10, value=0.5)
+    )
     assert improved == 2
     assert writer.propose(_proposals([0], [6.0], step=11)) == 0  # worse than the pending one
     stats = writer.stats()
@@ -62,9 +73,9 @@ def test_propose_merges_by_the_store_rule(writer_for, fit_store, training_set):
     assert fit_store.read(name).equals(stored)  # nothing committed yet
     snapshot = writer.flush()
     fits = FitStore.open(fit_store.location.path).read(name)
-    np.testing.assert_array_equal(fits.loss[[0, 1, 2, 4]],
-                                  np.float32([5.0, stored.loss[1] / 2, stored.loss[2],
-                                              stored.loss[4]]))
+    np.testing.assert_array_equal(
+        fits.loss[[0, 1, 2, 4]], np.float32([5.0, stored.loss[1] / 2, stored.loss[2], stored.loss[4]])
+    )
     np.testing.assert_array_equal(fits.pose[[0, 1], 0], [0.5, 0.5])
     assert fits.take(np.array([2, 4])).equals(stored.take(np.array([2, 4])))
     assert snapshot == fit_store.tip() and writer.stats().last_commit == snapshot
@@ -120,8 +131,11 @@ def test_commits_happen_on_the_clock_and_close_stops_it(writer_for, fit_store, t
 def test_unknown_dataset_and_wrong_body_model(fit_store, standin_files, training_set):
     with pytest.raises(InputError, match=r"unknown dataset 'mpii'"):
         StoreWriter(str(fit_store.location.path), "mpii", standin_files.fingerprint, "r")
-    with pytest.raises(InputError, match=r"holds fits of body model .* but the caller uses body "
-                                         r"model 'not-this-model'"):
+    with pytest.raises(
+        InputError,
+        match=r"holds fits of body model .* but the caller uses body "
+        r"model 'not-this-model'",
+    ):
         StoreWriter(str(fit_store.location.path), training_set.name, "not-this-model", "r")
 
 
@@ -131,18 +145,23 @@ def test_missing_store(tmp_path, standin_files):
 
 
 def test_a_workers_fit_reaches_another_worker_after_the_writers_commit(
-        fit_store, training_set, standin_files):
+    fit_store, training_set, standin_files
+):
     """Through the Ray actor, as in training: worker A proposes without waiting; worker B's
     pinned view does not change until the writer commits and B refreshes, then shows A's fit."""
     import ray
-
     from spinfits.training.best_fits import BestFits
     from spinfits.training.store_writer import start_store_writer
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        writer = start_store_writer(str(fit_store.location.path), training_set.name,
-                                    standin_files.fingerprint, "visible", commit_every_s=0.3)
+        writer = start_store_writer(
+            str(fit_store.location.path),
+            training_set.name,
+            standin_files.fingerprint,
+            "visible",
+            commit_every_s=0.3,
+        )
         worker_a = BestFits(fit_store.reader(training_set.name))
         worker_b = BestFits(fit_store.reader(training_set.name))
         row = 0  # no fit in the store yet

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from spinfits.cli import main
 from spinfits.fitting.fit_loss import score_fits
 from spinfits.store import FitStore, Proposals, Source
 from spinfits.training.checkpoint import latest_checkpoint_step
 from spinfits.training.progress import read_progress
+
+from spinfits.cli import main
 
 CHECKPOINT_EVERY = 6
 DATASET = "people"  # the training_set fixture's dataset name in the store
@@ -35,28 +35,71 @@ def rough_store(make_store, training_set, standin_files) -> FitStore:
     pose = (arrays["pose"] + rng.normal(0, 0.25, (rows, 72)) * (np.arange(72) >= 3)).astype(np.float32)
     betas = arrays["shape"].astype(np.float32)
     loss = score_fits(standin_files, pose, betas, training_set.dataset.keypoints)
-    store.merge(DATASET, Proposals(rows=np.arange(rows), pose=pose, betas=betas,
-                                   cam_t=arrays["gt_cam_t"].astype(np.float32), loss=loss,
-                                   source=Source.OFFLINE, step=-1))
+    store.merge(
+        DATASET,
+        Proposals(
+            rows=np.arange(rows),
+            pose=pose,
+            betas=betas,
+            cam_t=arrays["gt_cam_t"].astype(np.float32),
+            loss=loss,
+            source=Source.OFFLINE,
+            step=-1,
+        ),
+    )
     store.commit("rough fits")
     return store
 
 
 def _command(training_set, store, standin_dir, runs: Path, steps: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "spinfits.cli", "train", "--dataset", str(training_set.path),
-            "--images", str(training_set.images), "--store", str(store.location),
-            "--model-dir", str(standin_dir), "--runs-dir", str(runs), "--run", "tiny",
-            "--workers", "2", "--threads-per-worker", "1", "--steps", str(steps), "--batch", "4",
-            "--backbone", "small", "--input-res", "64", "--ignore-gt-smpl", "--lr", "1e-4",
-            "--checkpoint-every", str(CHECKPOINT_EVERY), "--refresh-every", "3",
-            "--commit-every", "0.5", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "spinfits.cli",
+        "train",
+        "--dataset",
+        str(training_set.path),
+        "--images",
+        str(training_set.images),
+        "--store",
+        str(store.location),
+        "--model-dir",
+        str(standin_dir),
+        "--runs-dir",
+        str(runs),
+        "--run",
+        "tiny",
+        "--workers",
+        "2",
+        "--threads-per-worker",
+        "1",
+        "--steps",
+        str(steps),
+        "--batch",
+        "4",
+        "--backbone",
+        "small",
+        "--input-res",
+        "64",
+        "--ignore-gt-smpl",
+        "--lr",
+        "1e-4",
+        "--checkpoint-every",
+        str(CHECKPOINT_EVERY),
+        "--refresh-every",
+        "3",
+        "--commit-every",
+        "0.5",
+        *extra,
+    ]
 
 
 def _run_until(command: list[str], progress: Path, condition, timeout: float = 240):
     """Start ``command``; call ``condition(records)`` on ``progress`` until it returns a pid to
     kill (it is then SIGKILLed) or the process ends. Returns (process, killed pid or None)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     deadline, killed = time.time() + timeout, None
     while process.poll() is None and time.time() < deadline and killed is None:
         time.sleep(0.2)
@@ -78,8 +121,7 @@ def _finish(process: subprocess.Popen, timeout: float = 240) -> str:
     return output
 
 
-def test_killed_worker_is_recovered_and_store_improves(tmp_path, training_set, rough_store,
-                                                       standin_dir):
+def test_killed_worker_is_recovered_and_store_improves(tmp_path, training_set, rough_store, standin_dir):
     before = rough_store.read(DATASET).loss.copy()
     runs, steps = tmp_path / "runs", 18
     progress = runs / "tiny" / "progress"
@@ -93,8 +135,11 @@ def test_killed_worker_is_recovered_and_store_improves(tmp_path, training_set, r
             return records[-1]["pid"]
         return None
 
-    process, killed = _run_until(_command(training_set, rough_store, standin_dir, runs, steps),
-                                 progress / "rank1.jsonl", kill_rank1_after_first_checkpoint)
+    process, killed = _run_until(
+        _command(training_set, rough_store, standin_dir, runs, steps),
+        progress / "rank1.jsonl",
+        kill_rank1_after_first_checkpoint,
+    )
     output = _finish(process)
     assert killed is not None, "rank 1 was never seen past a registered checkpoint"
 
@@ -103,8 +148,9 @@ def test_killed_worker_is_recovered_and_store_improves(tmp_path, training_set, r
     pids = list(dict.fromkeys(r["pid"] for r in records))
     assert pids.index(killed) == 0 and len(pids) == 2, pids
     resumed_at = next(r["step"] for r in records if r["pid"] == pids[1])
-    assert resumed_at == registered["step"] or (resumed_at % CHECKPOINT_EVERY == 0
-                                                 and resumed_at > registered["step"])
+    assert resumed_at == registered["step"] or (
+        resumed_at % CHECKPOINT_EVERY == 0 and resumed_at > registered["step"]
+    )
     assert max(r["step"] for r in records) == steps - 1
     assert f"last checkpoint: step {steps}" in output
 
@@ -116,8 +162,7 @@ def test_killed_worker_is_recovered_and_store_improves(tmp_path, training_set, r
     in_loop = after.source == int(Source.IN_LOOP)
     assert in_loop.sum() >= 3
     assert np.all(after.step[in_loop] >= 0) and np.all(after.step[in_loop] < steps)
-    commits = [v for v in FitStore.open(rough_store.location).log()
-               if v.metadata.get("source") == "training"]
+    commits = [v for v in FitStore.open(rough_store.location).log() if v.metadata.get("source") == "training"]
     assert commits and all(v.metadata["run"] == "tiny" for v in commits)
     assert all(v.message.startswith("training tiny: steps") for v in commits)
 
@@ -127,14 +172,14 @@ def test_killed_worker_is_recovered_and_store_improves(tmp_path, training_set, r
         assert len(set(snapshots)) >= 2, f"rank {rank} never refreshed its store view"
 
 
-def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_store, standin_dir,
-                                                capsys):
+def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_store, standin_dir, capsys):
     before = rough_store.read(DATASET).loss.copy()
     runs, steps = tmp_path / "runs", 5 * CHECKPOINT_EVERY
     progress = runs / "tiny" / "progress" / "rank0.jsonl"
     first = _command(training_set, rough_store, standin_dir, runs, steps)
-    process = subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        first, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     deadline, killed = time.time() + 240, None
     while process.poll() is None and time.time() < deadline and killed is None:
         time.sleep(0.2)
@@ -153,8 +198,15 @@ def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_s
 
     # Without --resume the run is refused; with it, it continues at the checkpoint's step.
     assert main(first[3:]) == 2
-    output = _finish(subprocess.Popen(first + ["--resume"], stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, start_new_session=True))
+    output = _finish(
+        subprocess.Popen(
+            first + ["--resume"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    )
     records = read_progress(progress)
     pids = list(dict.fromkeys(r["pid"] for r in records))
     resumed = [r["step"] for r in records if r["pid"] == pids[-1]]
@@ -171,20 +223,17 @@ def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_s
     assert f"nothing to do: run tiny is already at step {steps}" in capsys.readouterr().out
 
 
-def test_training_runs_as_a_submitted_job(ray_head, tmp_path, training_set, rough_store,
-                                          standin_dir):
+def test_training_runs_as_a_submitted_job(ray_head, tmp_path, training_set, rough_store, standin_dir):
     """The cluster path: `ray job submit --working-dir . -- spinfits train ...` on a head node
     the test starts on loopback; checkpoints in --runs-dir, commits attributed to the run."""
     ray, env, address = ray_head
     runs, steps = tmp_path / "runs", CHECKPOINT_EVERY
     command = _command(training_set, rough_store, standin_dir, runs, steps)[3:]
-    submit = [ray, "job", "submit", "--address", address, "--working-dir", ".", "--",
-              "spinfits", *command]
+    submit = [ray, "job", "submit", "--address", address, "--working-dir", ".", "--", "spinfits", *command]
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(submit, cwd=repo, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"last checkpoint: step {steps}" in done.stdout + done.stderr
     assert latest_checkpoint_step(runs / "tiny") == steps
-    commits = [v for v in FitStore.open(rough_store.location).log()
-               if v.metadata.get("run") == "tiny"]
+    commits = [v for v in FitStore.open(rough_store.location).log() if v.metadata.get("run") == "tiny"]
     assert commits

@@ -1,6 +1,7 @@
 """The ``spinfits`` command: one entry point, one thin module of glue per subcommand group.
 
-Each group module exposes ``register(subparsers)``, adding its parser(s) with a ``func``
+Each group module of this package (``spinfits.cli.model``, ``.data``, ``.store``, ``.init``,
+``.precompute``, ``.train``) exposes ``register(subparsers)``, adding its parser(s) with a ``func``
 default that takes the parsed ``argparse.Namespace`` and returns an exit status.
 """
 
@@ -15,12 +16,12 @@ from spinfits.errors import SpinfitsError
 
 #: Subcommand groups, each a module of this package with ``register(subparsers)``.
 GROUPS = (
-    "spinfits.cli_model",
-    "spinfits.cli_data",
-    "spinfits.cli_store",
-    "spinfits.cli_init",
-    "spinfits.cli_precompute",
-    "spinfits.cli_train",
+    "spinfits.cli.model",
+    "spinfits.cli.data",
+    "spinfits.cli.store",
+    "spinfits.cli.init",
+    "spinfits.cli.precompute",
+    "spinfits.cli.train",
 )
 
 
@@ -32,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in GROUPS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
-            continue  # group not built yet
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
@@ -60,7 +55,3 @@ def main(argv: list[str] | None = None) -> int:
     except SpinfitsError as error:
         print(f"spinfits {args.command}: error: {error}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

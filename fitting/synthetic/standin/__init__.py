@@ -5,6 +5,6 @@ body) and ``standin_pose_prior.npz`` (``tools/build_standin_prior.py``) are expa
 file layout SPIN uses by ``write_standin_files``. Provenance and licence: PROVENANCE.md.
 """
 
-from spinfits.fitting.standin.files import write_standin_files
+from spinfits.fitting.synthetic.standin.files import write_standin_files
 
 __all__ = ["write_standin_files"]

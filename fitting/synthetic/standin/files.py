@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 from scipy.spatial import cKDTree
-
-from spinfits.errors import InputError
 from spinfits.fitting.model_files import (
     EXTRA_REGRESSOR_NAME,
     GMM_NAME,
@@ -30,6 +28,8 @@ from spinfits.fitting.model_files import (
     STANDIN_KEY,
     STANDIN_README,
 )
+
+from spinfits.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class StandinPaths:
 
 
 def _packaged(name: str) -> Path:
-    path = Path(str(resources.files("spinfits.fitting.standin") / name))
+    path = Path(str(resources.files("spinfits.fitting.synthetic.standin") / name))
     if not path.is_file():
         raise InputError(
             f"the stand-in source file {name} is missing from the installed package ({path}); "
@@ -136,6 +136,5 @@ def _readme_text() -> str:
         "Written by `spinfits model make-standin`. These files have the formats and names of "
         "SPIN's SMPL_NEUTRAL.pkl, J_regressor_extra.npy and gmm_08.pkl, but they are NOT the "
         "licensed SMPL model or SMPLify's prior: fits, losses and reports made with them are "
-        "stand-in results. Point `--model-dir` at the real files for real results.\n\n"
-        + provenance
+        "stand-in results. Point `--model-dir` at the real files for real results.\n\n" + provenance
     )

@@ -15,7 +15,7 @@ keypoints, ``S`` (N, 24, 4) GT joints in the camera frame (metres) + visibility,
 ``outlier_fraction`` > 0), and ``body_model`` (fingerprint and stand-in flag of the model used).
 
 Images (optional, ``write_synthetic_dataset(..., images_dir=DIR)`` / ``spinfits data
-make-synthetic --images DIR``): each person is rendered (``fitting.render``: the body mesh in
+make-synthetic --images DIR``): each person is rendered (``fitting.synthetic.render``: the body mesh in
 SMPL part colours, Lambert-shaded, on a white background) into ``DIR/<imgname>`` as a 224x224
 PNG. **The image file is the 224-px crop itself** (focal 5000, principal point (112, 112), the
 camera of ``gt_cam_t``), not a full image: ``center``/``scale`` still describe the random box the
@@ -34,8 +34,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
-
-from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.dataset import CROP_RES, FOCAL_LENGTH, crop_to_image
 from spinfits.fitting.joints import (
@@ -44,8 +42,10 @@ from spinfits.fitting.joints import (
     SPIN_JOINTS_FLIP_PERM,
 )
 from spinfits.fitting.model_files import BodyModelFiles
-from spinfits.fitting.natural_poses import sample_body_poses
-from spinfits.fitting.render import part_face_colours, render
+from spinfits.fitting.synthetic.natural_poses import sample_body_poses
+from spinfits.fitting.synthetic.render import part_face_colours, render
+
+from spinfits.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,14 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.rows < 1:
             raise InputError(f"rows must be >= 1, got {self.rows}")
-        for name in ("missing_fraction", "truncated_fraction", "swap_fraction", "outlier_fraction",
-                     "facing_away_fraction", "side_fraction"):
+        for name in (
+            "missing_fraction",
+            "truncated_fraction",
+            "swap_fraction",
+            "outlier_fraction",
+            "facing_away_fraction",
+            "side_fraction",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"{name} must be within [0, 1], got {value}")
@@ -84,13 +90,11 @@ def _global_orients(count: int, config: SyntheticConfig, rng: np.random.Generato
     yaw = rng.uniform(-0.8, 0.8, count)  # towards the camera
     side = kind < config.side_fraction
     yaw[side] = rng.choice([-1.0, 1.0], side.sum()) * rng.uniform(0.8, 2.0, side.sum())
-    away = (kind >= config.side_fraction) & (kind < config.side_fraction
-                                              + config.facing_away_fraction)
+    away = (kind >= config.side_fraction) & (kind < config.side_fraction + config.facing_away_fraction)
     yaw[away] = np.pi + rng.uniform(-0.6, 0.6, away.sum())
     tilt = rng.normal(0.0, 0.08, (count, 2))
     rotation = (
-        Rotation.from_rotvec(np.stack([np.full(count, np.pi), np.zeros(count),
-                                       np.zeros(count)], 1))
+        Rotation.from_rotvec(np.stack([np.full(count, np.pi), np.zeros(count), np.zeros(count)], 1))
         * Rotation.from_euler("xz", tilt)
         * Rotation.from_euler("y", yaw[:, None])
     )
@@ -112,11 +116,15 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
     pose[:, 3:] = sample_body_poses(count, rng)
     pose[:, :3] = _global_orients(count, config, rng)
     betas = np.clip(rng.normal(0.0, config.betas_std, (count, 10)), -2.5, 2.5)
-    joints = np.concatenate([
-        model(torch.as_tensor(pose[i:i + 512], dtype=torch.float32),
-              torch.as_tensor(betas[i:i + 512], dtype=torch.float32)).joints.numpy()
-        for i in range(0, count, 512)
-    ]).astype(np.float64)
+    joints = np.concatenate(
+        [
+            model(
+                torch.as_tensor(pose[i : i + 512], dtype=torch.float32),
+                torch.as_tensor(betas[i : i + 512], dtype=torch.float32),
+            ).joints.numpy()
+            for i in range(0, count, 512)
+        ]
+    ).astype(np.float64)
 
     # Camera: the person's joints span ~75-95% of the crop, root near its centre.
     extent = (joints[..., :2].max(1) - joints[..., :2].min(1)).max(1)  # metres
@@ -127,18 +135,18 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
     # truncated people are enlarged and moved down (camera y points down): legs leave the crop
     depth[truncated] *= rng.uniform(0.5, 0.6, truncated.sum())
     offset[truncated, 1] -= 0.25 * extent[truncated]
-    cam_t = np.stack([-(middle[:, 0] + offset[:, 0]), -(middle[:, 1] + offset[:, 1]),
-                      depth - joints[..., 2].mean(1)], axis=1)
+    cam_t = np.stack(
+        [-(middle[:, 0] + offset[:, 0]), -(middle[:, 1] + offset[:, 1]), depth - joints[..., 2].mean(1)],
+        axis=1,
+    )
 
     crop_points = _project(joints, cam_t)  # (N, 49, 2)
     inside = ((crop_points >= 0) & (crop_points < CROP_RES)).all(-1)
     gt_keypoints = np.concatenate([crop_points, inside[..., None].astype(np.float64)], -1)
 
     noisy = crop_points.copy()
-    noisy[:, :NUM_OPENPOSE_JOINTS] += rng.normal(0, config.openpose_noise_px,
-                                                 (count, NUM_OPENPOSE_JOINTS, 2))
-    noisy[:, NUM_OPENPOSE_JOINTS:] += rng.normal(0, config.gt_noise_px,
-                                                 (count, 49 - NUM_OPENPOSE_JOINTS, 2))
+    noisy[:, :NUM_OPENPOSE_JOINTS] += rng.normal(0, config.openpose_noise_px, (count, NUM_OPENPOSE_JOINTS, 2))
+    noisy[:, NUM_OPENPOSE_JOINTS:] += rng.normal(0, config.gt_noise_px, (count, 49 - NUM_OPENPOSE_JOINTS, 2))
     confidence = inside.astype(np.float64)
     confidence[:, :NUM_OPENPOSE_JOINTS] *= rng.uniform(0.4, 0.95, (count, NUM_OPENPOSE_JOINTS))
     confidence[rng.random((count, 49)) < config.missing_fraction] = 0.0
@@ -152,12 +160,10 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
         for row in np.nonzero(chosen)[0]:
             candidates = np.nonzero(confidence[row] > 0)[0]
             if candidates.size:
-                picked = rng.choice(candidates, min(candidates.size, rng.integers(1, 3)),
-                                    replace=False)
+                picked = rng.choice(candidates, min(candidates.size, rng.integers(1, 3)), replace=False)
                 angle = rng.uniform(0, 2 * np.pi, picked.size)
                 distance = rng.uniform(*config.outlier_px, picked.size)
-                noisy[row, picked] += distance[:, None] * np.stack([np.cos(angle),
-                                                                    np.sin(angle)], 1)
+                noisy[row, picked] += distance[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
                 outliers[row, picked] = True
 
     # An image box per person: the crop is a square of side 200*scale around `center`.
@@ -185,16 +191,15 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
         "truncated": truncated,
         "swapped": swapped,
         "outliers": outliers,
-        "body_model": np.array(
-            f"{'STAND-IN ' if files.is_standin else ''}fingerprint {files.fingerprint}"
-        ),
+        "body_model": np.array(f"{'STAND-IN ' if files.is_standin else ''}fingerprint {files.fingerprint}"),
         "joint_names": np.array(SPIN_JOINT_NAMES),
     }
 
 
 @torch.no_grad()
-def render_synthetic_crops(files: BodyModelFiles, arrays: dict[str, np.ndarray],
-                           rows: slice | None = None, batch_size: int = 32) -> np.ndarray:
+def render_synthetic_crops(
+    files: BodyModelFiles, arrays: dict[str, np.ndarray], rows: slice | None = None, batch_size: int = 32
+) -> np.ndarray:
     """Render the 224-px crops of a synthetic dataset's people (its ``pose``, ``shape``,
     ``gt_cam_t``; focal 5000, principal point (112, 112)).
 
@@ -208,18 +213,28 @@ def render_synthetic_crops(files: BodyModelFiles, arrays: dict[str, np.ndarray],
     images = []
     for start in range(0, len(pose), batch_size):
         part = slice(start, start + batch_size)
-        vertices = model(torch.as_tensor(pose[part], dtype=torch.float32),
-                         torch.as_tensor(betas[part], dtype=torch.float32),
-                         return_vertices=True).vertices
+        vertices = model(
+            torch.as_tensor(pose[part], dtype=torch.float32),
+            torch.as_tensor(betas[part], dtype=torch.float32),
+            return_vertices=True,
+        ).vertices
         vertices = vertices + torch.as_tensor(cam_t[part], dtype=torch.float32)[:, None]
-        images.append(render(vertices, files.smpl.faces, colours, FOCAL_LENGTH,
-                             (CROP_RES / 2.0, CROP_RES / 2.0), (CROP_RES, CROP_RES)).numpy())
+        images.append(
+            render(
+                vertices,
+                files.smpl.faces,
+                colours,
+                FOCAL_LENGTH,
+                (CROP_RES / 2.0, CROP_RES / 2.0),
+                (CROP_RES, CROP_RES),
+            ).numpy()
+        )
     return np.concatenate(images) if images else np.zeros((0, CROP_RES, CROP_RES, 3), np.uint8)
 
 
-def write_synthetic_dataset(path: str | Path, files: BodyModelFiles,
-                            config: SyntheticConfig,
-                            images_dir: str | Path | None = None) -> Path:
+def write_synthetic_dataset(
+    path: str | Path, files: BodyModelFiles, config: SyntheticConfig, images_dir: str | Path | None = None
+) -> Path:
     """Draw a synthetic dataset and write it to ``path`` (npz, SPIN's layout).
 
     With ``images_dir``, also render each person's 224-px crop to ``images_dir/<imgname>`` (PNG)
@@ -237,7 +252,7 @@ def write_synthetic_dataset(path: str | Path, files: BodyModelFiles,
         chunk = 256
         for start in range(0, config.rows, chunk):
             images = render_synthetic_crops(files, arrays, slice(start, start + chunk))
-            for name, image in zip(arrays["imgname"][start:start + chunk], images):
+            for name, image in zip(arrays["imgname"][start : start + chunk], images):
                 target = images_dir / str(name)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(image).save(target, format="PNG")

@@ -68,9 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dataset")
     p.add_argument("fits", help="SPIN fits file, (N, 82) = pose 72 + betas 10")
     p.add_argument("--losses", help="(N,) .npy of the fits' losses; without it they are unscored (+inf)")
-    p.add_argument("--score", metavar="DATASET_NPZ",
-                   help="compute the losses: SPIN's fit loss against this dataset's keypoints "
-                   "(needs --model-dir)")
+    p.add_argument(
+        "--score",
+        metavar="DATASET_NPZ",
+        help="compute the losses: SPIN's fit loss against this dataset's keypoints (needs --model-dir)",
+    )
     p.add_argument("--model-dir", help="body model folder, for --score")
     p.add_argument("--body-model", metavar="FINGERPRINT", help="refuse a store of another body model")
     p.add_argument("--message", help="commit message")
@@ -177,29 +179,59 @@ def cmd_info(args: argparse.Namespace) -> int:
         failures = store.failures(name, snapshot)
         scored = np.isfinite(fits.loss)
         unscored = int((~scored & (fits.source != 0)).sum())
-        rows.append([
-            name, info.n_rows, int(scored.sum()), unscored, int(failures.mask.sum()),
-            _loss(float(np.median(fits.loss[scored]))) if scored.any() else "-",
-            info.dataset_fingerprint, info.config_hash,
-        ])
+        rows.append(
+            [
+                name,
+                info.n_rows,
+                int(scored.sum()),
+                unscored,
+                int(failures.mask.sum()),
+                _loss(float(np.median(fits.loss[scored]))) if scored.any() else "-",
+                info.dataset_fingerprint,
+                info.config_hash,
+            ]
+        )
         if failures.mask.any():
             failed[name] = failures
     print()
-    print(table(rows, ["dataset", "rows", "scored", "unscored", "failed", "median loss", "dataset fingerprint", "config hash"]) if rows else "no datasets yet")
+    print(
+        table(
+            rows,
+            [
+                "dataset",
+                "rows",
+                "scored",
+                "unscored",
+                "failed",
+                "median loss",
+                "dataset fingerprint",
+                "config hash",
+            ],
+        )
+        if rows
+        else "no datasets yet"
+    )
     for name, failures in failed.items():
         print()
         print(f"{name}: failed rows by reason (precompute skips them; --retry-failed fits them again)")
         for reason, count in failures.counts().items():
             first = np.flatnonzero(failures.reason_texts() == reason)[:5].tolist()
-            print(f"  {count:>8}  {reason}  (rows {', '.join(map(str, first))}{', ...' if count > 5 else ''})")
+            print(
+                f"  {count:>8}  {reason}  (rows {', '.join(map(str, first))}{', ...' if count > 5 else ''})"
+            )
     return 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
     store = _open(args)
     rows = [
-        [v.snapshot_id, _when(v.written_at), v.message,
-         "-" if v.rows_improved is None else v.rows_improved, v.who or "-"]
+        [
+            v.snapshot_id,
+            _when(v.written_at),
+            v.message,
+            "-" if v.rows_improved is None else v.rows_improved,
+            v.who or "-",
+        ]
         for v in store.log(args.version, args.limit)
     ]
     print(table(rows, ["id", "time", "message", "rows improved", "who"]))
@@ -230,8 +262,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if diff.n_changed and args.top > 0:
         gain = np.nan_to_num(diff.improvement, nan=-np.inf)
         order = np.argsort(-gain, kind="stable")[: args.top]
-        rows = [[int(diff.rows[k]), _loss(diff.loss_from[k]), _loss(diff.loss_to[k]),
-                 "first fit" if np.isinf(gain[k]) and gain[k] > 0 else _loss(gain[k])] for k in order]
+        rows = [
+            [
+                int(diff.rows[k]),
+                _loss(diff.loss_from[k]),
+                _loss(diff.loss_to[k]),
+                "first fit" if np.isinf(gain[k]) and gain[k] > 0 else _loss(gain[k]),
+            ]
+            for k in order
+        ]
         print()
         print(table(rows, ["row", "loss before", "loss after", "improvement"]))
     return 0
@@ -240,7 +279,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     store = _open(args)
     old = store.rollback(args.version)
-    print(f"rolled {store.branch} back from {old} to {store.tip()}; undo with: spinfits store rollback {args.store} {old}")
+    print(
+        f"rolled {store.branch} back from {old} to {store.tip()}; undo with: spinfits store rollback {args.store} {old}"
+    )
     return 0
 
 
@@ -285,8 +326,10 @@ def _score(args: argparse.Namespace, fits):
             f"(pose 72 + betas 10) per row of {args.score}"
         )
     losses = score_fits(files, fits[:, :72], fits[:, 72:], dataset.keypoints)
-    print(f"scored {len(losses)} fits with {files.description}: "
-          f"{int(np.isfinite(losses).sum())} finite, median {np.median(losses):.2f}")
+    print(
+        f"scored {len(losses)} fits with {files.description}: "
+        f"{int(np.isfinite(losses).sum())} finite, median {np.median(losses):.2f}"
+    )
     return losses, files.fingerprint, dataset.fingerprint
 
 

@@ -12,45 +12,68 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from spinfits.fitting.spin_crop import CROP_CENTER, CROP_RES, FOCAL_LENGTH
 
 from spinfits.errors import InputError
 
 #: SMPL's 24 parts, in joint order (the part of a vertex is its largest skinning weight).
 SMPL_PART_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hand", "right_hand",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hand",
+    "right_hand",
 )
 
 #: (24, 3) float RGB in [0, 1], one per SMPL part: torso greys/browns, left limbs warm (reds,
 #: oranges), right limbs cool (blues, greens), head skin-coloured; neighbours along a limb differ.
-PART_PALETTE = np.array([
-    [0.55, 0.45, 0.35],  # pelvis
-    [0.85, 0.20, 0.20],  # left_hip (thigh)
-    [0.20, 0.35, 0.85],  # right_hip (thigh)
-    [0.65, 0.55, 0.45],  # spine1
-    [0.95, 0.55, 0.15],  # left_knee (shin)
-    [0.15, 0.70, 0.85],  # right_knee (shin)
-    [0.75, 0.65, 0.55],  # spine2
-    [0.70, 0.10, 0.10],  # left_ankle
-    [0.10, 0.20, 0.60],  # right_ankle
-    [0.60, 0.60, 0.65],  # spine3 (chest)
-    [0.95, 0.80, 0.20],  # left_foot
-    [0.20, 0.75, 0.35],  # right_foot
-    [0.80, 0.70, 0.60],  # neck
-    [0.75, 0.30, 0.45],  # left_collar
-    [0.30, 0.45, 0.75],  # right_collar
-    [0.98, 0.82, 0.68],  # head
-    [0.90, 0.35, 0.35],  # left_shoulder (upper arm)
-    [0.35, 0.50, 0.90],  # right_shoulder (upper arm)
-    [0.95, 0.65, 0.30],  # left_elbow (forearm)
-    [0.30, 0.80, 0.80],  # right_elbow (forearm)
-    [0.75, 0.15, 0.55],  # left_wrist
-    [0.45, 0.20, 0.75],  # right_wrist
-    [1.00, 0.90, 0.40],  # left_hand
-    [0.40, 0.90, 0.50],  # right_hand
-])
+PART_PALETTE = np.array(
+    [
+        [0.55, 0.45, 0.35],  # pelvis
+        [0.85, 0.20, 0.20],  # left_hip (thigh)
+        [0.20, 0.35, 0.85],  # right_hip (thigh)
+        [0.65, 0.55, 0.45],  # spine1
+        [0.95, 0.55, 0.15],  # left_knee (shin)
+        [0.15, 0.70, 0.85],  # right_knee (shin)
+        [0.75, 0.65, 0.55],  # spine2
+        [0.70, 0.10, 0.10],  # left_ankle
+        [0.10, 0.20, 0.60],  # right_ankle
+        [0.60, 0.60, 0.65],  # spine3 (chest)
+        [0.95, 0.80, 0.20],  # left_foot
+        [0.20, 0.75, 0.35],  # right_foot
+        [0.80, 0.70, 0.60],  # neck
+        [0.75, 0.30, 0.45],  # left_collar
+        [0.30, 0.45, 0.75],  # right_collar
+        [0.98, 0.82, 0.68],  # head
+        [0.90, 0.35, 0.35],  # left_shoulder (upper arm)
+        [0.35, 0.50, 0.90],  # right_shoulder (upper arm)
+        [0.95, 0.65, 0.30],  # left_elbow (forearm)
+        [0.30, 0.80, 0.80],  # right_elbow (forearm)
+        [0.75, 0.15, 0.55],  # left_wrist
+        [0.45, 0.20, 0.75],  # right_wrist
+        [1.00, 0.90, 0.40],  # left_hand
+        [0.40, 0.90, 0.50],  # right_hand
+    ]
+)
 
 
 def face_parts(faces: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -70,16 +93,21 @@ def part_face_colours(faces: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def _check(vertices: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor) -> None:
     if vertices.ndim != 3 or vertices.shape[-1] != 3:
-        raise InputError(f"vertices must be (B, V, 3) metres in the camera frame, got "
-                         f"{tuple(vertices.shape)}; for a single mesh use vertices[None]")
+        raise InputError(
+            f"vertices must be (B, V, 3) metres in the camera frame, got "
+            f"{tuple(vertices.shape)}; for a single mesh use vertices[None]"
+        )
     if faces.ndim != 2 or faces.shape[1] != 3:
         raise InputError(f"faces must be (F, 3) vertex indices, got {tuple(faces.shape)}")
     if faces.numel() and (faces.min() < 0 or faces.max() >= vertices.shape[1]):
-        raise InputError(f"faces index vertices {int(faces.min())}..{int(faces.max())}, "
-                         f"the mesh has {vertices.shape[1]}")
+        raise InputError(
+            f"faces index vertices {int(faces.min())}..{int(faces.max())}, the mesh has {vertices.shape[1]}"
+        )
     if colours.shape not in ((faces.shape[0], 3), (vertices.shape[0], faces.shape[0], 3)):
-        raise InputError(f"colours must be (F, 3) or (B, F, 3) RGB in [0, 1] with F = "
-                         f"{faces.shape[0]}, got {tuple(colours.shape)}")
+        raise InputError(
+            f"colours must be (F, 3) or (B, F, 3) RGB in [0, 1] with F = "
+            f"{faces.shape[0]}, got {tuple(colours.shape)}"
+        )
 
 
 @torch.no_grad()
@@ -124,8 +152,9 @@ def rasterize(
     i0 = torch.ceil(v.min(-1).values - 0.5).clamp(0, height).long()
     i1 = torch.floor(v.max(-1).values - 0.5).clamp(-1, height - 1).long()
     box_w, box_h = (j1 - j0 + 1).clamp(min=0), (i1 - i0 + 1).clamp(min=0)
-    area2 = ((u[..., 1] - u[..., 0]) * (v[..., 2] - v[..., 0])
-             - (u[..., 2] - u[..., 0]) * (v[..., 1] - v[..., 0]))  # twice the signed area
+    area2 = (u[..., 1] - u[..., 0]) * (v[..., 2] - v[..., 0]) - (u[..., 2] - u[..., 0]) * (
+        v[..., 1] - v[..., 0]
+    )  # twice the signed area
     drawn = (z > near).all(-1) & (area2.abs() > 1e-12)
     sizes = torch.where(drawn, box_w * box_h, torch.zeros_like(box_w)).reshape(-1)  # (B*F,)
 
@@ -162,12 +191,12 @@ def rasterize(
         zs = z3[fid]
         # perspective-correct depth: 1/Z is affine in screen space
         depth = 1.0 / (w0[inside] / zs[:, 0] + w1[inside] / zs[:, 1] + w2[inside] / zs[:, 2])
-        pixel = torch.div(fid, num_faces, rounding_mode="floor") * (height * width) \
-            + row * width + col
+        pixel = torch.div(fid, num_faces, rounding_mode="floor") * (height * width) + row * width + col
         new = zbuf.scatter_reduce(0, pixel, depth, "amin", include_self=True)
         win = (depth == new[pixel]) & (depth < zbuf[pixel])
         best = torch.full_like(fbuf, -1).scatter_reduce(
-            0, pixel[win], fid[win] % num_faces, "amax", include_self=True)
+            0, pixel[win], fid[win] % num_faces, "amax", include_self=True
+        )
         fbuf = torch.where(best >= 0, best, fbuf)
         zbuf = new
     return fbuf.reshape(batch, height, width), zbuf.reshape(batch, height, width)
@@ -178,9 +207,9 @@ def render(
     vertices: torch.Tensor,
     faces: torch.Tensor | np.ndarray,
     colours: torch.Tensor | np.ndarray,
-    focal_length: float = 5000.0,
-    principal_point: tuple[float, float] = (112.0, 112.0),
-    image_size: tuple[int, int] = (224, 224),
+    focal_length: float = FOCAL_LENGTH,
+    principal_point: tuple[float, float] = (CROP_CENTER, CROP_CENTER),
+    image_size: tuple[int, int] = (CROP_RES, CROP_RES),
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
     ambient: float = 0.35,
 ) -> torch.Tensor:
@@ -205,8 +234,7 @@ def render(
         (B, H, W, 3) uint8 images, on the device of ``vertices``.
     """
     device = vertices.device
-    faces = torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces,
-                            device=device).long()
+    faces = torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces, device=device).long()
     colours = torch.as_tensor(colours, device=device, dtype=torch.float32)
     _check(vertices, faces, colours)
     if not 0.0 <= ambient <= 1.0:
@@ -220,9 +248,13 @@ def render(
     view = view / view.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     shade = ambient + (1.0 - ambient) * (normal * view).sum(-1).abs()  # (B, F)
     colours = colours.expand(vertices.shape[0], -1, -1)
-    lit = torch.cat([colours * shade[..., None],
-                     torch.tensor(background, device=device, dtype=torch.float32)
-                     .expand(vertices.shape[0], 1, 3)], 1)  # (B, F + 1, 3): last = background
+    lit = torch.cat(
+        [
+            colours * shade[..., None],
+            torch.tensor(background, device=device, dtype=torch.float32).expand(vertices.shape[0], 1, 3),
+        ],
+        1,
+    )  # (B, F + 1, 3): last = background
     index = torch.where(face_index >= 0, face_index, faces.shape[0])  # (B, H, W)
     image = torch.gather(lit, 1, index.reshape(vertices.shape[0], -1, 1).expand(-1, -1, 3))
     image = image.reshape(*face_index.shape, 3)

@@ -1,39 +1,16 @@
-"""Fits from keypoints alone: SPIN's mean parameters, camera from keypoints, SMPLify."""
+"""Fits from keypoints alone (OfflineFitter): mean start, camera from keypoints, hypotheses,
+staged SMPLify, swap check, outlier rejection."""
 
 import numpy as np
 import pytest
 import torch
-
-from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.body_joints import body_joints
+from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.offline_init import (
-    OfflineFitter,
-    mean_initialisation,
-    rot6d_to_axis_angle,
-    spin_mean_params,
-)
-from spinfits.fitting.synthetic import SyntheticConfig, write_synthetic_dataset
-
-
-def test_rot6d_round_trip():
-    from scipy.spatial.transform import Rotation
-
-    rotations = Rotation.random(20, random_state=1)
-    matrices = rotations.as_matrix()
-    rot6d = matrices[:, :, :2].reshape(20, 6)  # SPIN's layout: columns interleaved per row
-    np.testing.assert_allclose(Rotation.from_rotvec(rot6d_to_axis_angle(rot6d)).as_matrix(),
-                               matrices, atol=1e-10)
-
-
-def test_spin_mean_params_face_the_camera(shared_data):
-    pose, betas = spin_mean_params(shared_data / "smpl_mean_params.npz")
-    assert pose.shape == (72,) and betas.shape == (10,)
-    # SPIN's mean global orientation turns SMPL (y up, facing +z) upright towards the camera
-    np.testing.assert_allclose(abs(pose[0]), np.pi, atol=0.05)
-    assert np.abs(pose[3:]).max() < 1.2  # a mild average pose, not a contortion
-    packaged, _ = spin_mean_params()
-    np.testing.assert_array_equal(packaged, pose)
+from spinfits.fitting.hypotheses import mean_initialisation
+from spinfits.fitting.mean_params import spin_mean_params
+from spinfits.fitting.offline_fitter import OfflineFitter
+from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +26,13 @@ def test_mean_initialisation_places_the_body_over_the_keypoints(standin_files, s
     keypoints = torch.as_tensor(dataset.keypoints)
     pose, betas, cam_t = mean_initialisation(fitter.smplify, keypoints)
     assert (cam_t[:, 2] > 0).all()
-    projected = perspective_projection(body_joints(fitter.smplify.joints_model, pose, betas),
-                                       cam_t, 5000.0, torch.full((64, 2), 112.0))
+    projected = perspective_projection(
+        body_joints(fitter.smplify.joints_model, pose, betas), cam_t, 5000.0, torch.full((64, 2), 112.0)
+    )
     confident = keypoints[..., 2] > 0
-    centroid_error = ((projected - keypoints[..., :2]) * confident[..., None]).sum(1) / \
-        confident.sum(1, keepdim=True)
+    centroid_error = ((projected - keypoints[..., :2]) * confident[..., None]).sum(1) / confident.sum(
+        1, keepdim=True
+    )
     assert centroid_error.norm(dim=-1).median() < 15  # px: the body starts where the person is
     np.testing.assert_allclose(cam_t[:, 2].median(), np.median(raw["gt_cam_t"][:, 2]), rtol=0.3)
 
@@ -70,25 +49,26 @@ def test_offline_fits_are_good_and_finite(standin_files, synthetic):
 
 from dataclasses import replace  # noqa: E402
 
-from spinfits.errors import InputError  # noqa: E402
 from spinfits.fitting.fit_loss import fit_loss_at  # noqa: E402
+from spinfits.fitting.hypotheses import (  # noqa: E402
+    BACK,
+    FRONT,
+    SIDE_LEFT,
+    shoulder_to_torso_ratio,
+    turned_mean_orient,
+)
 from spinfits.fitting.joints import (  # noqa: E402
     NUM_OPENPOSE_JOINTS,
     SPIN_JOINTS_FLIP_PERM,
     spin_index,
 )
-from spinfits.fitting.offline_init import (  # noqa: E402
-    BACK,
-    FRONT,
-    SIDE_LEFT,
-    OfflineConfig,
-    openpose_swapped,
-    shoulder_to_torso_ratio,
-    turned_mean_orient,
-)
+from spinfits.fitting.offline_config import OfflineConfig  # noqa: E402
 from spinfits.fitting.rotations import axis_angle_to_matrix  # noqa: E402
 from spinfits.fitting.smplify_config import PriorStage, SmplifyConfig  # noqa: E402
-from spinfits.fitting.synthetic import make_synthetic_dataset  # noqa: E402
+from spinfits.fitting.swap_check import openpose_swapped  # noqa: E402
+from spinfits.fitting.synthetic.people import make_synthetic_dataset  # noqa: E402
+
+from spinfits.errors import InputError  # noqa: E402
 
 
 def facing(pose):
@@ -97,8 +77,9 @@ def facing(pose):
 
 
 def orientation_error(pose, truth):
-    relative = axis_angle_to_matrix(pose[:, :3].double()).transpose(1, 2) @ \
-        axis_angle_to_matrix(truth[:, :3].double())
+    relative = axis_angle_to_matrix(pose[:, :3].double()).transpose(1, 2) @ axis_angle_to_matrix(
+        truth[:, :3].double()
+    )
     return torch.arccos(((relative.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1))
 
 
@@ -116,8 +97,12 @@ def test_turned_mean_orient_faces_the_camera_then_away():
 @pytest.fixture(scope="module")
 def people(standin_files):
     """Noise-free crop keypoints of people facing every way (half of them away or side-on)."""
-    data = make_synthetic_dataset(standin_files, SyntheticConfig(
-        rows=12, seed=5, truncated_fraction=0.0, facing_away_fraction=0.35, side_fraction=0.4))
+    data = make_synthetic_dataset(
+        standin_files,
+        SyntheticConfig(
+            rows=12, seed=5, truncated_fraction=0.0, facing_away_fraction=0.35, side_fraction=0.4
+        ),
+    )
     return {key: torch.as_tensor(data[key]) for key in ("pose", "shape", "gt_keypoints")}
 
 
@@ -153,8 +138,11 @@ def test_hypotheses_recover_people_facing_away(fitter, people):
     error = orientation_error(result.pose, people["pose"])
     assert (error < torch.pi / 2).all(), error
     assert (facing(people["pose"]) > 0.5).sum() >= 3  # several really face away
-    single = OfflineFitter(fitter.smplify.files, replace(
-        fitter.config, back_hypothesis=False, side_hypotheses=False), dtype=torch.float64)
+    single = OfflineFitter(
+        fitter.smplify.files,
+        replace(fitter.config, back_hypothesis=False, side_hypotheses=False),
+        dtype=torch.float64,
+    )
     # the extra hypotheses only ever lower the objective the selection minimises
     alone = single.fit(people["gt_keypoints"])
     assert (result.loss <= alone.loss * 1.05 + 1e-3).all()
@@ -164,7 +152,7 @@ def test_selection_is_per_row_and_independent_of_batch_mates(fitter, people):
     keypoints = people["gt_keypoints"]
     batch = fitter.fit(keypoints[:6])
     for index in (1, 4):
-        alone = fitter.fit(keypoints[index:index + 1])
+        alone = fitter.fit(keypoints[index : index + 1])
         assert torch.allclose(alone.pose[0], batch.pose[index], atol=1e-6)
         assert torch.allclose(alone.loss[0], batch.loss[index], rtol=1e-6)
 
@@ -176,10 +164,15 @@ def test_select_takes_each_rows_lowest_criterion(standin_files):
     owner = torch.tensor([0, 0, 1, 1, 1, 1, 2, 2])
     slots = torch.tensor([0, 1, 0, 1, 2, 3, 0, 1])
     loss = torch.tensor([5.0, 3.0, 2.0, float("nan"), 1.0, 4.0, float("inf"), float("inf")])
-    fake = FitResult(pose=torch.zeros(8, 72), betas=torch.zeros(8, 10), cam_t=torch.zeros(8, 3),
-                     loss=loss, iterations=torch.zeros(8, dtype=torch.long),
-                     converged=torch.zeros(8, dtype=torch.bool),
-                     fitted=torch.ones(8, dtype=torch.bool))
+    fake = FitResult(
+        pose=torch.zeros(8, 72),
+        betas=torch.zeros(8, 10),
+        cam_t=torch.zeros(8, 3),
+        loss=loss,
+        iterations=torch.zeros(8, dtype=torch.long),
+        converged=torch.zeros(8, dtype=torch.bool),
+        fitted=torch.ones(8, dtype=torch.bool),
+    )
     assert fitter._select(fake, owner, slots, 3).tolist() == [1, 4, 6]
 
 
@@ -191,11 +184,11 @@ def test_progress_counts_the_callers_rows(fitter, people):
 
 # ---------------------------------------------------------------- staged schedule
 
+
 def test_staged_loss_is_the_dictionary_loss_at_spins_sigma(fitter, people):
     keypoints = people["gt_keypoints"][:4].double()
     result = fitter.fit(keypoints)
-    again = fit_loss_at(fitter.smplify.joints_model, result.pose, result.betas, result.cam_t,
-                        keypoints)
+    again = fit_loss_at(fitter.smplify.joints_model, result.pose, result.betas, result.cam_t, keypoints)
     assert torch.allclose(result.loss, again)
     schedule = fitter.smplify.config.body_schedule()
     assert len(schedule) == 4 and schedule[0][0].pose_prior_weight > 50
@@ -204,34 +197,45 @@ def test_staged_loss_is_the_dictionary_loss_at_spins_sigma(fitter, people):
     assert final.angle_prior_weight == pytest.approx(15.2)
 
 
-def test_engine_default_is_spins_single_stage_and_one_stage_schedule_matches_it(
-        standin_files, people):
+def test_engine_default_is_spins_single_stage_and_one_stage_schedule_matches_it(standin_files, people):
     from spinfits.fitting.smplify import SMPLify
 
     config = SmplifyConfig(camera_iterations=5, body_iterations=8)
     assert config.body_schedule() == ((config.weights, 8),)
     staged = replace(config, body_stages=(PriorStage(4.78, 5.0, 8, 15.2),))
-    pose, betas, cam_t = mean_initialisation(SMPLify(standin_files, config),
-                                             people["gt_keypoints"][:3].float())
+    pose, betas, cam_t = mean_initialisation(
+        SMPLify(standin_files, config), people["gt_keypoints"][:3].float()
+    )
     args = (pose, betas, cam_t, people["gt_keypoints"][:3].float())
     plain = SMPLify(standin_files, config).fit(*args)
     same = SMPLify(standin_files, staged).fit(*args)
     assert torch.allclose(plain.pose, same.pose, atol=1e-5)
-    two = SMPLify(standin_files, replace(config, body_stages=(
-        PriorStage(400.0, 100.0, 3), PriorStage(4.78, 5.0, 8)))).fit(*args)
+    two = SMPLify(
+        standin_files, replace(config, body_stages=(PriorStage(400.0, 100.0, 3), PriorStage(4.78, 5.0, 8)))
+    ).fit(*args)
     assert not torch.allclose(plain.pose, two.pose, atol=1e-3)  # the schedule is really used
-    adam = SMPLify(standin_files, SmplifyConfig.spin_reference(
-        body_evaluation="joints_only", camera_iterations=2,
-        body_stages=(PriorStage(400.0, 100.0, 2), PriorStage(4.78, 5.0, 3)))).fit(*args)
+    adam = SMPLify(
+        standin_files,
+        SmplifyConfig.spin_reference(
+            body_evaluation="joints_only",
+            camera_iterations=2,
+            body_stages=(PriorStage(400.0, 100.0, 2), PriorStage(4.78, 5.0, 3)),
+        ),
+    ).fit(*args)
     assert (adam.iterations == 7).all() and torch.isfinite(adam.loss).all()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(pose_prior_weight=0.0, shape_prior_weight=1.0, iterations=5), "pose_prior_weight must"),
-    (dict(pose_prior_weight=1.0, shape_prior_weight=1.0, iterations=0), "iterations must be >= 1"),
-    (dict(pose_prior_weight=1.0, shape_prior_weight=1.0, iterations=2, angle_prior_weight=-1.0),
-     "angle_prior_weight must be > 0 or None"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(pose_prior_weight=0.0, shape_prior_weight=1.0, iterations=5), "pose_prior_weight must"),
+        (dict(pose_prior_weight=1.0, shape_prior_weight=1.0, iterations=0), "iterations must be >= 1"),
+        (
+            dict(pose_prior_weight=1.0, shape_prior_weight=1.0, iterations=2, angle_prior_weight=-1.0),
+            "angle_prior_weight must be > 0 or None",
+        ),
+    ],
+)
 def test_prior_stage_rejects_bad_weights(kwargs, match):
     with pytest.raises(InputError, match=match):
         PriorStage(**kwargs)
@@ -249,18 +253,20 @@ def test_configs_reject_bad_values():
 
 
 def test_fit_checks_keypoints_with_the_engines_messages(fitter):
-    with pytest.raises(InputError,
-                       match=r"keypoints must have shape \(N, 49, 3\).*keypoints\[None\]"):
+    with pytest.raises(InputError, match=r"keypoints must have shape \(N, 49, 3\).*keypoints\[None\]"):
         fitter.fit(torch.zeros(49, 3))
 
 
 # ---------------------------------------------------------------- robustness
 
+
 def two_d_error(fitter, result, keypoints, joints):
-    projected = perspective_projection(body_joints(fitter.smplify.joints_model, result.pose,
-                                                   result.betas), result.cam_t, 5000.0,
-                                       torch.full((result.pose.shape[0], 2), 112.0,
-                                                  dtype=result.pose.dtype))
+    projected = perspective_projection(
+        body_joints(fitter.smplify.joints_model, result.pose, result.betas),
+        result.cam_t,
+        5000.0,
+        torch.full((result.pose.shape[0], 2), 112.0, dtype=result.pose.dtype),
+    )
     return (projected - keypoints[..., :2])[:, joints].norm(dim=-1).mean(1)
 
 
@@ -272,15 +278,15 @@ def test_a_wildly_wrong_detection_does_not_drag_the_fit(fitter, people):
     keypoints[:, wrist, :2] += torch.tensor([60.0, -45.0], dtype=torch.float64)
     keypoints[:, wrist, 2] = 1.0
     robust = fitter.fit(keypoints)
-    plain = OfflineFitter(fitter.smplify.files, replace(fitter.config, outlier_factor=None),
-                          dtype=torch.float64).fit(keypoints)
+    plain = OfflineFitter(
+        fitter.smplify.files, replace(fitter.config, outlier_factor=None), dtype=torch.float64
+    ).fit(keypoints)
     others = [j for j in range(25, 49) if truth[0, j, 2] > 0 and j not in (27, 28)]
     robust_error = two_d_error(fitter, robust, truth, others)
     plain_error = two_d_error(fitter, plain, truth, others)
     assert (robust_error <= plain_error + 1e-6).all() and (robust_error < 3.0).all()
     # the reported loss is against the keypoints as given (outlier included)
-    again = fit_loss_at(fitter.smplify.joints_model, robust.pose, robust.betas, robust.cam_t,
-                        keypoints)
+    again = fit_loss_at(fitter.smplify.joints_model, robust.pose, robust.betas, robust.cam_t, keypoints)
     assert torch.allclose(robust.loss, again)
 
 
@@ -304,20 +310,24 @@ def test_swapped_openpose_is_fitted_as_unswapped_but_scored_as_given(fitter, peo
     swapped = keypoints.clone()
     swapped[:, :NUM_OPENPOSE_JOINTS] = keypoints[:, list(SPIN_JOINTS_FLIP_PERM[:25])]
     checked = fitter.fit(swapped)
-    unchecked = OfflineFitter(fitter.smplify.files, replace(fitter.config, swap_check=False),
-                              dtype=torch.float64).fit(swapped)
+    unchecked = OfflineFitter(
+        fitter.smplify.files, replace(fitter.config, swap_check=False), dtype=torch.float64
+    ).fit(swapped)
     gt_joints = [j for j in range(25, 49) if j not in (27, 28)]
     assert (two_d_error(fitter, checked, keypoints, gt_joints) < 3.0).all()
-    assert (two_d_error(fitter, checked, keypoints, gt_joints)
-            < two_d_error(fitter, unchecked, keypoints, gt_joints)).all()
-    again = fit_loss_at(fitter.smplify.joints_model, checked.pose, checked.betas, checked.cam_t,
-                        swapped)
+    assert (
+        two_d_error(fitter, checked, keypoints, gt_joints)
+        < two_d_error(fitter, unchecked, keypoints, gt_joints)
+    ).all()
+    again = fit_loss_at(fitter.smplify.joints_model, checked.pose, checked.betas, checked.cam_t, swapped)
     assert torch.allclose(checked.loss, again)
 
 
 def test_missing_and_truncated_people_fit_without_failures(standin_files, fitter):
-    data = make_synthetic_dataset(standin_files, SyntheticConfig(
-        rows=10, seed=9, truncated_fraction=0.5, missing_fraction=0.3, outlier_fraction=0.3))
+    data = make_synthetic_dataset(
+        standin_files,
+        SyntheticConfig(rows=10, seed=9, truncated_fraction=0.5, missing_fraction=0.3, outlier_fraction=0.3),
+    )
     keypoints = torch.as_tensor(data["gt_keypoints"]).double()
     generator = torch.Generator().manual_seed(3)
     keypoints[..., 2] *= (torch.rand(keypoints.shape[:2], generator=generator) > 0.3).double()
@@ -341,9 +351,16 @@ def test_confident_torso_camera_stage_leaves_missing_torso_joints_out(fitter, pe
     keypoints[:, GT_TORSO_JOINTS[1]] = 0.0
     pose, betas, cam_t = mean_initialisation(fitter.smplify, keypoints)
     rows = torch.arange(2)
-    args = (fitter.smplify.joints_model, pose, betas, cam_t, keypoints,
-            torch.full((2, 2), 112.0, dtype=torch.float64), 5000.0,
-            fitter.smplify.config.weights)
+    args = (
+        fitter.smplify.joints_model,
+        pose,
+        betas,
+        cam_t,
+        keypoints,
+        torch.full((2, 2), 112.0, dtype=torch.float64),
+        5000.0,
+        fitter.smplify.config.weights,
+    )
     spin = CameraStage(*args).residuals(CameraStage(*args).initial(rows), rows)[0]
     confident = CameraStage(*args, confident_torso=True)
     mine = confident.residuals(confident.initial(rows), rows)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from spinfits.fitting.model_files import convert_smpl_pickle, load_body_model_files
-from spinfits.fitting.standin import write_standin_files
+from spinfits.fitting.synthetic.standin import write_standin_files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview.add_argument("output", help="PNG file to write")
     preview.set_defaults(func=_preview)
 
-    convert = commands.add_parser(
-        "convert-smpl", help="write a chumpy-free copy of an official SMPL pickle"
-    )
+    convert = commands.add_parser("convert-smpl", help="write a chumpy-free copy of an official SMPL pickle")
     convert.add_argument("source", help="official SMPL .pkl (may contain chumpy arrays)")
     convert.add_argument("target", help="where to write the plain-numpy copy")
     convert.set_defaults(func=_convert)
@@ -52,9 +50,11 @@ def _make_standin(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     files = load_body_model_files(args.directory)
     print(files.description)
-    print(f"  vertices {files.smpl.num_vertices}, faces {len(files.smpl.faces)}, "
-          f"shape directions {files.smpl.shapedirs.shape[2]}, "
-          f"GMM components {len(files.gmm.weights)}")
+    print(
+        f"  vertices {files.smpl.num_vertices}, faces {len(files.smpl.faces)}, "
+        f"shape directions {files.smpl.shapedirs.shape[2]}, "
+        f"GMM components {len(files.gmm.weights)}"
+    )
     print(f"  provenance: {files.provenance}")
     return 0
 

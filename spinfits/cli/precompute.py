@@ -1,0 +1,133 @@
+"""``spinfits precompute``: fill the store with fits of a whole dataset, on Ray."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spinfits.cli.options import DeprecatedAlias, default_of, make_config
+from spinfits.cli.store import add_s3_arguments, s3_options
+from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
+
+#: PrecomputeConfig field -> the flag that sets it (its messages name fields; see cli.options).
+FLAGS = {
+    "dataset": "--dataset",
+    "store": "--store",
+    "model_dir": "--model-dir",
+    "dataset_name": "--name",
+    "workers": "--workers",
+    "threads_per_worker": "--threads-per-worker",
+    "gpus_per_worker": "--gpus-per-worker",
+    "shard_size": "--shard-size",
+    "refit": "--refit",
+    "retry_failed": "--retry-failed",
+    "init": "--init",
+    "commit_every_s": "--commit-every",
+}
+
+
+def _default(name: str):
+    return default_of(PrecomputeConfig, name)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "precompute",
+        help="fit every row of a dataset that has no fit yet, on Ray, into the store",
+        description="Plans the rows without a fit from the store's record, fits them in Ray "
+        "actors and commits as it goes; rerun the same command to resume.",
+    )
+    parser.add_argument("--dataset", required=True, type=Path, help="SPIN dataset .npz")
+    parser.add_argument("--store", required=True, help="store path (created if absent) or s3:// URL")
+    parser.add_argument("--model-dir", required=True, type=Path, help="body model folder")
+    parser.add_argument("--name", help="dataset name in the store (default: the file's stem)")
+    parser.add_argument(
+        "--workers", type=int, default=_default("workers"), help="fitter actors (default %(default)s)"
+    )
+    parser.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=_default("threads_per_worker"),
+        help="CPU threads per actor (default: CPUs / workers)",
+    )
+    parser.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=_default("gpus_per_worker"),
+        help="GPUs per actor; > 0 fits on CUDA (default %(default)s: CPU)",
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=_default("shard_size"),
+        help="dataset rows per shard, the unit of work an actor fits and the "
+        "driver merges (default %(default)s)",
+    )
+    parser.add_argument(
+        "--batch",
+        dest="shard_size",
+        type=int,
+        action=DeprecatedAlias,
+        replacement="--shard-size",
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )  # the old name of --shard-size
+    parser.add_argument(
+        "--refit", action="store_true", help="refit rows that already hold a fit (the better fit is kept)"
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="fit again the rows an earlier run could not fit (skipped by default; "
+        "`spinfits store info` lists them with their reasons)",
+    )
+    parser.add_argument(
+        "--init",
+        default=_default("init"),
+        help="'offline' (keypoints alone), 'store' (refine the store's fits) or a "
+        "SPIN *_fits.npy to refine (default %(default)s)",
+    )
+    parser.add_argument(
+        "--commit-every",
+        type=float,
+        default=_default("commit_every_s"),
+        metavar="SECONDS",
+        help="seconds between commits (default %(default)s)",
+    )
+    parser.add_argument("--report", type=Path, help="write a report PNG here")
+    add_s3_arguments(parser)
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = make_config(
+        PrecomputeConfig,
+        FLAGS,
+        dataset=args.dataset,
+        store=args.store,
+        model_dir=args.model_dir,
+        dataset_name=args.name,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        shard_size=args.shard_size,
+        refit=args.refit,
+        retry_failed=args.retry_failed,
+        init=args.init,
+        commit_every_s=args.commit_every,
+        s3=s3_options(args),
+    )
+    summary = run_precompute(config)
+    for line in summary.lines():
+        print(line)
+    if summary.rows_planned == 0:
+        print(f"nothing to do: {summary.nothing_to_do}")
+    if args.report:
+        from spinfits.plots import plot_precompute_report
+
+        print(f"report: {plot_precompute_report(summary, args.report)}")
+    print(
+        f"inspect: spinfits store log {args.store}   |   "
+        f"spinfits store export {args.store} {config.name} fits.parquet"
+    )
+    return 0
