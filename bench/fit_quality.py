@@ -27,6 +27,7 @@ import logging
 
 import torch
 from _common import body_files, synthetic_rows
+
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.smplify import SMPLify
@@ -98,6 +99,7 @@ def offline(options, files) -> None:
     from pathlib import Path
 
     import numpy as np
+
     from spinfits.fitting.dataset import load_spin_npz
     from spinfits.fitting.joints import TORSO_LIMB_JOINTS
     from spinfits.fitting.offline_config import OfflineConfig

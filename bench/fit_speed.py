@@ -17,6 +17,7 @@ import time
 
 import torch
 from _common import body_files, synthetic_rows
+
 from spinfits.fitting.smplify import SMPLify
 from spinfits.fitting.smplify_config import SmplifyConfig
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
 from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.model_files import load_body_model_files

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import icechunk
 import numpy as np
+
 from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
 
 

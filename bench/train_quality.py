@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fit_quality import procrustes_error
+
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.dataset import load_spin_npz

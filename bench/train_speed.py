@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from spinfits.fitting.spin_crop import CROP_RES
 from spinfits.training.progress import read_progress, step_time_split
 from spinfits.training.train_config import TrainConfig

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import ray
+
 from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.fitting.offline_config import OfflineConfig

@@ -25,8 +25,11 @@ from pathlib import Path
 import numpy as np
 import ray
 from ray.util import ActorPool
+from tqdm import tqdm
+
 from spinfits.cluster.fitter_actor import ShardResult, remote_fitter_class
 from spinfits.cluster.plan import Plan, plan_rows
+from spinfits.errors import ConflictError, InputError
 from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
@@ -34,9 +37,6 @@ from spinfits.fitting.offline_config import OfflineConfig, default_offline_confi
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
 from spinfits.store.layout import check_dataset_name
 from spinfits.store.writer import StoreWriter
-from tqdm import tqdm
-
-from spinfits.errors import ConflictError, InputError
 
 logger = logging.getLogger(__name__)
 

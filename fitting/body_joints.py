@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.joints_only import JointsOnlyBody
 

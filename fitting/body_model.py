@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import smplx
 import torch
 from smplx.utils import Struct
-from spinfits.fitting.joints import SPIN_JOINT_SOURCE
-from spinfits.fitting.model_files import BodyModelFiles
 
 from spinfits.errors import InputError
+from spinfits.fitting.joints import SPIN_JOINT_SOURCE
+from spinfits.fitting.model_files import BodyModelFiles
 
 
 @dataclass(frozen=True)

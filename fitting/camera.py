@@ -9,10 +9,10 @@ is 224 px with focal length 5000 px and principal point (112, 112).
 from __future__ import annotations
 
 import torch
-from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
-from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
 
 from spinfits.errors import InputError
+from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
+from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
 
 
 def perspective_projection(

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
-from spinfits.fitting.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
-from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH  # noqa: F401 (re-exported)
 
 from spinfits.errors import InputError
+from spinfits.fitting.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
+from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from spinfits.errors import InputError
 from spinfits.fitting.body_joints import BodyModel, body_joints
 from spinfits.fitting.camera import estimate_translation, perspective_projection
 from spinfits.fitting.losses import reprojection_loss
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
-
-from spinfits.errors import InputError
 
 DEFAULT_SIGMA = 100.0
 

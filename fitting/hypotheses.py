@@ -15,6 +15,7 @@ import math
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
+
 from spinfits.fitting.initial_camera import initial_camera
 from spinfits.fitting.joints import spin_index
 from spinfits.fitting.mean_params import spin_mean_params

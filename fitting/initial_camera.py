@@ -8,6 +8,7 @@ keypoints, or a solution behind the camera) start at SPIN's mean camera depth.
 from __future__ import annotations
 
 import torch
+
 from spinfits.fitting.body_joints import body_joints
 from spinfits.fitting.camera import estimate_translation
 from spinfits.fitting.joints import NUM_SPIN_JOINTS, SMPLIFY_IGNORED_JOINTS

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from spinfits.fitting.joints import SMPL_VERTEX_KEYPOINTS, SPIN_JOINT_SOURCE
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.rotations import axis_angle_to_matrix_and_right_jacobian, skew

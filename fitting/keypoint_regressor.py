@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 from scipy.spatial.transform import Rotation
+from torch import nn
+
+from spinfits.errors import InputError
 from spinfits.fitting.joints import NUM_SPIN_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.rotations import rot6d_to_rotmat
 from spinfits.fitting.torch_load import describe_load_error
-from torch import nn
-
-from spinfits.errors import InputError
 
 REGRESSOR_FILE = "keypoint_regressor.pt"
 

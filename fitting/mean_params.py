@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
+
 from spinfits.fitting.rotations import rot6d_to_rotmat
 
 MEAN_PARAMS = "spin_mean_params.npz"

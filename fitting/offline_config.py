@@ -10,11 +10,10 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from spinfits.errors import InputError
 from spinfits.fitting.keypoint_regressor import has_keypoint_regressor
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.smplify_config import PriorStage, SmplifyConfig
-
-from spinfits.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -44,6 +44,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+
 from spinfits.fitting.fit_loss import fit_loss_at
 from spinfits.fitting.hypotheses import best_hypothesis, mean_initialisation, orientation_hypotheses
 from spinfits.fitting.initial_camera import initial_camera

@@ -11,6 +11,7 @@ import logging
 from dataclasses import replace
 
 import torch
+
 from spinfits.fitting.body_joints import body_joints
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.losses import fitting_confidence

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from spinfits.fitting.model_files import GmmPrior
 
 #: Body-pose indices of the angle prior: left elbow y, right elbow y, left knee x, right knee x.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from spinfits.fitting.initial_camera import initial_camera
 from spinfits.fitting.smplify import Progress, SMPLify
 from spinfits.fitting.smplify_config import FitResult

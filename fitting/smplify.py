@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.fit_loss import fit_loss_at
 from spinfits.fitting.joints import NUM_SPIN_JOINTS
@@ -31,8 +33,6 @@ from spinfits.fitting.smplify_config import FitResult, SmplifyConfig
 from spinfits.fitting.smplify_stages import BodyStage, CameraStage
 from spinfits.fitting.spin_adam import spin_adam_fit
 from spinfits.fitting.spin_crop import CROP_CENTER
-
-from spinfits.errors import InputError
 
 logger = logging.getLogger(__name__)
 

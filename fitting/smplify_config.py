@@ -6,10 +6,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
-from spinfits.fitting.losses import LossWeights
-from spinfits.fitting.spin_crop import FOCAL_LENGTH
 
 from spinfits.errors import InputError
+from spinfits.fitting.losses import LossWeights
+from spinfits.fitting.spin_crop import FOCAL_LENGTH
 
 #: SPIN's elbow/knee prior weight relative to its pose prior weight (15.2 / 4.78), kept per stage.
 ANGLE_TO_POSE_WEIGHT = 15.2 / 4.78

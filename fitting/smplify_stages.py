@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from spinfits.fitting.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS
 from spinfits.fitting.joints_only import NUM_PARAMS, JointsOnlyBody
 from spinfits.fitting.losses import LossWeights, fitting_confidence, torso_joints_openpose_valid

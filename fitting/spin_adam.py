@@ -10,6 +10,7 @@ Unlike SPIN, a sample whose parameters stop being finite keeps its last finite i
 from __future__ import annotations
 
 import torch
+
 from spinfits.fitting.body_joints import BodyModel, body_joints
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.losses import LossWeights, body_fitting_loss, camera_fitting_loss

@@ -8,6 +8,7 @@ OpenPose's left and right are swapped (the ground-truth annotation is trusted).
 from __future__ import annotations
 
 import torch
+
 from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, SPIN_JOINTS_FLIP_PERM, spin_index
 
 # (OpenPose joint, ground-truth joint) pairs on the right and on the left.

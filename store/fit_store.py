@@ -30,6 +30,8 @@ from typing import Any
 
 import icechunk
 import numpy as np
+
+from spinfits.errors import ConflictError, InputError, StorageError
 from spinfits.store import history
 from spinfits.store.diff import FitDiff
 from spinfits.store.failures import Failures, read_failures, write_failures
@@ -44,7 +46,7 @@ from spinfits.store.layout import (
     write_rows,
 )
 from spinfits.store.location import S3Options, StoreLocation
-from spinfits.store.merge_rule import best_per_row, merge_into, refusals
+from spinfits.store.merge_rule import any_reason, best_per_row, merge_into, refusals
 from spinfits.store.reader import FitReader
 from spinfits.store.repository import (
     create_repository,
@@ -55,8 +57,6 @@ from spinfits.store.repository import (
 )
 from spinfits.store.schema import CHUNK_ROWS, BodyModelInfo, DatasetInfo, config_hash
 from spinfits.store.versions import Version, resolve_version
-
-from spinfits.errors import ConflictError, InputError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,16 @@ class FitStore:
             self._apply_failures(dataset, failed)
         self._needs_replay = False
 
+    def _ready(self, dataset: str, rows: np.ndarray) -> None:
+        """A session at the tip with pending work replayed; ``dataset`` exists and holds ``rows``
+        (``InputError`` otherwise, before anything is written)."""
+        if self._needs_replay:
+            self._replay()
+        self._begin()
+        if dataset not in self._infos:
+            raise unknown_dataset(dataset, self._infos)
+        check_rows_in_range(rows, self._infos[dataset])
+
     def merge(self, dataset: str, proposals: Proposals, *, accept_unscored: bool = False) -> int:
         """Merge ``proposals`` into ``dataset`` by SPIN's rule; returns how many rows improved.
 
@@ -272,12 +282,7 @@ class FitStore:
         (``InputError``: unknown dataset, rows out of range, wrong shapes) changes nothing.
         """
         proposals = check_proposals(proposals)
-        if self._needs_replay:
-            self._replay()
-        self._begin()
-        if dataset not in self._infos:
-            raise unknown_dataset(dataset, self._infos)
-        check_rows_in_range(proposals.rows, self._infos[dataset])
+        self._ready(dataset, proposals.rows)
         self._count_refusals(dataset, proposals, accept_unscored)
         best = best_per_row(proposals, accept_unscored)
         if len(best) == 0:
@@ -303,7 +308,7 @@ class FitStore:
             sum(int(m.sum()) for m in reasons.values()),
             dataset,
             ", ".join(f"{reason}: {int(mask.sum())}" for reason, mask in reasons.items()),
-            proposals.rows[np.flatnonzero(np.logical_or.reduce(list(reasons.values())))[:5]].tolist(),
+            proposals.rows[np.flatnonzero(any_reason(reasons, len(proposals)))[:5]].tolist(),
         )
 
     def refused(self) -> dict[str, dict[str, int]]:
@@ -327,12 +332,7 @@ class FitStore:
             raise InputError(
                 f"record_failures needs one reason per row: {len(rows)} rows, {len(reasons)} reasons"
             )
-        if self._needs_replay:
-            self._replay()
-        self._begin()
-        if dataset not in self._infos:
-            raise unknown_dataset(dataset, self._infos)
-        check_rows_in_range(rows, self._infos[dataset])
+        self._ready(dataset, rows)
         failed = dict(zip(rows.tolist(), reasons))
         marked = self._apply_failures(dataset, failed)
         self._pending_failures.setdefault(dataset, {}).update(failed)

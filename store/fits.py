@@ -15,9 +15,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from spinfits.store.schema import COLUMNS, Column, Source
 
 from spinfits.errors import InputError
+from spinfits.store.schema import COLUMNS, Column, Source
 
 
 def _as_float_array(name: str, value: Any, column: Column, n: int | None) -> np.ndarray:

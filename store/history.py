@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 
 import icechunk
+
+from spinfits.errors import ConflictError, InputError
 from spinfits.store.diff import FitDiff
 from spinfits.store.fits import Fits
 from spinfits.store.layout import list_datasets, load_fits, read_root, unknown_dataset
 from spinfits.store.location import StoreLocation
 from spinfits.store.versions import Version
-
-from spinfits.errors import ConflictError, InputError
 
 log_ = logging.getLogger(__name__)
 

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.errors
+
+from spinfits.errors import InputError
 from spinfits.store.fits import Fits
 from spinfits.store.schema import (
     COLUMNS,
@@ -22,8 +24,6 @@ from spinfits.store.schema import (
     BodyModelInfo,
     DatasetInfo,
 )
-
-from spinfits.errors import InputError
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 

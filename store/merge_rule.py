@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from spinfits.store.fits import Fits, Proposals
 from spinfits.store.schema import COLUMNS, Source
 
@@ -87,12 +88,17 @@ def refusals(proposals: Proposals, accept_unscored: bool = False) -> dict[str, n
     return {reason: mask for reason, mask in masks.items() if mask.any()}
 
 
-def refused(proposals: Proposals, accept_unscored: bool = False) -> np.ndarray:
-    """(M,) bool: proposals refused for any reason of ``refusals``."""
-    mask = np.zeros(len(proposals), dtype=bool)
-    for reason_mask in refusals(proposals, accept_unscored).values():
+def any_reason(reasons: dict[str, np.ndarray], count: int) -> np.ndarray:
+    """(M,) bool: proposals refused for any of ``reasons`` (output of ``refusals``)."""
+    mask = np.zeros(count, dtype=bool)
+    for reason_mask in reasons.values():
         mask |= reason_mask
     return mask
+
+
+def refused(proposals: Proposals, accept_unscored: bool = False) -> np.ndarray:
+    """(M,) bool: proposals refused for any reason of ``refusals``."""
+    return any_reason(refusals(proposals, accept_unscored), len(proposals))
 
 
 def eligible(proposals: Proposals, accept_unscored: bool) -> np.ndarray:

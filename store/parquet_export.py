@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from spinfits.store.failures import Failures
 from spinfits.store.fits import Fits
 from spinfits.store.schema import DatasetInfo, Source

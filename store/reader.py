@@ -14,12 +14,12 @@ from typing import Any
 
 import icechunk
 import numpy as np
+
+from spinfits.errors import InputError
 from spinfits.store.fits import Fits
 from spinfits.store.layout import list_datasets, load_fits, unknown_dataset
 from spinfits.store.schema import DatasetInfo
 from spinfits.store.versions import resolve_version
-
-from spinfits.errors import InputError
 
 log = logging.getLogger(__name__)
 

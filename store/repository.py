@@ -12,11 +12,11 @@ import logging
 import socket
 
 import icechunk
+
+from spinfits.errors import InputError
 from spinfits.store.layout import init_root, read_root
 from spinfits.store.location import StoreLocation
 from spinfits.store.schema import BodyModelInfo
-
-from spinfits.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from spinfits.store.fits import Fits, Proposals
-from spinfits.store.schema import Source
 
 from spinfits.errors import InputError
+from spinfits.store.fits import Fits, Proposals
+from spinfits.store.schema import Source
 
 log = logging.getLogger(__name__)
 

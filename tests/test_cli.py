@@ -47,9 +47,8 @@ def test_option_defaults_are_the_config_defaults(command, config_class, flags):
 
 
 def test_default_of():
-    from spinfits.training.train_config import TrainConfig
-
     from spinfits.cli.options import default_of
+    from spinfits.training.train_config import TrainConfig
 
     assert default_of(TrainConfig, "batch_size") == 16
     assert default_of(TrainConfig, "smplify").body_iterations == 20  # a default factory, called

@@ -1,11 +1,11 @@
 """`spinfits store import --score DATA.npz --model-dir DIR`: SPIN static fits scored on import."""
 
 import numpy as np
+
+from spinfits.cli import main
 from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.store import BodyModelInfo, FitStore
-
-from spinfits.cli import main
 
 
 def test_import_scores_static_fits(tmp_path, standin_dir, standin_files, capsys):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
+
 from spinfits.fitting.synthetic.natural_poses import mirror_body_pose, sample_body_poses
 
 OUTPUT = Path(__file__).resolve().parents[1] / "fitting" / "synthetic" / "standin" / "standin_pose_prior.npz"

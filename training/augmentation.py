@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from spinfits.errors import InputError
 from spinfits.fitting.joints import (
     GT_JOINTS_FLIP_PERM,
     NUM_SPIN_JOINTS,
@@ -38,8 +40,6 @@ from spinfits.fitting.joints import (
 )
 from spinfits.fitting.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from spinfits.fitting.spin_crop import CROP_RES
-
-from spinfits.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ better than what the snapshot holds. Everything is in un-augmented crop-frame te
 from __future__ import annotations
 
 import numpy as np
+
 from spinfits.store import FitReader, Fits, Proposals, best_per_row, merge_into
 from spinfits.store.reader import checked_rows
 

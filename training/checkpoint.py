@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from spinfits.fitting.spin_crop import CROP_RES
-from spinfits.fitting.torch_load import describe_load_error
 
 from spinfits.errors import InputError
+from spinfits.fitting.spin_crop import CROP_RES
+from spinfits.fitting.torch_load import describe_load_error
 
 STATE_FILE = "training_state.pt"
 

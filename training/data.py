@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from spinfits.errors import InputError
 from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
 from spinfits.fitting.spin_crop import CROP_RES
 from spinfits.training.augmentation import Augmentation, augment_joints_3d, augment_keypoints
 from spinfits.training.images import crop_boxes, crop_images, load_images
-
-from spinfits.errors import InputError
 
 
 @dataclass(frozen=True)

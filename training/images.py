@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spinfits.fitting.spin_crop import CROP_RES
-from spinfits.training.augmentation import Augmentation, unaugment_points
 from torch.nn import functional as F
 
 from spinfits.errors import InputError
+from spinfits.fitting.spin_crop import CROP_RES
+from spinfits.training.augmentation import Augmentation, unaugment_points
 
 logger = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from spinfits.fitting.rotations import rot6d_to_rotmat
-from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
 from torch import nn
 from torch.nn import functional as F
 
 from spinfits.errors import InputError
+from spinfits.fitting.rotations import rot6d_to_rotmat
+from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
 
 
 @dataclass(frozen=True)

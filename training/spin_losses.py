@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from spinfits.errors import InputError
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS
 from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
-
-from spinfits.errors import InputError
 
 
 @dataclass(frozen=True)

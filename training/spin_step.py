@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
+
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.fit_loss import fit_loss
 from spinfits.fitting.joints_only import JointsOnlyBody
@@ -35,7 +37,6 @@ from spinfits.training.data import TrainingBatch
 from spinfits.training.regressor import camera_translation
 from spinfits.training.spin_losses import SupervisionTargets, spin_losses
 from spinfits.training.train_config import TrainConfig
-from torch import nn
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ correctness: the store only ever holds committed fits, each better than the one 
 from __future__ import annotations
 
 import ray
+
 from spinfits.store import FitStore, S3Options
 from spinfits.store.writer import StoreWriter as BaseStoreWriter
 from spinfits.store.writer import WriterStats

@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from spinfits.errors import InputError
 from spinfits.fitting.smplify_config import SmplifyConfig
 from spinfits.fitting.spin_crop import CROP_RES
 from spinfits.store import S3Options
 from spinfits.training.augmentation import AugmentationConfig
 from spinfits.training.spin_losses import SpinLossWeights
-
-from spinfits.errors import InputError
 
 
 def in_loop_smplify() -> SmplifyConfig:

@@ -18,6 +18,8 @@ import numpy as np
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
 from ray.train.torch import TorchTrainer
+
+from spinfits.errors import InputError, SpinfitsError
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.store import FitStore, StoreLocation
 from spinfits.training.checkpoint import latest_checkpoint_dir, latest_checkpoint_step, load_training_state
@@ -26,8 +28,6 @@ from spinfits.training.progress import ProgressFollower
 from spinfits.training.store_writer import WriterStats, start_store_writer
 from spinfits.training.train_config import TrainConfig
 from spinfits.training.worker_loop import train_loop_per_worker
-
-from spinfits.errors import InputError, SpinfitsError
 
 logger = logging.getLogger(__name__)
 

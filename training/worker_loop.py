@@ -28,6 +28,7 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
+
 from spinfits.fitting.mean_params import spin_mean_params_path
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.store import FitStore

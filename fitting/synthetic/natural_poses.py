@@ -15,6 +15,7 @@ leaning forward +x at the spine.
 from __future__ import annotations
 
 import numpy as np
+
 from spinfits.fitting.joints import SMPL_JOINT_NAMES, SMPL_POSE_FLIP_PERM
 
 _J = {name: index for index, name in enumerate(SMPL_JOINT_NAMES)}

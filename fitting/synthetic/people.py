@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
+
+from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.dataset import CROP_RES, FOCAL_LENGTH, crop_to_image
 from spinfits.fitting.joints import (
@@ -44,8 +46,6 @@ from spinfits.fitting.joints import (
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.synthetic.natural_poses import sample_body_poses
 from spinfits.fitting.synthetic.render import part_face_colours, render
-
-from spinfits.errors import InputError
 
 logger = logging.getLogger(__name__)
 

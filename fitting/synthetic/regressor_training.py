@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
+
 from spinfits.fitting.keypoint_regressor import KeypointRegressor, RegressorTraining
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset

@@ -12,37 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from spinfits.fitting.spin_crop import CROP_CENTER, CROP_RES, FOCAL_LENGTH
 
 from spinfits.errors import InputError
+from spinfits.fitting.joints import SMPL_JOINT_NAMES
+from spinfits.fitting.spin_crop import CROP_CENTER, CROP_RES, FOCAL_LENGTH
 
 #: SMPL's 24 parts, in joint order (the part of a vertex is its largest skinning weight).
-SMPL_PART_NAMES = (
-    "pelvis",
-    "left_hip",
-    "right_hip",
-    "spine1",
-    "left_knee",
-    "right_knee",
-    "spine2",
-    "left_ankle",
-    "right_ankle",
-    "spine3",
-    "left_foot",
-    "right_foot",
-    "neck",
-    "left_collar",
-    "right_collar",
-    "head",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hand",
-    "right_hand",
-)
+SMPL_PART_NAMES = SMPL_JOINT_NAMES
 
 #: (24, 3) float RGB in [0, 1], one per SMPL part: torso greys/browns, left limbs warm (reds,
 #: oranges), right limbs cool (blues, greens), head skin-coloured; neighbours along a limb differ.

@@ -1,5 +1,6 @@
 import pytest
 import ray
+
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 

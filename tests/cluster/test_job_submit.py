@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+
 from spinfits.store import FitStore
 
 REPO = Path(__file__).resolve().parents[2]

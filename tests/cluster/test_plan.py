@@ -1,4 +1,5 @@
 import numpy as np
+
 from spinfits.cluster.plan import plan_rows
 
 

@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 import ray
-from spinfits.cluster.precompute import FITTER_NAME_PREFIX, PrecomputeConfig, run_precompute
-from spinfits.store import FitStore
 
+from spinfits.cluster.precompute import FITTER_NAME_PREFIX, PrecomputeConfig, run_precompute
 from spinfits.errors import InputError
+from spinfits.store import FitStore
 
 
 def config(dataset, store, model_dir, **overrides):

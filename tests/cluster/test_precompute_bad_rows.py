@@ -4,14 +4,14 @@ import time
 
 import numpy as np
 import pytest
+
+from spinfits.cli import main
 from spinfits.cluster.fitter_actor import DIVERGED, NONFINITE_KEYPOINTS, FitterActor
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
+from spinfits.errors import InputError, StorageError
 from spinfits.fitting.offline_config import default_offline_config
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.store import FitStore
-
-from spinfits.cli import main
-from spinfits.errors import InputError, StorageError
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import smplx
 import torch
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.joints import SPIN_JOINT_NAMES, spin_index
 
 from spinfits.errors import InputError
+from spinfits.fitting.body_model import SpinBodyModel
+from spinfits.fitting.joints import SPIN_JOINT_NAMES, spin_index
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from spinfits.fitting.camera import estimate_translation, perspective_projection
 
 from spinfits.errors import InputError
+from spinfits.fitting.camera import estimate_translation, perspective_projection
 
 
 def random_joints(batch, dtype=torch.float64):

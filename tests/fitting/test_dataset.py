@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+
+from spinfits.errors import InputError
 from spinfits.fitting.dataset import (
     box_from_keypoints,
     crop_to_image,
@@ -12,8 +14,6 @@ from spinfits.fitting.dataset import (
     read_openpose_json,
 )
 from spinfits.fitting.joints import spin_index
-
-from spinfits.errors import InputError
 
 
 def test_h36m_sample_reads_into_crop_frame(shared_data):

@@ -1,6 +1,7 @@
 """KeypointDataset.images_are_crops: read from the npz, not part of the fingerprint."""
 
 import numpy as np
+
 from spinfits.fitting.dataset import load_spin_npz
 
 

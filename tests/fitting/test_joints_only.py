@@ -3,6 +3,7 @@
 import pytest
 import torch
 from smplx.lbs import batch_rodrigues
+
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.joints_only import JointsOnlyBody
 from spinfits.fitting.rotations import (

@@ -8,6 +8,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+
+from spinfits.cli import main
+from spinfits.errors import InputError
 from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.keypoint_regressor import (
     REGRESSOR_FILE,
@@ -22,9 +25,6 @@ from spinfits.fitting.offline_config import OfflineConfig, default_offline_confi
 from spinfits.fitting.offline_fitter import OfflineFitter
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.fitting.synthetic.regressor_training import train_keypoint_regressor
-
-from spinfits.cli import main
-from spinfits.errors import InputError
 
 TINY = RegressorTraining(samples=600, steps=150, batch_size=64, hidden=128)
 

@@ -4,6 +4,7 @@ minimisers (a straight line by least squares, Rosenbrock's valley)."""
 import numpy as np
 import pytest
 import torch
+
 from spinfits.fitting.levenberg_marquardt import LmOutcome, solve_pool
 
 

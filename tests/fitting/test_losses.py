@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import multivariate_normal
+
 from spinfits.fitting.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS, SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.losses import (
     LossWeights,

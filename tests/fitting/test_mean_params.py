@@ -1,6 +1,7 @@
 """fitting.mean_params: SPIN's mean pose and shape, and its 6D rotations."""
 
 import numpy as np
+
 from spinfits.fitting.mean_params import rot6d_to_axis_angle, spin_mean_params
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse
+
+from spinfits.cli import main
+from spinfits.errors import InputError
 from spinfits.fitting.model_files import (
     convert_smpl_pickle,
     load_body_model_files,
@@ -20,9 +23,6 @@ from spinfits.fitting.model_files import (
     smpl_arrays_from_dict,
 )
 from spinfits.fitting.synthetic.standin.files import standin_smpl_dict
-
-from spinfits.cli import main
-from spinfits.errors import InputError
 
 V = 12  # a tiny SMPL-format model: the loader checks shapes against v_template's V
 

@@ -4,6 +4,7 @@ staged SMPLify, swap check, outlier rejection."""
 import numpy as np
 import pytest
 import torch
+
 from spinfits.fitting.body_joints import body_joints
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.dataset import load_spin_npz
@@ -49,6 +50,7 @@ def test_offline_fits_are_good_and_finite(standin_files, synthetic):
 
 from dataclasses import replace  # noqa: E402
 
+from spinfits.errors import InputError  # noqa: E402
 from spinfits.fitting.fit_loss import fit_loss_at  # noqa: E402
 from spinfits.fitting.hypotheses import (  # noqa: E402
     BACK,
@@ -67,8 +69,6 @@ from spinfits.fitting.rotations import axis_angle_to_matrix  # noqa: E402
 from spinfits.fitting.smplify_config import PriorStage, SmplifyConfig  # noqa: E402
 from spinfits.fitting.swap_check import openpose_swapped  # noqa: E402
 from spinfits.fitting.synthetic.people import make_synthetic_dataset  # noqa: E402
-
-from spinfits.errors import InputError  # noqa: E402
 
 
 def facing(pose):

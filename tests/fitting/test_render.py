@@ -7,6 +7,8 @@ import time
 import numpy as np
 import pytest
 import torch
+
+from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 from spinfits.fitting.synthetic.render import (
@@ -17,8 +19,6 @@ from spinfits.fitting.synthetic.render import (
     rasterize,
     render,
 )
-
-from spinfits.errors import InputError
 
 HEAD = SMPL_PART_NAMES.index("head")
 LEFT_ARM = [SMPL_PART_NAMES.index(n) for n in ("left_shoulder", "left_elbow", "left_wrist")]

@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
+
+from spinfits.errors import InputError
 from spinfits.fitting.fit_loss import fit_loss, fit_loss_at
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.smplify import SMPLify
 from spinfits.fitting.smplify_config import SmplifyConfig
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
-
-from spinfits.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import pytest
 import scipy.sparse
 import smplx
 import torch
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.synthetic.natural_poses import sample_body_poses
-from spinfits.fitting.synthetic.standin import write_standin_files
 
 from spinfits.cli import main
 from spinfits.errors import InputError
+from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.synthetic.natural_poses import sample_body_poses
+from spinfits.fitting.synthetic.standin import write_standin_files
 
 #: keys of the official SMPL_NEUTRAL.pkl and the type each holds
 OFFICIAL_KEYS = {

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.dataset import CROP_RES, FOCAL_LENGTH, load_spin_npz
-from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 from spinfits.cli import main
 from spinfits.errors import InputError
+from spinfits.fitting.body_model import SpinBodyModel
+from spinfits.fitting.dataset import CROP_RES, FOCAL_LENGTH, load_spin_npz
+from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

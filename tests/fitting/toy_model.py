@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+
 from spinfits.fitting.joints import SMPL_PARENTS
 from spinfits.fitting.model_files import BodyModelFiles, GmmPrior, SmplArrays
 

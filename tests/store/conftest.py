@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from spinfits.store import FitStore
 from store_helpers import BODY
+
+from spinfits.store import FitStore
 
 
 @pytest.fixture

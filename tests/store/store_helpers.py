@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
+
 from spinfits.store import BodyModelInfo, Proposals, Source
 
 BODY = BodyModelInfo("smpl-test-0001", is_standin=True)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from spinfits.store import FitStore, Proposals, Source
 
 N_ROWS = 400

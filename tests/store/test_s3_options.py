@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import icechunk
 import pytest
+
 from spinfits.store import S3Options, StoreLocation
 
 KEY_ID, SECRET = "AKIAEXAMPLEKEYID", "wJalrXUtnFEMI-example-secret"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from spinfits.store import FitStore
 from store_helpers import BODY, best_by_row
 from store_worker import N_ROWS, worker_batch
+
+from spinfits.store import FitStore
 
 WORKER = str(Path(__file__).with_name("store_worker.py"))
 

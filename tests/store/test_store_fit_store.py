@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
 from store_helpers import BODY, best_by_row, random_proposals
 from store_helpers import SMALL_ROWS as N_ROWS
 from store_helpers import batches as merge_batches
 
 from spinfits.errors import InputError
+from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
 
 
 def snapshot_bytes(store, dataset="coco", version=None):

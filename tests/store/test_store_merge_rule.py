@@ -3,8 +3,9 @@
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spinfits.store import Fits, Proposals, Source, best_per_row, merge_into
 from store_helpers import SMALL_ROWS, batches
+
+from spinfits.store import Fits, Proposals, Source, best_per_row, merge_into
 
 N_ROWS = SMALL_ROWS
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from spinfits.store import FitStore, Proposals, Source, StoreLocation, export_parquet
 from store_helpers import BODY, best_by_row, random_proposals
 from store_worker import N_ROWS, worker_batch
 
 from spinfits.cli import main
 from spinfits.errors import InputError, StorageError
+from spinfits.store import FitStore, Proposals, Source, StoreLocation, export_parquet
 
 WORKER = str(Path(__file__).with_name("store_worker.py"))
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from spinfits.store import Proposals, Source
 
 from spinfits.errors import InputError
+from spinfits.store import Proposals, Source
 
 
 def _kwargs(m=3, **over):

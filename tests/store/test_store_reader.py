@@ -4,10 +4,10 @@ import pickle
 
 import numpy as np
 import pytest
-from spinfits.store import FitReader
 from store_helpers import random_proposals
 
 from spinfits.errors import InputError
+from spinfits.store import FitReader
 
 
 def test_reader_is_pinned_until_refresh(store):

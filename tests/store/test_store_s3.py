@@ -9,10 +9,10 @@ import urllib.request
 import boto3
 import numpy as np
 import pytest
-from spinfits.store import FitStore, S3Options
 from store_helpers import BODY, best_by_row, random_proposals
 
 from spinfits.errors import InputError
+from spinfits.store import FitStore, S3Options
 
 
 @pytest.fixture(scope="module")

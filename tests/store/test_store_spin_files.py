@@ -3,10 +3,10 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from spinfits.store import Source, export_parquet, export_spin_fits, import_spin_fits
 from store_helpers import random_proposals
 
 from spinfits.errors import InputError
+from spinfits.store import Source, export_parquet, export_spin_fits, import_spin_fits
 
 
 def spin_array(n, seed=0):

@@ -14,8 +14,9 @@ import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from spinfits.store import FitStore, Proposals, Source
 from store_helpers import BODY
+
+from spinfits.store import FitStore, Proposals, Source
 
 N_ROWS = 12
 LOSS = [0.5, 0.25, 2.0, 1.5, float("nan"), 0.75, float("inf"), 1.25, 0.125, 3.0]

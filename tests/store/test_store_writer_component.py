@@ -3,9 +3,9 @@ failures, commits when due (time or rows), attributes commits to its job, stops 
 
 import numpy as np
 import pytest
-from spinfits.store import FitStore, Proposals, Source, StoreWriter
 
 from spinfits.errors import InputError
+from spinfits.store import FitStore, Proposals, Source, StoreWriter
 
 
 def _proposals(rows, loss, step=-1):

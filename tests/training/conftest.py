@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
 from spinfits.fitting.fit_loss import score_fits
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
+
+from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.joints import spin_index
@@ -18,8 +20,6 @@ from spinfits.training.augmentation import (
     unaugment_keypoints,
     unaugment_pose,
 )
-
-from spinfits.errors import InputError
 
 
 def _aug(flip, rotation, scale=None, noise=None):

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from spinfits.store import FitStore, Proposals, Source
-from spinfits.training.best_fits import BestFits
 
 from spinfits.errors import InputError
+from spinfits.store import FitStore, Proposals, Source
+from spinfits.training.best_fits import BestFits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

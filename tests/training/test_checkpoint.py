@@ -6,14 +6,14 @@ import pickle
 
 import pytest
 import torch
+
+from spinfits.errors import InputError
 from spinfits.training.checkpoint import (
     STATE_FILE,
     TrainingState,
     load_training_state,
     save_training_state,
 )
-
-from spinfits.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,6 +5,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
+
+from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.joints import GT_JOINTS_FLIP_PERM
 from spinfits.training.augmentation import (
@@ -19,8 +21,6 @@ from spinfits.training.data import (
     step_generator,
     step_rows,
 )
-
-from spinfits.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

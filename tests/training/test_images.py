@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from spinfits.errors import InputError
 from spinfits.fitting.dataset import image_to_crop
 from spinfits.fitting.joints import spin_index
 from spinfits.training.augmentation import Augmentation, augment_keypoints
@@ -14,8 +16,6 @@ from spinfits.training.images import (
     crop_images,
     load_images,
 )
-
-from spinfits.errors import InputError
 
 #: Joints that a flip maps onto themselves: one dot per colour channel stands for each.
 DOT_JOINTS = [spin_index("OP Nose"), spin_index("OP Neck"), spin_index("OP MidHip")]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from spinfits.fitting.dataset import image_to_crop, read_openpose_json
 from spinfits.fitting.joints import SPIN_JOINTS_FLIP_PERM
 from spinfits.training.augmentation import Augmentation, augment_keypoints

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
+
+from spinfits.errors import InputError
 from spinfits.fitting.mean_params import spin_mean_params
 from spinfits.fitting.rotations import rot6d_to_rotmat
 from spinfits.training.regressor import HMR, RegressorConfig, camera_translation
-
-from spinfits.errors import InputError
 
 
 @pytest.fixture(scope="module")

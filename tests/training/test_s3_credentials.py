@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import ray
 from ray import cloudpickle
+
+from spinfits.errors import InputError
 from spinfits.store import S3Options
 from spinfits.training.train_config import TrainConfig
 from spinfits.training.trainer import run_training, worker_config
-
-from spinfits.errors import InputError
 
 KEY_ID, SECRET = "AKIAEXAMPLEKEYID", "wJalrXUtnFEMI-example-secret"
 ENDPOINT = "http://127.0.0.1:9000"

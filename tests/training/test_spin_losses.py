@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+
+from spinfits.errors import InputError
 from spinfits.fitting.camera import perspective_projection
 from spinfits.fitting.rotations import axis_angle_to_matrix
 from spinfits.training.spin_losses import SpinLossWeights, SupervisionTargets, spin_losses
-
-from spinfits.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

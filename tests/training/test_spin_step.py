@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from spinfits.fitting.fit_loss import fit_loss
 from spinfits.fitting.joints_only import JointsOnlyBody
 from spinfits.fitting.rotations import axis_angle_to_matrix

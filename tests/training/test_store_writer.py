@@ -5,10 +5,10 @@ import time
 
 import numpy as np
 import pytest
-from spinfits.store import FitStore, Proposals, Source
-from spinfits.training.store_writer import StoreWriter
 
 from spinfits.errors import InputError
+from spinfits.store import FitStore, Proposals, Source
+from spinfits.training.store_writer import StoreWriter
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -150,6 +150,7 @@ def test_a_workers_fit_reaches_another_worker_after_the_writers_commit(
     """Through the Ray actor, as in training: worker A proposes without waiting; worker B's
     pinned view does not change until the writer commits and B refreshes, then shows A's fit."""
     import ray
+
     from spinfits.training.best_fits import BestFits
     from spinfits.training.store_writer import start_store_writer
 

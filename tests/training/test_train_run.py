@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from spinfits.cli import main
 from spinfits.fitting.fit_loss import score_fits
 from spinfits.store import FitStore, Proposals, Source
 from spinfits.training.checkpoint import latest_checkpoint_step
 from spinfits.training.progress import read_progress
-
-from spinfits.cli import main
 
 CHECKPOINT_EVERY = 6
 DATASET = "people"  # the training_set fixture's dataset name in the store

@@ -4,11 +4,11 @@ counts once (its last run), and a step's time is split into its parts."""
 from __future__ import annotations
 
 import matplotlib.image
+
+from spinfits.plots import plot_training_report
 from spinfits.training.progress import latest_per_step, step_time_split
 from spinfits.training.store_writer import WriterStats
 from spinfits.training.trainer import TrainSummary
-
-from spinfits.plots import plot_training_report
 
 
 def _record(step: int, rank: int, total: float) -> dict:

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 from scipy.spatial import cKDTree
+
+from spinfits.errors import InputError
 from spinfits.fitting.model_files import (
     EXTRA_REGRESSOR_NAME,
     GMM_NAME,
@@ -28,8 +30,6 @@ from spinfits.fitting.model_files import (
     STANDIN_KEY,
     STANDIN_README,
 )
-
-from spinfits.errors import InputError
 
 logger = logging.getLogger(__name__)
 
