@@ -220,11 +220,11 @@ def _initial_fits(config: PrecomputeConfig, store: FitStore, rows_total: int):
         return fits.pose, fits.betas, np.isfinite(fits.loss)
     path = Path(config.init)
     if not path.is_file():
-        raise InputError(f"--init file {path} does not exist; expected SPIN's *_fits.npy (N, 82)")
+        raise InputError(f"init: file {path} does not exist; expected SPIN's *_fits.npy (N, 82)")
     fits = np.load(path, allow_pickle=False)
     if fits.shape != (rows_total, 82) or not np.isfinite(fits).all():
         raise InputError(
-            f"--init {path}: expected SPIN's static fits, a finite ({rows_total}, 82) array "
+            f"init: {path}: expected SPIN's static fits, a finite ({rows_total}, 82) array "
             f"(pose 72 + betas 10 per dataset row), got shape {fits.shape}"
         )
     return fits[:, :72], fits[:, 72:], np.ones(rows_total, dtype=bool)

@@ -10,10 +10,11 @@ user typed ("--batch (batch_size) must be >= 1, got 0").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 from spinfits.errors import InputError
@@ -60,6 +61,16 @@ def make_config(config_class: type[Config], flags: Mapping[str, str], **values: 
     """``config_class(**values)``; its ``InputError`` comes back with fields told as flags."""
     try:
         return config_class(**values)
+    except InputError as error:
+        raise InputError(in_flags(str(error), flags)) from None
+
+
+@contextlib.contextmanager
+def flags_in_errors(flags: Mapping[str, str]) -> Iterator[None]:
+    """Run a job whose ``InputError`` messages name its config's fields; they come back with the
+    fields told as the flags that set them (``in_flags``)."""
+    try:
+        yield
     except InputError as error:
         raise InputError(in_flags(str(error), flags)) from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spinfits.cli.options import DeprecatedAlias, default_of, make_config
+from spinfits.cli.options import DeprecatedAlias, default_of, flags_in_errors, make_config
 from spinfits.cli.store import add_s3_arguments, s3_options
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
 
@@ -117,7 +117,8 @@ def _run(args: argparse.Namespace) -> int:
         commit_every_s=args.commit_every,
         s3=s3_options(args),
     )
-    summary = run_precompute(config)
+    with flags_in_errors(FLAGS):
+        summary = run_precompute(config)
     for line in summary.lines():
         print(line)
     if summary.rows_planned == 0:

@@ -246,3 +246,17 @@ def test_an_interrupted_run_commits_what_it_merged(
     opened = FitStore.open(store)
     assert opened.log()[0].message.endswith("interrupted after 32 rows")
     assert np.isfinite(opened.read("people").loss).sum() == sum(merges) == 32
+
+
+def test_missing_init_file_is_told_by_field_and_by_flag(tmp_path, small_dataset, standin_dir, capsys):
+    """The library names the config field; the command line tells it as the flag."""
+    from spinfits.cli import main
+
+    missing = tmp_path / "missing_fits.npy"
+    with pytest.raises(InputError, match=r"^init: file .*missing_fits.npy does not exist"):
+        run_precompute(PrecomputeConfig(small_dataset, str(tmp_path / "s1"), standin_dir, init=str(missing)))
+    argv = ["precompute", "--dataset", str(small_dataset), "--store", str(tmp_path / "s2")]
+    code = main([*argv, "--model-dir", str(standin_dir), "--init", str(missing)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: --init: file" in err and "missing_fits.npy does not exist" in err
