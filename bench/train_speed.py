@@ -25,7 +25,7 @@ import numpy as np
 
 from spinfits.fitting.spin_crop import CROP_RES
 from spinfits.training.progress import read_progress, step_time_split
-from spinfits.training.train_config import TrainConfig
+from spinfits.training.train_config import TrainConfig, TrainDataset
 from spinfits.training.trainer import run_training
 
 
@@ -50,8 +50,7 @@ def main() -> None:
         store = Path(scratch) / "store"
         shutil.copytree(args.demo / "store", store)
         config = TrainConfig(
-            dataset=args.demo / "synthetic.npz",
-            images=args.demo / "images",
+            datasets=(TrainDataset(args.demo / "synthetic.npz", args.demo / "images"),),
             store=str(store),
             model_dir=args.demo / "model",
             runs_dir=Path(scratch) / "runs",

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spinfits.errors import InputError
 from spinfits.store.fit_store import FitStore
 from spinfits.store.fits import Proposals
 
@@ -48,6 +49,9 @@ class WriterStats:
 class StoreWriter:
     """Merges a job's proposals into ``dataset`` of ``store`` and commits them when due.
 
+    dataset: the dataset proposals are for, or several (a training run on a mix): ``propose``
+    and ``record_failures`` then name theirs (default: the first).
+
     job: label that starts every commit message (e.g. ``"training run-1"``); source: the
     ``source`` metadata of its commits (``"precompute"``, ``"training"``); by_steps: describe
     commits by the training steps of their proposals; clock: also commit on a background thread
@@ -57,7 +61,7 @@ class StoreWriter:
     def __init__(
         self,
         store: FitStore,
-        dataset: str,
+        dataset: str | Sequence[str],
         *,
         job: str,
         source: str,
@@ -68,8 +72,10 @@ class StoreWriter:
         metadata: Mapping[str, Any] | None = None,
         clock: bool = False,
     ) -> None:
-        store.dataset(dataset)  # unknown dataset: InputError now, not at the first merge
-        self._store, self._dataset = store, dataset
+        self._datasets = (dataset,) if isinstance(dataset, str) else tuple(dataset)
+        for name in self._datasets:
+            store.dataset(name)  # unknown dataset: InputError now, not at the first merge
+        self._store = store
         self._job, self._source, self._by_steps = job, source, by_steps
         self._who, self._metadata = who, dict(metadata or {})
         self._every_s, self._every_rows = commit_every_s, commit_every_rows
@@ -91,10 +97,11 @@ class StoreWriter:
     def store(self) -> FitStore:
         return self._store
 
-    def propose(self, proposals: Proposals) -> int:
-        """Merge ``proposals`` by the store's rule (commit if one is due); returns rows improved."""
+    def propose(self, proposals: Proposals, dataset: str | None = None) -> int:
+        """Merge ``proposals`` for ``dataset`` (default: the writer's first) by the store's rule
+        (commit if one is due); returns rows improved."""
         with self._lock:
-            improved = self._store.merge(self._dataset, proposals)
+            improved = self._store.merge(self._named(dataset), proposals)
             self._proposals += len(proposals)
             self._since_commit += len(proposals)
             self._improved += improved
@@ -106,10 +113,11 @@ class StoreWriter:
                 self._commit()
             return improved
 
-    def record_failures(self, rows: Any, reasons: Sequence[str]) -> int:
-        """Record rows that could not be fitted (committed with the next commit)."""
+    def record_failures(self, rows: Any, reasons: Sequence[str], dataset: str | None = None) -> int:
+        """Record rows of ``dataset`` (default: the writer's first) that could not be fitted
+        (committed with the next commit)."""
         with self._lock:
-            marked = self._store.record_failures(self._dataset, rows, reasons)
+            marked = self._store.record_failures(self._named(dataset), rows, reasons)
             self._failed += len(reasons)
             return marked
 
@@ -141,6 +149,16 @@ class StoreWriter:
             return tip
 
     # ---------------------------------------------------------------------------- internals
+    def _named(self, dataset: str | None) -> str:
+        if dataset is None:
+            return self._datasets[0]
+        if dataset not in self._datasets:
+            raise InputError(
+                f"this writer writes datasets {list(self._datasets)}, not {dataset!r}; "
+                "name one of them, or start a writer for that dataset"
+            )
+        return dataset
+
     def _due(self) -> bool:
         if self._closed or not self._store.has_pending:
             return False

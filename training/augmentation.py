@@ -176,11 +176,21 @@ class Augmentation:
         )
         return cls(flip, rotation, scale, noise).to(device)
 
-    def to(self, device: torch.device | str) -> Augmentation:
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Augmentation:
         """The same augmentation with its tensors on ``device``."""
-        return Augmentation(
-            self.flip.to(device), self.rotation.to(device), self.scale.to(device), self.pixel_noise.to(device)
-        )
+        return Augmentation(*(getattr(self, name).to(device, non_blocking=non_blocking) for name in _FIELDS))
+
+    def take(self, index: torch.Tensor | Sequence[int]) -> Augmentation:
+        """The augmentation of samples ``index`` ((M,) int), in that order."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.flip.device)
+        return Augmentation(*(getattr(self, name)[index] for name in _FIELDS))
+
+    def pin_memory(self) -> Augmentation:
+        """The same augmentation in pinned memory (DataLoader's ``pin_memory``)."""
+        return Augmentation(*(getattr(self, name).pin_memory() for name in _FIELDS))
+
+
+_FIELDS = ("flip", "rotation", "scale", "pixel_noise")
 
 
 def _check_batch(

@@ -52,3 +52,40 @@ class BestFits:
             values[keep] = self._fits.columns()[column][keep]
         self._fits, self._own = newest, keep
         return True
+
+
+class MixedBestFits:
+    """The best fits of a run's datasets, one ``BestFits`` each, all at one store snapshot.
+
+    names: the run's datasets in order (``TrainingBatch.dataset`` indexes them); readers: each
+    dataset's pinned reader (one snapshot for all).
+    """
+
+    def __init__(self, names: list[str] | tuple[str, ...], readers: list[FitReader]) -> None:
+        self.names = tuple(names)
+        self._fits = [BestFits(reader) for reader in readers]
+
+    @property
+    def snapshot_id(self) -> str:
+        return self._fits[0].snapshot_id
+
+    def read(self, dataset: np.ndarray, rows: np.ndarray) -> Fits:
+        """Best known fits of samples (dataset (B,) int, rows (B,) int), in that order."""
+        dataset, rows = np.asarray(dataset), np.asarray(rows)
+        out = Fits.empty(len(rows))
+        columns = out.columns()
+        for index in np.unique(dataset):
+            mine = np.flatnonzero(dataset == index)
+            for name, values in self._fits[index].read(rows[mine]).columns().items():
+                columns[name][mine] = values
+        return out
+
+    def record(self, proposals: dict[str, Proposals]) -> None:
+        """Keep this worker's proposals, per dataset name."""
+        for name, part in proposals.items():
+            self._fits[self.names.index(name)].record(part)
+
+    def refresh(self) -> bool:
+        """Move every dataset to the store's newest snapshot; True if it changed."""
+        changed = [fits.refresh() for fits in self._fits]
+        return any(changed)

@@ -12,6 +12,11 @@ Per batch (B samples, augmented as the network sees them):
 5. the network is supervised with the best fit seen through the batch's augmentation (SPIN's
    losses). Fits with loss above ``smplify_threshold`` are not used; implausible betas are
    replaced by zeros; rows with ground-truth SMPL use it when ``use_gt_smpl`` (SPIN).
+
+Without ``run_smplify`` (SPIN's static-fits mode) steps 2-4 are skipped: the stored fit is the
+best fit and nothing is proposed. The network's forward runs under bf16 autocast where
+``TrainConfig.autocast_dtype`` says so; its outputs, SMPLify and the losses are float32.
+A batch may mix datasets (``TrainingBatch.dataset``); proposals come back per dataset name.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from spinfits.store import Fits, Proposals, Source
 from spinfits.store.merge_rule import replaces
 from spinfits.training.augmentation import Augmentation, augment_pose, unaugment_pose
 from spinfits.training.data import TrainingBatch
-from spinfits.training.regressor import camera_translation
+from spinfits.training.regressor import RegressorOutput, camera_translation
 from spinfits.training.spin_losses import SupervisionTargets, spin_losses
 from spinfits.training.train_config import TrainConfig
 
@@ -69,19 +74,24 @@ def unaugmented_fits(
 
 @dataclass(frozen=True)
 class StepOutcome:
-    """losses: SPIN's terms (floats); proposals: new fits better than the stored ones;
+    """losses: SPIN's terms (floats); proposals: per dataset name, new fits better than the
+    stored ones (only datasets with some);
     best_loss: (B,) fit loss of each sample's best fit (store frame); valid: (B,) bool used as
-    supervision; seconds: time per phase."""
+    supervision; seconds: time per phase; visuals (when asked): ``pred_vertices`` and
+    ``opt_vertices`` (B, V, 3) untranslated, ``cam_t`` (B, 3) the predicted camera, all detached on
+    the CPU (SPIN draws both meshes with the predicted camera)."""
 
     losses: dict[str, float]
-    proposals: Proposals
+    proposals: dict[str, Proposals]
     best_loss: np.ndarray
     valid: np.ndarray
     seconds: dict[str, float]
+    visuals: dict[str, torch.Tensor] | None = None
 
 
 class SpinTrainingStep:
-    """Holds the body model and SMPLify on ``device``; ``model`` may be wrapped in DDP."""
+    """Holds the body model and SMPLify on ``device``; ``model`` may be wrapped in DDP.
+    Proposals are named by ``config.names`` (``TrainingBatch.dataset`` indexes them)."""
 
     def __init__(
         self,
@@ -98,7 +108,7 @@ class SpinTrainingStep:
         self.scorer = self.smplify.joints_model
         self.focal_length = config.smplify.focal_length
 
-    def __call__(self, batch: TrainingBatch, stored: Fits, step: int) -> StepOutcome:
+    def __call__(self, batch: TrainingBatch, stored: Fits, step: int, visuals: bool = False) -> StepOutcome:
         clock = time.perf_counter()
         seconds: dict[str, float] = {}
 
@@ -109,34 +119,40 @@ class SpinTrainingStep:
             clock = now
 
         self.model.train()
-        out = self.model(batch.images)
+        dtype = self.config.autocast_dtype
+        with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            out = self.model(batch.images)
+        if dtype is not None:  # the body model, SMPLify and the losses stay float32
+            out = RegressorOutput(out.rotmat.float(), out.betas.float(), out.camera.float())
         size = out.rotmat.shape[0]
         pred = self.body.forward_rotmat(out.rotmat, out.betas, return_vertices=True)
         pred_cam_t = camera_translation(out.camera, self.focal_length, CROP_RES)
         lap("forward")
 
-        fit = self.smplify.fit(
-            matrix_to_axis_angle(out.rotmat.detach()).reshape(size, 72),
-            out.betas.detach(),
-            pred_cam_t.detach(),
-            batch.keypoints,
-        )
-        new = unaugmented_fits(
-            self.scorer, fit.pose, fit.betas, batch.keypoints_crop, batch.augmentation, self.focal_length
-        )
-        lap("smplify")
-
-        candidates = self._candidates(batch.rows, new, step)
-        keep = replaces(stored, candidates)  # the store's merge rule, per sample
-        better = torch.as_tensor(keep, device=self.device)
-        old_loss = torch.as_tensor(stored.loss, device=self.device)
-        old_loss = torch.where(torch.isnan(old_loss), float("inf"), old_loss)  # NaN: no fit
-        best_pose = torch.where(better[:, None], new.pose, torch.as_tensor(stored.pose, device=self.device))
-        best_betas = torch.where(
-            better[:, None], new.betas, torch.as_tensor(stored.betas, device=self.device)
-        )
-        best_loss = torch.where(better, new.loss, old_loss)
-        proposals = candidates.take(np.flatnonzero(keep))
+        stored_loss = torch.as_tensor(stored.loss, device=self.device)
+        stored_loss = torch.where(torch.isnan(stored_loss), float("inf"), stored_loss)  # NaN: no fit
+        best_pose = torch.as_tensor(stored.pose, device=self.device)
+        best_betas = torch.as_tensor(stored.betas, device=self.device)
+        best_loss = stored_loss
+        proposals: dict[str, Proposals] = {}
+        if self.config.run_smplify:
+            fit = self.smplify.fit(
+                matrix_to_axis_angle(out.rotmat.detach()).reshape(size, 72),
+                out.betas.detach(),
+                pred_cam_t.detach(),
+                batch.keypoints,
+            )
+            new = unaugmented_fits(
+                self.scorer, fit.pose, fit.betas, batch.keypoints_crop, batch.augmentation, self.focal_length
+            )
+            lap("smplify")
+            candidates = self._candidates(batch.rows, new, step)
+            keep = replaces(stored, candidates)  # the store's merge rule, per sample
+            better = torch.as_tensor(keep, device=self.device)
+            best_pose = torch.where(better[:, None], new.pose, best_pose)
+            best_betas = torch.where(better[:, None], new.betas, best_betas)
+            best_loss = torch.where(better, new.loss, stored_loss)
+            proposals = self._by_dataset(batch, candidates, keep)
 
         targets, valid = self._targets(batch, best_pose, best_betas, best_loss)
         losses = spin_losses(
@@ -161,7 +177,26 @@ class SpinTrainingStep:
             best_loss=best_loss.cpu().numpy(),
             valid=valid.cpu().numpy(),
             seconds=seconds,
+            visuals=None
+            if not visuals
+            else {
+                "pred_vertices": pred.vertices.detach().cpu(),
+                "opt_vertices": targets.opt_vertices.detach().cpu(),
+                "cam_t": pred_cam_t.detach().cpu(),
+            },
         )
+
+    def _by_dataset(
+        self, batch: TrainingBatch, candidates: Proposals, keep: np.ndarray
+    ) -> dict[str, Proposals]:
+        """The candidates that ``keep`` ((B,) bool) marks, per name of each dataset in the batch
+        (an empty ``Proposals`` for a dataset with none)."""
+        dataset = batch.dataset if batch.dataset is not None else np.zeros(len(keep), dtype=np.int64)
+        names = self.config.names
+        out = {}
+        for index in np.unique(dataset):
+            out[names[index]] = candidates.take(np.flatnonzero(keep & (dataset == index)))
+        return out
 
     @staticmethod
     def _candidates(rows: np.ndarray, new: UnaugmentedFits, step: int) -> Proposals:

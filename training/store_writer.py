@@ -35,7 +35,7 @@ class StoreWriter(BaseStoreWriter):
     def __init__(
         self,
         store: str,
-        dataset: str,
+        dataset: str | tuple[str, ...],
         body_model: str,
         run: str,
         commit_every_s: float = 5.0,
@@ -54,7 +54,12 @@ class StoreWriter(BaseStoreWriter):
 
 
 def start_store_writer(
-    store: str, dataset: str, body_model: str, run: str, commit_every_s: float, s3: S3Options | None = None
+    store: str,
+    dataset: str | tuple[str, ...],
+    body_model: str,
+    run: str,
+    commit_every_s: float,
+    s3: S3Options | None = None,
 ) -> ray.actor.ActorHandle:
     """Start (or find, when resuming) the run's named writer actor; restarts when killed."""
     actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(StoreWriter)

@@ -23,13 +23,15 @@ from spinfits.errors import InputError, SpinfitsError
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.store import FitStore, StoreLocation
 from spinfits.training.checkpoint import latest_checkpoint_dir, latest_checkpoint_step, load_training_state
-from spinfits.training.data import TrainingData
 from spinfits.training.progress import ProgressFollower
 from spinfits.training.store_writer import WriterStats, start_store_writer
 from spinfits.training.train_config import TrainConfig
-from spinfits.training.worker_loop import train_loop_per_worker
+from spinfits.training.worker_loop import load_training_data, mix_weights, train_loop_per_worker
 
 logger = logging.getLogger(__name__)
+
+#: The resolved configuration of a run, saved in its folder at every start.
+CONFIG_FILE = "config.json"
 
 
 class TrainingError(SpinfitsError):
@@ -72,15 +74,17 @@ class TrainSummary:
         ]
 
 
-def _store_figures(store: FitStore, name: str) -> tuple[float, int]:
-    loss = store.read(name).loss
-    finite = loss[np.isfinite(loss)]
+def _store_figures(store: FitStore, names: tuple[str, ...]) -> tuple[float, int]:
+    """Mean fit loss over fitted rows, and how many rows are fitted, over the run's datasets."""
+    losses = np.concatenate([store.read(name).loss for name in names])
+    finite = losses[np.isfinite(losses)]
     return (float(finite.mean()) if finite.size else float("nan")), int(finite.size)
 
 
 def check_inputs(config: TrainConfig) -> tuple[FitStore, bool, int | None]:
     """Every input checked before any work; returns the store, whether the model is a stand-in
-    and, with ``resume``, the step of the run's latest checkpoint."""
+    and, with ``resume``, the step of the run's latest checkpoint. Messages name the config's
+    fields (the command line tells them as its flags)."""
     if config.s3 is not None and config.s3.has_credentials:
         raise InputError(
             "training was given explicit S3 keys (S3Options access_key_id/secret_access_key), "
@@ -92,39 +96,47 @@ def check_inputs(config: TrainConfig) -> tuple[FitStore, bool, int | None]:
         )
     StoreLocation.parse(config.store, config.s3).check_writable()
     files = load_body_model_files(config.model_dir)
-    data = TrainingData.load(config.dataset, config.images, config.input_res, config.use_gt_smpl)
+    data = load_training_data(config)
+    if config.mix is None:
+        logger.info(
+            "dataset mix (SPIN's partition): %s",
+            ", ".join(f"{n} {w:.1%}" for n, w in zip(config.names, mix_weights(config, data.sizes))),
+        )
     store = FitStore.open(config.store, body_model=files.fingerprint, s3=config.s3)
-    datasets = store.datasets()
-    if config.name not in datasets:
-        raise InputError(
-            f"store {store.location} has no dataset {config.name!r} (it has {sorted(datasets)}); "
-            f"fill it first: spinfits precompute --dataset {config.dataset} --store {config.store} "
-            f"--model-dir {config.model_dir}"
-        )
-    if datasets[config.name].dataset_fingerprint != data.dataset.fingerprint:
-        raise InputError(
-            f"store dataset {config.name!r} was made from another file than {config.dataset} "
-            "(fingerprints differ); pass --name for the matching store dataset"
-        )
+    held = store.datasets()
+    for spec, dataset in zip(config.datasets, data.datasets):
+        if spec.name not in held:
+            raise InputError(
+                f"datasets: store {store.location} has no dataset {spec.name!r} (it has "
+                f"{sorted(held)}); fill it first: spinfits precompute --dataset {spec.npz} "
+                f"--name {spec.name} --store {config.store} --model-dir {config.model_dir}"
+            )
+        if held[spec.name].dataset_fingerprint != dataset.dataset.fingerprint:
+            raise InputError(
+                f"datasets: store dataset {spec.name!r} was made from another file than {spec.npz} "
+                "(fingerprints differ); give it the name of the matching store dataset (`datasets`)"
+            )
+    if config.pretrained is not None and not Path(config.pretrained).is_file():
+        raise InputError(f"pretrained: file {config.pretrained} does not exist")
     run_dir = config.run_dir
     if not config.resume:
         if run_dir.exists():
             raise InputError(
-                f"run {config.run!r} already exists in {run_dir}: pass --resume to "
-                "continue it from its latest checkpoint, or choose another --run"
+                f"run: {config.run!r} already exists in {run_dir}; continue it from its latest "
+                "checkpoint (`resume`), or choose another `run`"
             )
         return store, files.is_standin, None
     done = latest_checkpoint_step(run_dir)
     if done is None:
         raise InputError(
-            f"--resume: run {config.run!r} has no checkpoint in {run_dir}; start it without --resume"
+            f"resume: run {config.run!r} has no checkpoint in {run_dir}; start it without `resume`"
         )
     state = load_training_state(latest_checkpoint_dir(run_dir))
     if (state.backbone, state.input_res) != (config.backbone, config.input_res):
         raise InputError(
-            f"run {config.run!r} was trained with --backbone {state.backbone} --input-res "
-            f"{state.input_res}, but this command asks for --backbone {config.backbone} "
-            f"--input-res {config.input_res}: resume with the run's settings, or start a new --run"
+            f"resume: run {config.run!r} was trained with `backbone` {state.backbone} `input_res` "
+            f"{state.input_res}, but this run asks for `backbone` {config.backbone} `input_res` "
+            f"{config.input_res}: resume with the run's settings, or start a new `run`"
         )
     return store, files.is_standin, done
 
@@ -135,10 +147,10 @@ def worker_config(config: TrainConfig) -> TrainConfig:
     (each process finds its own credentials through the AWS chain)."""
     return replace(
         config,
-        dataset=config.dataset.resolve(),
-        images=config.images.resolve(),
+        datasets=tuple(spec.resolved() for spec in config.datasets),
         runs_dir=Path(config.runs_dir).resolve(),
-        model_dir=config.model_dir.resolve(),
+        model_dir=Path(config.model_dir).resolve(),
+        pretrained=None if config.pretrained is None else Path(config.pretrained).resolve(),
         store=config.store if "://" in config.store else str(Path(config.store).resolve()),
         s3=None if config.s3 is None else config.s3.without_credentials(),
     )
@@ -147,7 +159,7 @@ def worker_config(config: TrainConfig) -> TrainConfig:
 def run_training(config: TrainConfig) -> TrainSummary:
     start = time.perf_counter()
     store, is_standin, done = check_inputs(config)
-    loss_before, fitted_before = _store_figures(store, config.name)
+    loss_before, fitted_before = _store_figures(store, config.names)
     if done is not None and done >= config.steps:
         return TrainSummary(
             run=config.run,
@@ -165,10 +177,12 @@ def run_training(config: TrainConfig) -> TrainSummary:
             nothing_to_do=True,
         )
     config = worker_config(config)
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(config.run_dir / CONFIG_FILE)  # `spinfits train --config` reruns it
     if not ray.is_initialized():  # workers' output goes to the run's progress files instead
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     writer = start_store_writer(
-        config.store, config.name, store.body_model.fingerprint, config.run, config.commit_every_s, config.s3
+        config.store, config.names, store.body_model.fingerprint, config.run, config.commit_every_s, config.s3
     )
     resources = (
         {"CPU": config.threads} if config.device == "cpu" else {"CPU": 1, "GPU": config.gpus_per_worker}
@@ -202,7 +216,7 @@ def run_training(config: TrainConfig) -> TrainSummary:
         stats = ray.get(writer.stats.remote())
         ray.kill(writer)
     metrics = result.metrics or {}
-    loss_after, fitted_after = _store_figures(store, config.name)  # read() reads the tip
+    loss_after, fitted_after = _store_figures(store, config.names)  # read() reads the tip
     return TrainSummary(
         run=config.run,
         first_step=done or 0,

@@ -1,15 +1,18 @@
 """The per-worker training loop Ray Train runs (``TorchTrainer(train_loop_per_worker=...)``).
 
 Each worker: restores the latest checkpoint if Ray Train gives one (resume, or recovery after a
-worker died), wraps the regressor in DDP, pins a store reader at the checkpoint's snapshot (or the
-tip), then per step: draws its rows and augmentation from (seed, step, rank), runs
+worker died) or starts from ``pretrained`` weights, wraps the regressor in DDP, pins a store reader
+per dataset at the checkpoint's snapshot (or the tip), then per step: takes its batch from the
+DataLoader (samples and augmentation drawn from (seed, step, rank), built ahead by loader
+processes), runs
 ``SpinTrainingStep``, sends its proposals to the store writer without waiting, and every
 ``refresh_every`` steps moves its reader to the store's newest commit. Rank 0 writes the
 checkpoint every ``checkpoint_every`` steps, after asking the writer to commit, so the snapshot
 it records holds the run's improvements so far.
 
 Per-step figures (losses, seconds spent in store traffic, fits proposed) are appended as JSON
-lines to ``<run dir>/progress/rank<r>.jsonl`` on the worker's machine.
+lines to ``<run dir>/progress/rank<r>.jsonl`` on the worker's machine; rank 0 also writes
+TensorBoard summaries to ``<run dir>/tensorboard``.
 """
 
 from __future__ import annotations
@@ -31,14 +34,17 @@ import torch
 
 from spinfits.fitting.mean_params import spin_mean_params_path
 from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.synthetic.render import part_face_colours
 from spinfits.store import FitStore
-from spinfits.training.augmentation import Augmentation
-from spinfits.training.best_fits import BestFits
+from spinfits.training.best_fits import MixedBestFits
 from spinfits.training.checkpoint import TrainingState, load_training_state, save_training_state
-from spinfits.training.data import TrainingData, step_generator, step_rows, step_seed
+from spinfits.training.data import MixedTrainingData, StepBatches, TrainingData, step_seed, training_loader
+from spinfits.training.mixture import MixedSampler, spin_partition
+from spinfits.training.pretrained import load_pretrained
 from spinfits.training.regressor import HMR, RegressorConfig
 from spinfits.training.spin_step import SpinTrainingStep
 from spinfits.training.store_writer import store_writer
+from spinfits.training.summaries import RunSummaries, crops_to_rgb, draw_fits, fit_grid
 from spinfits.training.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -53,7 +59,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     torch.set_num_threads(config.threads)
     device = ray.train.torch.get_device()
     files = load_body_model_files(config.model_dir)
-    data = TrainingData.load(config.dataset, config.images, config.input_res, config.use_gt_smpl)
+    data = load_training_data(config)
+    sampler = MixedSampler(data.sizes, mix_weights(config, data.sizes), config.batch_size, world, config.seed)
     model = HMR(str(spin_mean_params_path()), RegressorConfig(backbone=config.backbone))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     start, snapshot = 0, None
@@ -65,12 +72,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         optimizer.load_state_dict(state.optimizer)
         start, snapshot = state.step, state.snapshot_id
         logger.info("rank %d resumes at step %d, store snapshot %s", rank, start, snapshot)
+    elif config.pretrained is not None:
+        loaded = load_pretrained(model, config.pretrained)
+        if rank == 0:
+            logger.info("started from %s", loaded)
     model = ray.train.torch.prepare_model(model)
     store = FitStore.open(config.store, body_model=files.fingerprint, s3=config.s3)
-    best = BestFits(store.reader(config.name, version=snapshot))
+    best = MixedBestFits(config.names, [store.reader(name, version=snapshot) for name in config.names])
     writer = store_writer(config.run)
     step_fn = SpinTrainingStep(model, optimizer, files, config, device)
     progress = _progress_file(config, rank)
+    summaries = RunSummaries(config.run_dir / "tensorboard" if rank == 0 and config.summary_every else None)
+    batches = StepBatches(data, sampler, config.augmentation, config.seed, rank, start, config.steps)
+    loader = iter(training_loader(batches, config.loader_workers, pin_memory=device.type == "cuda"))
     for step in range(start, config.steps):
         began = time.perf_counter()
         store_seconds = 0.0
@@ -78,22 +92,23 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             tick = time.perf_counter()
             best.refresh()
             store_seconds += time.perf_counter() - tick
-        rows = step_rows(step, rank, world, config.batch_size, len(data), config.seed)
-        augmentation = Augmentation.sample(
-            config.augmentation, len(rows), step_generator(config.seed, step, rank)
-        )
-        batch = data.batch(rows, augmentation, device)
         tick = time.perf_counter()
-        stored = best.read(rows)
+        batch = next(loader).to(device, non_blocking=True)
+        data_seconds = time.perf_counter() - tick
+        tick = time.perf_counter()
+        stored = best.read(batch.dataset, batch.rows)
         store_seconds += time.perf_counter() - tick
         torch.manual_seed(step_seed(config.seed, step, rank, stream=1))  # dropout, on resume too
-        outcome = step_fn(batch, stored, step)
+        draw = rank == 0 and config.images_every > 0 and step % config.images_every == 0
+        outcome = step_fn(batch, stored, step, visuals=draw)
         tick = time.perf_counter()
-        if len(outcome.proposals):
-            writer.propose.remote(outcome.proposals)  # never waited on
-            best.record(outcome.proposals)
+        for name, part in outcome.proposals.items():
+            if len(part):
+                writer.propose.remote(part, name)  # never waited on
+        best.record(outcome.proposals)
         store_seconds += time.perf_counter() - tick
         seconds = time.perf_counter() - began
+        proposed = sum(len(part) for part in outcome.proposals.values())
         finite = outcome.best_loss[np.isfinite(outcome.best_loss)]
         record = {
             "step": step,
@@ -101,32 +116,79 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             "pid": os.getpid(),
             "seconds": seconds,
             "store_seconds": store_seconds,
-            "proposed": len(outcome.proposals),
+            "data_seconds": data_seconds,
+            "proposed": proposed,
+            "proposed_per_dataset": {name: len(part) for name, part in outcome.proposals.items()},
+            "samples_per_dataset": {
+                name: int((batch.dataset == index).sum()) for index, name in enumerate(config.names)
+            },
+            "datasets": batch.dataset.tolist(),  # the samples drawn (checked on resume)
+            "rows": batch.rows.tolist(),
             "valid": int(outcome.valid.sum()),
-            "batch": len(rows),
+            "batch": len(batch),
             "best_fit_loss": float(finite.mean()) if finite.size else None,
             "snapshot": best.snapshot_id,
             "phases": outcome.seconds,
             **outcome.losses,
         }
         _append(progress, record)
+        if rank == 0:
+            _summarise(summaries, config, step, record, optimizer, batch, outcome, step_fn)
         if rank == 0 and (step % 10 == 0 or step + 1 == config.steps):
             logger.info(
                 "step %d/%d loss %.3f (keypoints %.4f, pose %.4f) proposed %d, valid %d/%d, "
-                "%.2f s/step (store %.1f%%)",
+                "%.2f s/step (store %.1f%%, waiting on data %.1f%%)",
                 step + 1,
                 config.steps,
                 outcome.losses["total"],
                 outcome.losses["keypoint"],
                 outcome.losses["pose"],
-                len(outcome.proposals),
+                proposed,
                 int(outcome.valid.sum()),
-                len(rows),
+                len(batch),
                 seconds,
                 100 * store_seconds / seconds,
+                100 * data_seconds / seconds,
             )
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             _report(config, rank, model, optimizer, step + 1, writer, outcome.losses)
+    summaries.close()
+
+
+def load_training_data(config: TrainConfig) -> MixedTrainingData:
+    """The run's datasets, in its order."""
+    return MixedTrainingData(
+        config.names,
+        [TrainingData.load(d.npz, d.images, config.input_res, config.use_gt_smpl) for d in config.datasets],
+    )
+
+
+def mix_weights(config: TrainConfig, sizes: list[int]) -> np.ndarray:
+    """The run's mix: its explicit weights, or SPIN's partition of its datasets."""
+    return np.asarray(config.mix) if config.mix is not None else spin_partition(config.names, sizes)
+
+
+def _summarise(summaries, config, step, record, optimizer, batch, outcome, step_fn) -> None:
+    """rank 0's TensorBoard scalars (every ``summary_every`` steps) and fit images."""
+    if config.summary_every and step % config.summary_every == 0:
+        values = {f"loss/{name}": value for name, value in outcome.losses.items()}
+        values["train/learning_rate"] = optimizer.param_groups[0]["lr"]
+        values["train/seconds_per_step"] = record["seconds"]
+        values["train/store_share"] = record["store_seconds"] / record["seconds"]
+        values["train/data_wait_share"] = record["data_seconds"] / record["seconds"]
+        values["fits/proposed"] = record["proposed"]
+        values["fits/valid_share"] = record["valid"] / record["batch"]
+        values["fits/best_fit_loss"] = record["best_fit_loss"]
+        summaries.scalars(step, values)
+    if outcome.visuals is not None:
+        shown = min(4, len(batch))
+        crops = crops_to_rgb(batch.images[:shown].cpu())
+        smpl = step_fn.body.files.smpl
+        faces, colours = smpl.faces, part_face_colours(smpl.faces, smpl.weights)
+        cam_t = outcome.visuals["cam_t"][:shown]
+        pred = draw_fits(crops, outcome.visuals["pred_vertices"][:shown], cam_t, faces, colours)
+        opt = draw_fits(crops, outcome.visuals["opt_vertices"][:shown], cam_t, faces, colours)
+        summaries.image(step, "fits/input_prediction_best_fit", fit_grid([crops, pred, opt]))
 
 
 def _report(

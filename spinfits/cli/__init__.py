@@ -22,6 +22,8 @@ GROUPS = (
     "spinfits.cli.init",
     "spinfits.cli.precompute",
     "spinfits.cli.train",
+    "spinfits.cli.demo",
+    "spinfits.cli.eval",
 )
 
 

@@ -1,4 +1,4 @@
-"""``spinfits data``: synthetic datasets and dataset checks."""
+"""``spinfits data``: synthetic datasets, converters to SPIN's npz, and dataset checks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import argparse
 
 import numpy as np
 
+from spinfits.cli.options import default_of, make_config
+from spinfits.fitting.converters.coco import CocoConfig, convert_coco
+from spinfits.fitting.converters.mmpose_3dhp import UNIT_METRES, Mmpose3dhpConfig, convert_mmpose_3dhp
+from spinfits.fitting.converters.openpose_folder import OpenPoseFolderConfig, convert_openpose_folder
+from spinfits.fitting.converters.spin_rows import ConvertedDataset, write_spin_npz
 from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.fitting.spin_crop import CROP_RES
@@ -30,9 +35,127 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     make.set_defaults(func=_make_synthetic)
 
+    _register_converters(commands)
+
     info = commands.add_parser("info", help="read a SPIN dataset npz and summarise it")
     info.add_argument("dataset")
     info.set_defaults(func=_info)
+
+
+#: Converter options: config field -> flag, per config class.
+OPENPOSE_FLAGS = {
+    "min_keypoints": "--min-keypoints",
+    "detection_threshold": "--detection-threshold",
+}
+COCO_FLAGS = {"min_body_joints": "--min-body-joints"}
+MMPOSE_3DHP_FLAGS = {"min_visible_joints": "--min-visible-joints", "s_unit": "--s-unit"}
+
+
+def _register_converters(commands: argparse._SubParsersAction) -> None:
+    openpose = commands.add_parser(
+        "from-openpose",
+        help="OpenPose BODY_25 JSON files plus their images -> SPIN's npz (one row per person)",
+        description="One row per detected person of every OpenPose JSON file, matched to its image "
+        "by name (frame1.json or frame1_keypoints.json for frame1.jpg/.jpeg/.png); SPIN's box "
+        "from the keypoints (bbox_from_openpose); no ground truth (part zeros, has_smpl 0).",
+    )
+    openpose.add_argument("--keypoints", required=True, metavar="DIR", help="folder of OpenPose JSON files")
+    openpose.add_argument("--images", required=True, metavar="DIR", help="folder of the images")
+    openpose.add_argument("output", help="output .npz (SPIN's dataset layout)")
+    openpose.add_argument(
+        "--min-keypoints",
+        type=int,
+        metavar="K",
+        default=default_of(OpenPoseFolderConfig, "min_keypoints"),
+        help="keypoints above the detection threshold a person needs to become a row "
+        "(default %(default)s); fewer are skipped and counted",
+    )
+    openpose.add_argument(
+        "--detection-threshold",
+        type=float,
+        metavar="T",
+        default=default_of(OpenPoseFolderConfig, "detection_threshold"),
+        help="confidence above which a keypoint places the box and counts (SPIN's %(default)s)",
+    )
+    openpose.set_defaults(func=_from_openpose)
+
+    coco = commands.add_parser(
+        "from-coco",
+        help="COCO person keypoint annotations -> SPIN's npz (as SPIN's coco.py)",
+        description="COCO's 17 keypoints in SPIN's 24-joint part, the box from the annotation's "
+        "bbox (x 1.2), annotations with all 12 body joints labelled (SPIN's filter); imgname is "
+        "the image's file_name relative to --images, whose files must exist.",
+    )
+    coco.add_argument("--annotations", required=True, metavar="JSON", help="person_keypoints_*.json")
+    coco.add_argument("--images", required=True, metavar="DIR", help="folder file_name is relative to")
+    coco.add_argument("output", help="output .npz (SPIN's dataset layout)")
+    coco.add_argument(
+        "--min-body-joints",
+        type=int,
+        metavar="K",
+        default=default_of(CocoConfig, "min_body_joints"),
+        help="labelled body joints (of 12, shoulders to ankles) an annotation needs (SPIN's %(default)s)",
+    )
+    coco.set_defaults(func=_from_coco)
+
+    mmpose = commands.add_parser(
+        "from-mmpose-3dhp",
+        help="mmpose's MPI-INF-3DHP npz (17 joints) -> SPIN's npz (24 joints, S in metres)",
+        description="mmpose's 17-joint part and S in SPIN's 24-joint order, S in metres relative "
+        "to the pelvis (as SPIN's mpi_inf_3dhp.py), center and scale kept, has_pose_3d 1.",
+    )
+    mmpose.add_argument("--npz", required=True, help="mmpose's mpi_inf_3dhp_*.npz")
+    mmpose.add_argument("output", help="output .npz (SPIN's dataset layout)")
+    mmpose.add_argument("--images", metavar="DIR", default=None, help="check that every frame is in DIR")
+    mmpose.add_argument(
+        "--min-visible-joints",
+        type=int,
+        metavar="K",
+        default=default_of(Mmpose3dhpConfig, "min_visible_joints"),
+        help="joints (of 17) a frame needs inside the image (SPIN's %(default)s: all)",
+    )
+    mmpose.add_argument(
+        "--s-unit",
+        choices=sorted(UNIT_METRES),
+        default=default_of(Mmpose3dhpConfig, "s_unit"),
+        help="unit of the file's S (mmpose's: %(default)s)",
+    )
+    mmpose.set_defaults(func=_from_mmpose_3dhp)
+
+
+def _from_openpose(args: argparse.Namespace) -> int:
+    config = make_config(
+        OpenPoseFolderConfig,
+        OPENPOSE_FLAGS,
+        min_keypoints=args.min_keypoints,
+        detection_threshold=args.detection_threshold,
+    )
+    return _write(convert_openpose_folder(args.keypoints, args.images, config), args.output)
+
+
+def _from_coco(args: argparse.Namespace) -> int:
+    config = make_config(CocoConfig, COCO_FLAGS, min_body_joints=args.min_body_joints)
+    return _write(convert_coco(args.annotations, args.images, config), args.output)
+
+
+def _from_mmpose_3dhp(args: argparse.Namespace) -> int:
+    config = make_config(
+        Mmpose3dhpConfig, MMPOSE_3DHP_FLAGS, min_visible_joints=args.min_visible_joints, s_unit=args.s_unit
+    )
+    return _write(convert_mmpose_3dhp(args.npz, args.images, config), args.output)
+
+
+def _write(converted: ConvertedDataset, output: str) -> int:
+    dataset = write_spin_npz(converted, output)
+    images = len(set(converted.imgname.tolist()))
+    print(
+        f"wrote {len(dataset)} rows ({images} images) to {dataset.source}, fingerprint {dataset.fingerprint}"
+    )
+    for reason, count in converted.skipped:
+        print(f"  skipped {count} {reason}")
+    has_3d = "with 3D joints (S)" if converted.S is not None else "no 3D joints"
+    print(f"  no SMPL ground truth (has_smpl 0), {has_3d}")
+    return 0
 
 
 def _make_synthetic(args: argparse.Namespace) -> int:

@@ -45,13 +45,15 @@ def flag_label(name: str, flag: str) -> str:
 def in_flags(message: str, flags: Mapping[str, str]) -> str:
     """``message`` of a config dataclass with its fields told as command-line flags: a leading
     "FIELD must ..." or "FIELD: ..." becomes "--flag (FIELD) must ...", and a field named with
-    an underscore (unambiguous as a word) becomes its flag anywhere else in the message."""
+    an underscore (unambiguous as a word) or in backticks (`resume`) becomes its flag anywhere
+    else in the message."""
     label = ""
     for name, flag in flags.items():
         if re.match(rf"{re.escape(name)}(?= must\b|:)", message):
             label, message = flag_label(name, flag), message[len(name) :]
             break
     for name, flag in flags.items():
+        message = message.replace(f"`{name}`", flag)
         if "_" in name:
             message = re.sub(rf"(?<![\w-]){re.escape(name)}(?!\w)", flag, message)
     return label + message

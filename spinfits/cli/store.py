@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from spinfits.cli import store_eval, store_inspect
 from spinfits.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=int, default=0, help="step recorded for the imported rows")
     _dataset_options(p)
     p.set_defaults(func=cmd_import)
+    store_eval.register(commands)
+    store_inspect.register(commands)
 
 
 def _dataset_options(parser: argparse.ArgumentParser) -> None:

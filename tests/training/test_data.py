@@ -1,6 +1,7 @@
 """Training batches: rows per step, images and keypoints under one augmentation, 3D joints."""
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,75 +18,19 @@ from spinfits.training.augmentation import (
     augment_pose,
 )
 from spinfits.training.data import (
+    MixedTrainingData,
+    StepBatches,
     TrainingData,
+    concat_batches,
     step_generator,
-    step_rows,
+    training_loader,
 )
+from spinfits.training.mixture import MixedSampler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 _aug = Augmentation.geometric
-
-
-# ----------------------------------------------------------------------------- step_rows
-
-
-@pytest.mark.parametrize("world, batch, n_rows", [(1, 4, 24), (3, 4, 24), (2, 5, 40)])
-def test_step_rows_one_epoch_covers_every_row_once_with_disjoint_ranks(world, batch, n_rows):
-    steps = n_rows // (world * batch)
-    seen = []
-    for step in range(steps):
-        ranks = [step_rows(step, rank, world, batch, n_rows, seed=3) for rank in range(world)]
-        for rows in ranks:
-            assert rows.shape == (batch,) and rows.dtype == np.int64
-        together = np.concatenate(ranks)
-        assert np.unique(together).size == together.size  # ranks are disjoint in a step
-        seen.append(together)
-    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(n_rows))
-    # the next epoch is another permutation of every row
-    second = np.concatenate(
-        [step_rows(steps + s, r, world, batch, n_rows, seed=3) for s in range(steps) for r in range(world)]
-    )
-    np.testing.assert_array_equal(np.sort(second), np.arange(n_rows))
-    assert not np.array_equal(second, np.concatenate(seen))
-
-
-def test_step_rows_epochs_when_batches_do_not_divide_the_dataset():
-    """10 rows, 2 workers x 4: positions run on through epochs; each epoch's 10 positions
-    are every row once, whichever step and rank they fall in."""
-    world, batch, n_rows = 2, 4, 10
-    positions = np.concatenate(
-        [step_rows(step, rank, world, batch, n_rows, seed=0) for step in range(5) for rank in range(world)]
-    )  # 40 = 4 epochs
-    for epoch in range(4):
-        np.testing.assert_array_equal(np.sort(positions[10 * epoch : 10 * (epoch + 1)]), np.arange(n_rows))
-
-
-def test_step_rows_are_reproducible_and_depend_on_the_seed():
-    first = [step_rows(s, r, 2, 8, 100, seed=5) for s in range(10) for r in range(2)]
-    again = [step_rows(s, r, 2, 8, 100, seed=5) for s in range(10) for r in range(2)]
-    other = [step_rows(s, r, 2, 8, 100, seed=6) for s in range(10) for r in range(2)]
-    for a, b in zip(first, again):
-        np.testing.assert_array_equal(a, b)
-    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
-    # resuming at step 7 draws what the uninterrupted run drew at step 7
-    np.testing.assert_array_equal(step_rows(7, 1, 2, 8, 100, seed=5), first[15])
-
-
-@pytest.mark.filterwarnings("ignore:divide by zero")
-@pytest.mark.parametrize(
-    "step, rank, world, batch, n_rows, message",
-    [
-        (0, 2, 2, 4, 10, r"rank must be in \[0, 2\)"),
-        (0, 0, 1, 4, 0, r"n_rows must be >= 1"),
-        (0, 0, 1, 0, 10, r"batch_size must be >= 1"),
-        (-1, 0, 1, 4, 10, r"step must be >= 0"),
-    ],
-)
-def test_step_rows_bad_arguments(step, rank, world, batch, n_rows, message):
-    with pytest.raises(InputError, match=message):
-        step_rows(step, rank, world, batch, n_rows, seed=0)
 
 
 def test_step_generator_is_reproducible_per_seed_step_and_rank():
@@ -271,3 +216,72 @@ def test_augment_joints_3d_agrees_with_augment_pose_under_flips(bodies):
     unlabelled[..., 0] *= -1
     error = (_centred(unlabelled[:2]) - _centred(expected[:2])).norm(dim=-1)
     assert error.max() > 0.1
+
+
+# ----------------------------------------------------------------------------- mixes and loaders
+
+
+@pytest.fixture(scope="module")
+def mixed(training_set, shared_data):
+    """The synthetic set (crops as files, no 3D joints) and the four real H36M frames (JPEGs
+    of about 1000 px, ground-truth SMPL and 3D joints S)."""
+    synthetic = TrainingData.load(training_set.path, training_set.images, input_res=64)
+    h36m = TrainingData.load(shared_data / "h36m_spin_sample.npz", shared_data / "h36m_images", input_res=64)
+    return MixedTrainingData(["people", "h36m"], [synthetic, h36m])
+
+
+def test_mixed_batch_keeps_each_datasets_annotations(mixed, training_set, shared_data):
+    dataset = np.array([0, 0, 1, 1, 1])
+    rows = np.array([2, 5, 0, 3, 1])
+    batch = mixed.batch(dataset, rows, _aug([False, True, False, True, False], [0.0, 0.0, 20.0, 0.0, -10.0]))
+    assert batch.images.shape == (5, 3, 64, 64) and batch.keypoints.shape == (5, 49, 3)
+    np.testing.assert_array_equal(batch.dataset, dataset)
+    np.testing.assert_array_equal(batch.rows, rows)
+    # H36M rows carry 3D joints (S) and SMPL
+    assert batch.has_joints_3d[2:].all() and batch.joints_3d[2:, :, 3].sum() > 0
+    assert batch.has_smpl[2:].all()
+    # a dataset without S beside one with it: zeros there, has_joints_3d False (SPIN's has_pose_3d)
+    no_3d = replace(
+        mixed.datasets[0].batch(rows[:2], Augmentation.identity(2)), joints_3d=None, has_joints_3d=None
+    )
+    both = concat_batches(
+        [no_3d, mixed.datasets[1].batch(rows[2:], Augmentation.identity(3), dataset_index=1)]
+    )
+    assert both.has_joints_3d.tolist() == [False, False, True, True, True]
+    assert both.joints_3d[:2].abs().sum() == 0 and both.joints_3d[2:, :, 3].sum() > 0
+    h36m = np.load(shared_data / "h36m_spin_sample.npz")
+    np.testing.assert_allclose(batch.gt_pose[2:].numpy(), h36m["pose"][[0, 3, 1]], atol=1e-6)
+    # the real frames' keypoints are SPIN's 24 ground-truth joints in the crop frame
+    assert (batch.keypoints_crop[2:, 25:, 2] > 0).sum() >= 3 * 14
+    # each part equals its dataset's own batch
+    alone = mixed.datasets[1].batch(rows[2:], _aug([False, True, False], [20.0, 0.0, -10.0]))
+    torch.testing.assert_close(batch.images[2:], alone.images)
+    with pytest.raises(InputError, match="dataset indices must come grouped"):
+        mixed.batch(np.array([1, 0]), np.array([0, 0]), Augmentation.identity(2))
+
+
+def test_loader_workers_build_the_same_batches_as_the_training_process(mixed):
+    """DataLoader worker processes (decoding the real JPEGs) give exactly the batches built in
+    the training process, step by step, from (seed, step, rank) alone; a loader that starts at
+    step 3 (a resumed run) gives steps 3.. of the full sequence."""
+    sampler = MixedSampler(mixed.sizes, [0.5, 0.5], batch_size=4, world_size=2, seed=7)
+    config = AugmentationConfig()
+
+    def batches(workers, first=0):
+        loader = training_loader(
+            StepBatches(mixed, sampler, config, 7, 1, first, 5), workers, pin_memory=False
+        )
+        return list(loader)
+
+    inline, loaded, resumed = batches(0), batches(2), batches(1, first=3)
+    assert len(inline) == len(loaded) == 5 and len(resumed) == 2
+    for a, b in zip(inline, loaded):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_array_equal(a.dataset, b.dataset)
+        torch.testing.assert_close(a.images, b.images)
+        torch.testing.assert_close(a.augmentation.rotation, b.augmentation.rotation)
+    for a, b in zip(inline[3:], resumed):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        torch.testing.assert_close(a.images, b.images)
+    drawn = np.concatenate([b.dataset for b in inline])
+    assert 0 < drawn.sum() < len(drawn)  # both datasets came up

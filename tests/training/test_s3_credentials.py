@@ -11,7 +11,7 @@ from ray import cloudpickle
 
 from spinfits.errors import InputError
 from spinfits.store import S3Options
-from spinfits.training.train_config import TrainConfig
+from spinfits.training.train_config import TrainConfig, TrainDataset
 from spinfits.training.trainer import run_training, worker_config
 
 KEY_ID, SECRET = "AKIAEXAMPLEKEYID", "wJalrXUtnFEMI-example-secret"
@@ -20,8 +20,7 @@ ENDPOINT = "http://127.0.0.1:9000"
 
 def _config(tmp_path: Path, s3: S3Options) -> TrainConfig:
     return TrainConfig(
-        dataset=tmp_path / "people.npz",
-        images=tmp_path / "images",
+        datasets=(TrainDataset(tmp_path / "people.npz", tmp_path / "images"),),
         store="s3://fits/runs",
         model_dir=tmp_path / "model",
         runs_dir=tmp_path / "runs",
@@ -48,8 +47,7 @@ def test_train_config_repr_hides_the_keys(tmp_path):
 def test_worker_config_carries_no_keys(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = TrainConfig(
-        dataset=Path("people.npz"),
-        images=Path("images"),
+        datasets=(TrainDataset(Path("people.npz"), Path("images")),),
         store="local-store",
         model_dir=Path("model"),
         s3=_keyed(),
@@ -58,7 +56,7 @@ def test_worker_config_carries_no_keys(tmp_path, monkeypatch):
     sent = cloudpickle.dumps({"config": shipped})  # as Ray serialises train_loop_config
     assert SECRET.encode() not in sent and KEY_ID.encode() not in sent
     assert shipped.s3 == S3Options(endpoint_url=ENDPOINT, allow_http=True, force_path_style=True)
-    assert shipped.dataset == tmp_path / "people.npz" and shipped.store == str(tmp_path / "local-store")
+    assert shipped.datasets[0].npz == tmp_path / "people.npz" and shipped.store == str(tmp_path / "local-store")
     assert shipped.runs_dir == tmp_path / "runs" and shipped.model_dir == tmp_path / "model"
     assert worker_config(_config(tmp_path, None)).s3 is None
 

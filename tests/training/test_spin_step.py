@@ -15,7 +15,7 @@ from spinfits.store import Fits, Source
 from spinfits.training.augmentation import Augmentation, AugmentationConfig, augment_pose
 from spinfits.training.data import TrainingData
 from spinfits.training.spin_step import SpinTrainingStep, unaugmented_fits
-from spinfits.training.train_config import TrainConfig
+from spinfits.training.train_config import TrainConfig, TrainDataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,8 +36,7 @@ MIXED = dict(
 
 def _config(**overrides) -> TrainConfig:
     base = dict(
-        dataset=Path("unused.npz"),
-        images=Path("unused"),
+        datasets=(TrainDataset(Path("unused.npz"), Path("unused")),),
         store="unused",
         model_dir=Path("unused"),
         backbone="small",
@@ -160,7 +159,7 @@ def test_step_proposes_only_strictly_better_finite_fits(data, standin_files, sma
     assert np.isinf(new_loss[NO_KEYPOINTS])
     fitted = np.flatnonzero(np.isfinite(new_loss))
     assert set(fitted) == set(range(n)) - {NO_KEYPOINTS}
-    np.testing.assert_array_equal(first.proposals.rows, ROWS[fitted])
+    np.testing.assert_array_equal(first.proposals["unused"].rows, ROWS[fitted])
     # Again from the same state (the same new fits): stored losses equal to / just above /
     # below the new ones.
     stored_loss = new_loss.astype(np.float32).copy()  # equal: not strictly better
@@ -169,8 +168,8 @@ def test_step_proposes_only_strictly_better_finite_fits(data, standin_files, sma
     stored_loss[4] = np.nan  # a broken stored fit counts as no fit: the new one replaces it
     stored_loss[NO_KEYPOINTS] = np.inf
     second = _fresh_step_outcome(standin_files, small_regressor, batch, _stored(stored_loss))
-    np.testing.assert_array_equal(second.proposals.rows, [1, 4, 5])
-    np.testing.assert_array_equal(second.proposals.loss, new_loss[[1, 4, 5]])
+    np.testing.assert_array_equal(second.proposals["unused"].rows, [1, 4, 5])
+    np.testing.assert_array_equal(second.proposals["unused"].loss, new_loss[[1, 4, 5]])
     assert second.best_loss[4] == new_loss[4] and second.valid[4]
     np.testing.assert_array_equal(
         second.best_loss[[0, 1, 2, 5, 6, 7]], np.minimum(new_loss, stored_loss)[[0, 1, 2, 5, 6, 7]]
@@ -186,7 +185,7 @@ def test_step_proposals_are_scored_in_the_store_frame(data, standin_files, small
     stored = _stored(np.full(len(ROWS), np.inf))
     torch.manual_seed(0)
     outcome = step(batch, stored, 42)
-    proposals = outcome.proposals
+    proposals = outcome.proposals["unused"]
     assert len(proposals) == len(ROWS) - 1 and NO_KEYPOINTS not in proposals.rows
     assert (proposals.source == Source.IN_LOOP).all() and (proposals.step == 42).all()
     assert np.isfinite(proposals.loss).all()
@@ -212,7 +211,7 @@ def test_step_proposals_are_scored_in_the_store_frame(data, standin_files, small
     assert np.isfinite(list(outcome.losses.values())).all()
     after = step.model.state_dict()
     changed = [name for name in before if not torch.equal(before[name], after[name])]
-    assert any(name.startswith("backbone") for name in changed)
+    assert any(name.startswith(("conv1", "layer")) for name in changed)  # the backbone learns
     assert any(name.startswith("fc1") for name in changed)
     assert set(outcome.seconds) == {"forward", "smplify", "targets", "backward"}
 
@@ -228,12 +227,12 @@ def test_non_finite_fits_never_become_proposals_or_targets(data, standin_files, 
     step = _step(standin_files, small_regressor, smplify_threshold=100.0)
     torch.manual_seed(0)
     outcome = step(batch, _stored(loss, pose), 3)
-    assert np.isfinite(outcome.proposals.loss).all()
-    assert NO_KEYPOINTS not in outcome.proposals.rows
-    assert np.isfinite(outcome.proposals.pose).all()
+    assert np.isfinite(outcome.proposals["unused"].loss).all()
+    assert NO_KEYPOINTS not in outcome.proposals["unused"].rows
+    assert np.isfinite(outcome.proposals["unused"].pose).all()
     assert np.isfinite(list(outcome.losses.values())).all()
     # a NaN stored loss counts as no fit: the new finite fit replaces it and supervises
-    assert 0 in outcome.proposals.rows and np.isfinite(outcome.best_loss[0]) and outcome.valid[0]
+    assert 0 in outcome.proposals["unused"].rows and np.isfinite(outcome.best_loss[0]) and outcome.valid[0]
     assert outcome.best_loss[NO_KEYPOINTS] == 1.0 and outcome.valid[NO_KEYPOINTS]
     # without a stored fit, a row without keypoints has no fit and supervises nothing
     torch.manual_seed(0)
@@ -272,14 +271,18 @@ def test_supervision_uses_the_best_fit_below_the_threshold(
     step = _step(standin_files, small_regressor, smplify_threshold=10.0, max_abs_betas=3.0)
     torch.manual_seed(5)
     outcome = step(batch, _stored(loss, pose, betas), 0)
-    assert not set(outcome.proposals.rows) & {0, 2, 4, 6, 7}  # 1e-3 cannot be beaten
+    assert not set(outcome.proposals["unused"].rows) & {0, 2, 4, 6, 7}  # 1e-3 cannot be beaten
     np.testing.assert_array_equal(outcome.valid, outcome.best_loss < 10.0)
     assert outcome.valid[[0, 2, 4, 6, 7]].all() and not outcome.valid[NO_KEYPOINTS]
     # rows 1 and 5: supervised by their new fit if it got below the threshold, else not at all
     valid = outcome.valid
-    better = np.isin(ROWS, outcome.proposals.rows)
-    pose[better] = outcome.proposals.pose[np.searchsorted(outcome.proposals.rows, ROWS[better])]
-    betas[better] = outcome.proposals.betas[np.searchsorted(outcome.proposals.rows, ROWS[better])]
+    better = np.isin(ROWS, outcome.proposals["unused"].rows)
+    pose[better] = outcome.proposals["unused"].pose[
+        np.searchsorted(outcome.proposals["unused"].rows, ROWS[better])
+    ]
+    betas[better] = outcome.proposals["unused"].betas[
+        np.searchsorted(outcome.proposals["unused"].rows, ROWS[better])
+    ]
     betas[np.abs(betas).max(1) > 3.0] = 0.0
     step_again = _step(standin_files, small_regressor, smplify_threshold=10.0)
     torch.manual_seed(5)
@@ -322,7 +325,7 @@ def test_repeated_steps_overfit_a_small_batch(data_gt, standin_files, small_regr
         standin_files,
         small_regressor,
         batch_size=len(rows),
-        learning_rate=1e-3,
+        learning_rate=1e-4,
         augmentation=AugmentationConfig.none(),
         smplify=SmplifyConfig(camera_iterations=2, body_iterations=2),
     )
@@ -337,3 +340,68 @@ def test_repeated_steps_overfit_a_small_batch(data_gt, standin_files, small_regr
 def test_the_fixture_row_without_keypoints(training_set):
     assert training_set.no_keypoints == NO_KEYPOINTS
     assert (training_set.dataset.keypoints[NO_KEYPOINTS, :, 2] == 0).all()
+
+
+# ------------------------------------------------------------------ modes, precision, mixes
+
+
+def test_static_mode_supervises_with_the_stored_fits_and_proposes_nothing(
+    data, standin_files, small_regressor, monkeypatch
+):
+    """--no-smplify (SPIN without --run_smplify): SMPLify never runs, the stored fits are the
+    targets (those under the threshold), and no proposal is made."""
+    batch = data.batch(ROWS, _aug(**MIXED))
+    losses = np.where(np.arange(len(ROWS)) % 3 == 0, np.inf, 5.0).astype(np.float32)
+    stored = _stored(losses, pose=training_set_pose(data), betas=np.zeros((len(ROWS), 10)))
+    step = _step(standin_files, small_regressor, run_smplify=False)
+    monkeypatch.setattr(step.smplify, "fit", lambda *a, **k: pytest.fail("SMPLify ran in static mode"))
+    torch.manual_seed(1)
+    outcome = step(batch, stored, 3)
+    assert outcome.proposals == {}
+    np.testing.assert_array_equal(outcome.best_loss, losses)
+    np.testing.assert_array_equal(outcome.valid, np.isfinite(losses))
+    assert outcome.losses["pose"] > 0 and "smplify" not in outcome.seconds
+
+
+def training_set_pose(data) -> np.ndarray:
+    return data.gt_pose[ROWS].astype(np.float32)
+
+
+def test_bf16_autocast_trains_in_float32_outside_the_network(data, standin_files, small_regressor):
+    """precision="bf16": the network's forward runs under autocast (bf16 activations), its
+    outputs are float32 for SMPLify and the losses, and the step still trains."""
+    batch = data.batch(ROWS[:4], Augmentation.identity(4))
+    step = _step(standin_files, small_regressor, precision="bf16", batch_size=4)
+    assert step.config.autocast_dtype == torch.bfloat16
+    seen = {}
+    hook = step.model.fc1.register_forward_hook(lambda m, i, o: seen.update(fc1=o.dtype))
+    before = {k: v.clone() for k, v in step.model.state_dict().items()}
+    torch.manual_seed(2)
+    outcome = step(batch, _stored(np.full(4, np.inf)), 0)
+    hook.remove()
+    assert seen["fc1"] == torch.bfloat16
+    assert np.isfinite(list(outcome.losses.values())).all()
+    assert np.isfinite(outcome.proposals["unused"].loss).all() and len(outcome.proposals["unused"])
+    assert any(not torch.equal(before[k], v) for k, v in step.model.state_dict().items())
+    assert _config(precision="auto").autocast_dtype is None  # CPU: float32 unless asked
+    assert _config(precision="auto", gpus_per_worker=1).autocast_dtype == torch.bfloat16
+
+
+def test_a_mixed_batch_proposes_per_dataset(data, standin_files, small_regressor):
+    """Samples of two datasets in one batch: each dataset's proposals carry its own rows."""
+    from dataclasses import replace
+
+    from spinfits.training.train_config import TrainDataset
+
+    rows = np.array([0, 1, 2, 4, 5, 6])
+    batch = data.batch(rows, Augmentation.identity(len(rows)))
+    batch = replace(batch, dataset=np.array([0, 0, 0, 1, 1, 1]))
+    datasets = (TrainDataset(Path("a.npz"), Path("i")), TrainDataset(Path("b.npz"), Path("i")))
+    step = _step(standin_files, small_regressor, datasets=datasets, batch_size=len(rows))
+    torch.manual_seed(3)
+    outcome = step(batch, _stored(np.full(len(rows), np.inf)), 0)
+    assert set(outcome.proposals) == {"a", "b"}
+    fitted = rows[np.isfinite(outcome.best_loss)]  # every new fit beats "no fit"
+    assert len(outcome.proposals["a"]) and len(outcome.proposals["b"])
+    np.testing.assert_array_equal(outcome.proposals["a"].rows, np.intersect1d(fitted, [0, 1, 2]))
+    np.testing.assert_array_equal(outcome.proposals["b"].rows, np.intersect1d(fitted, [4, 5, 6]))

@@ -98,5 +98,5 @@ def test_store_dataset_of_another_file(args, make_store, training_set, capsys):
         args(**{"--store": str(store.location), "--name": "other"}),
         capsys,
         "was made from another file",
-        "pass --name",
+        "give it the name of the matching store dataset (--dataset)",
     )

@@ -217,7 +217,10 @@ def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_s
     # Resuming with another regressor is refused with the run's settings in the message.
     other = [a if a != "64" else "96" for a in first[3:]] + ["--resume"]
     assert main(other) == 2
-    assert "was trained with --backbone small --input-res 64" in capsys.readouterr().err
+    assert (
+        "was trained with --backbone small --input-res 64, but this run asks for --backbone small --input-res 96"
+        in capsys.readouterr().err
+    )
     # Once done, resuming again has nothing to do (and starts no Ray).
     assert main(first[3:] + ["--resume"]) == 0
     assert f"nothing to do: run tiny is already at step {steps}" in capsys.readouterr().out

@@ -6,6 +6,8 @@ Output (``DIR`` is SPIN's ``data/`` folder)::
                                 plus the key ``spinfits_standin`` naming it a stand-in
     DIR/J_regressor_extra.npy   (9, 6890) float64
     DIR/gmm_08.pkl              {'means' (8, 69), 'covars' (8, 69, 69), 'weights' (8,)} + marker
+    DIR/J_regressor_h36m_standin.npy  (17, 6890) float64 in the layout of SPIN's
+                                J_regressor_h36m.npy (built by ``standin_h36m_regressor``)
     DIR/STANDIN.md              provenance and licence
 """
 
@@ -22,6 +24,9 @@ import scipy.sparse
 from scipy.spatial import cKDTree
 
 from spinfits.errors import InputError
+from spinfits.fitting.evaluation import H36M_TO_GT24
+from spinfits.fitting.h36m_regressor import STANDIN_H36M_REGRESSOR_NAME
+from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, SMPL_VERTEX_KEYPOINTS, SPIN_JOINT_SOURCE
 from spinfits.fitting.model_files import (
     EXTRA_REGRESSOR_NAME,
     GMM_NAME,
@@ -45,6 +50,7 @@ class StandinPaths:
     extra_regressor: Path
     gmm: Path
     readme: Path
+    h36m_regressor: Path
 
 
 def _packaged(name: str) -> Path:
@@ -94,6 +100,31 @@ def standin_smpl_dict() -> dict[str, object]:
     }
 
 
+def standin_h36m_regressor(j_regressor: np.ndarray, j_regressor_extra: np.ndarray) -> np.ndarray:
+    """The stand-in's Human3.6M regressor: (17, V), in the layout of SPIN's J_regressor_h36m.npy.
+
+    Row k regresses the Human3.6M joint k (``evaluation.H36M_JOINT_NAMES``) with the body's own
+    regressor of the ground-truth joint SPIN files it under (``evaluation.H36M_TO_GT24``): a row
+    of ``J_regressor`` (24, V) for a skeleton joint (knees, ankles, shoulders, elbows, wrists), of
+    ``J_regressor_extra`` (9, V) for SPIN's extra joints (hips, pelvis, spine, neck, jaw, head), or
+    a one-hot vertex for a vertex keypoint. Rows are non-negative and sum to 1. Applied to the
+    posed mesh, as SPIN applies its regressor, a skeleton row gives the centre of the ring of
+    vertices around that joint: exactly the joint at rest, within millimetres when posed.
+    """
+    rows = []
+    for gt_joint in H36M_TO_GT24:
+        source = SPIN_JOINT_SOURCE[NUM_OPENPOSE_JOINTS + gt_joint]
+        if source < len(j_regressor):
+            rows.append(j_regressor[source])
+        elif source < len(j_regressor) + len(SMPL_VERTEX_KEYPOINTS):
+            row = np.zeros(j_regressor.shape[1])
+            row[SMPL_VERTEX_KEYPOINTS[source - len(j_regressor)][1]] = 1.0
+            rows.append(row)
+        else:
+            rows.append(j_regressor_extra[source - len(j_regressor) - len(SMPL_VERTEX_KEYPOINTS)])
+    return np.stack(rows).astype(np.float64)
+
+
 def write_standin_files(directory: str | Path, overwrite: bool = False) -> StandinPaths:
     """Write the complete stand-in set into ``directory`` (SPIN's ``data/`` layout)."""
     directory = Path(directory)
@@ -102,6 +133,7 @@ def write_standin_files(directory: str | Path, overwrite: bool = False) -> Stand
         extra_regressor=directory / EXTRA_REGRESSOR_NAME,
         gmm=directory / GMM_NAME,
         readme=directory / STANDIN_README,
+        h36m_regressor=directory / STANDIN_H36M_REGRESSOR_NAME,
     )
     existing = [p for p in (paths.smpl, paths.extra_regressor, paths.gmm) if p.exists()]
     if existing and not overwrite:
@@ -114,7 +146,10 @@ def write_standin_files(directory: str | Path, overwrite: bool = False) -> Stand
     with open(paths.smpl, "wb") as handle:
         pickle.dump(standin_smpl_dict(), handle, protocol=2)
     with np.load(_packaged(BODY_SOURCE)) as source:
-        np.save(paths.extra_regressor, source["J_regressor_extra"].astype(np.float64))
+        regressor = source["J_regressor"].astype(np.float64)
+        extra = source["J_regressor_extra"].astype(np.float64)
+    np.save(paths.extra_regressor, extra)
+    np.save(paths.h36m_regressor, standin_h36m_regressor(regressor, extra))
     with np.load(_packaged(PRIOR_SOURCE)) as prior:
         gmm = {
             "means": prior["means"],
@@ -136,5 +171,10 @@ def _readme_text() -> str:
         "Written by `spinfits model make-standin`. These files have the formats and names of "
         "SPIN's SMPL_NEUTRAL.pkl, J_regressor_extra.npy and gmm_08.pkl, but they are NOT the "
         "licensed SMPL model or SMPLify's prior: fits, losses and reports made with them are "
-        "stand-in results. Point `--model-dir` at the real files for real results.\n\n" + provenance
+        "stand-in results. Point `--model-dir` at the real files for real results.\n\n"
+        f"`{STANDIN_H36M_REGRESSOR_NAME}` is a STAND-IN for SPIN's J_regressor_h36m.npy (the 17 "
+        "Human3.6M joints regressed from the mesh for evaluation; `spinfits eval` and `spinfits "
+        "store eval` find it here): its rows are this body's own joint regressors of the joints "
+        "SPIN files the Human3.6M joints under, so H36M figures computed with it are stand-in "
+        "figures, not comparable with published ones.\n\n" + provenance
     )

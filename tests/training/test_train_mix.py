@@ -1,0 +1,152 @@
+"""``spinfits train`` on SPIN's kind of mix, end to end: the synthetic set and the four real
+Human3.6M frames (real JPEGs decoded by DataLoader workers, ground-truth SMPL and 3D joints),
+started from a checkpoint in SPIN's layout, killed and resumed, then rerun from its saved config.
+
+The samples each step draws are recorded in the progress files; they must equal what
+``MixedSampler`` draws for (seed, step, rank) in the killed run and in the resumed one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spinfits.fitting.dataset import load_spin_npz
+from spinfits.fitting.mean_params import spin_mean_params_path
+from spinfits.store import FitStore, Source
+from spinfits.training.checkpoint import latest_checkpoint_step
+from spinfits.training.mixture import MixedSampler, spin_partition
+from spinfits.training.progress import read_progress
+from spinfits.training.regressor import HMR, RegressorConfig
+
+BATCH, WORKERS, EVERY = 4, 2, 3
+
+
+@pytest.fixture
+def mixed_store(make_store, shared_data) -> FitStore:
+    """The training set's store (fits for most rows) plus an empty group for the H36M frames."""
+    store = make_store("mixed")
+    h36m = load_spin_npz(shared_data / "h36m_spin_sample.npz")
+    store.create_dataset("h36m", len(h36m), dataset_fingerprint=h36m.fingerprint)
+    store.commit("h36m group")
+    return store
+
+
+@pytest.fixture
+def spin_checkpoint(tmp_path) -> Path:
+    """A checkpoint in SPIN's layout (``model`` + ``optimizer`` entries, SPIN's key names)."""
+    torch.manual_seed(5)
+    model = HMR(str(spin_mean_params_path()), RegressorConfig(backbone="small"))
+    path = tmp_path / "model_checkpoint.pt"
+    torch.save({"model": model.state_dict(), "optimizer": {}, "epoch": 3, "total_step_count": 1000}, path)
+    return path
+
+
+def _command(training_set, store, standin_dir, shared_data, runs, checkpoint, steps) -> list[str]:
+    return [
+        *("train", "--dataset", str(training_set.path), str(training_set.images)),
+        *("--dataset", str(shared_data / "h36m_spin_sample.npz"), str(shared_data / "h36m_images"), "h36m"),
+        *("--store", str(store.location), "--model-dir", str(standin_dir), "--runs-dir", str(runs)),
+        *("--run", "mix", "--pretrained", str(checkpoint), "--backbone", "small", "--input-res", "64"),
+        *("--workers", str(WORKERS), "--threads-per-worker", "1", "--loader-workers", "1"),
+        *("--steps", str(steps), "--batch", str(BATCH), "--lr", "1e-4", "--smplify-iterations", "5"),
+        *("--checkpoint-every", str(EVERY), "--refresh-every", "2", "--commit-every", "0.5"),
+        *("--summary-every", "1", "--images-every", "3"),
+    ]
+
+
+def _start(argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "spinfits.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"training did not finish in time:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def _expected(step: int, rank: int, sizes: list[int]) -> tuple[list[int], list[int]]:
+    """The samples (datasets, rows) worker ``rank`` must train on at ``step``, grouped by dataset."""
+    weights = spin_partition(["people", "h36m"], sizes)
+    drawn = MixedSampler(sizes, weights, BATCH, WORKERS, seed=0).draw(step, rank)
+    order = np.argsort(drawn.dataset, kind="stable")
+    return drawn.dataset[order].tolist(), drawn.rows[order].tolist()
+
+
+def test_mix_from_a_spin_checkpoint_killed_resumed_and_rerun_from_its_config(
+    tmp_path, training_set, mixed_store, standin_dir, shared_data, spin_checkpoint
+):
+    runs, steps = tmp_path / "runs", 4 * EVERY
+    run_dir = runs / "mix"
+    argv = _command(training_set, mixed_store, standin_dir, shared_data, runs, spin_checkpoint, steps)
+    process = _start(argv)
+    deadline, killed = time.time() + 300, None
+    while process.poll() is None and time.time() < deadline and killed is None:
+        time.sleep(0.2)
+        killed = latest_checkpoint_step(run_dir)
+        if killed is not None:
+            os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray it started
+    output, _ = process.communicate()
+    assert killed is not None, f"the run never registered a checkpoint:\n{output[-3000:]}"
+    time.sleep(3)  # Ray's workers die a moment after their driver
+    first_pids = {
+        r["pid"] for rank in range(WORKERS) for r in read_progress(run_dir / "progress" / f"rank{rank}.jsonl")
+    }
+    killed = latest_checkpoint_step(run_dir)
+    assert killed < steps, "the kill came too late to test a resume"
+
+    output = _finish(_start(argv + ["--resume"]))
+    assert f"last checkpoint: step {steps}" in output
+
+    sizes = [len(training_set.dataset), 4]
+    for rank in range(WORKERS):
+        records = read_progress(run_dir / "progress" / f"rank{rank}.jsonl")
+        resumed = [r for r in records if r["pid"] not in first_pids]
+        assert resumed[0]["step"] == killed and resumed[-1]["step"] == steps - 1
+        for record in records:  # before the kill and after the resume: the sampler's draws
+            assert (record["datasets"], record["rows"]) == _expected(record["step"], rank, sizes), record[
+                "step"
+            ]
+    drawn = [
+        d
+        for rank in range(WORKERS)
+        for r in read_progress(run_dir / "progress" / f"rank{rank}.jsonl")
+        for d in r["datasets"]
+    ]
+    assert 0 < drawn.count(1) < len(drawn)  # both datasets were trained on
+
+    # The real frames' group got in-loop fits of its own; the synthetic group kept improving.
+    store = FitStore.open(mixed_store.location)
+    h36m = store.read("h36m")
+    assert np.isfinite(h36m.loss).any() and (h36m.source[np.isfinite(h36m.loss)] == int(Source.IN_LOOP)).all()
+    assert any(v.metadata.get("run") == "mix" for v in store.log())
+
+    # The saved config reruns the run (and flags after --config change it); TensorBoard wrote events.
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert [d["name"] for d in saved["datasets"]] == ["people", "h36m"] and saved["pretrained"]
+    events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and sum(e.stat().st_size for e in events) > 1000
+    output = _finish(
+        _start(["train", "--config", str(run_dir / "config.json"), "--resume", "--steps", str(steps + 1)])
+    )
+    assert f"last checkpoint: step {steps + 1}" in output
