@@ -29,6 +29,7 @@ from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles
+from spinfits.fitting.rgb_image import check_rgb_image
 from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
 from spinfits.fitting.synthetic.render import part_face_colours, rasterize
 
@@ -64,21 +65,6 @@ class ImageCamera:
         if not (math.isfinite(float(scale)) and float(scale) > 0):
             raise InputError(f"box scale must be finite and > 0 (box side / 200 px), got {scale}")
         return cls(focal_length * 200.0 * float(scale) / crop_res, (float(center[0]), float(center[1])))
-
-
-def _check_image(image: np.ndarray, name: str = "image") -> None:
-    if not (
-        isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
-    ):
-        got = (
-            f"{image.dtype} array of shape {image.shape}"
-            if isinstance(image, np.ndarray)
-            else type(image).__name__
-        )
-        raise InputError(
-            f"{name} must be an (H, W, 3) uint8 RGB array, got a {got}; read image files with "
-            f"spinfits.training.images.load_images"
-        )
 
 
 def _faces_and_colours(
@@ -151,7 +137,7 @@ def overlay_meshes(
         itself elsewhere. The P meshes are rasterised together: where they overlap, the one
         nearer the camera is drawn.
     """
-    _check_image(image)
+    check_rgb_image(image)
     faces, colours = _faces_and_colours(vertices, faces, colours)
     if not (0.0 <= alpha <= 1.0 and 0.0 <= ambient <= 1.0):
         raise InputError(f"alpha and ambient must be within [0, 1], got alpha {alpha}, ambient {ambient}")
@@ -202,7 +188,7 @@ def draw_keypoints(
     Returns:
         (H, W, 3) uint8, a copy.
     """
-    _check_image(image)
+    check_rgb_image(image)
     keypoints = np.asarray(keypoints, dtype=np.float64)
     if keypoints.ndim != 2 or keypoints.shape[1] != 3:
         raise InputError(f"keypoints must be (K, 3) image pixels x, y, confidence, got {keypoints.shape}")

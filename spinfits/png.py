@@ -13,19 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinfits.errors import InputError
-
-
-def _check(image: np.ndarray) -> None:
-    if not (
-        isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
-    ):
-        got = (
-            f"{image.dtype} array of shape {image.shape}"
-            if isinstance(image, np.ndarray)
-            else type(image).__name__
-        )
-        raise InputError(f"image must be an (H, W, 3) uint8 RGB array, got a {got}")
+from spinfits.fitting.rgb_image import check_rgb_image
 
 
 def add_caption(image: np.ndarray, text: str) -> np.ndarray:
@@ -36,7 +24,7 @@ def add_caption(image: np.ndarray, text: str) -> np.ndarray:
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    _check(image)
+    check_rgb_image(image)
     height, width = image.shape[:2]
     size = max(8, min(height // 18, width // 24, 28))
     font = ImageFont.load_default(size=size)
@@ -62,7 +50,7 @@ def encode_png(image: np.ndarray, caption: str | None = None) -> bytes:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    _check(image)
+    check_rgb_image(image)
     info = PngInfo()
     info.add_text("Software", "spinfits")
     if caption:

@@ -112,3 +112,17 @@ def small_filesystem(tmp_path):
     yield Mount
     for path in reversed(mounted):
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread: its tensors are small, and two threads on a busy 2-core
+    machine spin-wait each other into much slower steps and renders."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -10,17 +10,9 @@ from PIL import Image
 
 from spinfits.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small meshes: one thread is faster
+
 BOX = (17, 37, 117, 142)  # im1010_bbox.json: x, y, width, height
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: the meshes are small, and two threads on a busy 2-core machine wait on
-    each other (10x slower rasterising)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

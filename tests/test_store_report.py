@@ -24,17 +24,9 @@ from spinfits.fitting.dataset import crop_to_image
 from spinfits.fitting.overlay import FitRenderer
 from spinfits.store_report_summary import dataset_commits, spread
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small meshes: one thread is faster
+
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: the meshes are small, and two threads on a busy 2-core machine wait on
-    each other (10x slower rasterising)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

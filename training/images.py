@@ -29,6 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from spinfits.errors import InputError
+from spinfits.fitting.rgb_image import check_rgb_image
 from spinfits.fitting.spin_crop import CROP_RES
 from spinfits.training.augmentation import Augmentation, unaugment_points
 
@@ -94,21 +95,7 @@ def _check_inputs(
             f"scale {tuple(scale.shape)}"
         )
     for index, image in enumerate(images):
-        if not (
-            isinstance(image, np.ndarray)
-            and image.ndim == 3
-            and image.shape[2] == 3
-            and image.dtype == np.uint8
-        ):
-            got = (
-                f"{image.dtype} array of shape {image.shape}"
-                if isinstance(image, np.ndarray)
-                else type(image).__name__
-            )
-            raise InputError(
-                f"image {index} must be an (H, W, 3) uint8 RGB array, got a {got}; read files "
-                f"with spinfits.training.images.load_images"
-            )
+        check_rgb_image(image, f"image {index}")
     if not (torch.isfinite(center).all() and torch.isfinite(scale).all() and (scale > 0).all()):
         raise InputError("center and scale must be finite and scale > 0 in every row")
     if out_res < 1:

@@ -19,20 +19,12 @@ from spinfits.fitting.overlay import (
     side_view_vertices,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small meshes: one thread is faster
+
 #: A 200 x 240 image and a 180-px box in it; the body facing the camera, upright, at SPIN's depth.
 HEIGHT, WIDTH = 240, 200
 CENTER, SCALE = np.array([96.0, 124.0]), 0.9
 CAM_T = np.array([[0.02, 0.15, 2 * 5000 / (224 * 0.8)]])
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: the meshes are small, and two threads on a busy 2-core machine wait on
-    each other (10x slower rasterising)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def textured_image() -> np.ndarray:

@@ -123,10 +123,3 @@ def small_regressor():
         return HMR(str(spin_mean_params_path()), RegressorConfig(backbone="small"))
 
     return make
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Run a test on one torch thread (see ``_one_thread``)."""
-    with _one_thread():
-        yield

@@ -56,7 +56,9 @@ def test_worker_config_carries_no_keys(tmp_path, monkeypatch):
     sent = cloudpickle.dumps({"config": shipped})  # as Ray serialises train_loop_config
     assert SECRET.encode() not in sent and KEY_ID.encode() not in sent
     assert shipped.s3 == S3Options(endpoint_url=ENDPOINT, allow_http=True, force_path_style=True)
-    assert shipped.datasets[0].npz == tmp_path / "people.npz" and shipped.store == str(tmp_path / "local-store")
+    assert shipped.datasets[0].npz == tmp_path / "people.npz" and shipped.store == str(
+        tmp_path / "local-store"
+    )
     assert shipped.runs_dir == tmp_path / "runs" and shipped.model_dir == tmp_path / "model"
     assert worker_config(_config(tmp_path, None)).s3 is None
 
