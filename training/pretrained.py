@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from spinfits.errors import InputError
@@ -130,11 +131,20 @@ def load_pretrained(model: HMR, path: str | Path) -> PretrainedLoad:
     return result
 
 
+def numpy_data_globals() -> list[Any]:
+    """What torch's safe loader needs to rebuild numpy arrays and scalars, which checkpoints keep
+    beside their weights (a sampler's permutation, mmcv's ``meta``): data, never code."""
+    core = getattr(np, "_core", None) or np.core
+    dtypes = {type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDGUSO"}
+    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+
+
 def _read(path: Path) -> Any:
     if not path.is_file():
         raise InputError(f"pretrained weights {path} do not exist (or are not a file); expected {ACCEPTED}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(numpy_data_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch.load of a damaged file raises anything
         raise InputError(
             f"pretrained weights {path} cannot be read ({describe_load_error(error)}); give a file of "

@@ -126,6 +126,18 @@ def test_dataparallel_prefix_and_a_bare_state_dict(tmp_path, mean_params, images
     assert_forward_matches(model, state, images)
 
 
+def test_numpy_values_beside_the_weights_load(tmp_path, mean_params, images):
+    """SPIN's saver keeps the sampler's permutation beside the weights and mmcv keeps a ``meta``:
+    numpy arrays and scalars there are data, and torch's safe loader is told to rebuild them."""
+    state = small_state()
+    path = tmp_path / "with_numpy.pt"
+    meta = {"epoch": np.int64(7), "time": np.array(["2019"]), "hist": np.zeros((2, 3), np.float32)}
+    torch.save({"model": state, "dataset_perm": np.random.default_rng(0).permutation(10), "meta": meta}, path)
+    model = HMR(mean_params, RegressorConfig(backbone="small"))
+    assert load_pretrained(model, path).loaded == len(state)
+    assert_forward_matches(model, state, images)
+
+
 def save_small(tmp_path, state, name="weights.pt"):
     path = tmp_path / name
     torch.save({"model": state}, path)
