@@ -66,8 +66,12 @@ class ConfigFile(argparse.Action):
     """``--config FILE``: start from a run's saved ``config.json``; flags after it change it."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        with flags_in_errors(FLAGS):
-            namespace.config = TrainConfig.load(values)
+        try:
+            with flags_in_errors(FLAGS):
+                namespace.config = TrainConfig.load(values)
+        except InputError as error:  # told by _run, as every other input error
+            namespace.config_error = str(error)
+            return
         for action in parser._actions:  # every option now means "as in the file" until given
             if action.dest not in ("help", "config", "func", "verbose", "command") and action.option_strings:
                 setattr(namespace, action.dest, FROM_CONFIG)
@@ -352,6 +356,8 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     from spinfits.training.trainer import run_training
 
+    if getattr(args, "config_error", None):
+        raise InputError(args.config_error)
     values = _values(args)
     if args.config is not None:
         values.setdefault("resume", False)  # a saved config reruns; --resume continues

@@ -100,3 +100,59 @@ def test_store_dataset_of_another_file(args, make_store, training_set, capsys):
         "was made from another file",
         "give it the name of the matching store dataset (--dataset)",
     )
+
+
+def test_dataset_forms_and_mix_errors(args, training_set, tmp_path, capsys):
+    npz, images = str(training_set.path), str(training_set.images)
+    base = ["train", "--store", "s", "--model-dir", "m"]
+    _fails(base, capsys, "--dataset is required")
+    _fails([*base, "--dataset", npz], capsys, f"--dataset {npz}: its image folder is missing")
+    _fails(
+        [*base, "--dataset", npz, images, "a", "--dataset", npz, images, "a"],
+        capsys,
+        "own name",
+        "['a', 'a']",
+    )
+    _fails(
+        [*base, "--dataset", npz, images, "--dataset", npz, images, "b", "--images", images],
+        capsys,
+        "--images and --name belong to a single --dataset",
+    )
+    _fails([*base, "--dataset", npz, images, "--mix", "0.5,x"], capsys, "--mix must be 'spin' or 1")
+    _fails(
+        [*base, "--dataset", npz, images, "a", "--dataset", npz, images, "b", "--mix", "1"],
+        capsys,
+        "--mix must be one weight >= 0 per dataset (2)",
+    )
+
+
+def test_config_file_errors(args, tmp_path, capsys):
+    _fails(["train", "--config", str(tmp_path / "none.json")], capsys, "config file", "does not exist")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    _fails(["train", "--config", str(bad)], capsys, "is not JSON")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('{"datasets": [], "store": "s", "model_dir": "m", "speed": 3}')
+    _fails(["train", "--config", str(unknown)], capsys, "has no field(s) ['speed']")
+
+
+def test_config_file_then_flags(args, tmp_path, capsys, monkeypatch):
+    """--config FILE gives every value; flags after it change them (checked before Ray starts)."""
+    from spinfits.training.train_config import TrainConfig, TrainDataset
+
+    saved = tmp_path / "config.json"
+    TrainConfig(
+        datasets=(TrainDataset(tmp_path / "x.npz", tmp_path / "img"),), store="s", model_dir=tmp_path, steps=7
+    ).save(saved)
+    seen = {}
+
+    def fake_run(config):
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr("spinfits.training.trainer.run_training", fake_run)
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(saved), "--batch", "3"])
+    config = seen["config"]
+    assert (config.steps, config.batch_size, config.datasets[0].name, config.resume) == (7, 3, "x", False)
+    _fails(["train", "--config", str(saved), "--steps", "0"], capsys, "--steps must be >= 1")
