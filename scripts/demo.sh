@@ -45,7 +45,7 @@ spinfits store log "$OUT/store" --limit 8
 echo "== 7. evaluation: the trained regressor (SPIN's protocols) and the fits dictionary itself"
 spinfits eval --checkpoint "$OUT/runs/demo" --dataset "$OUT/synthetic.npz" --images "$OUT/images" \
     --model-dir "$OUT/model" --json "$OUT/eval.json"
-STATIC=$(spinfits store log "$OUT/store" --limit 1000 | awk '/precompute/ {print $1; exit}')  # the static fits
+STATIC=$(spinfits store log "$OUT/store" --limit 1000 | awk '/precompute/ && !id {id = $1} END {print id}')  # the static fits
 spinfits store eval "$OUT/store" synthetic --dataset "$OUT/synthetic.npz" --model-dir "$OUT/model" \
     ${STATIC:+--version "$STATIC"} --version main
 

@@ -97,3 +97,26 @@ def test_precompute_batch_is_a_hidden_alias_of_shard_size(capsys, caplog):
     with pytest.raises(SystemExit):
         parser.parse_args(["precompute", "--help"])
     assert "--batch" not in capsys.readouterr().out
+
+
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
+    """`spinfits store log STORE | head -1`: the closed pipe ends the command quietly (exit 0,
+    no traceback)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import spinfits.cli.store as store\n"
+        "store.cmd_log = lambda args: [print('x' * 100) for _ in range(20000)] and 0\n"
+        "from spinfits.cli import main\n"
+        "raise SystemExit(main(['store', 'log', 'unused']))\n"
+    )
+    done = subprocess.run(
+        f'{sys.executable} -c "{script}" | head -c 10',
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout == "x" * 10
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from spinfits.errors import SpinfitsError
@@ -57,3 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     except SpinfitsError as error:
         print(f"spinfits {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`spinfits store log S | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
