@@ -10,6 +10,11 @@ truncation) and initialisation for both. Metrics per configuration:
 
     python bench/fit_quality.py [--model-dir DIR] [--rows 264] [--threads 2]
 
+Body model: the stand-in by default, with its pose-corrective blend shapes (issue 15; the
+synthetic people are drawn and fitted with the same body). Figures are stand-in figures,
+not SMPL's. ``--model-dir toy`` (the tests' random model) is no body: use it for speed, never
+for quality.
+
 ``--mode offline``: fits from keypoints alone (no prediction), on harder synthetic keypoints
 (``OFFLINE_DATA``: 3 px detection noise, 20 % missing joints, 5 % truncated people, 5 %
 left/right swaps, 10 % of people with one or two detections 30-80 px off), SPIN's configuration

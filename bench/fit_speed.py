@@ -3,8 +3,14 @@
 Same synthetic keypoints and initialisation for both, in one run, on 2 CPU threads by default
 (SPIN's reference: full 6890-vertex smplx forward, Adam lr 1e-2, 100 + 100 iterations, batch 66).
 The CPU of a shared machine is noisy: each mode reports the best of ``--repeats`` timings.
-``--model-dir toy`` uses the tests' random model, which (unlike the stand-in) has pose
-correctives, so the fast path pays their Jacobian as it would with the real SMPL.
+
+Body model: the stand-in by default. Since issue 15 it has pose-corrective blend shapes
+(``posedirs`` on every vertex, as SMPL's), so the fast path pays their Jacobian as it would
+with the real SMPL; ``--model-dir DIR`` reads any SMPL-format folder. ``--model-dir toy`` is
+the tests' RANDOM model (random geometry and random correctives, not a body): it stays only
+to reproduce the rows RESULTS.md recorded before the stand-in had correctives, and as a
+heavier case of the joints-only path (its random skinning gives 211 (joint, bone) pairs
+against the stand-in's 86). Its losses say nothing about fitting people.
 
     python bench/fit_speed.py [--model-dir DIR|toy] [--rows 528] [--reference-rows 132] [--threads 2]
 """

@@ -24,7 +24,7 @@ def proposals(rng: np.random.Generator, n_rows: int, m: int, scale: float) -> Pr
         rows=rng.integers(0, n_rows, m),
         pose=rng.standard_normal((m, 72), dtype=np.float32),
         betas=rng.standard_normal((m, 10), dtype=np.float32),
-        cam_t=rng.standard_normal((m, 3), dtype=np.float32),
+        cam_t=rng.standard_normal((m, 3), dtype=np.float32) + np.float32([0.0, 0.0, 30.0]),  # in front
         loss=(rng.random(m, dtype=np.float32) * scale),
         source=Source.OFFLINE,
         step=1,

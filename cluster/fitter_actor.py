@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import ray
 
-from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.fitting.offline_config import OfflineConfig
 from spinfits.fitting.offline_fitter import OfflineFitter
@@ -46,32 +45,42 @@ class ShardResult:
 
 
 class FitterActor:
-    """Loads the body model and the dataset once, then fits shards of rows on its device:
-    from keypoints alone (``OfflineFitter``), or refining the initial pose/betas sent with a shard.
+    """Loads the body model once, then fits shards of rows on its device: from keypoints alone
+    (``OfflineFitter``), or refining the initial pose/betas sent with a shard. The keypoints come
+    with each shard, so an actor holds no dataset-wide array (its memory does not grow with the
+    dataset) and the dataset file need not be reachable from its node.
     """
 
-    def __init__(
-        self, model_dir: str, dataset_path: str, config: OfflineConfig, device: str, threads: int
-    ) -> None:
+    def __init__(self, model_dir: str, config: OfflineConfig, device: str, threads: int) -> None:
         import torch
 
         if device == "cpu":
             torch.set_num_threads(threads)
         self.fitter = OfflineFitter(load_body_model_files(model_dir), config, device=device)
-        self.keypoints = load_spin_npz(dataset_path).keypoints
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
 
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (hex id, as ``ray.nodes()`` gives ``NodeID``)."""
+        return ray.get_runtime_context().get_node_id()
+
     def fit_shard(
-        self, rows: np.ndarray, init_pose: np.ndarray | None = None, init_betas: np.ndarray | None = None
+        self,
+        rows: np.ndarray,
+        keypoints: np.ndarray,
+        init_pose: np.ndarray | None = None,
+        init_betas: np.ndarray | None = None,
     ) -> ShardResult:
-        """Fit ``rows``; a row that cannot be fitted is reported in ``failed_rows`` with its
-        reason, and the others are fitted anyway (an error is narrowed down by halving)."""
+        """Fit ``rows`` ((S,) dataset rows) from their ``keypoints`` ((S, 49, 3) crop pixels x, y,
+        confidence); a row that cannot be fitted is reported in ``failed_rows`` with its reason,
+        and the others are fitted anyway (an error is narrowed down by halving)."""
         start = time.perf_counter()
         count = len(rows)
-        keypoints = self.keypoints[rows]
+        keypoints = np.asarray(keypoints)
+        if keypoints.shape != (count, 49, 3):
+            raise ValueError(f"keypoints must be ({count}, 49, 3) for {count} rows, got {keypoints.shape}")
         out = {
             "pose": np.zeros((count, 72), np.float32),
             "betas": np.zeros((count, 10), np.float32),

@@ -6,10 +6,11 @@ or CPU actors with their threads set) fit shards -> the driver, the only writer,
 shard by the store's rule and commits every few seconds or every N rows (``StoreWriter``, the
 writer training uses too) -> summary.
 
-Fault tolerance: actors restart when killed and Ray retries their unfinished shards; a killed
-driver loses at most the rows since its last commit, and rerunning the same command resumes from
-the store. Fitters never wait for a commit: each actor holds two pool slots, so its next shard is
-already queued while the driver merges and commits.
+Fault tolerance: actors restart when killed and Ray retries their unfinished shards; the shards
+of an actor whose node is lost go to the actors left (``ShardScheduler``); a killed driver loses
+at most the rows since its last commit, and rerunning the same command resumes from the store.
+Fitters never wait for a commit: each actor holds two shard slots, so its next shard is already
+queued while the driver merges and commits.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import ray
-from ray.util import ActorPool
 from tqdm import tqdm
 
 from spinfits.cluster.fitter_actor import ShardResult, remote_fitter_class
+from spinfits.cluster.local_ray import connect_or_start_ray
 from spinfits.cluster.plan import Plan, plan_rows
-from spinfits.errors import ConflictError, InputError
+from spinfits.cluster.shard_scheduler import ShardScheduler
+from spinfits.errors import ConflictError, InputError, StorageError
 from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
@@ -263,13 +265,13 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     if not plan.shards:
         logger.info("nothing to do: %s", plan.nothing_to_do())
         return _summary(config, store, files, plan, 0, 0, 0, 0, None, start, ())
-    return _fit_plan(config, store, files, plan, initial, start)
+    return _fit_plan(config, store, files, plan, initial, start, dataset.keypoints)
 
 
-def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSummary:
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+def _fit_plan(config, store, files, plan: Plan, initial, start, keypoints: np.ndarray) -> PrecomputeSummary:
+    """Fit the plan's shards on Ray actors; each shard's keypoints ((S, 49, 3) of ``keypoints``,
+    the dataset's (N, 49, 3)) travel with it."""
+    started_ray = connect_or_start_ray()  # a local cluster runs its workers at normal priority
     device = "cuda" if config.gpus_per_worker > 0 else "cpu"
     actor_class = remote_fitter_class(
         num_cpus=config.threads if device == "cpu" else 1, num_gpus=config.gpus_per_worker
@@ -278,23 +280,20 @@ def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSum
     actors = [
         actor_class.options(name=f"{FITTER_NAME_PREFIX}{run_id}-{index}").remote(
             str(Path(config.model_dir).resolve()),
-            str(Path(config.dataset).resolve()),
             config.fitting,
             device,
             config.threads,
         )
         for index in range(config.workers)
     ]
-    pool = ActorPool(actors * 2)  # two slots per actor: a shard queued while the driver commits
-    shards = list(plan.shards)
 
     def submit(actor, rows):
         if initial is None:
-            return actor.fit_shard.remote(rows)
+            return actor.fit_shard.remote(rows, keypoints[rows])
         pose, betas, usable = initial
         if not usable[rows].all():  # rows without a fit to refine start from keypoints alone
-            return actor.fit_shard.remote(rows)
-        return actor.fit_shard.remote(rows, pose[rows], betas[rows])
+            return actor.fit_shard.remote(rows, keypoints[rows])
+        return actor.fit_shard.remote(rows, keypoints[rows], pose[rows], betas[rows])
 
     writer = StoreWriter(
         store,
@@ -317,14 +316,9 @@ def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSum
         dynamic_ncols=True,
     )
     try:
-        for rows in shards[: 2 * len(actors)]:
-            pool.submit(submit, rows)
-        queue = iter(shards[2 * len(actors) :])
-        while pool.has_next():
-            result: ShardResult = pool.get_next_unordered()
-            following = next(queue, None)
-            if following is not None:
-                pool.submit(submit, following)
+        # two slots per actor: a shard queued while the driver commits
+        result: ShardResult
+        for result in ShardScheduler(actors, submit, slots_per_actor=2).results(list(plan.shards)):
             if result.failed_rows.size:
                 writer.record_failures(result.failed_rows, result.failed_reasons)
             writer.propose(
@@ -347,11 +341,8 @@ def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSum
             bar.update(len(result.rows))
             bar.set_postfix(mean_loss=f"{finite_sum / max(finite_count, 1):.2f}", failed=failed)
         writer.close()
-    except BaseException:  # interrupted (Ctrl-C, a failure): keep what was merged
-        try:
-            writer.close(note=f"interrupted after {fitted} rows")
-        except Exception:  # noqa: BLE001 - the original error matters more
-            logger.exception("could not commit the rows fitted before the interruption")
+    except BaseException as error:  # interrupted (Ctrl-C, a failure): keep what was merged
+        _commit_interrupted(writer, store, error, fitted)
         raise
     finally:
         bar.close()
@@ -373,6 +364,22 @@ def _fit_plan(config, store, files, plan: Plan, initial, start) -> PrecomputeSum
         start,
         tuple(timeline),
     )
+
+
+def _commit_interrupted(writer: StoreWriter, store: FitStore, error: BaseException, fitted: int) -> None:
+    """Commit what was merged before ``error`` stopped the run, unless the error is the store's
+    storage failing and it no longer answers: the commit would fail too, after icechunk's own
+    retries (tens of seconds on S3), and the job would only report its error later."""
+    if isinstance(error, StorageError):
+        try:
+            store.location.check_reachable()
+        except StorageError as unreachable:
+            logger.warning("rows merged since the last commit are not committed: %s", unreachable)
+            return
+    try:
+        writer.close(note=f"interrupted after {fitted} rows")
+    except Exception:  # noqa: BLE001 - the original error matters more
+        logger.exception("could not commit the rows fitted before the interruption")
 
 
 def _summary(

@@ -13,7 +13,9 @@ world rotation and joint position; ``J_b`` its rest joint. This equals smplx's f
 The Jacobian of the joints w.r.t. the 72 pose and 10 shape parameters is analytic: rotating
 bone ``k`` by a world axis ``a`` moves every joint by ``a x (sum_{b below k} q_jb - o_k s_jb)``
 (``q_jb`` the (j, b) term above); the axis of parameter ``i`` of joint ``k`` is ``Rw_k Jr(w_k) e_i``
-(``spinfits.fitting.rotations``); pose correctives and shape add linear terms.
+(``spinfits.fitting.rotations``); pose correctives and shape add linear terms. It is sparse per
+joint: bone ``k`` moves joint ``j`` only when ``k`` is an ancestor of (or is) a bone skinning
+``j``'s vertices, about a quarter of the (joint, bone) pairs, and only those blocks are formed.
 
 Convention: as ``SpinBodyModel``: pose (B, 72) axis-angle radians = global orientation then 23
 body joints relative to their parent; output joints in metres, body frame, SPIN's 49-joint order.
@@ -21,6 +23,7 @@ body joints relative to their parent; output joints in metres, body frame, SPIN'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,10 +46,13 @@ class JointsEvaluation:
     Fields:
         joints: (B, 49, 3) SPIN joints, metres, body frame.
         jacobian: (B, 49, 3, 82) d joints / d [pose (72), betas (10)], or None.
+        corrective: (B, 49, 3, 69) the pose correctives' share of the body joints' columns, where
+            this evaluation computed it (to reuse at nearby poses), else None.
     """
 
     joints: torch.Tensor
     jacobian: torch.Tensor | None
+    corrective: torch.Tensor | None = None
 
 
 def _depth_levels(parents: np.ndarray) -> list[np.ndarray]:
@@ -63,7 +69,9 @@ class JointsOnlyBody(torch.nn.Module):
     points = 24 skeleton + 21 vertex keypoints + 9 extra joints, as ``SPIN_JOINT_SOURCE`` indexes):
     pair_point (P,), pair_bone (P,), pair_weight (P,) ``s``, pair_moment (P, 3) ``m`` at zero
     betas and pose, pair_shape (P, 3, 10), pair_pose (P, 3, 207) or empty when the model has no
-    pose correctives, joint_template (24, 3), joint_shape (24, 3, 10).
+    pose correctives, joint_template (24, 3), joint_shape (24, 3, 10); the K blocks (SPIN joint,
+    bone) of the rotation Jacobian: block_joint (K,), block_point (K,) its source point,
+    block_bone (K,), block_weight (K,) the skinning weight of the point's pairs below the bone.
     """
 
     def __init__(
@@ -131,7 +139,6 @@ class JointsOnlyBody(torch.nn.Module):
         buffer("pair_point", pair_point, torch.long)
         buffer("pair_slot", pair_point * NUM_BONES + pair_bone, torch.long)
         buffer("descendant", descendant)
-        buffer("below_weight", weight_grid @ descendant.T)  # (54, 24): sum of s below bone k
         buffer("parent_of", np.maximum(parents, 0), torch.long)
         buffer("spin_source", np.asarray(SPIN_JOINT_SOURCE), torch.long)
         # Pairs whose pose correctives reach a SPIN joint: the only ones the Jacobian needs.
@@ -140,6 +147,18 @@ class JointsOnlyBody(torch.nn.Module):
         ]
         buffer("corrective_pairs", corrective, torch.long)
         buffer("corrective_pose", pair_pose[corrective].reshape(len(corrective), 3, NUM_BONES - 1, 9))
+        # The rotation Jacobian is sparse per joint: bone k moves SPIN joint j only when k is an
+        # ancestor (or itself) of a bone that skins j's source point. Blocks (joint, bone) kept:
+        incidence = np.zeros((self.num_points, NUM_BONES))
+        incidence[pair_point, pair_bone] = 1.0
+        source = np.asarray(SPIN_JOINT_SOURCE)
+        reach = (incidence @ descendant.T > 0)[source]  # (49, 24)
+        block_joint, block_bone = np.nonzero(reach)
+        block_point = source[block_joint]
+        buffer("block_point", block_point, torch.long)
+        buffer("block_bone", block_bone, torch.long)
+        buffer("block_weight", (weight_grid @ descendant.T)[block_point, block_bone])  # s below k
+        buffer("block_joint", block_joint, torch.long)
         self.to(device)
 
     def forward(self, pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
@@ -151,12 +170,19 @@ class JointsOnlyBody(torch.nn.Module):
         pose: torch.Tensor,
         betas: torch.Tensor,
         with_jacobian: bool = True,
-        corrective_jacobian: bool = True,
+        corrective_jacobian: bool | torch.Tensor = True,
+        left: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> JointsEvaluation:
         """Joints (B, 49, 3) and, if asked, their Jacobian (B, 49, 3, 82) w.r.t. [pose, betas].
 
         ``corrective_jacobian=False`` leaves the pose correctives' (small, costly) share out of
-        the Jacobian, which is then approximate; the joints are exact either way.
+        the Jacobian, which is then approximate; a (B, 49, 3, 69) tensor is used as that share
+        (e.g. ``JointsEvaluation.corrective`` of an evaluation at a nearby pose: approximate
+        too); the joints are exact either way.
+        ``left``: a function of the joints (B, 49, 3) giving (B, 49, M, 3) per joint, e.g. each
+        joint's weighted pixel projection Jacobian (M = 2): the Jacobian then comes back
+        multiplied by it, (B, 49, M, 82) = left(joints) @ d joints / d params, formed block by
+        block without the (B, 49, 3, 82) one.
         """
         batch = pose.shape[0]
         rot, right_jac = axis_angle_to_matrix_and_right_jacobian(pose.reshape(batch, NUM_BONES, 3))
@@ -202,29 +228,59 @@ class JointsOnlyBody(torch.nn.Module):
         if not with_jacobian:
             return JointsEvaluation(joints, None)
 
-        # Rotation part: d p_j / d w_k,i = a_k,i x (sum_{pairs below k} q - o_k s).
-        axes = (world_rot_t @ right_jac).transpose(-1, -2)  # (B, 24, 3 i, 3 c): a_k,i
+        # Rotation part, per (joint j, bone k) block: d p_j / d w_k,i = a_k,i x l_jk, with the
+        # lever l_jk = sum_{pairs of j below k} q - o_k s; a_k,i = column i of Rw_k Jr(w_k).
+        count = self.block_bone.shape[0]
+        axes = (world_rot_t @ right_jac)[:, self.block_bone]  # (B, K, 3 c, 3 i)
         below = torch.einsum("kb,njbc->njkc", self.descendant, grid)  # q summed below bone k
-        lever = below - world_pos_t[:, None] * self.below_weight[None, :, :, None]  # (B,54,24,3)
-        lever = lever[:, self.spin_source]  # (B, 49, 24, 3)
-        d_rot = torch.linalg.cross(
-            axes[:, None], lever[:, :, :, None, :].expand(-1, -1, -1, 3, -1), dim=-1
-        )  # (B, 49, 24, 3 i, 3 c)
-        d_pose = d_rot.permute(0, 1, 4, 2, 3).reshape(batch, joints.shape[1], 3, NUM_POSE_PARAMS)
-        if self.has_pose_correctives and corrective_jacobian:
-            d_pose = d_pose + self._pose_corrective_jacobian(rot, right_jac, bone_rot)
+        lever = (
+            below[:, self.block_point, self.block_bone]
+            - world_pos_t[:, self.block_bone] * self.block_weight[:, None]
+        )[:, :, None]  # (B, K, 1, 3)
+        # Row m of block (j, k), for a row vector u_m (left's, or the unit vectors): the triple
+        # product u_m . (a_i x l) = (l x u_m) . a_i.
+        if left is None:
+            rows_of = torch.eye(3, dtype=pose.dtype, device=pose.device).expand(batch, count, 3, 3)
+        else:
+            left = left(joints)
+            rows_of = left[:, self.block_joint]
+        rows = rows_of.shape[2]
+        cross = _cross(lever.expand_as(rows_of), rows_of)  # (B, K, M, 3 c)
+        blocks = sum(cross[..., c, None] * axes[:, :, None, c] for c in range(3))  # (B, K, M, 3 i)
+        jacobian = joints.new_zeros(batch, joints.shape[1] * rows * NUM_PARAMS)
+        jacobian[:, self._block_positions(rows)] = blocks.reshape(batch, count * rows * 3)
+        jacobian = jacobian.reshape(batch, joints.shape[1], rows, NUM_PARAMS)
+        computed = None
+        if isinstance(corrective_jacobian, torch.Tensor):
+            corrective = corrective_jacobian
+        elif self.has_pose_correctives and corrective_jacobian:
+            corrective = computed = self._pose_corrective_jacobian(rot, right_jac, bone_rot)
+        else:
+            corrective = None
+        if corrective is not None:
+            jacobian[..., 3:NUM_POSE_PARAMS] += corrective if left is None else left @ corrective
         # Shape part: Rw_b (dm - dJ_b s) + do_b s.
         d_pair_shape = (
             bone_rot @ self.pair_local_shape
             + torch.stack(world_pos_shape, 1)[:, self.pair_bone] * weight[..., None]
         )  # (B, P, 3, 10)
         d_shape = self._sum_pairs(d_pair_shape)[:, self.spin_source]
-        return JointsEvaluation(joints, torch.cat([d_pose, d_shape], dim=-1))
+        jacobian[..., NUM_POSE_PARAMS:] = d_shape if left is None else left @ d_shape
+        return JointsEvaluation(joints, jacobian, computed)
+
+    def _block_positions(self, rows: int) -> torch.Tensor:
+        """(K * rows * 3,) where block (j, k)'s entries (row m, axis i) go in a flattened
+        (49, rows, 82) Jacobian."""
+        m = torch.arange(rows, device=self.block_bone.device)[None, :, None]
+        i = torch.arange(3, device=self.block_bone.device)[None, None, :]
+        joint, bone = self.block_joint[:, None, None], self.block_bone[:, None, None]
+        return ((joint * rows + m) * NUM_PARAMS + bone * 3 + i).reshape(-1)
 
     def _pose_corrective_jacobian(
         self, rot: torch.Tensor, right_jac: torch.Tensor, bone_rot: torch.Tensor
     ) -> torch.Tensor:
-        """(B, 49, 3, 72): the pose correctives' share, through d R_k / d w_k,i = R_k [Jr e_i]x."""
+        """(B, 49, 3, 69): the pose correctives' share (body joints 1-23), through
+        d R_k / d w_k,i = R_k [Jr e_i]x."""
         batch = rot.shape[0]
         generators = skew(right_jac[:, 1:].transpose(-1, -2))  # (B, 23, 3 i, 3, 3)
         d_rot = (rot[:, 1:, None] @ generators).reshape(batch, NUM_BONES - 1, 3, 9)
@@ -233,10 +289,17 @@ class JointsOnlyBody(torch.nn.Module):
         world = bone_rot[:, self.corrective_pairs] @ local.reshape(batch, -1, 3, 69)
         total = world.new_zeros(batch, self.num_points, 3, 69)
         total = total.index_add(1, self.pair_point[self.corrective_pairs], world)
-        points = total[:, self.spin_source]  # (B, 49, 3, 69)
-        return torch.cat([torch.zeros_like(points[..., :3]), points], dim=-1)
+        return total[:, self.spin_source]  # (B, 49, 3, 69)
 
     def _sum_pairs(self, values: torch.Tensor) -> torch.Tensor:
         """(B, P, ...) per-pair values -> (B, 54, ...) summed per source point."""
         total = values.new_zeros((values.shape[0], self.num_points) + values.shape[2:])
         return total.index_add(1, self.pair_point, values)
+
+
+def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(..., 3) x (..., 3) -> (..., 3) cross product, elementwise (cheaper than
+    ``torch.linalg.cross`` on small broadcast tensors)."""
+    ax, ay, az = a.unbind(-1)
+    bx, by, bz = b.unbind(-1)
+    return torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], -1)

@@ -27,13 +27,22 @@ SMPLIFY_2016_STAGES: tuple[PriorStage, ...] = (
 )
 
 
+#: The engine of fits from keypoints alone: the LM default, the pose correctives' share of the
+#: Jacobian computed once per row and body stage (``SmplifyConfig.reuse_corrective_jacobian``:
+#: 1.7x faster with the toy model's correctives for a 5 % higher median fit loss; no change
+#: without correctives).
+OFFLINE_ENGINE = SmplifyConfig(reuse_corrective_jacobian=True)
+
+
 @dataclass(frozen=True)
 class OfflineConfig:
     """How fits are made from keypoints alone (each step: ``fitting.offline_fitter``).
 
     smplify: the engine (solver, caps, batch size, sigma). Its ``body_stages`` are replaced by
-        ``stages`` and ``confident_torso`` by this config's.
-    stages: body-stage schedule of prior weights; () means SPIN's single stage.
+        ``stages`` and ``confident_torso`` by this config's. Default: ``OFFLINE_ENGINE``.
+    stages: body-stage schedule of prior weights; () (default) means SPIN's single stage.
+        ``SMPLIFY_2016_STAGES`` is SMPLify 2016's schedule: no better on the stand-in's
+        synthetic people and about 2.3x slower (``bench/RESULTS.md``, issue 15).
     back_hypothesis: also fit every row from facing away.
     side_hypotheses: also fit from both side views where shoulder width / torso height in the
         image is below ``side_ratio`` (or cannot be measured).
@@ -47,10 +56,13 @@ class OfflineConfig:
         the refit of rows that had outliers.
     learned_hypothesis: also fit every row from the keypoint regressor's prediction
         (``spinfits init train-regressor``; its file must sit beside the model files).
+    prune_after_stage: None: every hypothesis runs the whole schedule; k: after the camera
+        stage and the first k prior stages, each row keeps its best hypothesis (by
+        ``select_by``) and only that one runs the remaining stages (0: after the camera stage).
     """
 
-    smplify: SmplifyConfig = field(default_factory=SmplifyConfig)
-    stages: tuple[PriorStage, ...] = SMPLIFY_2016_STAGES
+    smplify: SmplifyConfig = field(default_factory=lambda: OFFLINE_ENGINE)
+    stages: tuple[PriorStage, ...] = ()
     back_hypothesis: bool = True
     side_hypotheses: bool = True
     side_ratio: float = 0.45
@@ -62,6 +74,7 @@ class OfflineConfig:
     outlier_min_px: float = 12.0
     refit_iterations: int = 20
     learned_hypothesis: bool = False
+    prune_after_stage: int | None = None
 
     def __post_init__(self) -> None:
         if self.select_by not in ("objective", "fit_loss"):
@@ -74,6 +87,12 @@ class OfflineConfig:
             raise InputError(f"refit_iterations must be >= 1, got {self.refit_iterations}")
         if not 0 < self.swap_ratio < 1:
             raise InputError(f"swap_ratio must be within (0, 1), got {self.swap_ratio}")
+        if self.prune_after_stage is not None and not 0 <= self.prune_after_stage < max(len(self.stages), 1):
+            raise InputError(
+                f"prune_after_stage must be None or within [0, {max(len(self.stages), 1) - 1}] (a stage "
+                f"of the {len(self.stages)}-stage schedule after which the hypotheses are pruned), got "
+                f"{self.prune_after_stage}"
+            )
         if self.confident_torso and self.smplify.solver != "lm":
             raise InputError(
                 "confident_torso needs the LM solver; set "

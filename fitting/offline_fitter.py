@@ -24,8 +24,10 @@ camera depth.
    contorted body that reprojects marginally better does not win. With
    ``OfflineConfig.learned_hypothesis`` the keypoint regressor's prediction
    (``keypoint_regressor``) is one more hypothesis.
-3. **Staged optimisation** (SMPLify 2016): the body stage runs a schedule of decreasing
-   pose/shape prior weights (``OfflineConfig.stages``) ending at SPIN's weights.
+3. **Body stage**: SPIN's, or a schedule of decreasing pose/shape prior weights ending at
+   SPIN's (``OfflineConfig.stages``; SMPLify 2016's). With ``OfflineConfig.prune_after_stage``
+   every hypothesis runs only the camera stage and the first stages, and each row's best one
+   alone runs the rest.
 4. **Outlier rejection** (``outliers``; ``OfflineConfig.outlier_factor``): after the fit, a
    confident keypoint whose reprojection error exceeds ``max(outlier_min_px, outlier_factor *
    s)`` (``s`` = 1.4826 x the row's median error over its confident joints, a robust standard
@@ -72,11 +74,12 @@ class OfflineFitter:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self.config = config or OfflineConfig()
-        self.smplify = SMPLify(files, self.config.engine_config(), device, dtype)
-        final = self.config.engine_config().body_schedule()[-1][0]
+        engine = self.config.engine_config()
+        self.smplify = SMPLify(files, engine, device, dtype)
+        final = engine.body_schedule()[-1][0]
         self._final_weights = final
         refit = replace(
-            self.config.engine_config(),
+            engine,
             camera_iterations=0,
             body_stages=(
                 PriorStage(
@@ -87,7 +90,20 @@ class OfflineFitter:
                 ),
             ),
         )
-        self._refit = SMPLify(files, refit, device, dtype) if self.config.smplify.solver == "lm" else None
+        self._refit = self.smplify.with_config(refit) if self.config.smplify.solver == "lm" else None
+        # Pruned hypotheses: the camera stage and the first k prior stages for every hypothesis
+        # (k = 0: no body iteration), then the remaining stages for each row's best one.
+        self._pruned = None
+        prune = self.config.prune_after_stage
+        if prune is not None:
+            schedule = self.config.stages
+            early = (
+                replace(engine, body_stages=schedule[:prune])
+                if prune
+                else replace(engine, body_stages=(), body_iterations=0)
+            )
+            late = replace(engine, camera_iterations=0, body_stages=schedule[prune:])
+            self._pruned = (self.smplify.with_config(early), self.smplify.with_config(late))
         self._regressor = (
             load_keypoint_regressor(files, device=device) if self.config.learned_hypothesis else None
         )
@@ -132,14 +148,17 @@ class OfflineFitter:
             betas = torch.cat([betas, learned_betas])
             cam_t = torch.cat([cam_t, learned_cam])
 
-        def report(done: int, rows: int) -> None:  # hypothesis rows -> the caller's rows
-            progress(done * count // max(rows, 1), count)
+        if self._pruned is not None and owner.shape[0] > count:
+            result = self._fit_pruned(pose, betas, cam_t, fitted_to, center, owner, slots, progress)
+        else:
 
-        result = self.smplify.fit(
-            pose, betas, cam_t, fitted_to[owner], center[owner], report if progress is not None else None
-        )
-        best = self._select(result, owner, slots, count)
-        result = _take(result, best)
+            def report(done: int, rows: int) -> None:  # hypothesis rows -> the caller's rows
+                progress(done * count // max(rows, 1), count)
+
+            result = self.smplify.fit(
+                pose, betas, cam_t, fitted_to[owner], center[owner], report if progress is not None else None
+            )
+            result = _take(result, self._select(result, owner, slots, count))
         if config.outlier_factor is not None and self._refit is not None:
             result = reject_outliers(
                 result,
@@ -164,6 +183,16 @@ class OfflineFitter:
         return replace(result, loss=loss)
 
     # ------------------------------------------------------------------ steps
+
+    def _fit_pruned(self, pose, betas, cam_t, keypoints, center, owner, slots, progress) -> FitResult:
+        """Every hypothesis row (H,) through the early stages, each row's best one (N,) through
+        the rest (``OfflineConfig.prune_after_stage``)."""
+        early_engine, late_engine = self._pruned
+        count = keypoints.shape[0]
+        early = early_engine.fit(pose, betas, cam_t, keypoints[owner], center[owner])
+        early = _take(early, self._select(early, owner, slots, count))
+        late = late_engine.fit(early.pose, early.betas, early.cam_t, keypoints, center, progress)
+        return replace(late, iterations=late.iterations + early.iterations)
 
     def _hypotheses(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, 49, 3) -> per hypothesis (H,): owner row, slot (its hypothesis kind), yaw."""

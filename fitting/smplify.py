@@ -14,6 +14,7 @@ in front of the image plane (t_z <= 0) are not fitted: ``fitted`` False, loss +i
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 
@@ -59,6 +60,18 @@ class SMPLify:
             SpinBodyModel(files, self.device, dtype) if self.config.body_evaluation == "full" else None
         )
         self.prior = GmmPosePrior(files.gmm, self.device, dtype)
+
+    def with_config(self, config: SmplifyConfig) -> "SMPLify":
+        """This engine (the same body model, prior and device, nothing copied) fitting with
+        ``config``, e.g. another stage schedule; ``config.body_evaluation`` must be this one's."""
+        if (config.body_evaluation == "full") != (self.full_model is not None):
+            raise InputError(
+                f"with_config: this engine evaluates the body {self.config.body_evaluation!r}, the "
+                f"config asks for {config.body_evaluation!r}; make a new SMPLify for it"
+            )
+        other = copy.copy(self)
+        other.config = config
+        return other
 
     @property
     def body_model(self) -> SpinBodyModel | JointsOnlyBody:
@@ -203,6 +216,7 @@ class SMPLify:
                     config.focal_length,
                     weights,
                     config.corrective_jacobian,
+                    config.reuse_corrective_jacobian,
                 )
                 last = stage == len(schedule) - 1
                 second = solve_pool(

@@ -73,6 +73,10 @@ class SmplifyConfig:
         ``tolerance * loss``.
     corrective_jacobian: LM's Jacobian includes the pose correctives' share (exact); False
         drops it (a Gauss-Newton approximation; the loss that accepts steps stays exact).
+    reuse_corrective_jacobian: the correctives' share is computed once per row and body stage,
+        at the stage's start, and reused for the stage's later iterations (an approximate
+        Gauss-Newton model again, the loss stays exact; it is most of the Jacobian's cost with
+        SMPL's pose correctives). False: computed at every iterate.
     min_keypoints: fewer confident (non-ignored) keypoints than this: no fit, loss = +inf.
     body_stages: () (default, SPIN's single stage: ``weights`` for ``body_iterations``) or
         a schedule of ``PriorStage`` run in order, each starting where the previous ended
@@ -94,6 +98,7 @@ class SmplifyConfig:
     focal_length: float = FOCAL_LENGTH
     min_keypoints: int = 4
     corrective_jacobian: bool = True
+    reuse_corrective_jacobian: bool = False
     weights: LossWeights = field(default_factory=LossWeights)
     body_stages: tuple[PriorStage, ...] = ()
     confident_torso: bool = False

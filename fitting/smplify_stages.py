@@ -133,9 +133,15 @@ class BodyStage:
         focal_length: float,
         weights: LossWeights,
         corrective_jacobian: bool = True,
+        reuse_corrective_jacobian: bool = False,
     ) -> None:
         self.model = model
         self.corrective_jacobian = corrective_jacobian
+        # (N, 49, 3, 69) each row's correctives' share, from its first Jacobian evaluation here
+        self._corrective = None
+        if reuse_corrective_jacobian and corrective_jacobian and model.has_pose_correctives:
+            self._corrective = init_pose.new_zeros(init_pose.shape[0], 49, 3, 69)
+            self._has_corrective = torch.zeros(init_pose.shape[0], dtype=torch.bool, device=init_pose.device)
         self.prior = pose_prior
         self.init = torch.cat([init_pose, init_betas], dim=1)
         self.cam_t = cam_t
@@ -144,6 +150,9 @@ class BodyStage:
         self.camera_center = camera_center
         self.focal_length = focal_length
         self.weights = weights
+        self._angles = list(ANGLE_PRIOR_INDICES)  # body-pose indices of the angle prior
+        self._signs = torch.tensor(ANGLE_PRIOR_SIGNS, dtype=init_pose.dtype, device=init_pose.device)
+        self._angle_columns = 3 + torch.tensor(self._angles, device=init_pose.device)
 
     def initial(self, rows: torch.Tensor) -> torch.Tensor:
         return self.init[rows]
@@ -151,44 +160,86 @@ class BodyStage:
     def residuals(
         self, x: torch.Tensor, rows: torch.Tensor, with_jacobian: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """r (S, 181) = [data (98), pose prior (69), angle prior (4), shape prior (10)] and the
+        Jacobian of the data residuals only, (S, 98, 82): ``normal_equations`` adds the priors'
+        share, whose Jacobian is constant (pose prior, per mixture component) or diagonal."""
         w = self.weights
         count = x.shape[0]
         pose, betas = x[:, :72], x[:, 72:]
+        terms = {}
+
+        def data_jacobian_rows(joints: torch.Tensor) -> torch.Tensor:
+            """(S, 49, 3) joints -> (S, 49, 2, 3): d r_data / d joint, per joint (and the data
+            residuals, kept in ``terms``)."""
+            camera_points = joints + self.cam_t[rows][:, None]  # (S, 49, 3)
+            pixels = (
+                self.focal_length * camera_points[..., :2] / camera_points[..., 2:3]
+                + self.camera_center[rows][:, None]
+            )
+            error = pixels - self.targets[rows]  # (S, 49, 2)
+            confidence = self.confidence[rows][..., None]
+            scale = torch.rsqrt(w.sigma**2 + error**2)
+            terms["data"] = confidence * w.sigma * error * scale
+            d_data = confidence * w.sigma**3 * scale**3  # d r / d error
+            return d_data[..., None] * projection_jacobian(camera_points, self.focal_length)
+
+        corrective = self.corrective_jacobian
+        reuse = with_jacobian and self._corrective is not None and bool(self._has_corrective[rows].all())
+        if reuse:
+            corrective = self._corrective[rows]
         evaluation = self.model.evaluate(
-            pose, betas, with_jacobian=with_jacobian, corrective_jacobian=self.corrective_jacobian
+            pose,
+            betas,
+            with_jacobian=with_jacobian,
+            corrective_jacobian=corrective,
+            left=data_jacobian_rows if with_jacobian else None,
         )
-        camera_points = evaluation.joints + self.cam_t[rows][:, None]  # (S, 49, 3)
-        pixels = (
-            self.focal_length * camera_points[..., :2] / camera_points[..., 2:3]
-            + self.camera_center[rows][:, None]
-        )
-        error = pixels - self.targets[rows]  # (S, 49, 2)
-        confidence = self.confidence[rows][..., None]
-        scale = torch.rsqrt(w.sigma**2 + error**2)
-        r_data = confidence * w.sigma * error * scale
+        if with_jacobian and self._corrective is not None and not reuse:
+            self._corrective[rows] = evaluation.corrective
+            self._has_corrective[rows] = True
+        if not with_jacobian:
+            data_jacobian_rows(evaluation.joints)
         body = pose[:, 3:]
         component = self.prior.component_nll(body).argmin(dim=1)  # (S,)
         factor = self.prior.precision_factors[component]  # (S, 69, 69)
         prior_scale = w.pose_prior_weight / math.sqrt(2.0)
         r_prior = prior_scale * (factor @ (body - self.prior.means[component])[..., None])[..., 0]
-        signs = torch.tensor(ANGLE_PRIOR_SIGNS, dtype=x.dtype, device=x.device)
-        angles = list(ANGLE_PRIOR_INDICES)
-        r_angle = w.angle_prior_weight * torch.exp(body[:, angles] * signs)
+        r_angle = w.angle_prior_weight * torch.exp(body[:, self._angles] * self._signs)
         r_shape = w.shape_prior_weight * betas
-        r = torch.cat([r_data.reshape(count, -1), r_prior, r_angle, r_shape], dim=1)
+        r = torch.cat([terms["data"].reshape(count, -1), r_prior, r_angle, r_shape], dim=1)
         const = w.pose_prior_weight**2 * self.prior.constants[component]
         if not with_jacobian:
             return r, None, const
+        return r, evaluation.jacobian.reshape(count, -1, NUM_PARAMS), const
 
-        d_data = confidence * w.sigma**3 * scale**3  # d r / d error
-        d_pixel = projection_jacobian(camera_points, self.focal_length) @ evaluation.jacobian
-        j_data = (d_data[..., None] * d_pixel).reshape(count, -1, NUM_PARAMS)
-        j_prior = x.new_zeros(count, 69, NUM_PARAMS)
-        j_prior[:, :, 3:72] = prior_scale * factor
-        j_angle = x.new_zeros(count, 4, NUM_PARAMS)
-        columns = 3 + torch.tensor(angles, device=x.device)
-        j_angle[:, torch.arange(4, device=x.device), columns] = r_angle * signs
-        j_shape = x.new_zeros(count, 10, NUM_PARAMS)
-        j_shape[:, :, 72:] = w.shape_prior_weight * torch.eye(10, dtype=x.dtype, device=x.device)
-        jac = torch.cat([j_data, j_prior, j_angle, j_shape], dim=1)
-        return r, jac, const
+    def normal_equations(
+        self, x: torch.Tensor, r: torch.Tensor, jac: torch.Tensor, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """J^T J (S, 82, 82) and J^T r (S, 82) of the full residual vector, from the data
+        Jacobian ``jac`` (S, 98, 82) and the priors' known structure: the pose prior's Jacobian
+        is ``w / sqrt 2 * U_k`` (so its J^T J is ``w^2 / 2 * P_k``, the component's precision),
+        the angle and shape priors' are diagonal."""
+        w = self.weights
+        data_rows = jac.shape[1]
+        r_data = r[:, :data_rows]
+        r_prior = r[:, data_rows : data_rows + 69]
+        r_angle = r[:, data_rows + 69 : data_rows + 73]
+        r_shape = r[:, data_rows + 73 :]
+        component = self.prior.component_nll(x[:, 3:72]).argmin(dim=1)
+        prior_scale = w.pose_prior_weight / math.sqrt(2.0)
+        jac_t = jac.transpose(1, 2)
+        hessian = jac_t @ jac
+        gradient = (jac_t @ r_data[..., None])[..., 0]
+        hessian[:, 3:72, 3:72] += prior_scale**2 * self.prior.precisions[component]
+        gradient[:, 3:72] += (
+            prior_scale
+            * (self.prior.precision_factors[component].transpose(1, 2) @ r_prior[..., None])[..., 0]
+        )
+        d_angle = r_angle * self._signs  # d r_angle / d its pose parameter
+        columns = self._angle_columns
+        hessian[:, columns, columns] += d_angle**2
+        gradient[:, columns] += d_angle * r_angle
+        shape = torch.arange(72, NUM_PARAMS, device=x.device)
+        hessian[:, shape, shape] += w.shape_prior_weight**2
+        gradient[:, 72:] += w.shape_prior_weight * r_shape
+        return hessian, gradient

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from spinfits.store.layout import write_chunks
+
 FAILURE_ARRAY = "failure"
 FAILURE_REASONS_ATTR = "spinfits_failure_reasons"
 #: Longest reason text kept (the rest of a long error message is cut).
@@ -92,13 +94,15 @@ def read_failures(store: Any, dataset: str, n_rows: int) -> Failures:
     return Failures(np.asarray(group[FAILURE_ARRAY][...], dtype=np.int16), reasons)
 
 
-def write_failures(store: Any, dataset: str, failures: Failures, chunk_rows: int) -> None:
-    """Write ``failures`` into ``dataset``'s group (a writable session's store)."""
+def write_failures(store: Any, dataset: str, failures: Failures, rows: np.ndarray, chunk_rows: int) -> None:
+    """Write the chunks of ``failures`` that hold ``rows`` ((M,) int64 rows whose failure
+    changed) into ``dataset``'s group (a writable session's store), and the reasons."""
     group = zarr.open_group(store, path=dataset, mode="r+")
     if FAILURE_ARRAY not in group.array_keys():
         create_failure_array(group, len(failures.codes), chunk_rows)
-    group[FAILURE_ARRAY][...] = failures.codes
-    group.attrs[FAILURE_REASONS_ATTR] = list(failures.reasons)
+    write_chunks({FAILURE_ARRAY: group[FAILURE_ARRAY]}, {FAILURE_ARRAY: failures.codes}, rows, chunk_rows)
+    if list(group.attrs.get(FAILURE_REASONS_ATTR, [])) != list(failures.reasons):
+        group.attrs[FAILURE_REASONS_ATTR] = list(failures.reasons)
 
 
 def create_failure_array(group: zarr.Group, n_rows: int, chunk_rows: int) -> None:

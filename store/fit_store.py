@@ -3,23 +3,28 @@
 Lifecycle of a write::
 
     store = FitStore.open("fits.icechunk", body_model=BodyModelInfo("smpl-1.0-abc123"))
-    store.merge("coco", proposals)       # merge rule applied, rows written, not yet visible
+    store.merge("coco", proposals)       # merge rule applied in memory, not yet visible
     store.merge("coco", more_proposals)
     version = store.commit("precompute shard 3")   # one snapshot with message + metadata
 
 Opening and creating live in ``repository``, history (log, tags, rollback, diff) in ``history``,
 failed rows in ``failures``; this module is the writing session: merge, replay, commit.
 
-Only commits are visible to readers (``FitReader``), always as whole snapshots. A crash before
-``commit`` leaves the store at its last commit. If another process committed to the branch
-since this writer's session began, ``commit`` re-reads the new tip, re-applies every pending
-proposal with the merge rule and tries again: never last-writer-wins, never a lost improvement.
-The writer keeps the proposals merged since its last commit (at most one per row and dataset)
-for that replay, and an in-memory copy of each dataset it writes for the merge itself.
+Merges are buffered: ``merge`` applies the rule to an in-memory working copy of the dataset and
+marks the rows it changed; ``commit`` writes each changed row once (``dataset_writes``: appended to
+the dataset's update log, or folded into its column chunks) and commits, all under the local
+commit lock. Only commits are visible to readers (``FitReader``), always as whole snapshots. A
+crash before or during ``commit`` leaves the store at its last commit (chunks written by a commit
+that did not finish are garbage for ``FitStore.gc``). If another process committed to the branch
+since this writer's working copies were read, ``commit`` re-reads the new tip, re-applies every
+pending proposal with the merge rule and writes that: never last-writer-wins, never a lost
+improvement. The writer keeps the proposals merged since its last commit (at most one per row and
+dataset) for that replay.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import random
@@ -32,18 +37,18 @@ import icechunk
 import numpy as np
 
 from spinfits.errors import ConflictError, InputError, StorageError
-from spinfits.store import history
+from spinfits.store import garbage_collection, history
+from spinfits.store.dataset_writes import DatasetWrite, write_dataset
 from spinfits.store.diff import FitDiff
 from spinfits.store.failures import Failures, read_failures, write_failures
 from spinfits.store.fits import Fits, Proposals, check_proposals, row_numbers
+from spinfits.store.garbage_collection import GcReport
 from spinfits.store.layout import (
     check_dataset_name,
     create_dataset_group,
     list_datasets,
-    load_fits,
-    open_columns,
+    load_dataset,
     unknown_dataset,
-    write_rows,
 )
 from spinfits.store.location import S3Options, StoreLocation
 from spinfits.store.merge_rule import any_reason, best_per_row, merge_into, refusals
@@ -56,7 +61,9 @@ from spinfits.store.repository import (
     repository_exists,
 )
 from spinfits.store.schema import CHUNK_ROWS, BodyModelInfo, DatasetInfo, config_hash
-from spinfits.store.versions import Version, resolve_version
+from spinfits.store.update_log import UpdateLog
+from spinfits.store.versions import Version, resolve_version, snapshot_store
+from spinfits.store.write_policy import WritePolicy
 
 log = logging.getLogger(__name__)
 
@@ -66,28 +73,36 @@ class FitStore:
 
     Use ``FitStore.create`` or ``FitStore.open``. One ``FitStore`` is one writer on ``branch``;
     readers use ``reader()``. Not thread-safe: share it across threads behind a lock
-    (``spinfits.store.StoreWriter`` does), or give each process its own.
+    (``spinfits.store.StoreWriter`` does), or give each process its own. ``write_policy``: when
+    a commit appends its changed rows to a dataset's update log and when it folds the log into
+    the columns (``WritePolicy``; readers read either).
     """
 
     def __init__(
-        self, repo: icechunk.Repository, location: StoreLocation, body_model: BodyModelInfo, branch: str
+        self,
+        repo: icechunk.Repository,
+        location: StoreLocation,
+        body_model: BodyModelInfo,
+        branch: str,
+        write_policy: WritePolicy | None = None,
     ) -> None:
         self._repo = repo
         self._location = location
         self._body_model = body_model
         self._branch = branch
-        self._session: icechunk.Session | None = None
+        self._policy = _checked_policy(write_policy)
+        # Working copies, all as of snapshot ``_base`` plus the merges since (None: none read).
+        self._base: str | None = None
         self._infos: dict[str, DatasetInfo] = {}
-        self._columns: dict[str, dict[str, Any]] = {}
-        # Working copies: every row of each dataset written, as of the session (base + merges).
-        self._working: dict[str, Fits] = {}
-        self._working_snapshot: str | None = None
-        self._changed: dict[str, np.ndarray] = {}  # dataset -> (N,) bool, changed since base
+        self._working: dict[str, Fits] = {}  # every row of each dataset merged into
+        self._logs: dict[str, UpdateLog] = {}  # its update log at _base
+        self._changed: dict[str, np.ndarray] = {}  # dataset -> (N,) bool, changed since _base
+        self._failures: dict[str, Failures] = {}  # working copies of the failed rows
+        self._failures_changed: dict[str, np.ndarray] = {}  # dataset -> (N,) bool
         # Proposals merged since the last commit, best per row: (dataset, accept_unscored) -> it.
         self._pending: dict[tuple[str, bool], Proposals] = {}
         # Rows recorded as failed since the last commit: dataset -> {row: reason}.
         self._pending_failures: dict[str, dict[int, str]] = {}
-        self._failures: dict[str, Failures] = {}  # working copies, as of the session
         self._refused: dict[str, dict[str, int]] = {}  # dataset -> reason -> proposals refused
         self._needs_replay = False
         self._jitter = random.Random()  # backoff after a lost commit race
@@ -100,13 +115,15 @@ class FitStore:
         body_model: BodyModelInfo,
         *,
         s3: S3Options | None = None,
+        write_policy: WritePolicy | None = None,
     ) -> FitStore:
         """Create an empty store (no datasets, branch ``main``) for fits of ``body_model``.
 
         A local ``location`` must not exist or be an empty directory.
         """
         where = StoreLocation.parse(location, s3)
-        return cls(create_repository(where, body_model), where, body_model, "main")
+        policy = _checked_policy(write_policy)
+        return cls(create_repository(where, body_model), where, body_model, "main", policy)
 
     @staticmethod
     def exists(location: str | Path | StoreLocation, *, s3: S3Options | None = None) -> bool:
@@ -121,6 +138,7 @@ class FitStore:
         body_model: BodyModelInfo | str | None = None,
         s3: S3Options | None = None,
         branch: str = "main",
+        write_policy: WritePolicy | None = None,
     ) -> FitStore:
         """Open an existing store.
 
@@ -129,8 +147,9 @@ class FitStore:
         (for reading and inspection).
         """
         where = StoreLocation.parse(location, s3)
+        policy = _checked_policy(write_policy)
         repo, stored = open_repository(where, branch, body_model)
-        return cls(repo, where, stored, branch)
+        return cls(repo, where, stored, branch, policy)
 
     # ------------------------------------------------------------------------------ properties
     @property
@@ -146,6 +165,10 @@ class FitStore:
         return self._body_model
 
     @property
+    def write_policy(self) -> WritePolicy:
+        return self._policy
+
+    @property
     def repository(self) -> icechunk.Repository:
         """The underlying icechunk repository (for advanced use; prefer this class's methods)."""
         return self._repo
@@ -157,7 +180,7 @@ class FitStore:
     def datasets(self, version: str | None = None) -> dict[str, DatasetInfo]:
         """The datasets at ``version`` (branch, tag or snapshot id; None = tip of the branch)."""
         snapshot = self.resolve(version)
-        return list_datasets(self._repo.readonly_session(snapshot_id=snapshot).store)
+        return list_datasets(snapshot_store(self._repo, snapshot))
 
     def dataset(self, name: str, version: str | None = None) -> DatasetInfo:
         infos = self.datasets(version)
@@ -170,63 +193,64 @@ class FitStore:
         return resolve_version(self._repo, self._branch if version is None else version).snapshot_id
 
     # ---------------------------------------------------------------------------------- writer
-    def _begin(self) -> icechunk.Session:
-        """The writable session, started at the branch tip if there is none."""
-        if self._session is None:
-            self._session = self._repo.writable_session(self._branch)
-            self._infos = list_datasets(self._session.store)
-            self._columns = {}
-            self._changed = {}
-            if self._session.snapshot_id != self._working_snapshot:
-                self._working = {}
-                self._working_snapshot = self._session.snapshot_id
-        return self._session
+    def _at_base(self) -> str:
+        """The snapshot the working copies are read at (the branch tip when none are read yet)."""
+        if self._base is None:
+            self._set_base(self.tip())
+        return self._base
+
+    def _set_base(self, snapshot: str) -> None:
+        self._forget()
+        self._infos = list_datasets(snapshot_store(self._repo, snapshot))
+        self._base = snapshot
+
+    def _base_store(self) -> Any:
+        return snapshot_store(self._repo, self._at_base())
 
     def _working_fits(self, dataset: str) -> Fits:
-        session = self._begin()
         if dataset not in self._working:
-            self._working[dataset] = load_fits(session.store, dataset)
-        if dataset not in self._columns:
-            self._columns[dataset] = open_columns(session.store, dataset, mode="r+")
-            self._changed[dataset] = np.zeros(self._infos[dataset].n_rows, dtype=bool)
+            self._working[dataset], self._logs[dataset] = load_dataset(self._base_store(), dataset)
+            self._changed[dataset] = np.zeros(len(self._working[dataset]), dtype=bool)
         return self._working[dataset]
 
-    def _drop_session(self) -> None:
-        """Forget the session and the working copies (pending proposals are kept)."""
-        self._session = None
-        self._working = {}
-        self._working_snapshot = None
-        self._columns = {}
-        self._changed = {}
-        self._failures = {}
-
     def _working_failures(self, dataset: str) -> Failures:
-        session = self._begin()
         if dataset not in self._failures:
-            self._failures[dataset] = read_failures(session.store, dataset, self._infos[dataset].n_rows)
+            n_rows = self._infos[dataset].n_rows
+            self._failures[dataset] = read_failures(self._base_store(), dataset, n_rows)
+            self._failures_changed[dataset] = np.zeros(n_rows, dtype=bool)
         return self._failures[dataset]
 
-    def _write_failures(self, dataset: str, failures: Failures) -> None:
-        write_failures(self._begin().store, dataset, failures, self._infos[dataset].chunk_rows)
+    def _set_failures(self, dataset: str, failures: Failures, rows: np.ndarray) -> None:
+        self._working_failures(dataset)
         self._failures[dataset] = failures
+        self._failures_changed[dataset][rows] = True
+
+    def _forget(self) -> None:
+        """Forget the working copies (pending proposals are kept)."""
+        self._base = None
+        self._infos = {}
+        self._working = {}
+        self._logs = {}
+        self._changed = {}
+        self._failures = {}
+        self._failures_changed = {}
 
     def _apply(self, dataset: str, best: Proposals) -> np.ndarray:
-        """Merge ``best`` into the session; returns the rows that changed."""
-        fits = self._working_fits(dataset)
+        """Merge ``best`` into the working copy; returns the rows that changed."""
         try:
+            fits = self._working_fits(dataset)
             outcome = merge_into(fits, best)
-            write_rows(self._columns[dataset], fits, outcome.rows, self._infos[dataset].chunk_rows)
+            self._changed[dataset][outcome.rows] = True
             failures = self._working_failures(dataset)
             if failures.mask[outcome.rows].any():  # a row that gets a fit is no longer failed
-                self._write_failures(dataset, failures.with_cleared(outcome.rows))
+                self._set_failures(dataset, failures.with_cleared(outcome.rows), outcome.rows)
         except BaseException as error:
-            # The working copy may be ahead of the session now: start over from pending.
-            self._drop_session()
+            # The working copy may be half-merged now: start over from pending.
+            self._forget()
             self._needs_replay = True
             if isinstance(error, (icechunk.IcechunkError, OSError)):
-                raise self._storage_error("write the merged rows", error) from None
+                raise self._storage_error("read the dataset", error) from None
             raise
-        self._changed[dataset][outcome.rows] = True
         return outcome.rows
 
     def _storage_error(self, action: str, error: BaseException) -> StorageError:
@@ -241,10 +265,9 @@ class FitStore:
             "again, or rerun the job: it resumes from the last commit"
         )
 
-    def _replay(self) -> None:
-        """Start a fresh session at the branch tip and re-apply every pending proposal."""
-        self._drop_session()
-        self._begin()
+    def _replay(self, snapshot: str) -> None:
+        """Read the working copies at ``snapshot`` and re-apply every pending proposal."""
+        self._set_base(snapshot)
         for dataset in {name for name, _ in self._pending} | set(self._pending_failures):
             if dataset not in self._infos:
                 raise ConflictError(
@@ -258,13 +281,17 @@ class FitStore:
         self._needs_replay = False
 
     def _ready(self, dataset: str, rows: np.ndarray) -> None:
-        """A session at the tip with pending work replayed; ``dataset`` exists and holds ``rows``
-        (``InputError`` otherwise, before anything is written)."""
+        """Working copies with pending work replayed; ``dataset`` exists and holds ``rows``
+        (``InputError`` otherwise, before anything changes)."""
         if self._needs_replay:
-            self._replay()
-        self._begin()
+            self._replay(self.tip())
+        self._at_base()
         if dataset not in self._infos:
-            raise unknown_dataset(dataset, self._infos)
+            tip = self.tip()
+            if tip != self._base:  # created by someone else since the working copies were read
+                self._replay(tip)
+            if dataset not in self._infos:
+                raise unknown_dataset(dataset, self._infos)
         check_rows_in_range(rows, self._infos[dataset])
 
     def merge(self, dataset: str, proposals: Proposals, *, accept_unscored: bool = False) -> int:
@@ -278,8 +305,9 @@ class FitStore:
         accept_unscored: also accept loss +inf proposals, which fill rows that have no scored
         fit yet (used to import fits of unknown loss; any finite fit replaces them later).
 
-        The change is written to storage but only visible to others after ``commit``. Bad input
-        (``InputError``: unknown dataset, rows out of range, wrong shapes) changes nothing.
+        The change is kept in memory and written once, by ``commit``: merging many proposals
+        between commits writes each changed row once. Bad input (``InputError``: unknown
+        dataset, rows out of range, wrong shapes) changes nothing.
         """
         proposals = check_proposals(proposals)
         self._ready(dataset, proposals.rows)
@@ -339,24 +367,24 @@ class FitStore:
         return marked
 
     def _apply_failures(self, dataset: str, failed: dict[int, str]) -> int:
-        fits = self._working_fits(dataset)
         rows = np.fromiter(failed, dtype=np.int64, count=len(failed))
-        keep = ~np.isfinite(fits.loss[rows])
-        if not keep.any():
-            return 0
-        texts = [failed[row] for row in rows[keep].tolist()]
         try:
-            self._write_failures(dataset, self._working_failures(dataset).with_failed(rows[keep], texts))
+            keep = ~np.isfinite(self._working_fits(dataset).loss[rows])
+            if not keep.any():
+                return 0
+            texts = [failed[row] for row in rows[keep].tolist()]
+            failures = self._working_failures(dataset).with_failed(rows[keep], texts)
         except (icechunk.IcechunkError, OSError) as error:
-            self._drop_session()
+            self._forget()
             self._needs_replay = True
-            raise self._storage_error("record failed rows", error) from None
+            raise self._storage_error("read the failed rows", error) from None
+        self._set_failures(dataset, failures, rows[keep])
         return int(keep.sum())
 
     def failures(self, dataset: str, version: str | None = None) -> Failures:
         """Committed failed rows of ``dataset`` at ``version`` (None = tip), with reasons."""
         info = self.dataset(dataset, version)
-        store = self._repo.readonly_session(snapshot_id=self.resolve(version)).store
+        store = snapshot_store(self._repo, self.resolve(version))
         return read_failures(store, dataset, info.n_rows)
 
     @property
@@ -373,7 +401,7 @@ class FitStore:
         self._pending = {}
         self._pending_failures = {}
         self._needs_replay = False
-        self._drop_session()
+        self._forget()
 
     def commit(
         self,
@@ -388,12 +416,15 @@ class FitStore:
 
         Metadata recorded: ``who`` (default user@host), ``rows_improved`` (total and per dataset),
         ``config_hash`` (default: the fitting config hash of the datasets written) and the
-        caller's ``metadata``. On a local store the commit lock is held while a concurrent
-        writer's newer tip is re-read and the pending merges re-applied by the merge rule, so the
-        commit cannot lose a race; on object storage a lost race is retried (exponential backoff
-        with jitter) up to ``max_attempts`` times, then ``ConflictError`` (pending merges kept).
-        A storage failure (read-only, disk full) raises ``StorageError``; the store stays at its
-        last commit and the pending merges are kept.
+        caller's ``metadata``, and ``written`` (per dataset: ``"recent"``, ``"settle"`` or
+        ``"fold"``, how its changed rows were written; see ``WritePolicy``).
+        Each changed row is written once here, whatever number of merges changed it. On a local
+        store the commit lock is held while a concurrent writer's newer tip is re-read, the
+        pending merges re-applied by the merge rule and written, so the commit cannot lose a
+        race; on object storage a lost race is retried (exponential backoff with jitter) up to
+        ``max_attempts`` times, then ``ConflictError`` (pending merges kept). A storage failure
+        (read-only, disk full) raises ``StorageError``; the store stays at its last commit and
+        the pending merges are kept.
         """
         if not isinstance(message, str) or not message.strip():
             raise InputError(f"commit message must be a non-empty string, got {message!r}")
@@ -417,18 +448,11 @@ class FitStore:
                 time.sleep(self._jitter.uniform(0.0, min(2.0, 0.01 * 2**attempt)))  # backoff + jitter
                 continue
             except (icechunk.IcechunkError, OSError) as error:
-                self._drop_session()
+                self._forget()
                 self._needs_replay = True
                 raise self._storage_error("commit", error) from None
             if snapshot is None:
                 return None
-            self._pending = {}
-            self._pending_failures = {}
-            self._session = None
-            self._columns = {}
-            self._changed = {}
-            self._failures = {}
-            self._working_snapshot = snapshot  # the working copies now equal this snapshot
             version = Version.from_snapshot(self._repo.lookup_snapshot(snapshot))
             log.info("committed %s on %s: %s rows improved", snapshot, self._branch, version.rows_improved)
             return version
@@ -447,18 +471,23 @@ class FitStore:
     ) -> str | None:
         """One commit attempt (under the local commit lock): the snapshot id, or None when the
         pending work changes nothing on the tip."""
-        if self._location.is_local and self._session is not None and self._session.snapshot_id != self.tip():
-            self._needs_replay = True  # another writer committed: replay onto its tip, under the lock
-        if self._needs_replay:
-            self._replay()
-        session = self._begin()
-        if not session.has_uncommitted_changes:
+        session = self._repo.writable_session(self._branch)
+        if self._needs_replay or session.snapshot_id != self._base:
+            self._replay(session.snapshot_id)  # another writer committed: re-apply onto its tip
+        changed = {name: np.flatnonzero(mask) for name, mask in self._changed.items() if mask.any()}
+        failed = {name: np.flatnonzero(mask) for name, mask in self._failures_changed.items() if mask.any()}
+        if not changed and not failed:
             log.info("pending proposals improve nothing on the tip of %s; nothing to commit", self._branch)
             self._pending = {}
             self._pending_failures = {}
-            self._drop_session()
             return None
-        improved = self.pending_rows()
+        writes: dict[str, DatasetWrite] = {}
+        for name, rows in changed.items():
+            info, fits = self._infos[name], self._working[name]
+            writes[name] = write_dataset(session.store, info, fits, rows, self._logs[name], self._policy)
+        for name, rows in failed.items():
+            write_failures(session.store, name, self._failures[name], rows, self._infos[name].chunk_rows)
+        improved = {name: int(rows.size) for name, rows in changed.items()}
         datasets = sorted({name for name, _ in self._pending} | set(self._pending_failures))
         hashes = {name: self._infos[name].config_hash for name in datasets}
         record = {
@@ -469,10 +498,22 @@ class FitStore:
             "config_hash": config_hash
             or (hashes[datasets[0]] if len(datasets) == 1 else _combined_hash(hashes)),
             "attempts": attempt,
+            "written": {name: write.how for name, write in writes.items()},
         }
         if self._pending_failures:
             record["rows_failed"] = {name: len(rows) for name, rows in self._pending_failures.items()}
-        return session.commit(message, metadata=record)
+        snapshot = session.commit(message, metadata=record)
+        # The working copies now equal the new snapshot.
+        for name, write in writes.items():
+            self._logs[name] = write.log
+            self._changed[name][:] = False
+        for mask in self._failures_changed.values():
+            mask[:] = False
+        self._base = snapshot
+        self._pending = {}
+        self._pending_failures = {}
+        log.debug("commit %s wrote %s", snapshot, {name: (w.how, w.chunks) for name, w in writes.items()})
+        return snapshot
 
     # ----------------------------------------------------------------------------- datasets
     def create_dataset(
@@ -496,7 +537,7 @@ class FitStore:
             raise InputError(f"n_rows must be a positive integer (rows of the dataset), got {n_rows!r}")
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
             raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-        if self._pending:
+        if self.has_pending:
             raise InputError("commit or discard the pending merges before creating a dataset")
         try:
             json.dumps(dict(fitting_config or {}))
@@ -510,7 +551,7 @@ class FitStore:
             body_model=self._body_model,
             chunk_rows=int(chunk_rows),
         )
-        self._drop_session()
+        self._forget()
         session = self._repo.writable_session(self._branch)
         existing = list_datasets(session.store)
         if name in existing:
@@ -564,15 +605,47 @@ class FitStore:
         by snapshot id, so rolling forward again is ``rollback(old_tip)``. Pending merges must be
         committed or discarded first.
         """
-        if self._pending:
+        if self.has_pending:
             raise InputError("commit or discard the pending merges before rolling back")
         tip = history.rollback(self._repo, self._location, self._branch, self.resolve(version), version)
-        self._drop_session()
+        self._forget()
         return tip
 
     def diff(self, dataset: str, from_version: str, to_version: str | None = None) -> FitDiff:
         """Rows of ``dataset`` that differ between two versions, with their losses in each."""
         return history.diff(self._repo, dataset, self.resolve(from_version), self.resolve(to_version))
+
+    # ----------------------------------------------------------------------------- storage
+    def gc(
+        self,
+        *,
+        older_than: datetime.timedelta | None = None,
+        keep_last: int | None = None,
+        keep: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        grace: datetime.timedelta | None = None,
+    ) -> GcReport:
+        """Expire old snapshots and delete the objects nothing reaches any more.
+
+        Kept: branch tips, tags, the snapshots of ``keep`` (snapshot id -> why, e.g. those
+        training checkpoints record) and every commit newer than the cut: ``older_than`` (an
+        age; default 7 days) or the ``keep_last`` newest commits of each branch. Expired
+        snapshots can no longer be read. See ``spinfits.store.garbage_collection``; with
+        ``dry_run`` nothing changes and the report says what would expire.
+        """
+        report = garbage_collection.collect(
+            self._repo,
+            self._location,
+            older_than=older_than,
+            keep_last=keep_last,
+            keep=keep,
+            dry_run=dry_run,
+            grace=grace,
+        )
+        if not dry_run:  # the working copies' snapshot may be gone: read them again when needed
+            self._forget()
+            self._needs_replay = self.has_pending
+        return report
 
 
 def check_rows_in_range(rows: np.ndarray, info: DatasetInfo) -> None:
@@ -586,3 +659,14 @@ def check_rows_in_range(rows: np.ndarray, info: DatasetInfo) -> None:
 
 def _combined_hash(hashes: dict[str, str]) -> str:
     return config_hash(hashes)
+
+
+def _checked_policy(policy: WritePolicy | None) -> WritePolicy:
+    if policy is None:
+        return WritePolicy()
+    if not isinstance(policy, WritePolicy):
+        raise InputError(
+            f"write_policy must be a spinfits.store.WritePolicy, got {type(policy).__name__}; "
+            "leave it out for the defaults"
+        )
+    return policy

@@ -15,7 +15,7 @@ from spinfits.store.diff import FitDiff
 from spinfits.store.fits import Fits
 from spinfits.store.layout import list_datasets, load_fits, read_root, unknown_dataset
 from spinfits.store.location import StoreLocation
-from spinfits.store.versions import Version
+from spinfits.store.versions import Version, snapshot_store
 
 log_ = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def rollback(repo: icechunk.Repository, location: StoreLocation, branch: str, ta
                 f"version {asked!r} ({target}) is not in the history of branch "
                 f"{branch!r}; roll back only to a commit that `spinfits store log` shows"
             )
-        read_root(repo.readonly_session(snapshot_id=target).store, str(location))
+        read_root(snapshot_store(repo, target), str(location))
         try:
             repo.reset_branch(branch, target, from_snapshot_id=tip)
         except icechunk.IcechunkError as error:
@@ -72,12 +72,12 @@ def rollback(repo: icechunk.Repository, location: StoreLocation, branch: str, ta
 
 def diff(repo: icechunk.Repository, dataset: str, from_snapshot: str, to_snapshot: str) -> FitDiff:
     """Rows of ``dataset`` that differ between two snapshots, with their losses in each."""
-    to_store = repo.readonly_session(snapshot_id=to_snapshot).store
+    to_store = snapshot_store(repo, to_snapshot)
     infos = list_datasets(to_store)
     if dataset not in infos:
         raise unknown_dataset(dataset, infos)
     to_fits = load_fits(to_store, dataset)
-    from_store = repo.readonly_session(snapshot_id=from_snapshot).store
+    from_store = snapshot_store(repo, from_snapshot)
     if dataset in list_datasets(from_store):
         from_fits = load_fits(from_store, dataset)
     else:

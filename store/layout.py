@@ -1,8 +1,13 @@
 """Reading and writing the store's zarr layout inside one icechunk session's store.
 
-Root group attributes: ``{"spinfits_store": {"format": 1, "body_model": {...}}}``. One child
-group per dataset with ``{"spinfits_dataset": DatasetInfo.to_json()}`` and the ``COLUMNS``
-arrays. Names starting with ``_`` are reserved.
+Root group attributes: ``{"spinfits_store": {"format": 2, "body_model": {...}}}``. One child
+group per dataset with ``{"spinfits_dataset": DatasetInfo.to_json()}``, the ``COLUMNS`` arrays
+and, once a commit appended to it, the update log (``spinfits.store.update_log``); a dataset's
+rows are its columns with its log applied. Names starting with ``_`` are reserved.
+
+Format 1 (stores written before the update log) reads as format 2 with empty logs; the commit
+that creates a store's first log marks it format 2, so an older spinfits refuses it instead of
+reading its columns without the log.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from spinfits.store.schema import (
     COLUMNS,
     DATASET_ATTR,
     FORMAT_VERSION,
+    READABLE_FORMATS,
     ROOT_ATTR,
     BodyModelInfo,
     DatasetInfo,
 )
+from spinfits.store.update_log import UpdateLog, read_log
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -55,12 +62,20 @@ def read_root(store: Any, where: str) -> BodyModelInfo:
             f"{where} is an icechunk repository but not a spinfits store (no {ROOT_ATTR!r} "
             "attributes at its root); create stores with `spinfits store init`"
         )
-    if attrs.get("format") != FORMAT_VERSION:
+    if attrs.get("format") not in READABLE_FORMATS:
         raise InputError(
-            f"{where} has store format {attrs.get('format')!r}, this spinfits reads format "
-            f"{FORMAT_VERSION}; use a matching spinfits version"
+            f"{where} has store format {attrs.get('format')!r}, this spinfits reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}; use a matching spinfits version"
         )
     return BodyModelInfo.from_json(attrs["body_model"])
+
+
+def mark_format(store: Any) -> None:
+    """Mark the store (a writable session's) as written in ``FORMAT_VERSION`` if it is older."""
+    root = zarr.open_group(store, mode="r+")
+    attrs = dict(root.attrs[ROOT_ATTR])
+    if attrs.get("format") != FORMAT_VERSION:
+        root.attrs[ROOT_ATTR] = {**attrs, "format": FORMAT_VERSION}
 
 
 def list_datasets(store: Any) -> dict[str, DatasetInfo]:
@@ -102,22 +117,38 @@ def open_columns(store: Any, name: str, mode: str = "r") -> dict[str, zarr.Array
 
 
 def load_fits(store: Any, name: str) -> Fits:
-    """All rows of dataset ``name`` as in-memory numpy arrays."""
-    return Fits.from_columns({k: a[...] for k, a in open_columns(store, name).items()})
+    """All rows of dataset ``name`` as in-memory numpy arrays (its update log applied)."""
+    return load_dataset(store, name)[0]
 
 
-def write_rows(columns: dict[str, zarr.Array], fits: Fits, rows: np.ndarray, chunk_rows: int) -> int:
-    """Write back whole chunks of ``fits`` (all N rows) that contain any of ``rows``.
+def load_dataset(store: Any, name: str) -> tuple[Fits, UpdateLog]:
+    """All rows of dataset ``name`` (its columns with its update log applied) and its log."""
+    group = zarr.open_group(store, path=name, mode="r")
+    fits = Fits.from_columns({column.name: group[column.name][...] for column in COLUMNS})
+    return fits, read_log(store, name, fits)
 
-    Consecutive touched chunks are written in one call per column. Returns the chunks written.
+
+def write_chunks(
+    arrays: dict[str, zarr.Array], values: dict[str, np.ndarray], rows: np.ndarray, chunk_rows: int
+) -> int:
+    """Write back the whole ``chunk_rows``-row chunks of ``values`` (name -> all N rows of that
+    array) that contain any of ``rows``, each into ``arrays[name]``.
+
+    Consecutive touched chunks are written in one call per array. Returns the chunks written.
     """
     if rows.size == 0:
         return 0
     chunks = np.unique(rows // chunk_rows)
     breaks = np.flatnonzero(np.diff(chunks) != 1) + 1
-    n_rows = len(fits)
     for run in np.split(chunks, breaks):
-        start, stop = int(run[0]) * chunk_rows, min((int(run[-1]) + 1) * chunk_rows, n_rows)
-        for name, array in columns.items():
-            array[start:stop] = getattr(fits, name)[start:stop]
+        for name, array in arrays.items():
+            n_rows = array.shape[0]
+            start, stop = int(run[0]) * chunk_rows, min((int(run[-1]) + 1) * chunk_rows, n_rows)
+            array[start:stop] = values[name][start:stop]
     return int(chunks.size)
+
+
+def write_rows(columns: dict[str, zarr.Array], fits: Fits, rows: np.ndarray, chunk_rows: int) -> int:
+    """Write back the whole chunks of ``fits`` (all N rows) that contain any of ``rows`` into the
+    dataset's ``columns``; returns the chunks written (see ``write_chunks``)."""
+    return write_chunks(columns, fits.columns(), rows, chunk_rows)

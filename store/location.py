@@ -3,13 +3,22 @@
 ``StoreLocation.parse("runs/fits.icechunk")`` is a local path; ``"s3://bucket/prefix"`` is object
 storage through icechunk's S3 storage. Credentials for S3 are given here or, when left out, found
 by the AWS SDK's usual chain (environment, profile, instance role) inside icechunk.
+
+Retries on S3: icechunk 1.1.21 retries every failed S3 request itself (10 tries, exponential
+backoff with jitter from 100 ms: about 20-50 s before it gives up on an endpoint that is down or
+answers 5xx), and its ``StorageRetriesSettings`` do not change that for S3 storage (measured: the
+client keeps its defaults). Jobs therefore ask ``check_reachable`` first, which fails in seconds
+(``REACHABILITY_TRIES`` tries of ``REACHABILITY_TIMEOUT_S`` each) instead of minutes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
 import os
+import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -20,6 +29,10 @@ from spinfits.errors import InputError, StorageError
 
 #: File inside a local store that serialises commits across processes (see ``commit_lock``).
 LOCK_FILE = "spinfits-commit.lock"
+#: ``check_reachable``: tries, seconds each may take (connect and answer), pause before the next.
+REACHABILITY_TRIES = 3
+REACHABILITY_TIMEOUT_S = 5.0
+REACHABILITY_PAUSE_S = (0.5, 1.5)
 
 
 @dataclass(frozen=True)
@@ -152,13 +165,15 @@ class StoreLocation:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def check_writable(self) -> None:
-        """Refuse, before any work, a local store this process cannot write (``StorageError``).
+        """Refuse, before any work, a store this process cannot write (``StorageError``).
 
-        A path that does not exist yet is fine if its nearest existing parent is a writable
-        directory; a path that is a file is an ``InputError``. Object storage is checked by its
-        first write (credentials and permissions are the service's business).
+        A local path that does not exist yet is fine if its nearest existing parent is a writable
+        directory; a path that is a file is an ``InputError``. Object storage must answer
+        (``check_reachable``); credentials and permissions are the service's business, checked by
+        its first write.
         """
         if not self.is_local:
+            self.check_reachable()
             return
         path = self.path
         if path.exists() and not path.is_dir():
@@ -175,5 +190,65 @@ class StoreLocation:
                     "that writes fits"
                 )
 
+    def endpoint(self) -> str:
+        """The S3 service this location talks to: ``S3Options.endpoint_url``, else AWS's regional
+        endpoint (``https://s3.<region>.amazonaws.com``; no region: ``https://s3.amazonaws.com``)."""
+        if self.s3.endpoint_url:
+            return self.s3.endpoint_url.rstrip("/")
+        return f"https://s3.{self.s3.region}.amazonaws.com" if self.s3.region else "https://s3.amazonaws.com"
+
+    def check_reachable(self) -> None:
+        """Refuse object storage whose service does not answer, in seconds rather than after
+        icechunk's own retries (see module doc): ``StorageError`` when nothing answers at the
+        endpoint (nothing listening, no route, a name that does not resolve, no answer within
+        ``REACHABILITY_TIMEOUT_S``) or it answers with server errors (HTTP 5xx), after
+        ``REACHABILITY_TRIES`` tries. Nothing is read or written: the probe is an unsigned
+        ``HEAD`` of the bucket, to which a healthy service answers (usually 200, 301 or 403)
+        whatever the credentials; a TLS handshake that fails (a certificate this probe does not
+        trust) counts as an answer too. A local location is not checked.
+        """
+        if self.is_local:
+            return
+        bucket, _ = self.bucket_and_prefix()
+        endpoint = self.endpoint()
+        scheme, _, rest = endpoint.partition("://")
+        host = rest.split("/", 1)[0]
+        if scheme not in ("http", "https") or not host:
+            raise InputError(
+                f"S3 endpoint {endpoint!r} is not an http(s):// URL; give e.g. http://127.0.0.1:9000"
+            )
+        connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        start = time.monotonic()
+        for attempt in range(1, REACHABILITY_TRIES + 1):
+            connection = connection_class(host, timeout=REACHABILITY_TIMEOUT_S)
+            try:
+                connection.request("HEAD", f"/{bucket}")
+                status = connection.getresponse().status
+                if status < 500:
+                    return
+                problem = f"it answers HTTP {status} (a server error)"
+            except ssl.SSLError:  # a TLS answer (e.g. a private CA): certificates are icechunk's business
+                return
+            except (OSError, http.client.HTTPException) as error:
+                problem = f"no answer ({_reason(error)})"
+            finally:
+                connection.close()
+            if attempt < REACHABILITY_TRIES:
+                time.sleep(REACHABILITY_PAUSE_S[min(attempt, len(REACHABILITY_PAUSE_S)) - 1])
+        raise StorageError(
+            f"cannot reach the object storage of store {self.url} at {endpoint}: {problem}, "
+            f"{REACHABILITY_TRIES} tries in {time.monotonic() - start:.1f} s; nothing was read or "
+            "written. Check that the service runs and is reachable from this machine, and that the "
+            "endpoint (--endpoint-url, S3Options.endpoint_url) and region name it"
+        )
+
     def __str__(self) -> str:
         return self.url
+
+
+def _reason(error: BaseException) -> str:
+    """``ConnectionRefusedError: [Errno 111] Connection refused`` -> ``connection refused``."""
+    if isinstance(error, TimeoutError):
+        return f"timed out after {REACHABILITY_TIMEOUT_S:g} s"
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return text[:1].lower() + text[1:]

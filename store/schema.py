@@ -1,7 +1,9 @@
 """What a dataset group of the store holds: its columns, their shapes and dtypes, and ``Source``.
 
-One group per dataset; every array is indexed by the dataset row ``i`` (the row of the dataset
-npz) and chunked along rows only, ``chunk_rows`` rows per chunk (default ``CHUNK_ROWS``).
+One group per dataset; every column is indexed by the dataset row ``i`` (the row of the dataset
+npz) and chunked along rows only, ``chunk_rows`` rows per chunk (default ``CHUNK_ROWS``). Rows
+changed by recent commits may sit in the group's update log instead (``spinfits.store.update_log``):
+a dataset's rows are its columns with the log applied.
 
 =========  ===========  =========  ===========================================================
 column     shape        dtype      meaning (value of a row with no fit yet)
@@ -27,13 +29,17 @@ from typing import Any
 
 import numpy as np
 
-#: Rows per chunk. 16384 rows make a 4.7 MB pose chunk: a merge of 100k random proposals into a
-#: 100k-row dataset rewrites 7 chunks per column, well inside the 1 s budget, and a reader loads a
-#: whole 100k-row snapshot in about 50 ms.
+#: Rows per column chunk. The columns are only written in bulk (a precompute's commits over whole
+#: chunks, and the folds of the update log); scattered updates go to the update log, whatever the
+#: chunk size. So chunks are large: 16384 rows make a 4.7 MB pose chunk, a 100k-row dataset is 49
+#: chunks that a reader loads in about 50-100 ms. ``bench/store_growth.py`` compares 4096, 16384
+#: and 65536 (docs/store.md, "Store size").
 CHUNK_ROWS = 16384
 
-#: Version of the layout below, stored in the root group's attributes.
-FORMAT_VERSION = 1
+#: Version of the layout, stored in the root group's attributes: 2 adds each dataset's update
+#: log (``spinfits.store.update_log``). This spinfits reads ``READABLE_FORMATS``.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 
 #: Root group attribute key that marks an icechunk repository as a spinfits store.
 ROOT_ATTR = "spinfits_store"

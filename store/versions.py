@@ -77,3 +77,17 @@ def resolve_version(repo: icechunk.Repository, name: str) -> ResolvedVersion:
             "`spinfits store log`"
         ) from None
     return ResolvedVersion(name, "snapshot", name)
+
+
+def snapshot_store(repo: icechunk.Repository, snapshot_id: str) -> Any:
+    """The zarr store of a read-only session at ``snapshot_id``; ``InputError`` when the
+    repository no longer holds that snapshot (expired and collected by ``FitStore.gc``)."""
+    try:
+        return repo.readonly_session(snapshot_id=snapshot_id).store
+    except icechunk.IcechunkError as error:
+        if "snapshot not found" not in str(error):
+            raise
+        raise InputError(
+            f"version {snapshot_id} is no longer in the store (expired and collected by "
+            "`spinfits store gc`?); read a version that `spinfits store log` or `tag` shows"
+        ) from None

@@ -47,35 +47,44 @@ def other_model_copy(tmp_path):
     return copy
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "multinode: starts a Ray cluster of several nodes on this machine (select with -m multinode, "
+        "leave out with -m 'not multinode')",
+    )
+
+
 @pytest.fixture
 def ray_head():
-    """A Ray head on loopback started (and stopped) by the test: (ray command, env, address)."""
-    import os
-    import shutil
-    import subprocess
-    import sys
+    """A Ray head on loopback (2 CPUs) started (and stopped) by the test: (ray command, env, job
+    API address for ``ray job submit --address``). Stopping kills only this head's processes."""
+    from ray_nodes import LocalRayCluster
 
-    bin_dir = Path(sys.executable).parent
-    ray = shutil.which("ray", path=str(bin_dir)) or pytest.fail("the ray command is not installed")
-    # a test cluster on loopback only; token authentication is for shared clusters
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{bin_dir}:{os.environ['PATH']}")
-    start = [
-        ray,
-        "start",
-        "--head",
-        "--node-ip-address=127.0.0.1",
-        "--port=6391",
-        "--dashboard-host=127.0.0.1",
-        "--dashboard-port=8271",
-        "--num-cpus=2",
-        "--include-dashboard=true",
-        "--disable-usage-stats",
-    ]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    cluster = LocalRayCluster()
     try:
-        yield ray, env, "http://127.0.0.1:8271"
+        cluster.start_head(num_cpus=2)
+        yield cluster.ray, cluster.env, cluster.dashboard
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def ray_clusters():
+    """start(extra_env=None) -> a new ``ray_nodes.LocalRayCluster`` (no nodes yet: ``start_head``,
+    then ``add_node``), with ``extra_env`` in its nodes' environment (and so their workers'). Every
+    cluster started is stopped at the end of the module, killing only its own processes."""
+    from ray_nodes import LocalRayCluster
+
+    clusters = []
+
+    def start(extra_env: dict[str, str] | None = None) -> LocalRayCluster:
+        clusters.append(LocalRayCluster(extra_env))
+        return clusters[-1]
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()
 
 
 @pytest.fixture

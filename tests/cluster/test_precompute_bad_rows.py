@@ -9,6 +9,7 @@ from spinfits.cli import main
 from spinfits.cluster.fitter_actor import DIVERGED, NONFINITE_KEYPOINTS, FitterActor
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
 from spinfits.errors import InputError, StorageError
+from spinfits.fitting.dataset import load_spin_npz
 from spinfits.fitting.offline_config import default_offline_config
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.store import FitStore
@@ -42,11 +43,10 @@ def config(dataset, store, model_dir, **overrides):
 def test_a_row_that_raises_is_isolated_and_the_rest_of_the_shard_is_fitted(
     diverging_dataset, standin_dir, standin_files
 ):
-    actor = FitterActor(
-        str(standin_dir), str(diverging_dataset), default_offline_config(standin_files), "cpu", 1
-    )
+    actor = FitterActor(str(standin_dir), default_offline_config(standin_files), "cpu", 1)
+    keypoints = load_spin_npz(diverging_dataset).keypoints.copy()
     genuine_fit = actor.fitter.fit
-    poison = actor.keypoints[6, 30, 0]  # row 6 makes the solver raise, wherever it sits in a batch
+    poison = keypoints[6, 30, 0]  # row 6 makes the solver raise, wherever it sits in a batch
 
     def fit(keypoints):
         if (keypoints[:, 30, 0] == poison).any():
@@ -54,9 +54,9 @@ def test_a_row_that_raises_is_isolated_and_the_rest_of_the_shard_is_fitted(
         return genuine_fit(keypoints)
 
     actor.fitter.fit = fit
-    actor.keypoints[9, 0, 0] = np.nan  # a row whose keypoints are not finite
-    actor.keypoints[9, 0, 2] = 1.0
-    result = actor.fit_shard(np.arange(2, 12))
+    keypoints[9, 0, 0] = np.nan  # a row whose keypoints are not finite
+    keypoints[9, 0, 2] = 1.0
+    result = actor.fit_shard(np.arange(2, 12), keypoints[2:12])
     assert result.failed_rows.tolist() == [3, 6, 9]
     assert result.failed_reasons == (
         DIVERGED,
@@ -66,6 +66,8 @@ def test_a_row_that_raises_is_isolated_and_the_rest_of_the_shard_is_fitted(
     assert np.isnan(result.loss[[1, 4, 7]]).all()
     good = np.delete(np.arange(10), [1, 4, 7])
     assert np.isfinite(result.loss[good]).all() and np.isfinite(result.pose[good]).all()
+    with pytest.raises(ValueError, match=r"keypoints must be \(3, 49, 3\) for 3 rows"):
+        actor.fit_shard(np.arange(3), keypoints[:2])
 
 
 def test_failed_rows_are_recorded_and_skipped_until_retried(

@@ -64,7 +64,7 @@ from spinfits.fitting.joints import (  # noqa: E402
     SPIN_JOINTS_FLIP_PERM,
     spin_index,
 )
-from spinfits.fitting.offline_config import OfflineConfig  # noqa: E402
+from spinfits.fitting.offline_config import SMPLIFY_2016_STAGES, OfflineConfig  # noqa: E402
 from spinfits.fitting.rotations import axis_angle_to_matrix  # noqa: E402
 from spinfits.fitting.smplify_config import PriorStage, SmplifyConfig  # noqa: E402
 from spinfits.fitting.swap_check import openpose_swapped  # noqa: E402
@@ -185,7 +185,9 @@ def test_progress_counts_the_callers_rows(fitter, people):
 # ---------------------------------------------------------------- staged schedule
 
 
-def test_staged_loss_is_the_dictionary_loss_at_spins_sigma(fitter, people):
+def test_staged_loss_is_the_dictionary_loss_at_spins_sigma(standin_files, people):
+    staged = OfflineConfig(stages=SMPLIFY_2016_STAGES)  # the default is SPIN's single stage
+    fitter = OfflineFitter(standin_files, staged, dtype=torch.float64)
     keypoints = people["gt_keypoints"][:4].double()
     result = fitter.fit(keypoints)
     again = fit_loss_at(fitter.smplify.joints_model, result.pose, result.betas, result.cam_t, keypoints)

@@ -62,11 +62,25 @@ def write_forever(store_path: str, started_file: str) -> None:
             Path(started_file).touch()
 
 
+def commit_forever(store_path: str, started_file: str) -> None:
+    """Merge batch k of worker 98 and commit it as ``batch k``, for k = 0, 1, ... until killed."""
+    store = FitStore.open(store_path)
+    index = 0
+    while True:
+        store.merge("coco", worker_batch(98, index))
+        store.commit(f"batch {index}")
+        index += 1
+        if index == 1:
+            Path(started_file).touch()
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "commit_loop":
         commit_loop(args[0], int(args[1]), int(args[2]), args[3])
     elif mode == "write_forever":
         write_forever(args[0], args[1])
+    elif mode == "commit_forever":
+        commit_forever(args[0], args[1])
     else:
         raise SystemExit(f"unknown mode {mode}")

@@ -1,4 +1,4 @@
-"""Several writers: concurrent commits, a writer killed mid-write."""
+"""Several writers: concurrent commits, a writer killed mid-write or mid-commit."""
 
 import os
 import signal
@@ -89,3 +89,31 @@ def test_writer_killed_mid_write_leaves_the_last_commit(shared, store_path, tmp_
     # and the store still takes writes
     reopened.merge("coco", worker_batch(6, 0))
     assert reopened.commit("after the crash") is not None
+
+
+def test_writer_killed_mid_commit_loses_nothing_committed(shared, store_path, tmp_path):
+    """Killed at any moment of a loop of merge + commit: the tip is one of its commits, holding
+    exactly the batches up to it; every commit still reads; gc then takes the half-written
+    commit's objects and the store still takes writes."""
+    started = tmp_path / "started"
+    proc = run_worker("commit_forever", store_path, started)
+    deadline = time.monotonic() + 60
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started.exists(), proc.communicate()[0]
+    time.sleep(0.3)  # several commits, each writing its log records
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    reopened = FitStore.open(store_path)
+    history = reopened.log()
+    last = int(history[0].message.split()[1])
+    assert [v.message for v in history[: last + 1]] == [f"batch {k}" for k in range(last, -1, -1)]
+    for k, version in enumerate(history[last::-1]):
+        expected = best_by_row([worker_batch(98, i) for i in range(k + 1)], N_ROWS)
+        np.testing.assert_array_equal(reopened.read("coco", version.snapshot_id).loss, expected)
+    tip = reopened.read("coco")
+    report = reopened.gc(keep_last=1)
+    assert reopened.read("coco").equals(tip) and report.freed["bytes"] > 0
+    reopened.merge("coco", worker_batch(6, 0))
+    assert reopened.commit("after the crash") is not None
+    assert any(v.metadata.get("written", {}).get("coco") == "recent" for v in history)  # the update log

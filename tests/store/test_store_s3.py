@@ -12,7 +12,7 @@ import pytest
 from store_helpers import BODY, best_by_row, random_proposals
 
 from spinfits.errors import InputError
-from spinfits.store import FitStore, S3Options
+from spinfits.store import FitStore, S3Options, fit_store
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def options(s3_endpoint):
     )
 
 
-def test_create_merge_commit_reopen_on_s3(options, request):
+def test_create_merge_commit_reopen_on_s3(options, request, monkeypatch):
     url = f"s3://fits/{request.node.name}"
     store = FitStore.create(url, BODY, s3=options)
     store.create_dataset("coco", 60, dataset_fingerprint="coco", chunk_rows=16)
@@ -74,13 +74,23 @@ def test_create_merge_commit_reopen_on_s3(options, request):
     reopened = FitStore.open(url, body_model=BODY, s3=options)
     assert reopened.log()[0].snapshot_id == version.snapshot_id
     np.testing.assert_array_equal(reopened.read("coco").loss, best_by_row(batches, 60))
-    # a second writer that lost the race re-applies the merge rule (conditional writes on S3)
+    # a second writer commits while the first is writing its commit: the first loses the race
+    # (conditional writes on S3), re-reads the tip and re-applies the merge rule
     more = random_proposals(rng, 60, 30, losses=np.full(30, 0.0001, dtype=np.float32))
     other = random_proposals(rng, 60, 5, losses=np.zeros(5, dtype=np.float32))
     store.merge("coco", more)
     reopened.merge("coco", other)
-    reopened.commit("second writer")
-    assert store.commit("first writer").metadata["attempts"] == 2
+    write_dataset, raced = fit_store.write_dataset, []
+
+    def racing_write(*args, **kwargs):
+        if not raced:
+            raced.append(None)  # before committing: its own commit writes through here too
+            raced[0] = reopened.commit("second writer")
+        return write_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(fit_store, "write_dataset", racing_write)
+    version = store.commit("first writer")
+    assert version.metadata["attempts"] == 2 and version.parent_id == raced[0].snapshot_id
     final = FitStore.open(url, s3=options).read("coco")
     np.testing.assert_array_equal(final.loss, best_by_row(batches + [more, other], 60))
 

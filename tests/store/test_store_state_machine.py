@@ -1,5 +1,7 @@
 """Hypothesis state machine: the store against a plain dict model through merges, commits,
-rollbacks, past reads and reopening.
+rollbacks, past reads, reopening, a reader that refreshes and garbage collection; once with the
+default write policy (tiny datasets: every commit rewrites its column chunks) and once with a
+policy that appends to the update log and folds it every few commits.
 
 Every fit is made from a small integer ``seed``: its pose/betas/cam_t are filled with the seed,
 its loss is ``LOSS[seed]`` (distinct finite values, or NaN/inf). Equal losses then mean equal
@@ -16,7 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from store_helpers import BODY
 
-from spinfits.store import FitStore, Proposals, Source
+from spinfits.errors import InputError
+from spinfits.store import FitStore, Proposals, Source, WritePolicy
 
 N_ROWS = 12
 LOSS = [0.5, 0.25, 2.0, 1.5, float("nan"), 0.75, float("inf"), 1.25, 0.125, 3.0]
@@ -56,12 +59,15 @@ def proposals(pairs):
 
 
 class StoreMachine(RuleBasedStateMachine):
+    policy: WritePolicy | None = None
+
     @initialize()
     def create(self):
         self.dir = Path(tempfile.mkdtemp())
         self.path = self.dir / "s"
-        self.store = FitStore.create(self.path, BODY)
+        self.store = FitStore.create(self.path, BODY, write_policy=self.policy)
         self.store.create_dataset("d", N_ROWS, dataset_fingerprint="d", chunk_rows=5)
+        self.reader = None
         self.committed: dict[int, int] = {}  # row -> seed of the stored fit
         self.working: dict[int, int] = {}
         self.history = [(self.store.tip(), {})]  # (snapshot id, model) along the branch
@@ -88,8 +94,12 @@ class StoreMachine(RuleBasedStateMachine):
             assert version.rows_improved == sum(self.committed.get(r) != s for r, s in self.working.items())
             self.committed = dict(self.working)
             self.history.append((version.snapshot_id, dict(self.committed)))
+        if self.reader is not None:  # a reader follows every commit, reading only what changed
+            self.reader.refresh()
+            assert self.reader.snapshot_id == self.store.tip()
+            self.check(self.reader.read_all(), self.committed)
 
-    @precondition(lambda self: self.working == self.committed)
+    @precondition(lambda self: not self.store.has_pending)  # rollback refuses pending merges
     @rule(data=st.data())
     def rollback(self, data):
         index = data.draw(st.integers(0, len(self.history) - 1))
@@ -101,8 +111,33 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule()
     def reopen(self):
-        self.store = FitStore.open(self.path, body_model=BODY)
+        self.store = FitStore.open(self.path, body_model=BODY, write_policy=self.policy)
         self._reset_working()
+
+    @rule()
+    def refresh_reader(self):
+        if self.reader is None:
+            self.reader = FitStore.open(self.path).reader("d")
+        else:
+            self.reader.refresh()
+        self.check(self.reader.read_all(), self.committed)
+
+    @precondition(lambda self: len(self.history) > 1)
+    @rule(keep=st.integers(1, 3))
+    def gc(self, keep):
+        branch = [version.snapshot_id for version in self.store.log()]  # newest first
+        report = self.store.gc(keep_last=keep)
+        expired = set(report.expired)
+        kept = branch[:keep] + [snapshot for snapshot in branch[-1:] if snapshot not in branch[:keep]]
+        assert expired == set(branch) - set(kept)  # icechunk keeps the repository's first snapshot
+        assert [version.snapshot_id for version in self.store.log()] == kept
+        self.history = [(snapshot, model) for snapshot, model in self.history if snapshot not in expired]
+        for snapshot in expired:
+            try:
+                self.store.read("d", snapshot)
+            except InputError:
+                continue
+            raise AssertionError(f"expired snapshot {snapshot} still reads")
 
     @rule()
     def discard(self):
@@ -133,5 +168,21 @@ class StoreMachine(RuleBasedStateMachine):
                 assert np.isinf(fits.loss[row]) and fits.source[row] == Source.NONE
 
 
-StoreMachine.TestCase.settings = settings(max_examples=15, stateful_step_count=12, deadline=None)
+class LogStoreMachine(StoreMachine):
+    """Commits append to the update log's ``recent`` level (chunks of 2 records), settle it into
+    ``settled`` past 4 records and fold the log into the columns past 8 settled ones."""
+
+    policy = WritePolicy(
+        log_chunk=2,
+        recent_records=4,
+        settled_chunk=2,
+        min_log_records=8,
+        max_log_fraction=0.0,
+        fold_cost_ratio=0.0,
+    )
+
+
+StoreMachine.TestCase.settings = settings(max_examples=12, stateful_step_count=12, deadline=None)
+LogStoreMachine.TestCase.settings = settings(max_examples=12, stateful_step_count=12, deadline=None)
 TestStoreMachine = StoreMachine.TestCase
+TestLogStoreMachine = LogStoreMachine.TestCase

@@ -167,3 +167,34 @@ def test_read_rows_out_of_range_after_record(fit_store, training_set, rows):
     best.record(_proposals([0], [1.0]))
     with pytest.raises(InputError, match=r"rows must lie in \[0, 24\)"):
         best.read(np.array(rows))
+
+
+def test_a_worker_holds_one_copy_of_the_fits(tmp_path, standin_files):
+    """The reader's arrays are the worker's only full copy: BestFits adds the rows it proposed,
+    nothing per dataset row, and a refresh does not copy the dataset either."""
+    import tracemalloc
+
+    from spinfits.store import BodyModelInfo
+
+    rows = 20000  # about 7 MB of fits
+    store = FitStore.create(tmp_path / "big", BodyModelInfo(standin_files.fingerprint, is_standin=True))
+    store.create_dataset("big", rows, dataset_fingerprint="f")
+    store.commit("empty")
+    reader = store.reader("big")
+    peaks = []
+
+    def traced(action):
+        tracemalloc.start()
+        result = action()
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        return result
+
+    best = traced(lambda: BestFits(reader))
+    traced(lambda: best.record(_proposals([3, 7, 11], [2.0, 3.0, 4.0])))
+    store.merge("big", _proposals(np.arange(64) * 300, np.full(64, 1.0)))  # another writer's commit
+    store.commit("64 rows")
+    assert traced(best.refresh)
+    assert max(peaks) < 1_000_000, peaks  # one more copy of the dataset would be about 7 MB
+    np.testing.assert_array_equal(best.own_rows, [3, 7, 11])
+    assert best.read(np.array([3, 300])).loss.tolist() == [2.0, 1.0]

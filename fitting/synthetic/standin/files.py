@@ -3,7 +3,9 @@
 Output (``DIR`` is SPIN's ``data/`` folder)::
 
     DIR/smpl/SMPL_NEUTRAL.pkl   keys and dtypes of the official SMPL pickle (no chumpy),
-                                plus the key ``spinfits_standin`` naming it a stand-in
+                                plus the key ``spinfits_standin`` naming it a stand-in; its
+                                ``posedirs`` are the stand-in's pose correctives (expanded by
+                                ``standin_correctives``)
     DIR/J_regressor_extra.npy   (9, 6890) float64
     DIR/gmm_08.pkl              {'means' (8, 69), 'covars' (8, 69, 69), 'weights' (8,)} + marker
     DIR/J_regressor_h36m_standin.npy  (17, 6890) float64 in the layout of SPIN's
@@ -39,6 +41,7 @@ from spinfits.fitting.model_files import (
 logger = logging.getLogger(__name__)
 
 BODY_SOURCE = "standin_body.npz"
+CORRECTIVES_SOURCE = "standin_correctives.npz"
 PRIOR_SOURCE = "standin_pose_prior.npz"
 PROVENANCE = "PROVENANCE.md"
 _ROOT_PARENT = np.int64(4294967295)  # how SMPL's pickle stores the root's parent (uint32 -1)
@@ -53,12 +56,18 @@ class StandinPaths:
     h36m_regressor: Path
 
 
+_BUILDERS = {
+    CORRECTIVES_SOURCE: "tools/build_standin_correctives.py",
+    PRIOR_SOURCE: "tools/build_standin_prior.py",
+}
+
+
 def _packaged(name: str) -> Path:
     path = Path(str(resources.files("spinfits.fitting.synthetic.standin") / name))
     if not path.is_file():
         raise InputError(
             f"the stand-in source file {name} is missing from the installed package ({path}); "
-            f"reinstall spinfits or rebuild it with tools/build_standin_source.py"
+            f"reinstall spinfits or rebuild it with {_BUILDERS.get(name, 'tools/build_standin_source.py')}"
         )
     return path
 
@@ -67,6 +76,59 @@ def _mirror_indices(vertices: np.ndarray) -> np.ndarray:
     """(V,) index of each vertex's left/right mirror (SMPL's ``vert_sym_idxs``)."""
     mirrored = vertices * np.array([-1.0, 1.0, 1.0])
     return cKDTree(vertices).query(mirrored)[1].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class StandinCorrectives:
+    """The stand-in's pose-corrective blend shapes, expanded from their shipped factors.
+
+    Fields:
+        posedirs: (V, 3, 207) float64 in SMPL's pickle layout: the unposed offset of vertex v
+            along axis c is ``sum_f posedirs[v, c, f] * feature[f]``, feature = R_j - I of joints
+            1..23 (SMPL's order, each 3x3 row-major); smplx reshapes it to (207, V*3).
+        training_info: what the pickle's ``pose_training_info`` holds: that they are a stand-in,
+            how they were learned, their rank and held-out figures (``figure_*`` of the source file).
+    """
+
+    posedirs: np.ndarray
+    training_info: dict[str, object]
+
+
+def standin_correctives(num_vertices: int) -> StandinCorrectives:
+    """Expand ``standin_correctives.npz`` (built by tools/build_standin_correctives.py).
+
+    The file holds posedirs (207, V*3) = 2**scale_exponent * feature_weights (207, k) int32 @
+    vertex_basis (k, V*3) int16 with k <= 128: every partial sum of that product is an integer
+    below 2**53, so the float64 expansion is exact, the same with any BLAS on any machine (the
+    body model's fingerprint hashes posedirs).
+    """
+    with np.load(_packaged(CORRECTIVES_SOURCE)) as source:
+        weights = source["feature_weights"]
+        basis = source["vertex_basis"]
+        exponent = int(source["scale_exponent"])
+        provenance = str(source["provenance"])
+        figures = {
+            "held_out_" + k.removeprefix("figure_"): float(source[k])
+            for k in source.files
+            if k.startswith("figure_")
+        }
+    rank = weights.shape[-1]
+    if (
+        weights.dtype != np.int32
+        or basis.dtype != np.int16
+        or weights.shape != (NUM_POSE_BASIS, rank)
+        or basis.shape != (rank, num_vertices, 3)
+        or not 0 < rank <= 128
+    ):
+        raise InputError(
+            f"{CORRECTIVES_SOURCE} holds feature_weights {weights.dtype} {weights.shape} and "
+            f"vertex_basis {basis.dtype} {basis.shape}; expected int32 ({NUM_POSE_BASIS}, k) and "
+            f"int16 (k, {num_vertices}, 3) with k <= 128; rebuild it with tools/build_standin_correctives.py"
+        )
+    product = weights.astype(np.float64) @ basis.reshape(rank, -1).astype(np.float64)
+    posedirs = np.ldexp(product, exponent).T.reshape(num_vertices, 3, NUM_POSE_BASIS)
+    info: dict[str, object] = {"standin": provenance, "rank": rank, **figures}
+    return StandinCorrectives(np.ascontiguousarray(posedirs), info)
 
 
 def standin_smpl_dict() -> dict[str, object]:
@@ -80,6 +142,7 @@ def standin_smpl_dict() -> dict[str, object]:
         kintree = source["kintree_table"].astype(np.int64)
         provenance = str(source["provenance"])
     kintree[0, 0] = _ROOT_PARENT
+    correctives = standin_correctives(v_template.shape[0])
     sparse_regressor = scipy.sparse.csc_matrix(regressor)
     return {
         "J_regressor_prior": sparse_regressor.copy(),
@@ -90,8 +153,8 @@ def standin_smpl_dict() -> dict[str, object]:
         "weights_prior": weights.copy(),
         "weights": weights,
         "vert_sym_idxs": _mirror_indices(v_template),
-        "posedirs": np.zeros((v_template.shape[0], 3, NUM_POSE_BASIS)),
-        "pose_training_info": {"standin": "no pose-corrective blend shapes (posedirs are zero)"},
+        "posedirs": correctives.posedirs,
+        "pose_training_info": correctives.training_info,
         "bs_style": "lbs",
         "v_template": v_template,
         "shapedirs": shapedirs,
@@ -172,6 +235,9 @@ def _readme_text() -> str:
         "SPIN's SMPL_NEUTRAL.pkl, J_regressor_extra.npy and gmm_08.pkl, but they are NOT the "
         "licensed SMPL model or SMPLify's prior: fits, losses and reports made with them are "
         "stand-in results. Point `--model-dir` at the real files for real results.\n\n"
+        "The pose-corrective blend shapes (`posedirs`) are stand-ins too: learned from this body "
+        "posed with a richer rig, not from scans of people (see the provenance of "
+        "`standin_correctives.npz` below).\n\n"
         f"`{STANDIN_H36M_REGRESSOR_NAME}` is a STAND-IN for SPIN's J_regressor_h36m.npy (the 17 "
         "Human3.6M joints regressed from the mesh for evaluation; `spinfits eval` and `spinfits "
         "store eval` find it here): its rows are this body's own joint regressors of the joints "

@@ -1,0 +1,176 @@
+"""The engine and precompute on one device vs SPIN's loop on the same device, over batch sizes.
+
+    bash bench/gpu.sh                                   # CUDA, batch sizes 66 256 1024 4096
+    python bench/precompute_gpu.py --device cpu --quick  # the same code path on the CPU, small
+
+Per batch size B, on B synthetic people (OpenPose-like keypoints, ``precompute_common``; the
+stand-in body model unless --model-dir), each timed after a warm-up on the same device:
+
+- **SPIN's loop**: ``OfflineConfig.spin_from_mean()`` (Adam 100 + 100, full 6890-vertex forward,
+  from the mean pose) with batches of B;
+- **engine**: ``OfflineFitter`` with precompute's default configuration and B solver slots, in
+  this process (no Ray), on the B rows;
+- **precompute**: ``run_precompute`` end to end on the B rows (a local Ray cluster started by the
+  run, one actor with the device: ``--gpus-per-worker 1`` on CUDA), shards of B rows;
+- ``--compile``: the engine again with ``torch.compile`` on the joints-only body evaluation.
+
+Printed: fits/s of each, the ratios to SPIN's loop, and the 2D error / PA-MPJPE of SPIN's loop and
+the engine (``bench/fit_quality.py``'s measures). Fails with a message when --device cuda has no
+CUDA device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from precompute_common import QualityJudge, describe, model_folder, private_ray, write_keypoints
+
+from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
+from spinfits.fitting.dataset import load_spin_npz
+from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.offline_config import OfflineConfig, default_offline_config
+from spinfits.fitting.offline_fitter import OfflineFitter
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_fit(fitter: OfflineFitter, keypoints: np.ndarray, device: torch.device):
+    """(seconds, result) of one ``fit`` after a warm-up on a few rows."""
+    fitter.fit(keypoints[: min(8, len(keypoints))])
+    _synchronise(device)
+    start = time.perf_counter()
+    result = fitter.fit(keypoints)
+    _synchronise(device)
+    return time.perf_counter() - start, result
+
+
+def with_slots(config: OfflineConfig, slots: int) -> OfflineConfig:
+    return dataclasses.replace(config, smplify=dataclasses.replace(config.smplify, batch_size=slots))
+
+
+def compiled(fitter: OfflineFitter) -> OfflineFitter:
+    """``fitter`` with ``torch.compile`` on its joints-only evaluation (dynamic shapes: the LM
+    pool shrinks as rows converge)."""
+    model = fitter.smplify.joints_model
+    model.evaluate = torch.compile(model.evaluate, dynamic=True)
+    return fitter
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--batch-sizes", default="66,256,1024,4096")
+    parser.add_argument("--quick", action="store_true", help="batch sizes 66 and 132 (CPU check of the path)")
+    parser.add_argument("--model-dir", help="standin (default), toy (pose correctives) or a folder")
+    parser.add_argument("--compile", action="store_true", help="also the engine under torch.compile")
+    parser.add_argument("--skip-precompute", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
+    parser.add_argument("--seed", type=int, default=31)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(
+            f"precompute_gpu: error: --device {args.device} but torch {torch.__version__} sees no CUDA "
+            f"device (torch.cuda.is_available() is False); run it on a GPU machine with a CUDA build "
+            f"of torch, or pass --device cpu",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    logging.basicConfig(level=logging.WARNING)
+    import icechunk
+
+    icechunk.set_logs_filter("error")
+    private_ray()
+    torch.set_num_threads(args.threads)
+    sizes = [66, 132] if args.quick else [int(v) for v in args.batch_sizes.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="spinfits-gpu-"))
+    model_dir = model_folder(args.model_dir, work)
+    files = load_body_model_files(model_dir)
+    dataset = write_keypoints(work / "people.npz", files, "openpose", max(sizes), args.seed)
+    keypoints = load_spin_npz(dataset).keypoints
+    judge = QualityJudge(files, dataset, keypoints)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
+    print(f"{describe(files)}; device {name}; torch {torch.__version__}")
+    header = "| batch | SPIN's loop fits/s | engine fits/s | engine / SPIN |"
+    if args.compile:
+        header += " engine, compiled fits/s | compiled / SPIN |"
+    if not args.skip_precompute:
+        header += " precompute fits/s (end to end) | precompute / SPIN |"
+    header += " 2D err SPIN / engine (px) | PA-MPJPE SPIN / engine (mm) |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for size in sizes:
+        rows = keypoints[:size]
+        subset = slice(0, size)
+        spin_seconds, spin = timed_fit(
+            OfflineFitter(files, with_slots(OfflineConfig.spin_from_mean(), size), device=device),
+            rows,
+            device,
+        )
+        engine_config = with_slots(default_offline_config(files), size)
+        engine_seconds, engine = timed_fit(OfflineFitter(files, engine_config, device=device), rows, device)
+        spin_speed, engine_speed = size / spin_seconds, size / engine_seconds
+        cells = [f"{size}", f"{spin_speed:.1f}", f"{engine_speed:.1f}", f"{engine_speed / spin_speed:.1f}x"]
+        if args.compile:
+            try:
+                fitter = compiled(OfflineFitter(files, engine_config, device=device))
+                compiled_seconds, _ = timed_fit(fitter, rows, device)
+                cells += [f"{size / compiled_seconds:.1f}", f"{size / compiled_seconds / spin_speed:.1f}x"]
+            except Exception as error:  # noqa: BLE001 - report, do not stop the table
+                cells += [f"failed: {type(error).__name__}", ""]
+        if not args.skip_precompute:
+            summary = run_precompute(
+                _precompute_config(args, dataset, work, size, model_dir, engine_config, device)
+            )
+            cells += [f"{summary.fits_per_second:.1f}", f"{summary.fits_per_second / spin_speed:.1f}x"]
+        quality = [
+            judge(*(getattr(r, k).detach().cpu() for k in ("pose", "betas", "cam_t", "loss")), rows=subset)
+            for r in (spin, engine)
+        ]
+        cells += [
+            f"{quality[0].error_2d:.2f} / {quality[1].error_2d:.2f}",
+            f"{quality[0].pa_mpjpe_mean:.1f} / {quality[1].pa_mpjpe_mean:.1f}",
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
+    print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+
+
+def _precompute_config(args, dataset, work, size, model_dir, fitting, device) -> PrecomputeConfig:
+    """Precompute of the first ``size`` rows: a dataset file of those rows alone."""
+    subset = work / f"people-{size}.npz"
+    with np.load(dataset) as arrays:
+        total = len(arrays["imgname"])
+        np.savez(
+            subset,
+            **{
+                key: value[:size] if value.ndim and len(value) == total else value
+                for key, value in arrays.items()
+            },
+        )
+    return PrecomputeConfig(
+        dataset=subset,
+        store=str(work / f"store-{size}"),
+        model_dir=model_dir,
+        workers=1,
+        threads_per_worker=args.threads,
+        gpus_per_worker=1.0 if device.type == "cuda" else 0.0,
+        shard_size=size,
+        show_progress=False,
+        fitting=fitting,
+    )
+
+
+if __name__ == "__main__":
+    main()

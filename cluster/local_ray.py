@@ -1,0 +1,58 @@
+"""Connect a job's driver to Ray, or start the embedded default at normal priority.
+
+``ray.init()`` connects to the cluster named by ``RAY_ADDRESS`` (``ray job submit`` sets it) or
+started by ``ray start`` on this machine, and otherwise starts a local cluster for this process
+(the embedded default). Ray starts its worker processes at niceness 15 (its ``worker_niceness``
+setting, environment variable ``RAY_worker_niceness``): fitter actors and training workers would
+then yield the CPU to every normal-priority process on the machine, Ray's own agents included,
+and a job beside one busy neighbour all but stops. The local cluster started here runs its
+workers at niceness 0 instead, unless ``RAY_worker_niceness`` is already set in the environment
+(then that value is kept).
+
+A cluster started with ``ray start`` keeps the niceness it was started with: start its nodes
+with ``RAY_worker_niceness=0 ray start ...`` (``docs/cluster.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import ray
+
+logger = logging.getLogger(__name__)
+
+#: Ray's environment variable for the niceness of the worker processes a raylet starts.
+WORKER_NICENESS_VARIABLE = "RAY_worker_niceness"
+#: The embedded default's worker niceness: the same priority as the driver and its neighbours.
+EMBEDDED_WORKER_NICENESS = 0
+
+
+@contextmanager
+def _variable_default(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` for the block, unless ``name`` is already set."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+def connect_or_start_ray() -> bool:
+    """``ray.init()`` for a job's driver (see module doc); True when this call initialised Ray
+    (the caller then shuts it down), False when Ray was already initialised in this process.
+
+    The processes Ray starts inherit the driver's environment, so ``RAY_worker_niceness`` set
+    during ``ray.init()`` reaches a local cluster's raylet and its workers; a cluster that is
+    only connected to ignores it.
+    """
+    if ray.is_initialized():
+        return False
+    with _variable_default(WORKER_NICENESS_VARIABLE, str(EMBEDDED_WORKER_NICENESS)):
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return True

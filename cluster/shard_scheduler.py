@@ -1,0 +1,109 @@
+"""Hands precompute's shards to the fitter actors and yields their results as they come; the
+shards of an actor whose node is lost go to the actors left.
+
+Ray restarts a fitter actor that dies and retries its shards (``max_restarts``,
+``max_task_retries``), which is all it takes while the actor's node lives on. When the node itself
+is lost, the restarted actor needs room on another node, which a cluster of fixed size may never
+have (every CPU held by the other actors): its shards would wait forever, and the job with them.
+So the scheduler watches the cluster's nodes (``ray.nodes()``, every ``check_every_s`` while it
+waits for results). An actor whose node died is given up: killed (so that a late restart does not
+take a CPU from the others), and its unfinished shards are handed to the actors left, first. The
+job finishes on what is left, and every shard is yielded exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import ray
+
+from spinfits.cluster.fitter_actor import ShardResult
+from spinfits.errors import SpinfitsError
+
+logger = logging.getLogger(__name__)
+
+
+class FittersLostError(SpinfitsError):
+    """Every fitter actor's node was lost: no actor is left for the remaining shards."""
+
+
+class ShardScheduler:
+    """Fits shards on ``actors`` (fitter actor handles, with ``node_id()``), ``slots_per_actor``
+    shards queued on each at a time (the next one waits while the driver merges).
+
+    submit(actor, rows) -> ObjectRef of the actor's ``ShardResult`` for ``rows`` ((S,) dataset
+    rows); check_every_s: how often, while waiting, the nodes are checked for a lost one.
+    """
+
+    def __init__(
+        self,
+        actors: Sequence[ray.actor.ActorHandle],
+        submit: Callable[[ray.actor.ActorHandle, np.ndarray], ray.ObjectRef],
+        slots_per_actor: int = 2,
+        check_every_s: float = 2.0,
+    ) -> None:
+        self._actors = list(actors)
+        self._submit = submit
+        self._slots = slots_per_actor
+        self._check_every_s = check_every_s
+        self.lost: list[int] = []  #: indices of the actors given up (their node was lost)
+
+    def results(self, shards: Sequence[np.ndarray]) -> Iterator[ShardResult]:
+        """Yield the ``ShardResult`` of every shard once, in the order they finish. An error
+        raised by ``fit_shard`` comes through; ``FittersLostError`` when no actor is left."""
+        pending = deque(range(len(shards)))
+        live = list(range(len(self._actors)))
+        load: Counter[int] = Counter()
+        in_flight: dict[ray.ObjectRef, tuple[int, int]] = {}  # result -> (shard, actor)
+        hello = {self._actors[actor].node_id.remote(): actor for actor in live}  # -> node id
+        nodes: dict[int, str] = {}
+        checked = time.monotonic()
+        while pending or in_flight:
+            if not live:
+                raise FittersLostError(
+                    f"the nodes of all {len(self._actors)} fitter actors were lost; {len(pending)} "
+                    "shards were not fitted. What was merged is committed: rerun the job on a "
+                    "cluster with room for its actors, and it resumes from the store"
+                )
+            while pending and (free := [a for a in live if load[a] < self._slots]):
+                actor = min(free, key=lambda a: load[a])
+                shard = pending.popleft()
+                in_flight[self._submit(self._actors[actor], shards[shard])] = (shard, actor)
+                load[actor] += 1
+            ready, _ = ray.wait([*in_flight, *hello], num_returns=1, timeout=self._check_every_s)
+            for ref in ready:
+                if ref in hello:
+                    nodes[hello.pop(ref)] = ray.get(ref)
+                    continue
+                _, actor = in_flight.pop(ref)
+                load[actor] -= 1
+                yield ray.get(ref)
+            if time.monotonic() - checked >= self._check_every_s:
+                checked = time.monotonic()
+                self._give_up_lost(live, nodes, load, in_flight, hello, pending)
+
+    def _give_up_lost(self, live, nodes, load, in_flight, hello, pending) -> None:
+        dead = {node["NodeID"] for node in ray.nodes() if not node["Alive"]}
+        for actor in [a for a in live if nodes.get(a) in dead]:
+            live.remove(actor)
+            self.lost.append(actor)
+            unfinished = [(ref, shard) for ref, (shard, a) in in_flight.items() if a == actor]
+            for ref, shard in reversed(unfinished):
+                del in_flight[ref]
+                pending.appendleft(shard)
+            for ref in [ref for ref, a in hello.items() if a == actor]:
+                del hello[ref]
+            load[actor] = 0
+            ray.kill(self._actors[actor], no_restart=True)
+            logger.warning(
+                "fitter actor %d was on node %s, which was lost; its %d unfinished shards go to the "
+                "%d actors left",
+                actor,
+                nodes[actor],
+                len(unfinished),
+                len(live),
+            )

@@ -1,0 +1,65 @@
+"""What a commit writes for one dataset: the rows it changed, once, in a writable session.
+
+``FitStore`` buffers merges in memory (its working copy of each dataset plus a mask of the rows
+changed since the commit it started from) and calls ``write_dataset`` once per dataset at commit:
+the changed rows are appended to the ``recent`` level of the dataset's update log, or ``recent``
+is settled with them into the ``settled`` level, or the whole log is folded with them into the
+column chunks they fall in, as ``WritePolicy.plan`` decides (failed rows are written chunk by
+chunk by ``spinfits.store.failures.write_failures``). Nothing is written between commits, so each
+chunk is written at most once per commit however many merges it saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from spinfits.store.fits import Fits
+from spinfits.store.layout import mark_format, open_columns, write_rows
+from spinfits.store.schema import DatasetInfo
+from spinfits.store.update_log import LEVELS, UpdateLog, append_records, clear_level
+from spinfits.store.write_policy import WritePolicy
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class DatasetWrite:
+    """How a commit wrote a dataset's changed rows: ``how`` is ``"recent"``, ``"settle"`` or
+    ``"fold"`` (see ``WritePolicy``); ``log`` the dataset's update log afterwards; ``chunks`` the
+    column chunks rewritten (0 unless folded)."""
+
+    how: str
+    log: UpdateLog
+    chunks: int
+
+
+def write_dataset(
+    store: Any, info: DatasetInfo, fits: Fits, changed: np.ndarray, log: UpdateLog, policy: WritePolicy
+) -> DatasetWrite:
+    """Write rows ``changed`` ((M,) int64 sorted distinct, M > 0) of ``fits`` (the dataset's
+    working copy: all N rows) into the dataset's group of ``store`` (a writable session's), whose
+    update log is ``log``."""
+    how = policy.plan(info.n_rows, info.chunk_rows, log, changed)
+    if how == "fold":
+        rows = np.union1d(log.all_rows, changed)
+        chunks = write_rows(open_columns(store, info.name, mode="r+"), fits, rows, info.chunk_rows)
+        for level in LEVELS:
+            log = log.with_level(level, clear_level(store, info.name, level, log.states[level]), _NO_ROWS)
+        return DatasetWrite(how, log, chunks)
+    if not any(state.exists for state in log.states.values()):
+        mark_format(store)
+    if how == "recent":
+        state = append_records(
+            store, info.name, "recent", fits, changed, log.states["recent"], policy.log_chunk
+        )
+        return DatasetWrite(how, log.with_level("recent", state, np.union1d(log.rows["recent"], changed)), 0)
+    moving = np.union1d(log.rows["recent"], changed).astype(np.int64)  # latest values: the working copy's
+    state = append_records(
+        store, info.name, "settled", fits, moving, log.states["settled"], policy.settled_chunk
+    )
+    log = log.with_level("settled", state, np.union1d(log.rows["settled"], moving))
+    log = log.with_level("recent", clear_level(store, info.name, "recent", log.states["recent"]), _NO_ROWS)
+    return DatasetWrite(how, log, 0)
