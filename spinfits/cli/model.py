@@ -41,7 +41,7 @@ def _make_standin(args: argparse.Namespace) -> int:
     paths = write_standin_files(args.directory, overwrite=args.overwrite)
     files = load_body_model_files(args.directory)
     print(f"wrote {files.description}")
-    for path in (paths.smpl, paths.extra_regressor, paths.gmm, paths.readme):
+    for path in (paths.smpl, paths.extra_regressor, paths.gmm, paths.h36m_regressor, paths.readme):
         print(f"  {path}")
     print("These are STAND-IN files, not the licensed SMPL model: see STANDIN.md.")
     return 0
