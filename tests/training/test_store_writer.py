@@ -1,6 +1,7 @@
 """The training run's store writer, used as a plain class (no Ray): merges, commits on its own
 clock and on flush, attributes commits to the run."""
 
+import os
 import time
 
 import numpy as np
@@ -55,6 +56,16 @@ def _wait_for(condition, seconds=20.0):
             return True
         time.sleep(0.02)
     return False
+
+
+def _pid_of(actor) -> int | None:
+    """The process id of a Ray actor's current instance; None while it is restarting."""
+    import ray
+
+    try:
+        return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=5)
+    except (ray.exceptions.RayError, TimeoutError):
+        return None
 
 
 def test_propose_merges_by_the_store_rule(writer_for, fit_store, training_set):
@@ -181,7 +192,11 @@ def test_a_workers_fit_reaches_another_worker_after_the_writers_commit(
         assert latest.message == "training visible: steps 7-7"
         assert latest.metadata["source"] == "training" and latest.metadata["run"] == "visible"
         # A killed writer restarts by itself; later proposals land; nothing committed is lost.
+        # ray.kill is asynchronous: wait for the new instance, or the next proposal may reach
+        # the old one just before it dies (and be lost uncommitted, as documented).
+        old_pid = ray.get(writer.__ray_call__.remote(lambda self: os.getpid()))
         ray.kill(writer, no_restart=False)
+        assert _wait_for(lambda: _pid_of(writer) not in (None, old_pid), seconds=60), "no restart"
         ray.get(writer.propose.remote(_proposals([12], [0.25], step=8, value=4.0)), timeout=60)
         ray.get(writer.flush.remote(), timeout=60)
         after = FitStore.open(fit_store.location.path).read(training_set.name)
