@@ -53,13 +53,20 @@ class PrecomputeConfig:
     """One precompute run. ``shard_size``: dataset rows per shard, the unit an actor fits and
     the driver merges (not SMPLify's ``batch_size``, its solver slots). ``init``: "offline"
     (keypoints alone), "store" (refine the store's current fits; rows without one start offline)
-    or a SPIN ``*_fits.npy`` path to refine."""
+    or a SPIN ``*_fits.npy`` path to refine.
+
+    ``workers`` None (default) fills the Ray cluster: on CPU one actor per CPU the cluster has
+    (``threads_per_worker`` threads each, default 1: torch's threads spin-wait for each other, so
+    one two-threaded actor fits several times slower than two single-threaded ones on a busy
+    machine, ``bench/RESULTS.md``); on GPU one actor per ``gpus_per_worker`` share of its GPUs.
+    A number: that many actors, each with ``threads_per_worker`` threads (default: this
+    machine's CPUs / workers)."""
 
     dataset: Path
     store: str
     model_dir: Path
     dataset_name: str | None = None
-    workers: int = 1
+    workers: int | None = None
     threads_per_worker: int | None = None
     gpus_per_worker: float = 0.0
     shard_size: int = 256
@@ -74,8 +81,10 @@ class PrecomputeConfig:
 
     def __post_init__(self) -> None:
         # Messages name the field; the command line tells them in its flags (spinfits.cli.options).
-        if self.workers < 1:
-            raise InputError(f"workers must be >= 1, got {self.workers}")
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"workers must be >= 1 or None (fill the Ray cluster), got {self.workers}")
+        if self.threads_per_worker is not None and self.threads_per_worker < 1:
+            raise InputError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
         if self.shard_size < 1:
             raise InputError(f"shard_size must be >= 1, got {self.shard_size}")
         if self.gpus_per_worker < 0:
@@ -100,7 +109,18 @@ class PrecomputeConfig:
     def threads(self) -> int:
         if self.threads_per_worker:
             return self.threads_per_worker
+        if self.workers is None:
+            return 1
         return max(1, (os.cpu_count() or 1) // self.workers)
+
+    def actor_count(self, cluster_resources: dict[str, float]) -> int:
+        """Fitter actors to start on a Ray cluster with ``cluster_resources``
+        (``ray.cluster_resources()``): ``workers``, or enough to fill the cluster (class doc)."""
+        if self.workers is not None:
+            return self.workers
+        if self.gpus_per_worker > 0:
+            return max(1, int(cluster_resources.get("GPU", 0.0) / self.gpus_per_worker))
+        return max(1, int(cluster_resources.get("CPU", 1.0) // self.threads))
 
 
 @dataclass(frozen=True)
@@ -284,8 +304,14 @@ def _fit_plan(config, store, files, plan: Plan, initial, start, keypoints: np.nd
             device,
             config.threads,
         )
-        for index in range(config.workers)
+        for index in range(config.actor_count(ray.cluster_resources()))
     ]
+    logger.info(
+        "%d fitter actor(s) x %s on %s",
+        len(actors),
+        f"{config.gpus_per_worker:g} GPU" if device == "cuda" else f"{config.threads} thread(s)",
+        "CUDA" if device == "cuda" else "CPU",
+    )
 
     def submit(actor, rows):
         if initial is None:

@@ -62,7 +62,7 @@ def test_default_of():
     "message, told",
     [
         ("batch_size must be >= 1, got 0", "--batch (batch_size) must be >= 1, got 0"),
-        ("workers must be >= 1, got 0", "--workers must be >= 1, got 0"),
+        ("workers must be >= 1 or None, got 0", "--workers must be >= 1 or None, got 0"),
         ("init: no such file", "--init: no such file"),
         (
             "dataset name must be ...; pass a valid dataset_name",

@@ -42,13 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-dir", required=True, type=Path, help="body model folder")
     parser.add_argument("--name", help="dataset name in the store (default: the file's stem)")
     parser.add_argument(
-        "--workers", type=int, default=_default("workers"), help="fitter actors (default %(default)s)"
+        "--workers",
+        type=int,
+        default=_default("workers"),
+        help="fitter actors (default: fill the Ray cluster, one single-threaded actor per CPU, "
+        "or one per --gpus-per-worker share of its GPUs)",
     )
     parser.add_argument(
         "--threads-per-worker",
         type=int,
         default=_default("threads_per_worker"),
-        help="CPU threads per actor (default: CPUs / workers)",
+        help="CPU threads per actor (default: 1 without --workers, else CPUs / workers)",
     )
     parser.add_argument(
         "--gpus-per-worker",

@@ -260,3 +260,25 @@ def test_missing_init_file_is_told_by_field_and_by_flag(tmp_path, small_dataset,
     err = capsys.readouterr().err
     assert code == 2
     assert "error: --init: file" in err and "missing_fits.npy does not exist" in err
+
+
+@pytest.mark.parametrize(
+    "overrides, resources, actors, threads",
+    [
+        ({}, {"CPU": 8.0}, 8, 1),  # the default fills the cluster with single-threaded actors
+        ({"threads_per_worker": 2}, {"CPU": 8.0}, 4, 2),
+        ({"threads_per_worker": 3}, {"CPU": 2.0}, 1, 3),  # at least one
+        ({"gpus_per_worker": 0.5}, {"CPU": 16.0, "GPU": 2.0}, 4, 1),
+        ({"workers": 3}, {"CPU": 64.0}, 3, max(1, (os.cpu_count() or 1) // 3)),
+    ],
+)
+def test_actor_layout(tmp_path, overrides, resources, actors, threads):
+    chosen = config(tmp_path / "d.npz", tmp_path / "store", tmp_path, **overrides)
+    assert chosen.actor_count(resources) == actors and chosen.threads == threads
+
+
+def test_actor_layout_errors_name_the_field(tmp_path):
+    with pytest.raises(InputError, match=r"workers must be >= 1 or None \(fill the Ray cluster\), got 0"):
+        config(tmp_path / "d.npz", tmp_path / "store", tmp_path, workers=0)
+    with pytest.raises(InputError, match="threads_per_worker must be >= 1, got 0"):
+        config(tmp_path / "d.npz", tmp_path / "store", tmp_path, threads_per_worker=0)
