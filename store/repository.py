@@ -13,7 +13,7 @@ import socket
 
 import icechunk
 
-from spinfits.errors import InputError
+from spinfits.errors import InputError, StorageError
 from spinfits.store.layout import init_root, read_root
 from spinfits.store.location import StoreLocation
 from spinfits.store.schema import BodyModelInfo
@@ -53,6 +53,8 @@ def _open_repo(location: StoreLocation) -> icechunk.Repository:
     try:
         exists = icechunk.Repository.exists(storage)
     except (icechunk.IcechunkError, ValueError, OSError) as error:
+        if not location.is_local:
+            raise _unreachable(location, error) from None
         raise InputError(
             f"cannot read a store at {location} (corrupt or not a store?): {icechunk_reason(error)}"
         ) from None
@@ -106,7 +108,17 @@ def repository_exists(where: StoreLocation) -> bool:
     try:
         return bool(icechunk.Repository.exists(where.storage()))
     except (icechunk.IcechunkError, ValueError, OSError) as error:
-        raise InputError(f"cannot reach a store at {where}: {icechunk_reason(error)}") from None
+        if not where.is_local:
+            raise _unreachable(where, error) from None
+        raise InputError(f"cannot read a store at {where}: {icechunk_reason(error)}") from None
+
+
+def _unreachable(where: StoreLocation, error: Exception) -> StorageError:
+    """Object storage that failed to answer: the storage's fault, not the user's input."""
+    return StorageError(
+        f"cannot reach the store at {where}: {icechunk_reason(error)}; nothing was read or "
+        "written. Check the endpoint, the credentials and the network, then retry"
+    )
 
 
 def open_repository(

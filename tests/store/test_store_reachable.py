@@ -105,3 +105,27 @@ def test_endpoint_defaults_to_aws_and_local_stores_are_not_probed(tmp_path):
 def test_an_endpoint_that_is_not_http_is_an_input_error():
     with pytest.raises(InputError, match=r"S3 endpoint '127.0.0.1:9000' is not an http\(s\):// URL"):
         at("127.0.0.1:9000").check_reachable()
+
+
+def test_object_storage_failing_while_opening_is_a_storage_error(monkeypatch, tmp_path):
+    """An S3 store whose service fails while it is opened: a StorageError (retry later), not an
+    InputError ("corrupt or not a store?"); a local store that cannot be read stays an input
+    problem."""
+    import icechunk
+
+    from spinfits.store import FitStore
+
+    def fail(storage):
+        raise OSError("error getting object from object store dispatch failure")
+
+    monkeypatch.setattr(icechunk.Repository, "exists", staticmethod(fail))
+    s3 = S3Options(endpoint_url="http://127.0.0.1:9", region="us-east-1", allow_http=True, anonymous=True)
+    with pytest.raises(
+        StorageError, match=r"cannot reach the store at s3://fits/x: .*dispatch failure.*retry"
+    ):
+        FitStore.open("s3://fits/x", s3=s3)
+    with pytest.raises(StorageError, match="cannot reach the store at s3://fits/x"):
+        FitStore.exists("s3://fits/x", s3=s3)
+    (tmp_path / "local").mkdir()
+    with pytest.raises(InputError, match="corrupt or not a store"):
+        FitStore.open(tmp_path / "local")

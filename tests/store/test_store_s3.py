@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from store_helpers import BODY, best_by_row, random_proposals
 
-from spinfits.errors import InputError
+from spinfits.errors import InputError, StorageError
 from spinfits.store import FitStore, S3Options, fit_store
 
 
@@ -111,7 +111,8 @@ def test_without_credentials_reads_with_the_environments_keys(options, request, 
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws profile either
-    with pytest.raises(InputError):  # no credentials anywhere in the chain
+    # no credentials anywhere in the chain: the service cannot be read, and the message says what to check
+    with pytest.raises(StorageError, match="Check the endpoint, the credentials and the network"):
         FitStore.open(url, s3=remote)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
