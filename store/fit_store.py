@@ -93,6 +93,7 @@ class FitStore:
         self._policy = _checked_policy(write_policy)
         # Working copies, all as of snapshot ``_base`` plus the merges since (None: none read).
         self._base: str | None = None
+        self._last_known: str | None = None  # last snapshot read or committed (kept by _forget)
         self._infos: dict[str, DatasetInfo] = {}
         self._working: dict[str, Fits] = {}  # every row of each dataset merged into
         self._logs: dict[str, UpdateLog] = {}  # its update log at _base
@@ -202,7 +203,7 @@ class FitStore:
     def _set_base(self, snapshot: str) -> None:
         self._forget()
         self._infos = list_datasets(snapshot_store(self._repo, snapshot))
-        self._base = snapshot
+        self._base = self._last_known = snapshot
 
     def _base_store(self) -> Any:
         return snapshot_store(self._repo, self._at_base())
@@ -254,13 +255,12 @@ class FitStore:
         return outcome.rows
 
     def _storage_error(self, action: str, error: BaseException) -> StorageError:
-        try:
-            tip = self.tip()
-        except Exception:  # noqa: BLE001 - the storage itself may be what failed
-            tip = "unknown"
+        # The last commit this writer knows, not the tip: asking failing storage for its tip
+        # would wait out another round of its retries (about 30 s against a lost S3 endpoint).
+        known = self._last_known or "none read yet"
         return StorageError(
             f"could not {action} in the store at {self._location}: {icechunk_reason(error)}. "
-            f"The store is unchanged at its last commit ({tip}); this writer keeps its "
+            f"The store is unchanged by this failure (this writer's last known commit: {known}); this writer keeps its "
             "uncommitted merges. Fix the storage (free space, permissions, connection) and commit "
             "again, or rerun the job: it resumes from the last commit"
         )
@@ -509,7 +509,7 @@ class FitStore:
             self._changed[name][:] = False
         for mask in self._failures_changed.values():
             mask[:] = False
-        self._base = snapshot
+        self._base = self._last_known = snapshot
         self._pending = {}
         self._pending_failures = {}
         log.debug("commit %s wrote %s", snapshot, {name: (w.how, w.chunks) for name, w in writes.items()})

@@ -278,8 +278,8 @@ def test_disk_full_during_a_merge_keeps_the_last_commit(small_filesystem):
     big = random_proposals(rng, 20000, 20000)
     with pytest.raises(
         StorageError,
-        match=r"No space left on device.*The store is unchanged at its last "
-        rf"commit \({tip}\); this writer keeps its uncommitted merges",
+        match=r"No space left on device.*The store is unchanged by this failure \(this writer's last "
+        rf"known commit: {tip}\); this writer keeps its uncommitted merges",
     ):
         store.merge("coco", big)
         store.commit("too big")
