@@ -31,7 +31,7 @@ from pathlib import Path
 import icechunk
 import numpy as np
 
-from spinfits.store import BodyModelInfo, FitStore, Proposals, Source, WritePolicy
+from spinfits.store import BodyModelInfo, FitReader, FitStore, Proposals, Source, WritePolicy
 from spinfits.store.update_log import ROW_BYTES
 
 #: Every commit rewrites the column chunks it touches (the store before the update log).
@@ -208,6 +208,22 @@ def demo(tmp: Path, args: argparse.Namespace) -> None:
         )
 
 
+def timed_refreshes(
+    store: FitStore, reader: FitReader, rng: np.random.Generator, m: int, commits: int, first_step: int = 1
+) -> list[float]:
+    """Commit ``m`` scattered rows of dataset "d" ``commits`` times (training steps from
+    ``first_step``, losses falling with the step) and refresh ``reader`` after each: the seconds
+    of each refresh."""
+    samples = []
+    for step in range(first_step, first_step + commits):
+        store.merge("d", proposals(rng, scattered(rng, reader.n_rows, m), 1.0 / step, step))
+        store.commit(f"step {step}")
+        start = time.perf_counter()
+        assert reader.refresh()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
 def refresh(tmp: Path, args: argparse.Namespace) -> None:
     n, m = args.refresh_rows, 64
     print(f"\n== refresh: a reader of a {n}-row dataset after each commit of {m} scattered rows")
@@ -220,13 +236,7 @@ def refresh(tmp: Path, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     reader = other.reader("d")
     print(f"reader full load: {(time.perf_counter() - start) * 1e3:.0f} ms")
-    samples = []
-    for step in range(1, args.refreshes + 1):
-        store.merge("d", proposals(rng, scattered(rng, n, m), 1.0 / step, step))
-        store.commit(f"step {step}")
-        start = time.perf_counter()
-        assert reader.refresh()
-        samples.append(time.perf_counter() - start)
+    samples = timed_refreshes(store, reader, rng, m, args.refreshes)
     assert reader.read_all().equals(store.read("d"))
     print(
         f"refresh after a {m}-row commit: median {statistics.median(samples) * 1e3:.1f} ms, "

@@ -29,6 +29,7 @@ Stores written before the log existed (format 1) have no log arrays: an empty lo
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -101,7 +102,10 @@ def open_level(store: Any, dataset: str, level: str, mode: str = "r") -> zarr.Ar
     """The array of ``level`` of ``dataset``'s log in ``store`` (None if it has none yet)."""
     try:
         return zarr.open_array(store, path=f"{dataset}/{array_name(level)}", mode=mode, zarr_format=3)
-    except FileNotFoundError:  # zarr's ArrayNotFoundError
+    except FileNotFoundError as missing:  # zarr's ArrayNotFoundError
+        # Its traceback and zarr's frames form a reference cycle that holds the callers' frames,
+        # so a reader's whole copy of the fits would outlive the reader until the cyclic GC runs.
+        traceback.clear_frames(missing.__traceback__)
         return None
 
 
