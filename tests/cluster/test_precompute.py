@@ -1,5 +1,6 @@
 """spinfits precompute end to end on local Ray: resumable, fault tolerant, clear errors."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -282,3 +283,37 @@ def test_actor_layout_errors_name_the_field(tmp_path):
         config(tmp_path / "d.npz", tmp_path / "store", tmp_path, workers=0)
     with pytest.raises(InputError, match="threads_per_worker must be >= 1, got 0"):
         config(tmp_path / "d.npz", tmp_path / "store", tmp_path, threads_per_worker=0)
+
+
+def test_the_driver_keeps_only_the_keypoints_of_the_rows_it_fits():
+    from spinfits.cluster.precompute import PlannedKeypoints
+
+    keypoints = np.arange(10 * 49 * 3, dtype=np.float32).reshape(10, 49, 3)
+    planned = PlannedKeypoints(np.array([7, 2, 5]), keypoints)
+    assert planned.keypoints.shape == (3, 49, 3) and planned.keypoints.base is None  # a copy, not a view
+    assert np.array_equal(planned[np.array([5, 7])], keypoints[[5, 7]])
+    assert np.array_equal(planned[np.array([2])], keypoints[[2]])
+
+
+def test_fits_the_store_refuses_are_recorded_as_failed_rows():
+    """A fit the store refuses (here a joint turned by 5 pi) becomes a failed row with its reason,
+    so a rerun skips it as other failed rows (before, every rerun fitted it again)."""
+    from spinfits.cluster.precompute import _refused_by_the_store
+    from spinfits.store import Proposals, Source
+
+    pose = np.zeros((3, 72))
+    pose[1, 9] = 5 * np.pi
+    proposals = Proposals(
+        rows=np.array([4, 8, 9]),
+        pose=pose,
+        betas=np.zeros((3, 10)),
+        cam_t=np.tile([0.0, 0.0, 40.0], (3, 1)),
+        loss=np.array([1.0, 2.0, 3.0], dtype=np.float32),
+        source=Source.OFFLINE,
+        step=-1,
+    )
+    rows, reasons = _refused_by_the_store(proposals)
+    assert rows.tolist() == [8]
+    assert reasons == ["the fit was refused by the store: joint rotation beyond 4 pi"]
+    plausible = dataclasses.replace(proposals, pose=np.zeros((3, 72)))
+    assert _refused_by_the_store(plausible)[0].size == 0

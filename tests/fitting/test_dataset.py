@@ -71,6 +71,26 @@ def test_nan_keypoint_with_confidence_is_an_error(tmp_path):
         load_spin_npz(_write(tmp_path / "d.npz", **arrays))
 
 
+def test_keypoints_are_converted_in_blocks_with_the_same_result_and_true_row_numbers(tmp_path, monkeypatch):
+    """The loader converts a few rows at a time (memory at a million rows); the result is the
+    whole-array conversion's, and a bad keypoint is told by its row in the file."""
+    import spinfits.fitting.dataset as dataset_module
+
+    arrays = _minimal(rows=10)
+    arrays["center"] = np.linspace(80.0, 120.0, 20).reshape(10, 2)
+    arrays["scale"] = np.linspace(0.8, 1.6, 10)
+    path = _write(tmp_path / "d.npz", **arrays)
+    whole = load_spin_npz(path).keypoints
+    monkeypatch.setattr(dataset_module, "_BLOCK_ROWS", 3)
+    blocks = load_spin_npz(path)
+    assert blocks.keypoints.dtype == np.float32 and np.array_equal(blocks.keypoints, whole)
+    arrays["part"][7, 2, 1] = np.inf
+    with pytest.raises(
+        InputError, match=r"1 keypoints are NaN or infinite but have confidence > 0 \(rows 7\)"
+    ):
+        load_spin_npz(_write(tmp_path / "bad.npz", **arrays))
+
+
 def test_nan_keypoint_without_confidence_is_dropped(tmp_path):
     arrays = _minimal()
     arrays["part"][1, 20] = [np.nan, np.nan, 0.0]
