@@ -167,13 +167,20 @@ class StoreWriter:
         return time.monotonic() - self._last_time >= self._every_s
 
     def _commit_periodically(self) -> None:
-        while not self._stop.wait(max(self._every_s, 0.01)):
+        """Commit when one is due: ``commit_every_s`` after the last commit, whoever made it
+        (``propose`` commits too when it finds one due; two independent schedules would commit
+        up to twice as often)."""
+        delay = self._every_s
+        while not self._stop.wait(max(delay, 0.01)):
             try:
                 with self._lock:
-                    if not self._closed:
+                    if self._due():
                         self._commit()
+                    remaining = self._last_time + self._every_s - time.monotonic()
+                delay = remaining if remaining > 0 else self._every_s
             except Exception:  # noqa: BLE001 - keep the clock alive; the next tick retries
                 log.exception("%s: store commit failed; retrying at the next tick", self._job)
+                delay = self._every_s
 
     def _commit(self, note: str | None = None) -> None:
         if not self._store.has_pending:

@@ -204,3 +204,26 @@ def test_a_workers_fit_reaches_another_worker_after_the_writers_commit(
         ray.get(writer.close.remote())
     finally:
         ray.shutdown()
+
+
+def test_the_clock_keeps_the_period_after_any_commit(writer_for):
+    """The clock commits ``commit_every_s`` after the last commit, whoever made it (a flush, or
+    ``propose`` finding one due); before, it kept its own schedule and committed again soon
+    after another commit (commits up to twice as often, some 0 s apart)."""
+    every = 1.0
+    writer = writer_for(commit_every_s=every)
+    start = time.monotonic()
+
+    def at(seconds):
+        time.sleep(max(0.0, start + seconds - time.monotonic()))
+
+    writer.propose(_proposals([1], [1e-6], step=1))
+    at(1.3)  # the clock committed at about 1.0
+    assert writer.stats().commits == 1
+    writer.propose(_proposals([2], [1e-6], step=2))
+    writer.flush()  # a commit at 1.3: the next is due at 2.3
+    writer.propose(_proposals([3], [1e-6], step=3))
+    at(2.1)
+    assert writer.stats().commits == 2, "the clock committed 0.8 s after the flush"
+    assert _wait_for(lambda: writer.stats().commits == 3, seconds=10)
+    assert time.monotonic() - start >= 2.3 - 0.05
