@@ -8,6 +8,8 @@ satisfies ``exp([w + d]x) ~= exp([w]x) exp([Jr(w) d]x)`` for small ``d``. Both a
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 _SMALL_ANGLE_SQUARED = 1e-4
@@ -135,3 +137,20 @@ def matrix_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
     # angle / sin(angle / 2), with its limit 2 at angle 0
     scale = torch.where(sin_half > 1e-6, angle / sin_half.clamp_min(1e-12), 2.0 + angle**2 / 12)
     return quat[..., 1:] * scale
+
+
+def wrap_axis_angle(w: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle -> the same rotations with every angle below 2 pi.
+
+    A rotation by t about an axis is the rotation by t - 2 pi k about it (exp is 2 pi-periodic
+    along a fixed axis): angles of 2 pi and more are reduced modulo 2 pi, the rest are returned
+    unchanged. An unconstrained joint (the global orientation) can wind past 2 pi during a fit;
+    the store refuses angles beyond 4 pi as implausible, so fits are wrapped before they leave
+    the engine.
+    """
+    angle = w.norm(dim=-1, keepdim=True)
+    turns = angle >= 2 * math.pi
+    if not bool(turns.any()):
+        return w
+    reduced = torch.remainder(angle, 2 * math.pi)
+    return torch.where(turns, w * (reduced / angle.clamp_min(torch.finfo(w.dtype).tiny)), w)

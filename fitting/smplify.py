@@ -30,6 +30,7 @@ from spinfits.fitting.levenberg_marquardt import solve_pool
 from spinfits.fitting.losses import fitting_confidence
 from spinfits.fitting.model_files import BodyModelFiles
 from spinfits.fitting.priors import GmmPosePrior
+from spinfits.fitting.rotations import wrap_axis_angle
 from spinfits.fitting.smplify_config import FitResult, SmplifyConfig
 from spinfits.fitting.smplify_stages import BodyStage, CameraStage
 from spinfits.fitting.spin_adam import spin_adam_fit
@@ -138,6 +139,8 @@ class SMPLify:
                 iterations[rows] = solved[3]
                 converged[rows] = solved[4]
             out_pose[rows], out_betas[rows], out_cam_t[rows] = solved[:3]
+        # the same rotations, every joint's angle below 2 pi (the store refuses beyond 4 pi)
+        out_pose = wrap_axis_angle(out_pose.reshape(-1, 24, 3)).reshape(out_pose.shape)
         loss = fit_loss_at(
             self.joints_model,
             out_pose,

@@ -203,3 +203,28 @@ def test_wild_initialisation_never_returns_nan(body_files, engine, people):
 def test_config_rejects_lm_with_full_forward():
     with pytest.raises(InputError, match="LM solver needs body_evaluation='joints_only'"):
         SmplifyConfig(solver="lm", body_evaluation="full")
+
+
+def test_fits_leave_the_engine_with_every_angle_below_two_pi(engine, people):
+    """A start whose global orientation has wound past 4 pi (the same rotation) fits as well and
+    comes out wrapped below 2 pi: the store refuses angles beyond 4 pi as implausible."""
+    pose, betas, cam_t = perturbed(people)
+    wound = pose.clone()
+    axis = wound[:, :3] / wound[:, :3].norm(dim=-1, keepdim=True)
+    wound[:, :3] += 4 * math.pi * axis
+    result = engine.fit(wound, betas, cam_t, people["keypoints"])
+    assert (result.pose.reshape(-1, 24, 3).norm(dim=-1) < 2 * math.pi).all()
+    before = fit_loss_at(engine.joints_model, pose, betas, cam_t, people["keypoints"])
+    assert result.fitted.all() and (result.loss < before).all()
+
+
+def test_wrap_axis_angle_keeps_the_rotation():
+    from spinfits.fitting.rotations import axis_angle_to_matrix, wrap_axis_angle
+
+    axis = torch.nn.functional.normalize(torch.tensor([[0.3, -0.8, 0.5]] * 4, dtype=torch.float64), dim=-1)
+    angles = torch.tensor([[0.7], [2 * math.pi + 0.4], [4.5 * math.pi], [3.0]], dtype=torch.float64)
+    w = axis * angles
+    wrapped = wrap_axis_angle(w)
+    assert torch.allclose(axis_angle_to_matrix(wrapped), axis_angle_to_matrix(w), atol=1e-12)
+    assert (wrapped.norm(dim=-1) < 2 * math.pi).all()
+    assert torch.equal(wrapped[[0, 3]], w[[0, 3]])  # below 2 pi: untouched
