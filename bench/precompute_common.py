@@ -8,11 +8,13 @@
   OpenPose) or "openpose" (OpenPose's 25 detections only: 3 px noise, 20 % missed, 5 %
   left/right swapped, 10 % of people with one or two detections 30-80 px off, 5 % truncated).
 - ``fit_quality``: ``bench/fit_quality.py``'s measures of fits against the ground truth.
+- ``config_variant``: an ``OfflineConfig`` with one field set from ``FIELD=VALUE``.
 - ``BusyNeighbour``: an ordinary process (niceness 0) burning CPU beside a run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import subprocess
@@ -29,6 +31,7 @@ from fit_quality import orientation_error, procrustes_error
 from spinfits.fitting.body_model import SpinBodyModel
 from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles
+from spinfits.fitting.offline_config import OfflineConfig
 from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 
@@ -52,6 +55,20 @@ KEYPOINT_SETS: dict[str, tuple[str, dict[str, object]]] = {
         ),
     ),
 }
+
+
+def config_variant(base: OfflineConfig, text: str) -> OfflineConfig:
+    """``base`` with one field set from ``FIELD=VALUE`` text: "None", "True"/"False" for a
+    flag, else the field's own type (an int where the field is None)."""
+    key, value = text.split("=", 1)
+    current = getattr(base, key)
+    if value == "None":
+        parsed = None
+    elif isinstance(current, bool):
+        parsed = value == "True"
+    else:
+        parsed = type(current)(value) if current is not None else int(value)
+    return dataclasses.replace(base, **{key: parsed})
 
 
 def private_ray() -> None:

@@ -25,7 +25,6 @@ SPIN's loop fitted, for every method, and on all rows for precompute; fits/s per
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import tempfile
@@ -37,6 +36,7 @@ import torch
 from precompute_common import (
     QUALITY_HEADER,
     QualityJudge,
+    config_variant,
     describe,
     model_folder,
     private_ray,
@@ -79,13 +79,6 @@ def precompute(args, files, dataset: Path, model_dir: Path, store: Path, fitting
     stored = FitStore.open(str(store)).read(dataset.stem)
     fits = {"pose": stored.pose, "betas": stored.betas, "cam_t": stored.cam_t, "loss": stored.loss}
     return summary, fits
-
-
-def _variant(base: OfflineConfig, text: str) -> OfflineConfig:
-    key, value = text.split("=", 1)
-    current = getattr(base, key)
-    parsed = None if value == "None" else type(current)(value) if current is not None else int(value)
-    return dataclasses.replace(base, **{key: parsed})
 
 
 def main() -> None:
@@ -139,7 +132,7 @@ def main() -> None:
             )
         ]
         configs = [("precompute (default)", default)] + [
-            (f"precompute, {text}", _variant(default, text)) for text in args.variant
+            (f"precompute, {text}", config_variant(default, text)) for text in args.variant
         ]
         for index, (name, fitting) in enumerate(configs):
             summary, fits = precompute(

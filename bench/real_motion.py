@@ -34,7 +34,6 @@ Figures on the stand-in body are stand-in figures.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import tempfile
 import time
@@ -42,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from precompute_common import describe, model_folder
+from precompute_common import config_variant, describe, model_folder
 from real_motion_people import SOURCES, SeenPeople, View, load_real_people, project, see_from
 
 from spinfits.fitting.body_model import SpinBodyModel
@@ -92,18 +91,7 @@ def method_config(name: str, default: OfflineConfig) -> OfflineConfig:
     if name == "mean+learned":
         return OfflineConfig(learned_hypothesis=True)
     if "=" in name:
-        key, value = name.split("=", 1)
-        current = getattr(default, key)
-        parsed = (
-            None
-            if value == "None"
-            else (value == "True")
-            if isinstance(current, bool)
-            else type(current)(value)
-            if current is not None
-            else int(value)
-        )
-        return dataclasses.replace(default, **{key: parsed})
+        return config_variant(default, name)
     return getattr(OfflineConfig, name)()
 
 
