@@ -264,6 +264,7 @@ def _crop_keypoints(
     rows = scale.shape[0]
     keypoints = np.empty((rows, NUM_SPIN_JOINTS, 3), dtype=np.float32)
     any_confident = False
+    in_crop = f"{path} (in the {crop_res}-px crop frame of each row's center/scale box)"
     for start in range(0, rows, _BLOCK_ROWS):
         block = slice(start, start + _BLOCK_ROWS)
         image = check_keypoints(np.concatenate([openpose[block], part[block]], axis=1), str(path), start)
@@ -272,8 +273,7 @@ def _crop_keypoints(
         with np.errstate(over="ignore", invalid="ignore"):
             crop[..., :2] = image_to_crop(image[..., :2], center[block], scale[block], crop_res)
         crop[image[..., 2] == 0] = 0.0
-        where = f"{path} (in the {crop_res}-px crop frame of each row's center/scale box)"
-        keypoints[block] = check_keypoints(crop, where, start)
+        keypoints[block] = check_keypoints(crop, in_crop, start)
     if not any_confident:
         raise InputError(
             f"{path}: no row has a keypoint with confidence > 0; a dataset needs usable 2D "

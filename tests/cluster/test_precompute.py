@@ -285,7 +285,9 @@ def test_actor_layout_errors_name_the_field(tmp_path):
         config(tmp_path / "d.npz", tmp_path / "store", tmp_path, threads_per_worker=0)
 
 
-def test_the_driver_keeps_only_the_keypoints_of_the_rows_it_fits():
+def test_planned_keypoints_hold_only_the_planned_rows():
+    """What the driver keeps of the dataset after planning (the driver's memory as a whole is
+    measured by bench/million_rows.py)."""
     from spinfits.cluster.precompute import PlannedKeypoints
 
     keypoints = np.arange(10 * 49 * 3, dtype=np.float32).reshape(10, 49, 3)
@@ -295,9 +297,9 @@ def test_the_driver_keeps_only_the_keypoints_of_the_rows_it_fits():
     assert np.array_equal(planned[np.array([2])], keypoints[[2]])
 
 
-def test_fits_the_store_refuses_are_recorded_as_failed_rows():
-    """A fit the store refuses (here a joint turned by 5 pi) becomes a failed row with its reason,
-    so a rerun skips it as other failed rows (before, every rerun fitted it again)."""
+def test_fits_the_store_would_refuse_are_named_with_their_reason():
+    """The rows precompute records as failed before proposing, so a rerun skips them: a fit the
+    store refuses (here a joint turned by 5 pi) with the store's reason."""
     from spinfits.cluster.precompute import _refused_by_the_store
     from spinfits.store import Proposals, Source
 
