@@ -273,7 +273,7 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     confidence = dataset.keypoints[..., 2].copy()
     confidence[:, list(SMPLIFY_IGNORED_JOINTS)] = 0
     plan = plan_rows(
-        store.read(config.name).loss,
+        store.losses(config.name),
         (confidence > 0).sum(1),
         refit=config.refit or config.init != "offline",
         shard_size=config.shard_size,
@@ -447,7 +447,7 @@ def _commit_interrupted(writer: StoreWriter, store: FitStore, error: BaseExcepti
 def _summary(
     config, store, files, plan, fitted, improved, failed, commits, last_commit, start, timeline
 ) -> PrecomputeSummary:
-    losses = store.read(config.name).loss
+    losses = store.losses(config.name)
     return PrecomputeSummary(
         dataset=config.name,
         store=str(store.location),

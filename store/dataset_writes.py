@@ -1,7 +1,8 @@
 """What a commit writes for one dataset: the rows it changed, once, in a writable session.
 
-``FitStore`` buffers merges in memory (its working copy of each dataset plus a mask of the rows
-changed since the commit it started from) and calls ``write_dataset`` once per dataset at commit:
+``FitStore`` buffers merges in memory (its working copy of each dataset: every row's loss and the
+rows changed since the commit it started from, ``WorkingCopy``) and calls ``write_dataset`` once
+per dataset at commit:
 the changed rows are appended to the ``recent`` level of the dataset's update log, or ``recent``
 is settled with them into the ``settled`` level, or the whole log is folded with them into the
 column chunks they fall in, as ``WritePolicy.plan`` decides (failed rows are written chunk by
@@ -16,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from spinfits.store.fits import Fits
-from spinfits.store.layout import mark_format, open_columns, write_rows
-from spinfits.store.schema import DatasetInfo
+from spinfits.store.layout import mark_format, open_columns
 from spinfits.store.update_log import LEVELS, UpdateLog, append_records, clear_level
+from spinfits.store.working_copy import WorkingCopy
 from spinfits.store.write_policy import WritePolicy
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
@@ -36,16 +36,18 @@ class DatasetWrite:
     chunks: int
 
 
-def write_dataset(
-    store: Any, info: DatasetInfo, fits: Fits, changed: np.ndarray, log: UpdateLog, policy: WritePolicy
-) -> DatasetWrite:
-    """Write rows ``changed`` ((M,) int64 sorted distinct, M > 0) of ``fits`` (the dataset's
-    working copy: all N rows) into the dataset's group of ``store`` (a writable session's), whose
-    update log is ``log``."""
+def write_dataset(store: Any, working: WorkingCopy, policy: WritePolicy) -> DatasetWrite:
+    """Write the rows merged into ``working`` (the dataset's working copy; at least one row)
+    into the dataset's group of ``store`` (a writable session's)."""
+    info, log, changed = working.info, working.log, working.changed_rows
     how = policy.plan(info.n_rows, info.chunk_rows, log, changed)
     if how == "fold":
-        rows = np.union1d(log.all_rows, changed)
-        chunks = write_rows(open_columns(store, info.name, mode="r+"), fits, rows, info.chunk_rows)
+        columns = open_columns(store, info.name, mode="r+")
+        chunks = 0
+        for start, block in working.blocks(np.union1d(log.all_rows, changed).astype(np.int64)):
+            for name, values in block.columns().items():
+                columns[name][start : start + len(block)] = values
+            chunks += 1
         for level in LEVELS:
             log = log.with_level(level, clear_level(store, info.name, level, log.states[level]), _NO_ROWS)
         return DatasetWrite(how, log, chunks)
@@ -53,12 +55,24 @@ def write_dataset(
         mark_format(store)
     if how == "recent":
         state = append_records(
-            store, info.name, "recent", fits, changed, log.states["recent"], policy.log_chunk
+            store,
+            info.name,
+            "recent",
+            changed,
+            working.values(changed),
+            log.states["recent"],
+            policy.log_chunk,
         )
         return DatasetWrite(how, log.with_level("recent", state, np.union1d(log.rows["recent"], changed)), 0)
     moving = np.union1d(log.rows["recent"], changed).astype(np.int64)  # latest values: the working copy's
     state = append_records(
-        store, info.name, "settled", fits, moving, log.states["settled"], policy.settled_chunk
+        store,
+        info.name,
+        "settled",
+        moving,
+        working.values(moving),
+        log.states["settled"],
+        policy.settled_chunk,
     )
     log = log.with_level("settled", state, np.union1d(log.rows["settled"], moving))
     log = log.with_level("recent", clear_level(store, info.name, "recent", log.states["recent"]), _NO_ROWS)

@@ -47,11 +47,11 @@ from spinfits.store.layout import (
     check_dataset_name,
     create_dataset_group,
     list_datasets,
-    load_dataset,
+    load_losses,
     unknown_dataset,
 )
 from spinfits.store.location import S3Options, StoreLocation
-from spinfits.store.merge_rule import any_reason, best_per_row, merge_into, refusals
+from spinfits.store.merge_rule import any_reason, best_per_row, refusals
 from spinfits.store.reader import FitReader
 from spinfits.store.repository import (
     create_repository,
@@ -61,8 +61,8 @@ from spinfits.store.repository import (
     repository_exists,
 )
 from spinfits.store.schema import CHUNK_ROWS, BodyModelInfo, DatasetInfo, config_hash
-from spinfits.store.update_log import UpdateLog
 from spinfits.store.versions import Version, resolve_version, snapshot_store
+from spinfits.store.working_copy import WorkingCopy
 from spinfits.store.write_policy import WritePolicy
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,7 @@ class FitStore:
         self._base: str | None = None
         self._last_known: str | None = None  # last snapshot read or committed (kept by _forget)
         self._infos: dict[str, DatasetInfo] = {}
-        self._working: dict[str, Fits] = {}  # every row of each dataset merged into
-        self._logs: dict[str, UpdateLog] = {}  # its update log at _base
-        self._changed: dict[str, np.ndarray] = {}  # dataset -> (N,) bool, changed since _base
+        self._working: dict[str, WorkingCopy] = {}  # each dataset merged into (losses + changes)
         self._failures: dict[str, Failures] = {}  # working copies of the failed rows
         self._failures_changed: dict[str, np.ndarray] = {}  # dataset -> (N,) bool
         # Proposals merged since the last commit, best per row: (dataset, accept_unscored) -> it.
@@ -208,10 +206,9 @@ class FitStore:
     def _base_store(self) -> Any:
         return snapshot_store(self._repo, self._at_base())
 
-    def _working_fits(self, dataset: str) -> Fits:
+    def _working_copy(self, dataset: str) -> WorkingCopy:
         if dataset not in self._working:
-            self._working[dataset], self._logs[dataset] = load_dataset(self._base_store(), dataset)
-            self._changed[dataset] = np.zeros(len(self._working[dataset]), dtype=bool)
+            self._working[dataset] = WorkingCopy(self._base_store(), self._infos[dataset])
         return self._working[dataset]
 
     def _working_failures(self, dataset: str) -> Failures:
@@ -231,17 +228,13 @@ class FitStore:
         self._base = None
         self._infos = {}
         self._working = {}
-        self._logs = {}
-        self._changed = {}
         self._failures = {}
         self._failures_changed = {}
 
     def _apply(self, dataset: str, best: Proposals) -> np.ndarray:
         """Merge ``best`` into the working copy; returns the rows that changed."""
         try:
-            fits = self._working_fits(dataset)
-            outcome = merge_into(fits, best)
-            self._changed[dataset][outcome.rows] = True
+            outcome = self._working_copy(dataset).merge(best)
             failures = self._working_failures(dataset)
             if failures.mask[outcome.rows].any():  # a row that gets a fit is no longer failed
                 self._set_failures(dataset, failures.with_cleared(outcome.rows), outcome.rows)
@@ -369,7 +362,7 @@ class FitStore:
     def _apply_failures(self, dataset: str, failed: dict[int, str]) -> int:
         rows = np.fromiter(failed, dtype=np.int64, count=len(failed))
         try:
-            keep = ~np.isfinite(self._working_fits(dataset).loss[rows])
+            keep = ~np.isfinite(self._working_copy(dataset).loss[rows])
             if not keep.any():
                 return 0
             texts = [failed[row] for row in rows[keep].tolist()]
@@ -394,7 +387,8 @@ class FitStore:
 
     def pending_rows(self) -> dict[str, int]:
         """Per dataset, rows changed by merges since the last commit (as of this session)."""
-        return {name: int(mask.sum()) for name, mask in self._changed.items() if mask.any()}
+        counts = {name: len(working.changed_rows) for name, working in self._working.items()}
+        return {name: count for name, count in counts.items() if count}
 
     def discard(self) -> None:
         """Drop everything merged since the last commit."""
@@ -474,7 +468,7 @@ class FitStore:
         session = self._repo.writable_session(self._branch)
         if self._needs_replay or session.snapshot_id != self._base:
             self._replay(session.snapshot_id)  # another writer committed: re-apply onto its tip
-        changed = {name: np.flatnonzero(mask) for name, mask in self._changed.items() if mask.any()}
+        changed = {name: working for name, working in self._working.items() if len(working.changed_rows)}
         failed = {name: np.flatnonzero(mask) for name, mask in self._failures_changed.items() if mask.any()}
         if not changed and not failed:
             log.info("pending proposals improve nothing on the tip of %s; nothing to commit", self._branch)
@@ -482,12 +476,11 @@ class FitStore:
             self._pending_failures = {}
             return None
         writes: dict[str, DatasetWrite] = {}
-        for name, rows in changed.items():
-            info, fits = self._infos[name], self._working[name]
-            writes[name] = write_dataset(session.store, info, fits, rows, self._logs[name], self._policy)
+        for name, working in changed.items():
+            writes[name] = write_dataset(session.store, working, self._policy)
         for name, rows in failed.items():
             write_failures(session.store, name, self._failures[name], rows, self._infos[name].chunk_rows)
-        improved = {name: int(rows.size) for name, rows in changed.items()}
+        improved = {name: len(working.changed_rows) for name, working in changed.items()}
         datasets = sorted({name for name, _ in self._pending} | set(self._pending_failures))
         hashes = {name: self._infos[name].config_hash for name in datasets}
         record = {
@@ -504,9 +497,9 @@ class FitStore:
             record["rows_failed"] = {name: len(rows) for name, rows in self._pending_failures.items()}
         snapshot = session.commit(message, metadata=record)
         # The working copies now equal the new snapshot.
-        for name, write in writes.items():
-            self._logs[name] = write.log
-            self._changed[name][:] = False
+        committed = snapshot_store(self._repo, snapshot)
+        for name, working in self._working.items():
+            working.committed(committed, writes[name].log if name in writes else working.log)
         for mask in self._failures_changed.values():
             mask[:] = False
         self._base = self._last_known = snapshot
@@ -583,6 +576,13 @@ class FitStore:
         """Committed fits of ``dataset`` at ``version`` (None = tip): all rows or ``rows``."""
         reader = self.reader(dataset, version)
         return reader.read_all() if rows is None else reader.read_rows(rows)
+
+    def losses(self, dataset: str, version: str | None = None) -> np.ndarray:
+        """(N,) float32 committed loss of every row of ``dataset`` at ``version`` (None = tip;
+        +inf: no scored fit): 4 B a row, where ``read`` holds 361."""
+        snapshot = self.resolve(version)
+        self.dataset(dataset, snapshot)  # InputError for an unknown dataset
+        return load_losses(snapshot_store(self._repo, snapshot), dataset)[0]
 
     # ------------------------------------------------------------------------------ history
     def log(self, version: str | None = None, limit: int | None = None) -> list[Version]:

@@ -30,7 +30,7 @@ from spinfits.store.schema import (
     BodyModelInfo,
     DatasetInfo,
 )
-from spinfits.store.update_log import UpdateLog, read_log
+from spinfits.store.update_log import UpdateLog, read_log, read_log_losses
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -126,6 +126,15 @@ def load_dataset(store: Any, name: str) -> tuple[Fits, UpdateLog]:
     group = zarr.open_group(store, path=name, mode="r")
     fits = Fits.from_columns({column.name: group[column.name][...] for column in COLUMNS})
     return fits, read_log(store, name, fits)
+
+
+def load_losses(store: Any, name: str) -> tuple[np.ndarray, UpdateLog]:
+    """The (N,) float32 loss of every row of dataset ``name`` (its update log applied; 4 B a row,
+    what planning needs) and its log."""
+    loss = np.asarray(
+        zarr.open_array(store, path=f"{name}/loss", mode="r", zarr_format=3)[...], dtype=np.float32
+    )
+    return loss, read_log_losses(store, name, loss)
 
 
 def write_chunks(

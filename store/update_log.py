@@ -30,6 +30,7 @@ Stores written before the log existed (format 1) have no log arrays: an empty lo
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -125,32 +126,69 @@ def read_records(array: zarr.Array | None, start: int, stop: int) -> np.ndarray:
     return raw.view(RECORD).reshape(stop - start)
 
 
+#: Records read at a time by ``record_blocks`` (24 MB): a level of a million-row dataset can hold
+#: half a million records.
+RECORD_BLOCK = 1 << 16
+
+
+def record_blocks(array: zarr.Array | None, stop: int, block: int = RECORD_BLOCK) -> Iterator[np.ndarray]:
+    """Records ``0:stop`` of a level (``open_level``) in order, ``block`` at a time: (K,) ``RECORD``
+    each (K <= block, a whole number of the level's chunks when ``block`` is)."""
+    if array is None:
+        return
+    for start in range(0, stop, block):
+        yield read_records(array, start, min(start + block, stop))
+
+
 def read_log(store: Any, dataset: str, fits: Fits | None = None) -> UpdateLog:
-    """The whole log of ``dataset`` in ``store``; applied to ``fits`` (its columns) when given."""
+    """The whole log of ``dataset`` in ``store``; applied to ``fits`` (its columns) when given.
+    Records are read ``RECORD_BLOCK`` at a time."""
     log = UpdateLog.empty()
     for level in LEVELS:
         array = open_level(store, dataset, level)
         state = level_state(array)
-        records = read_records(array, 0, state.length)
-        if fits is not None:
-            apply_records(fits, records)
-        log = log.with_level(level, state, logged_rows(records))
+        rows = [_NO_ROWS]
+        for records in record_blocks(array, state.length):
+            if fits is not None:
+                apply_records(fits, records)
+            rows.append(logged_rows(records))
+        log = log.with_level(level, state, np.unique(np.concatenate(rows)).astype(np.int64))
+    return log
+
+
+def read_log_losses(store: Any, dataset: str, loss: np.ndarray) -> UpdateLog:
+    """``read_log`` that applies only the loss column: ``loss`` ((N,) float32, the dataset's
+    loss column) gets each logged row's latest loss, in place."""
+    log = UpdateLog.empty()
+    for level in LEVELS:
+        array = open_level(store, dataset, level)
+        state = level_state(array)
+        rows = [_NO_ROWS]
+        for records in record_blocks(array, state.length):
+            distinct, latest = latest_records(records)
+            loss[distinct] = records["loss"][latest]
+            rows.append(distinct)
+        log = log.with_level(level, state, np.unique(np.concatenate(rows)).astype(np.int64))
     return log
 
 
 def apply_records(fits: Fits, records: np.ndarray) -> np.ndarray:
     """Write ``records`` ((K,) ``RECORD``) over ``fits`` in place, a row's last record winning;
     returns the (R,) sorted distinct rows written."""
-    rows = records["row"]
-    keep = np.flatnonzero(rows >= 0)
-    if keep.size == 0:
-        return _NO_ROWS
-    # the last record of each row: first occurrence in the reversed order
-    distinct, first = np.unique(rows[keep][::-1], return_index=True)
-    latest = keep[::-1][first]
+    distinct, latest = latest_records(records)
     for column in COLUMNS:
         getattr(fits, column.name)[distinct] = records[column.name][latest]
     return distinct.astype(np.int64)
+
+
+def latest_records(records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (R,) sorted distinct rows ``records`` ((K,) ``RECORD``) hold, padding left out, and the
+    (R,) index of each row's last record."""
+    rows = records["row"]
+    keep = np.flatnonzero(rows >= 0)
+    # the last record of each row: first occurrence in the reversed order
+    distinct, first = np.unique(rows[keep][::-1], return_index=True)
+    return distinct.astype(np.int64), keep[::-1][first]
 
 
 def logged_rows(records: np.ndarray) -> np.ndarray:
@@ -159,24 +197,31 @@ def logged_rows(records: np.ndarray) -> np.ndarray:
     return np.unique(rows[rows >= 0]).astype(np.int64)
 
 
-def to_records(fits: Fits, rows: np.ndarray, chunk: int) -> np.ndarray:
-    """Records of ``rows`` ((M,) int64) of ``fits``, padded with ``row = -1`` to a multiple of
-    ``chunk``: (ceil(M / chunk) * chunk,) ``RECORD``."""
+def to_records(rows: np.ndarray, values: Fits, chunk: int) -> np.ndarray:
+    """Records of ``rows`` ((M,) int64) with ``values`` (their M fits, aligned), padded with
+    ``row = -1`` to a multiple of ``chunk``: (ceil(M / chunk) * chunk,) ``RECORD``."""
     padded = -(-len(rows) // chunk) * chunk
     records = np.zeros(padded, dtype=RECORD)
     records["row"] = -1
     records["row"][: len(rows)] = rows
     for column in COLUMNS:
-        records[column.name][: len(rows)] = getattr(fits, column.name)[rows]
+        records[column.name][: len(rows)] = getattr(values, column.name)
     return records
 
 
 def append_records(
-    store: Any, dataset: str, level: str, fits: Fits, rows: np.ndarray, state: LogState, chunk: int
+    store: Any,
+    dataset: str,
+    level: str,
+    rows: np.ndarray,
+    values: Fits,
+    state: LogState,
+    chunk: int,
 ) -> LogState:
-    """Append the records of ``rows`` ((M,) int64) of ``fits`` to ``level`` of ``dataset``'s log
-    in ``store`` (a writable session's), creating the level with ``chunk`` records per chunk if it
-    does not exist; returns its new state. Only whole new chunks are written."""
+    """Append the records of ``rows`` ((M,) int64) with ``values`` (their M fits) to ``level`` of
+    ``dataset``'s log in ``store`` (a writable session's), creating the level with ``chunk``
+    records per chunk if it does not exist; returns its new state. Only whole new chunks are
+    written."""
     if not state.exists:
         zarr.open_group(store, path=dataset, mode="r+").create_array(
             array_name(level),
@@ -187,7 +232,7 @@ def append_records(
             attributes={UPDATES_ATTR: {"generation": state.generation}},
         )
         state = replace(state, length=0, chunk=chunk)
-    records = to_records(fits, rows, state.chunk)
+    records = to_records(rows, values, state.chunk)
     array = open_level(store, dataset, level, mode="r+")
     stop = state.length + len(records)
     array.resize((stop, RECORD.itemsize))

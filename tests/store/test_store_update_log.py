@@ -55,7 +55,7 @@ def expected_after(batches, n_rows: int) -> Fits:
 def test_records_round_trip_padding_is_ignored_and_the_last_record_of_a_row_wins():
     rng = np.random.default_rng(0)
     fits = expected_after([random_proposals(rng, 10, 10)], 10)
-    records = to_records(fits, np.array([3, 7, 3]), chunk=4)
+    records = to_records(np.array([3, 7, 3]), fits.take(np.array([3, 7, 3])), chunk=4)
     assert RECORD.itemsize == 8 + ROW_BYTES == 369
     assert len(records) == 4 and records["row"].tolist() == [3, 7, 3, -1]
     records["loss"][2] = 0.001  # a later record of row 3
