@@ -32,8 +32,8 @@ from spinfits.cluster.local_ray import connect_or_start_ray
 from spinfits.cluster.plan import Plan, plan_rows
 from spinfits.cluster.shard_scheduler import ShardScheduler
 from spinfits.errors import ConflictError, InputError, StorageError
-from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
-from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
+from spinfits.fitting.dataset import DatasetRows, load_spin_rows, npz_row_count
+from spinfits.fitting.joints import NUM_SPIN_JOINTS, SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
 from spinfits.fitting.offline_config import OfflineConfig, default_offline_config
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
@@ -184,12 +184,12 @@ def _open_or_create_store(config: PrecomputeConfig, files: BodyModelFiles) -> Fi
     return FitStore.open(where, body_model=body)
 
 
-def _ensure_dataset(store: FitStore, config: PrecomputeConfig, dataset: KeypointDataset) -> None:
+def _ensure_dataset(store: FitStore, config: PrecomputeConfig, dataset: DatasetRows) -> None:
     if config.name not in store.datasets():
         try:
             store.create_dataset(
                 config.name,
-                len(dataset),
+                dataset.n_rows,
                 dataset_fingerprint=dataset.fingerprint,
                 fitting_config=dataclasses.asdict(config.fitting),
                 who=_who(),
@@ -199,17 +199,23 @@ def _ensure_dataset(store: FitStore, config: PrecomputeConfig, dataset: Keypoint
             if config.name not in store.datasets():  # not a race with another job: a real error
                 raise
     info = store.datasets()[config.name]
-    if info.n_rows != len(dataset) or info.dataset_fingerprint != dataset.fingerprint:
-        raise InputError(
-            f"store dataset {config.name!r} was made from another file ({info.n_rows} rows, "
-            f"fingerprint {info.dataset_fingerprint}) than {config.dataset} ({len(dataset)} rows, "
-            f"fingerprint {dataset.fingerprint}); pass --name to store this file under another "
-            f"name, or use another store"
+    if info.n_rows != dataset.n_rows or info.dataset_fingerprint != dataset.fingerprint:
+        raise _another_file(
+            config, info.n_rows, info.dataset_fingerprint, dataset.n_rows, dataset.fingerprint
         )
 
 
+def _another_file(config: PrecomputeConfig, rows: int, fingerprint: str, file_rows: int, file_print: str):
+    return InputError(
+        f"store dataset {config.name!r} was made from another file ({rows} rows, "
+        f"fingerprint {fingerprint}) than {config.dataset} ({file_rows} rows, "
+        f"fingerprint {file_print}); pass --name to store this file under another "
+        f"name, or use another store"
+    )
+
+
 def _prepare_store(
-    config: PrecomputeConfig, files: BodyModelFiles, dataset: KeypointDataset, attempts: int = 6
+    config: PrecomputeConfig, files: BodyModelFiles, dataset: DatasetRows, attempts: int = 6
 ) -> FitStore:
     """Open (or create) the store and its dataset group. Jobs started together on a new store
     race to create it (a half-created store reads as "not a spinfits store"): the loser
@@ -267,28 +273,64 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     files = load_body_model_files(config.model_dir)
     if config.fitting is None:
         config = dataclasses.replace(config, fitting=default_offline_config(files))
-    dataset = load_spin_npz(config.dataset)
+    refit = config.refit or config.init != "offline"
+    stored = _stored_record(config, _existing_store(config, files))  # nothing created before the checks
+    dataset = load_spin_rows(
+        config.dataset,
+        None if stored is None or refit else _may_need_a_fit(*stored, config.retry_failed),
+        counted_joints=COUNTED_JOINTS,
+    )
     store = _prepare_store(config, files, dataset)
-    initial = _initial_fits(config, store, len(dataset))
-    confidence = dataset.keypoints[..., 2].copy()
-    confidence[:, list(SMPLIFY_IGNORED_JOINTS)] = 0
+    initial = _initial_fits(config, store, dataset.n_rows)
+    losses, failed = stored or _stored_record(config, store)  # a new dataset: no fits, no failures
     plan = plan_rows(
-        store.losses(config.name),
-        (confidence > 0).sum(1),
-        refit=config.refit or config.init != "offline",
+        losses,
+        dataset.confident,
+        refit=refit,
         shard_size=config.shard_size,
         min_keypoints=config.fitting.smplify.min_keypoints,
-        failed=None if config.retry_failed else store.failures(config.name).mask,
+        failed=None if config.retry_failed else failed,
     )
     logger.info(
-        "%s; dataset %s (%d rows) -> store %s", files.description, config.name, len(dataset), store.location
+        "%s; dataset %s (%d rows) -> store %s", files.description, config.name, dataset.n_rows, store.location
     )
     if not plan.shards:
         logger.info("nothing to do: %s", plan.nothing_to_do())
         return _summary(config, store, files, plan, 0, 0, 0, 0, None, start, ())
-    keypoints = PlannedKeypoints(plan.pending, dataset.keypoints)
-    del dataset, confidence  # the driver keeps only the keypoints of the rows it fits
+    keypoints = PlannedKeypoints(plan.pending, dataset)
+    del dataset, losses, failed, stored  # the driver keeps only the keypoints of the rows it fits
     return _fit_plan(config, store, files, plan, initial, start, keypoints)
+
+
+#: The keypoints that count towards a row's ``min_keypoints`` (SMPLify ignores the others).
+COUNTED_JOINTS = tuple(j for j in range(NUM_SPIN_JOINTS) if j not in SMPLIFY_IGNORED_JOINTS)
+
+
+def _existing_store(config: PrecomputeConfig, files: BodyModelFiles) -> FitStore | None:
+    """The store, when it exists already (``InputError`` if it holds another body model's fits)."""
+    where = StoreLocation.parse(config.store, config.s3)
+    if not FitStore.exists(where):
+        return None
+    return FitStore.open(where, body_model=BodyModelInfo(files.fingerprint, is_standin=files.is_standin))
+
+
+def _stored_record(config: PrecomputeConfig, store: FitStore | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The store's record of the dataset: its (N,) losses and (N,) bool failed rows; None when
+    there is no store or it has no such dataset yet. ``InputError`` when the dataset file has another row count
+    (read from its header: before the file is read)."""
+    info = None if store is None else store.datasets().get(config.name)
+    if info is None:
+        return None
+    file_rows = npz_row_count(config.dataset)
+    if file_rows is not None and file_rows != info.n_rows:
+        raise _another_file(config, info.n_rows, info.dataset_fingerprint, file_rows, "not computed")
+    return store.losses(config.name), store.failures(config.name).mask
+
+
+def _may_need_a_fit(losses: np.ndarray, failed: np.ndarray, retry_failed: bool) -> np.ndarray:
+    """(N,) bool rows whose keypoints the driver keeps: those the plan may pick (no fit yet, not
+    failed before unless retried)."""
+    return ~np.isfinite(losses) & (retry_failed | ~failed)
 
 
 class PlannedKeypoints:
@@ -298,9 +340,9 @@ class PlannedKeypoints:
     At a million rows the whole dataset's keypoints are 588 MB; a run that fits 1536 of them
     holds 0.9 MB (``bench/million_rows.py``)."""
 
-    def __init__(self, pending: np.ndarray, keypoints: np.ndarray) -> None:
+    def __init__(self, pending: np.ndarray, dataset: DatasetRows) -> None:
         self.rows = np.unique(pending)  # (P,) sorted dataset rows
-        self.keypoints = keypoints[self.rows]  # (P, 49, 3)
+        self.keypoints = dataset.keypoints[np.searchsorted(dataset.rows, self.rows)]  # (P, 49, 3)
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         return self.keypoints[np.searchsorted(self.rows, rows)]

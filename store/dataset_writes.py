@@ -2,8 +2,7 @@
 
 ``FitStore`` buffers merges in memory (its working copy of each dataset: every row's loss and the
 rows changed since the commit it started from, ``WorkingCopy``) and calls ``write_dataset`` once
-per dataset at commit:
-the changed rows are appended to the ``recent`` level of the dataset's update log, or ``recent``
+per dataset at commit: the changed rows are appended to the ``recent`` level of the dataset's update log, or ``recent``
 is settled with them into the ``settled`` level, or the whole log is folded with them into the
 column chunks they fall in, as ``WritePolicy.plan`` decides (failed rows are written chunk by
 chunk by ``spinfits.store.failures.write_failures``). Nothing is written between commits, so each

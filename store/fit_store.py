@@ -10,8 +10,9 @@ Lifecycle of a write::
 Opening and creating live in ``repository``, history (log, tags, rollback, diff) in ``history``,
 failed rows in ``failures``; this module is the writing session: merge, replay, commit.
 
-Merges are buffered: ``merge`` applies the rule to an in-memory working copy of the dataset and
-marks the rows it changed; ``commit`` writes each changed row once (``dataset_writes``: appended to
+Merges are buffered: ``merge`` applies the rule to an in-memory working copy of the dataset
+(``WorkingCopy``: every row's loss and the rows merged since its snapshot, 4 B a row) and marks
+the rows it changed; ``commit`` writes each changed row once (``dataset_writes``: appended to
 the dataset's update log, or folded into its column chunks) and commits, all under the local
 commit lock. Only commits are visible to readers (``FitReader``), always as whole snapshots. A
 crash before or during ``commit`` leaves the store at its last commit (chunks written by a commit

@@ -2,11 +2,13 @@
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import ray
 
 from spinfits.cluster.precompute import FITTER_NAME_PREFIX, PrecomputeConfig, run_precompute
 from spinfits.errors import InputError
+from spinfits.fitting.dataset import load_spin_rows
 from spinfits.store import FitStore
 
 
@@ -289,12 +292,44 @@ def test_planned_keypoints_hold_only_the_planned_rows():
     """What the driver keeps of the dataset after planning (the driver's memory as a whole is
     measured by bench/million_rows.py)."""
     from spinfits.cluster.precompute import PlannedKeypoints
+    from spinfits.fitting.dataset import DatasetRows
 
-    keypoints = np.arange(10 * 49 * 3, dtype=np.float32).reshape(10, 49, 3)
-    planned = PlannedKeypoints(np.array([7, 2, 5]), keypoints)
+    keypoints = np.arange(5 * 49 * 3, dtype=np.float32).reshape(5, 49, 3)
+    dataset = DatasetRows(
+        source=Path("d.npz"),
+        n_rows=10,
+        fingerprint="0",
+        confident=np.full(10, 49, dtype=np.int16),
+        rows=np.array([1, 2, 5, 7, 9]),
+        keypoints=keypoints,
+    )
+    planned = PlannedKeypoints(np.array([7, 2, 5]), dataset)
     assert planned.keypoints.shape == (3, 49, 3) and planned.keypoints.base is None  # a copy, not a view
-    assert np.array_equal(planned[np.array([5, 7])], keypoints[[5, 7]])
-    assert np.array_equal(planned[np.array([2])], keypoints[[2]])
+    assert np.array_equal(planned[np.array([5, 7])], keypoints[[2, 3]])
+    assert np.array_equal(planned[np.array([2])], keypoints[[1]])
+
+
+def test_a_rerun_reads_only_the_keypoints_of_rows_without_a_fit(
+    tmp_path, reference, small_dataset, standin_dir, monkeypatch
+):
+    """On a store that holds a fit for every row but the unfittable row 5, the driver keeps the
+    keypoints of row 5 alone, and plans from the store's losses."""
+    from spinfits.cluster import precompute
+
+    summary, _ = reference
+    store = tmp_path / "store"
+    shutil.copytree(summary.store, store)
+    loaded = []
+
+    def spy(*args, **kwargs):
+        loaded.append(load_spin_rows(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(precompute, "load_spin_rows", spy)
+    again = run_precompute(config(small_dataset, store, standin_dir))
+    assert [dataset.rows.tolist() for dataset in loaded] == [[5]]
+    assert loaded[0].keypoints.shape == (1, 49, 3) and loaded[0].n_rows == 96
+    assert again.rows_planned == 0 and again.rows_already_fitted == 95 and again.rows_unfittable == 1
 
 
 def test_fits_the_store_would_refuse_are_named_with_their_reason():
