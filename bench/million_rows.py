@@ -263,10 +263,10 @@ def plan_as_driver(link: Link, config: PrecomputeConfig) -> dict[str, Any]:
 
         setattr(owner, name, measured)
 
-    measure(precompute, "load_spin_npz", "load the dataset npz")
-    measure(precompute, "_prepare_store", "open the store, check the dataset")
-    measure(FitStore, "read", "read the stored fits (for their losses)")
+    measure(FitStore, "losses", "read the stored losses")
     measure(FitStore, "failures", "read the failed rows")
+    measure(precompute, "load_spin_rows", "read the dataset npz (keeps the rows without a fit)")
+    measure(precompute, "_prepare_store", "open the store, check the dataset")
     measure(precompute, "plan_rows", "find the rows to fit, cut shards")
 
     at_actors: dict[str, int] = {}
@@ -323,7 +323,7 @@ def precompute_as_driver(link: Link, config: PrecomputeConfig) -> dict[str, Any]
 
     before("_fit_plan", "load and plan")
     before("_summary", "fitting")
-    load = precompute.load_spin_npz
+    load = precompute.load_spin_rows
     kept: dict[str, int] = {}
 
     def load_and_weigh(*args: Any, **kwargs: Any) -> Any:
@@ -332,7 +332,7 @@ def precompute_as_driver(link: Link, config: PrecomputeConfig) -> dict[str, Any]
         kept["dataset"] = sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
         return dataset
 
-    precompute.load_spin_npz = load_and_weigh
+    precompute.load_spin_rows = load_and_weigh
     with PeakWatcher(os.getpid(), ACTOR_PROCESS) as actors:
         summary = run_precompute(config)
     end_phase("summary")
@@ -496,7 +496,7 @@ def merge(work: Work) -> None:
             f"{ms(statistics.median(rest))} / "
             f"{ms(rest[int(0.99 * (len(rest) - 1))])} / {ms(rest[-1])} over {len(rest):,}",
         ],
-        ["first merge (reads the writer's working copy of every row)", ms(merges[0])],
+        ["first merge (reads the writer's working copy: every row's loss)", ms(merges[0])],
         [
             f"commit of {every:,} rows: median / max",
             f"{ms(statistics.median(commits))} / {ms(max(commits))} "
@@ -635,10 +635,11 @@ def precompute_memory(work: Work) -> None:
     table(header, rows)
     print(
         f"what the driver must hold for the rows to fit: their keypoints and indices, {left:,} x "
-        f"(49 x 3 x 4 + 8) B = {mb(must_hold)}; what it holds at {sizes[-1]:,} rows: the loaded "
-        f"dataset's arrays {mb(runs[sizes[-1]]['dataset_bytes'])}, their confidences (N, 49) float32 "
-        f"{mb(sizes[-1] * 49 * 4)}, and from the first merge on the writer's working copy of every "
-        f"row {mb(sizes[-1] * ROW_BYTES)}"
+        f"(49 x 3 x 4 + 8) B = {mb(must_hold)}; what it reads at {sizes[-1]:,} rows: the loader's "
+        f"result {mb(runs[sizes[-1]]['dataset_bytes'])} (the kept rows' keypoints and every row's "
+        f"confident-keypoint count, int16), and per row of the dataset the stored loss (float32, "
+        f"the writer's working copy keeps it) and the failed mask (int16 codes): "
+        f"{mb(sizes[-1] * (4 + 2))}"
         + ("" if all(r["peak_resets"] for r in runs.values()) else "; NOTE: peaks count from the start")
     )
 

@@ -99,8 +99,9 @@ class FitStore:
         self._working: dict[str, WorkingCopy] = {}  # each dataset merged into (losses + changes)
         self._failures: dict[str, Failures] = {}  # working copies of the failed rows
         self._failures_changed: dict[str, np.ndarray] = {}  # dataset -> (N,) bool
-        # Proposals merged since the last commit, best per row: (dataset, accept_unscored) -> it.
-        self._pending: dict[tuple[str, bool], Proposals] = {}
+        # Proposals merged since the last commit: (dataset, accept_unscored) -> parts, each best
+        # per row; reduced to one part by the rule when they grow to twice the last reduction.
+        self._pending: dict[tuple[str, bool], list[Proposals]] = {}
         # Rows recorded as failed since the last commit: dataset -> {row: reason}.
         self._pending_failures: dict[str, dict[int, str]] = {}
         self._refused: dict[str, dict[str, int]] = {}  # dataset -> reason -> proposals refused
@@ -268,8 +269,9 @@ class FitStore:
                     f"dataset {dataset!r} no longer exists on branch {self._branch!r} (rolled back "
                     "by someone else?); the pending proposals for it were not committed"
                 )
-        for (dataset, _), proposals in self._pending.items():
-            self._apply(dataset, proposals)
+        for (dataset, _), parts in self._pending.items():
+            for part in parts:  # the rule is commutative: the parts' order does not matter
+                self._apply(dataset, part)
         for dataset, failed in self._pending_failures.items():
             self._apply_failures(dataset, failed)
         self._needs_replay = False
@@ -310,13 +312,19 @@ class FitStore:
         if len(best) == 0:
             return 0
         rows = self._apply(dataset, best)
-        key = (dataset, accept_unscored)
-        previous = self._pending.get(key)
-        self._pending[key] = (
-            best if previous is None else best_per_row(Proposals.concat([previous, best]), accept_unscored)
-        )
+        self._keep_pending((dataset, accept_unscored), best)
         log.debug("merged %d proposals into %s: %d rows improved", len(proposals), dataset, rows.size)
         return int(rows.size)
+
+    def _keep_pending(self, key: tuple[str, bool], best: Proposals) -> None:
+        """Keep ``best`` for a replay. Parts are reduced by the rule (at most one proposal per row)
+        when they hold twice the rows of the last reduction, plus ``_PENDING_SLACK``: amortised,
+        each merge costs its own rows, not all the rows pending (20,000 rows a commit by
+        precompute's default)."""
+        parts = self._pending.setdefault(key, [])
+        parts.append(best)
+        if sum(len(part) for part in parts) >= 2 * len(parts[0]) + _PENDING_SLACK:
+            self._pending[key] = [best_per_row(Proposals.concat(parts), key[1])]
 
     def _count_refusals(self, dataset: str, proposals: Proposals, accept_unscored: bool) -> None:
         reasons = refusals(proposals, accept_unscored)
@@ -647,6 +655,10 @@ class FitStore:
             self._forget()
             self._needs_replay = self.has_pending
         return report
+
+
+#: Proposal rows pending beyond twice the last reduction before the parts are reduced again.
+_PENDING_SLACK = 4096
 
 
 def check_rows_in_range(rows: np.ndarray, info: DatasetInfo) -> None:

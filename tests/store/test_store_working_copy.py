@@ -88,3 +88,27 @@ def test_a_writer_holds_the_losses_and_its_merged_rows_not_every_row(tmp_path):
         tracemalloc.stop()
     assert 0.8e6 <= held < 3e6, f"a writer holds {held / 1e6:.1f} MB after its merges and commits"
     assert store.read("coco").equals(expected_after(batches, n_rows))
+
+
+def test_many_merges_keep_their_proposals_reduced_and_a_replay_equals_the_rule(tmp_path, monkeypatch):
+    """A writer keeps the proposals merged since its last commit for a replay onto another
+    writer's newer commit; they are reduced by the rule as they grow (here after every doubling),
+    and the replayed commit equals the rule over every batch."""
+    from spinfits.store import fit_store
+
+    monkeypatch.setattr(fit_store, "_PENDING_SLACK", 0)
+    rng = np.random.default_rng(5)
+    n_rows = 30
+    first = FitStore.create(tmp_path / "s", BODY)
+    first.create_dataset("coco", n_rows, dataset_fingerprint="coco", chunk_rows=8)
+    second = FitStore.open(tmp_path / "s")
+    batches = [random_proposals(rng, n_rows, 8, losses=rng.choice([0.5, 1.0, 2.0], 8)) for _ in range(40)]
+    for batch in batches[:-1]:
+        first.merge("coco", batch)
+    kept = first._pending[("coco", False)]
+    assert len(kept) < 10 and sum(len(part) for part in kept) < 2 * n_rows + 8
+    second.merge("coco", batches[-1])
+    other = second.commit("the other writer first")
+    version = first.commit("replayed onto it")
+    assert version.parent_id == other.snapshot_id
+    assert FitStore.open(tmp_path / "s").read("coco").equals(expected_after(batches, n_rows))
