@@ -8,18 +8,21 @@
   OpenPose) or "openpose" (OpenPose's 25 detections only: 3 px noise, 20 % missed, 5 %
   left/right swapped, 10 % of people with one or two detections 30-80 px off, 5 % truncated).
 - ``fit_quality``: ``bench/fit_quality.py``'s measures of fits against the ground truth.
-- ``config_variant``: an ``OfflineConfig`` with one field set from ``FIELD=VALUE``.
+- ``config_variant``: an ``OfflineConfig`` with one field, top-level or nested (dotted path), set
+  from ``FIELD=VALUE``.
 - ``BusyNeighbour``: an ordinary process (niceness 0) burning CPU beside a run.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 import pickle
 import subprocess
 import sys
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,17 +61,50 @@ KEYPOINT_SETS: dict[str, tuple[str, dict[str, object]]] = {
 
 
 def config_variant(base: OfflineConfig, text: str) -> OfflineConfig:
-    """``base`` with one field set from ``FIELD=VALUE`` text: "None", "True"/"False" for a
-    flag, else the field's own type (an int where the field is None)."""
+    """``base`` with one field set from ``FIELD=VALUE`` text.
+
+    FIELD is a top-level field (``back_hypothesis=True``) or a dotted path into nested frozen
+    dataclasses (``smplify.weights.pose_prior_weight=2.39``: each level is rebuilt with
+    ``dataclasses.replace``, so its checks run). VALUE: "None"; "True"/"False" for a flag; for a
+    tuple of dataclasses, either the name of a constant of the config's module
+    (``stages=SMPLIFY_2016_STAGES``) or a Python literal of constructor argument tuples
+    (``stages=((404, 100, 10), (4.78, 5, 30))`` -> ``(PriorStage(404, 100, 10), ...)``); else the
+    field's own type (an int where the field is None).
+    """
+    if "=" not in text:
+        raise ValueError(f"a config variant is FIELD=VALUE (e.g. back_hypothesis=True), got {text!r}")
     key, value = text.split("=", 1)
-    current = getattr(base, key)
-    if value == "None":
+    return _with_field(base, key.split("."), value)
+
+
+def _with_field(owner: object, path: list[str], value: str) -> object:
+    """``owner`` (a frozen dataclass) with the field at ``path`` set from ``value`` text."""
+    names = [f.name for f in dataclasses.fields(owner)] if dataclasses.is_dataclass(owner) else []
+    if path[0] not in names:
+        raise ValueError(
+            f"{type(owner).__name__} has no field {path[0]!r}; its fields: {', '.join(names) or 'none'}"
+        )
+    current = getattr(owner, path[0])
+    if len(path) > 1:
+        parsed = _with_field(current, path[1:], value)
+    elif value == "None":
         parsed = None
     elif isinstance(current, bool):
         parsed = value == "True"
+    elif isinstance(current, tuple):
+        parsed = _tuple_value(type(owner), path[0], value)
     else:
         parsed = type(current)(value) if current is not None else int(value)
-    return dataclasses.replace(base, **{key: parsed})
+    return dataclasses.replace(owner, **{path[0]: parsed})
+
+
+def _tuple_value(owner_type: type, name: str, value: str) -> tuple:
+    """A ``tuple[Item, ...]`` field's value: a constant of ``owner_type``'s module, or a literal
+    of ``Item`` constructor argument tuples."""
+    if value.isidentifier():
+        return tuple(getattr(sys.modules[owner_type.__module__], value))
+    (item, *_) = typing.get_args(typing.get_type_hints(owner_type)[name])
+    return tuple(item(*arguments) for arguments in ast.literal_eval(value))
 
 
 def private_ray() -> None:

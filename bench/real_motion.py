@@ -18,7 +18,12 @@ annotations, and fitted in this process by each method on the same keypoints:
   itself (pose, shape, and the camera fitted to them): how far the objective's own minimum lies
   from the truth, a floor no initialisation beats;
 - any other ``OfflineConfig`` preset method name (``--method with_learned``) or
-  ``FIELD=VALUE`` on the default (``--method back_hypothesis=True``).
+  ``FIELD=VALUE`` on the default (``--method back_hypothesis=True``);
+- ``BASE:FIELD=VALUE[;FIELD=VALUE]...``: method ``BASE`` (any of the above but ``spin``) with
+  fields set (``precompute_common.config_variant``: dotted paths into nested fields, tuples of
+  stages), e.g. ``--method 'mean:smplify.weights.pose_prior_weight=2.39'``, or
+  ``--method 'truth:stages=SMPLIFY_2016_STAGES'`` (the truth floor of that objective; ``truth``'s
+  base is the default's configuration).
 
 Keypoints: ``lsp``: the 14 joints SPIN's LSP protocol compares (SPIN's ground-truth slots 0-12 and
 "Head (H36M)"), all visible, 2 px annotation noise; ``openpose`` (``h36m-smpl`` only: the body
@@ -82,10 +87,17 @@ def keypoints_for(seen: SeenPeople, kind: str, rng: np.random.Generator) -> np.n
 
 
 def method_config(name: str, default: OfflineConfig) -> OfflineConfig:
+    """The configuration of method ``name`` (module doc); ``truth`` fits with the default's."""
+    if ":" in name:
+        base, changes = name.split(":", 1)
+        config = method_config(base, default)
+        for change in changes.split(";"):
+            config = config_variant(config, change)
+        return config
+    if name in ("default", "truth"):
+        return default
     if name == "spin":
         return OfflineConfig.spin_from_mean()
-    if name == "default":
-        return default
     if name == "mean":
         return OfflineConfig()
     if name == "mean+learned":
@@ -177,7 +189,10 @@ def main() -> None:
     parser.add_argument("--elevations", default="0,30")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--method", action="append", default=None, help="spin, default, mean, a preset, FIELD=VALUE"
+        "--method",
+        action="append",
+        default=None,
+        help="spin, default, mean, truth, a preset, FIELD=VALUE, BASE:FIELD=VALUE[;FIELD=VALUE]",
     )
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
@@ -209,11 +224,12 @@ def main() -> None:
                 continue
             results = {}
             for name in methods:
-                if name == "truth" and seen.pose is None:
+                truth = name.split(":")[0] == "truth"
+                if truth and seen.pose is None:
                     continue
                 start = time.perf_counter()
-                if name == "truth":
-                    fit = from_truth(OfflineFitter(files, default), seen, keypoints)
+                if truth:
+                    fit = from_truth(OfflineFitter(files, method_config(name, default)), seen, keypoints)
                 else:
                     fitter = OfflineFitter(files, method_config(name, default))
                     fit = fitter.fit(torch.as_tensor(keypoints, dtype=torch.float32))

@@ -5,6 +5,8 @@
 - ``ConflictError``: somebody else changed shared state first; re-read and retry.
 - ``StorageError``: the storage failed (read-only, disk full, unreachable); the store stays at
   its last commit. Fix the storage and retry.
+- ``Interrupted``: the user stopped a run (Ctrl-C); what it committed stays. The command-line
+  tool prints its message and exits with status 130, as a shell does for SIGINT.
 - ``SpinfitsError``: base class; the command-line tool prints its message and exits with status 2.
 """
 
@@ -24,3 +26,7 @@ class ConflictError(SpinfitsError):
 class StorageError(SpinfitsError):
     """The storage failed (read-only, full, unreachable); nothing was half-written. Fix the
     storage and retry."""
+
+
+class Interrupted(SpinfitsError):
+    """The user stopped a run (Ctrl-C / SIGINT); what it committed before stays in the store."""

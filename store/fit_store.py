@@ -62,6 +62,7 @@ from spinfits.store.repository import (
     repository_exists,
 )
 from spinfits.store.schema import CHUNK_ROWS, BodyModelInfo, DatasetInfo, config_hash
+from spinfits.store.stalled_storage import bounded
 from spinfits.store.versions import Version, resolve_version, snapshot_store
 from spinfits.store.working_copy import WorkingCopy
 from spinfits.store.write_policy import WritePolicy
@@ -174,10 +175,12 @@ class FitStore:
         """The underlying icechunk repository (for advanced use; prefer this class's methods)."""
         return self._repo
 
+    @bounded("read the branch tip")
     def tip(self) -> str:
         """Snapshot id at the tip of this store's branch."""
         return self._repo.lookup_branch(self._branch)
 
+    @bounded("list the datasets")
     def datasets(self, version: str | None = None) -> dict[str, DatasetInfo]:
         """The datasets at ``version`` (branch, tag or snapshot id; None = tip of the branch)."""
         snapshot = self.resolve(version)
@@ -290,6 +293,7 @@ class FitStore:
                 raise unknown_dataset(dataset, self._infos)
         check_rows_in_range(rows, self._infos[dataset])
 
+    @bounded("merge (read the dataset)")
     def merge(self, dataset: str, proposals: Proposals, *, accept_unscored: bool = False) -> int:
         """Merge ``proposals`` into ``dataset`` by SPIN's rule; returns how many rows improved.
 
@@ -349,6 +353,7 @@ class FitStore:
         """
         return {name: dict(counts) for name, counts in self._refused.items()}
 
+    @bounded("record failed rows")
     def record_failures(self, dataset: str, rows: Any, reasons: Sequence[str]) -> int:
         """Record ``rows`` ((M,) dataset rows) of ``dataset`` as failed, one reason text each.
 
@@ -383,6 +388,7 @@ class FitStore:
         self._set_failures(dataset, failures, rows[keep])
         return int(keep.sum())
 
+    @bounded("read the failed rows")
     def failures(self, dataset: str, version: str | None = None) -> Failures:
         """Committed failed rows of ``dataset`` at ``version`` (None = tip), with reasons."""
         info = self.dataset(dataset, version)
@@ -406,6 +412,7 @@ class FitStore:
         self._needs_replay = False
         self._forget()
 
+    @bounded("commit")
     def commit(
         self,
         message: str,
@@ -518,6 +525,7 @@ class FitStore:
         return snapshot
 
     # ----------------------------------------------------------------------------- datasets
+    @bounded("create a dataset")
     def create_dataset(
         self,
         name: str,
@@ -579,13 +587,15 @@ class FitStore:
     # ------------------------------------------------------------------------------ reading
     def reader(self, dataset: str, version: str | None = None) -> FitReader:
         """A ``FitReader`` of ``dataset`` pinned at ``version`` (None = tip); follows this branch."""
-        return FitReader(self._repo, dataset, version=version, branch=self._branch)
+        return FitReader(self._repo, dataset, version=version, branch=self._branch, location=self._location)
 
+    @bounded("read the fits")
     def read(self, dataset: str, version: str | None = None, rows: Any = None) -> Fits:
         """Committed fits of ``dataset`` at ``version`` (None = tip): all rows or ``rows``."""
         reader = self.reader(dataset, version)
         return reader.read_all() if rows is None else reader.read_rows(rows)
 
+    @bounded("read the losses")
     def losses(self, dataset: str, version: str | None = None) -> np.ndarray:
         """(N,) float32 committed loss of every row of ``dataset`` at ``version`` (None = tip;
         +inf: no scored fit): 4 B a row, where ``read`` holds 361."""

@@ -25,7 +25,9 @@ import zarr
 from spinfits.errors import InputError
 from spinfits.store.fits import Fits
 from spinfits.store.layout import list_datasets, load_dataset, unknown_dataset
+from spinfits.store.location import StoreLocation
 from spinfits.store.schema import COLUMNS, DatasetInfo
+from spinfits.store.stalled_storage import bounded, call_bounded
 from spinfits.store.update_log import LEVELS, apply_records, level_state, open_level, read_records
 from spinfits.store.versions import resolve_version, snapshot_store
 
@@ -47,12 +49,18 @@ class FitReader:
         *,
         version: str | None = None,
         branch: str = "main",
+        location: StoreLocation | None = None,
     ) -> None:
         self._repo = repo
         self._dataset = dataset
         self._branch = branch
-        snapshot = resolve_version(repo, branch if version is None else version).snapshot_id
-        self._load(snapshot)
+        self._location = location  # on object storage its waits are bounded (stalled_storage)
+        snapshot = call_bounded(
+            self._location,
+            "read the fits",
+            lambda: resolve_version(repo, branch if version is None else version).snapshot_id,
+        )
+        call_bounded(self._location, "read the fits", lambda: self._load(snapshot))
 
     def _load(self, snapshot_id: str) -> None:
         store = snapshot_store(self._repo, snapshot_id)
@@ -139,6 +147,7 @@ class FitReader:
         before)."""
         return self._refreshed_rows
 
+    @bounded("refresh the fits")
     def refresh(self) -> bool:
         """Move to the newest snapshot of the branch; True if that changed the snapshot.
 
@@ -152,7 +161,7 @@ class FitReader:
         return True
 
     def __reduce__(self) -> tuple:
-        return (_restore, (self._repo, self._dataset, self._branch, self._snapshot_id))
+        return (_restore, (self._repo, self._dataset, self._branch, self._snapshot_id, self._location))
 
 
 def checked_rows(rows: Any, n_rows: int, dataset: str) -> np.ndarray:
@@ -170,8 +179,10 @@ def checked_rows(rows: Any, n_rows: int, dataset: str) -> np.ndarray:
     return index
 
 
-def _restore(repo: icechunk.Repository, dataset: str, branch: str, snapshot_id: str) -> FitReader:
+def _restore(
+    repo: icechunk.Repository, dataset: str, branch: str, snapshot_id: str, location: StoreLocation | None
+) -> FitReader:
     reader = FitReader.__new__(FitReader)
-    reader._repo, reader._dataset, reader._branch = repo, dataset, branch
-    reader._load(snapshot_id)
+    reader._repo, reader._dataset, reader._branch, reader._location = repo, dataset, branch, location
+    call_bounded(location, "read the fits", lambda: reader._load(snapshot_id))
     return reader

@@ -2,7 +2,8 @@
 
 ``FaultyEndpoint`` forwards TCP connections to moto's server while ``up``; ``error()`` makes it
 answer every request with HTTP 503 (a service failing), ``down()`` closes its port (nothing
-listening, as a stopped server) and drops the open connections; ``up()`` restores it. moto keeps
+listening, as a stopped server) and drops the open connections, ``stall()`` accepts connections
+and never answers (a service that hangs); ``up()`` restores it. moto keeps
 its data meanwhile, so a test can compare the store before and after an outage.
 """
 
@@ -79,7 +80,8 @@ class MotoServer:
 
 class FaultyEndpoint:
     """A loopback TCP endpoint forwarding to ``target`` ("host:port"): ``up()``, ``error()``
-    (HTTP 503 to every request), ``down()`` (port closed). ``url`` is what clients use."""
+    (HTTP 503 to every request), ``down()`` (port closed), ``stall()`` (connections accepted,
+    never answered). ``url`` is what clients use."""
 
     def __init__(self, target_url: str) -> None:
         host, port = target_url.removeprefix("http://").split(":")
@@ -107,6 +109,12 @@ class FaultyEndpoint:
         self.up()
         with self._lock:
             self.mode = "error"
+        self._drop_connections()
+
+    def stall(self) -> None:
+        self.up()
+        with self._lock:
+            self.mode = "stall"
         self._drop_connections()
 
     def down(self) -> None:
@@ -138,8 +146,15 @@ class FaultyEndpoint:
     def _serve(self, client: socket.socket) -> None:
         with self._lock:
             mode = self.mode
-            if mode == "up":
+            if mode in ("up", "stall"):
                 self._connections.add(client)
+        if mode == "stall":  # read and drop what comes, answer nothing, until it is closed
+            try:
+                while client.recv(65536):
+                    pass
+            except OSError:
+                pass
+            return
         if mode == "error":
             self._answer_slow_down(client)
             return

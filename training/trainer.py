@@ -20,7 +20,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig,
 from ray.train.torch import TorchTrainer
 
 from spinfits.cluster.local_ray import connect_or_start_ray
-from spinfits.errors import InputError, SpinfitsError
+from spinfits.errors import InputError, Interrupted, SpinfitsError
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.store import FitStore, StoreLocation
 from spinfits.training.checkpoint import latest_checkpoint_dir, latest_checkpoint_step, load_training_state
@@ -203,6 +203,7 @@ def run_training(config: TrainConfig) -> TrainSummary:
     follower = ProgressFollower(
         config.run_dir / "progress" / "rank0.jsonl", config.steps, config.run, show=config.show_progress
     )
+    interrupted = False
     try:
         with follower:
             result = trainer.fit()
@@ -211,10 +212,18 @@ def run_training(config: TrainConfig) -> TrainSummary:
             f"training run {config.run!r} failed: {error}; its checkpoints are in "
             f"{config.run_dir}: rerun with --resume to continue"
         ) from None
+    except (KeyboardInterrupt, SystemExit):  # Ray Train turns SIGINT into SystemExit in fit()
+        interrupted = True
     finally:
-        ray.get(writer.close.remote())
+        ray.get(writer.close.remote())  # commits what the workers proposed before the stop
         stats = ray.get(writer.stats.remote())
         ray.kill(writer)
+    if interrupted:
+        raise Interrupted(
+            f"training run {config.run!r} was stopped; its {stats.commits} commit(s) to the store "
+            f"stay (last {stats.last_commit or 'none'}, training steps {stats.steps or 'none'}); its "
+            f"checkpoints are in {config.run_dir}: rerun with --resume to continue"
+        )
     metrics = result.metrics or {}
     loss_after, fitted_after = _store_figures(store, config.names)  # read() reads the tip
     return TrainSummary(

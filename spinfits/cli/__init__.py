@@ -13,7 +13,10 @@ import logging
 import os
 import sys
 
-from spinfits.errors import SpinfitsError
+from spinfits.errors import Interrupted, SpinfitsError
+
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+INTERRUPTED_STATUS = 130
 
 #: Subcommand groups, each a module of this package with ``register(subparsers)``.
 GROUPS = (
@@ -55,6 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         icechunk.set_logs_filter("error")
     try:
         return int(args.func(args) or 0)
+    except Interrupted as error:
+        print(f"spinfits {args.command}: interrupted: {error}", file=sys.stderr)
+        return INTERRUPTED_STATUS
+    except KeyboardInterrupt:
+        print(
+            f"spinfits {args.command}: interrupted (Ctrl-C); what was committed before stays in the "
+            "store: rerun the same command to continue",
+            file=sys.stderr,
+        )
+        return INTERRUPTED_STATUS
     except SpinfitsError as error:
         print(f"spinfits {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -226,6 +226,34 @@ def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_s
     assert f"nothing to do: run tiny is already at step {steps}" in capsys.readouterr().out
 
 
+def test_ctrl_c_stops_the_run_with_its_commits_kept_and_says_how_to_resume(
+    tmp_path, training_set, rough_store, standin_dir
+):
+    """SIGINT to the driver (Ctrl-C): Ray Train aborts the run, the store writer commits what it
+    had merged, and the command says so and exits 130 (as a shell reports SIGINT)."""
+    runs, steps = tmp_path / "runs", 50 * CHECKPOINT_EVERY
+    command = _command(training_set, rough_store, standin_dir, runs, steps)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 240
+        while process.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+            if latest_checkpoint_step(runs / "tiny") is not None:
+                process.send_signal(signal.SIGINT)
+                break
+        output = process.communicate(timeout=120)[0]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, output[-3000:]
+    assert "spinfits train: interrupted: training run 'tiny' was stopped" in output, output[-3000:]
+    assert "rerun with --resume to continue" in output
+    commits = [v for v in FitStore.open(rough_store.location).log() if v.metadata.get("run") == "tiny"]
+    assert commits and f"last {commits[0].snapshot_id}" in output  # the writer's last commit, named
+
+
 def test_training_runs_as_a_submitted_job(ray_head, tmp_path, training_set, rough_store, standin_dir):
     """The cluster path: `ray job submit --working-dir . -- spinfits train ...` on a head node
     the test starts on loopback; checkpoints in --runs-dir, commits attributed to the run."""
