@@ -7,10 +7,12 @@ keypoints are (B, 49, 3) pixels x, y, confidence in the frame of the camera that
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+from spinfits.errors import InputError
 from spinfits.fitting.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS, SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.priors import GmmPosePrior, angle_prior
 
@@ -24,6 +26,18 @@ class LossWeights:
     angle_prior_weight: float = 15.2
     shape_prior_weight: float = 5.0
     depth_loss_weight: float = 100.0
+
+    def __post_init__(self) -> None:
+        # Squared in the loss: a negative weight would silently act as its positive value.
+        for name in ("pose_prior_weight", "angle_prior_weight", "shape_prior_weight", "depth_loss_weight"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise InputError(
+                    f"LossWeights.{name} must be a finite number >= 0 (it is squared in the loss, "
+                    f"so a negative weight would act as its positive value), got {value}"
+                )
+        if not math.isfinite(self.sigma) or self.sigma <= 0:
+            raise InputError(f"LossWeights.sigma must be a finite number of pixels > 0, got {self.sigma}")
 
 
 def gmof(x: torch.Tensor, sigma: float) -> torch.Tensor:

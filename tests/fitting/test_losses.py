@@ -105,3 +105,20 @@ def test_body_fitting_loss_sums_its_terms_and_gradchecks(toy_files):
     assert torch.autograd.gradcheck(
         lambda p, b, s: body_fitting_loss(p, kp, b, s, prior, weights), (projected, body, betas)
     )
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("pose_prior_weight", -1.0, r"pose_prior_weight must be a finite number >= 0 .* got -1.0"),
+        ("angle_prior_weight", float("nan"), r"angle_prior_weight must be a finite number >= 0 .* got nan"),
+        ("depth_loss_weight", float("inf"), r"depth_loss_weight must be a finite number >= 0"),
+        ("sigma", 0.0, r"sigma must be a finite number of pixels > 0, got 0.0"),
+    ],
+)
+def test_loss_weights_refuse_negative_or_non_finite_values(field, value, message):
+    from spinfits.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        LossWeights(**{field: value})
+    assert LossWeights(**{field: 0.0 if field != "sigma" else 1.0})  # zero weights are allowed
