@@ -8,9 +8,9 @@ Sections (``--sections``, all by default):
   body model, repeated with a box of their own per row (``part`` and ``openpose`` float64, as in
   SPIN's files); its size and the time to write it.
 - ``planning``: what precompute's driver does before any actor starts (the real
-  ``run_precompute``, stopped where it would start the actors, in a fresh process): load the
-  dataset, open the store, read the stored losses and the failed rows, find the rows to fit and
-  cut shards; time and driver RSS per step with no store yet, with the store empty and with it
+  ``run_precompute``, stopped where it would start the actors, in a fresh process): read the
+  stored losses and the failed rows, read the dataset keeping the rows without a fit, check it
+  against the store, find the rows to fit and cut shards; time and driver RSS per step with no store yet, with the store empty and with it
   holding every row but ``--left``.
 - ``merge``: the writer's merges of precompute's shards (its default shard size) and its commits
   every ``commit_every_rows`` (its default) over the whole dataset, then in-loop commits of 64
