@@ -133,7 +133,7 @@ def summarise_dataset(
     versions = []
     for position in spread(len(commits), max_versions):
         point = commits[position]
-        loss = store.read(name, point.version.snapshot_id).loss
+        loss = store.losses(name, point.version.snapshot_id)
         versions.append(VersionLosses(point.version, point.source, position, loss[np.isfinite(loss)]))
     return DatasetSummary(
         info=store.dataset(name, snapshot),

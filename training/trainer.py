@@ -77,7 +77,7 @@ class TrainSummary:
 
 def _store_figures(store: FitStore, names: tuple[str, ...]) -> tuple[float, int]:
     """Mean fit loss over fitted rows, and how many rows are fitted, over the run's datasets."""
-    losses = np.concatenate([store.read(name).loss for name in names])
+    losses = np.concatenate([store.losses(name) for name in names])  # 4 B a row, not the fits
     finite = losses[np.isfinite(losses)]
     return (float(finite.mean()) if finite.size else float("nan")), int(finite.size)
 
