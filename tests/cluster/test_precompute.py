@@ -77,11 +77,14 @@ def test_actor_killed_mid_run_loses_nothing(tmp_path, local_ray, small_dataset, 
             summary=run_precompute(config(small_dataset, store, standin_dir, shard_size=8))
         )
     )
+    earlier = set(ray.util.list_named_actors())  # an earlier run's actors may still be going away
     runner.start()
     killed = None
     deadline = time.time() + 120
     while killed is None and time.time() < deadline and runner.is_alive():
-        names = [n for n in ray.util.list_named_actors() if n.startswith(FITTER_NAME_PREFIX)]
+        names = [
+            n for n in ray.util.list_named_actors() if n.startswith(FITTER_NAME_PREFIX) and n not in earlier
+        ]
         if names:
             pid = ray.get(ray.get_actor(names[0]).pid.remote())
             time.sleep(1.0)  # let it get into its shards
