@@ -120,3 +120,31 @@ def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
     )
     assert done.stdout == "x" * 10
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_ctrl_c_is_reported_with_what_stays_and_exit_status_130(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during a command (here precompute, stopped inside its run): one line saying what
+    stays and how to continue, status 130 as a shell reports SIGINT; no traceback."""
+    from spinfits.cli import precompute
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(precompute, "run_precompute", interrupted)
+    status = main(
+        [
+            "precompute",
+            "--dataset",
+            str(tmp_path / "d.npz"),
+            "--store",
+            str(tmp_path / "s"),
+            "--model-dir",
+            str(tmp_path),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert status == 130
+    assert err.strip() == (
+        "spinfits precompute: interrupted (Ctrl-C); what was committed before stays in the store: "
+        "rerun the same command to continue"
+    )
