@@ -155,9 +155,3 @@ def write_chunks(
             start, stop = int(run[0]) * chunk_rows, min((int(run[-1]) + 1) * chunk_rows, n_rows)
             array[start:stop] = values[name][start:stop]
     return int(chunks.size)
-
-
-def write_rows(columns: dict[str, zarr.Array], fits: Fits, rows: np.ndarray, chunk_rows: int) -> int:
-    """Write back the whole chunks of ``fits`` (all N rows) that contain any of ``rows`` into the
-    dataset's ``columns``; returns the chunks written (see ``write_chunks``)."""
-    return write_chunks(columns, fits.columns(), rows, chunk_rows)

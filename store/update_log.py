@@ -30,7 +30,7 @@ Stores written before the log existed (format 1) have no log arrays: an empty lo
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -143,31 +143,31 @@ def record_blocks(array: zarr.Array | None, stop: int, block: int = RECORD_BLOCK
 def read_log(store: Any, dataset: str, fits: Fits | None = None) -> UpdateLog:
     """The whole log of ``dataset`` in ``store``; applied to ``fits`` (its columns) when given.
     Records are read ``RECORD_BLOCK`` at a time."""
-    log = UpdateLog.empty()
-    for level in LEVELS:
-        array = open_level(store, dataset, level)
-        state = level_state(array)
-        rows = [_NO_ROWS]
-        for records in record_blocks(array, state.length):
-            if fits is not None:
-                apply_records(fits, records)
-            rows.append(logged_rows(records))
-        log = log.with_level(level, state, np.unique(np.concatenate(rows)).astype(np.int64))
-    return log
+    if fits is None:
+        return _read_levels(store, dataset, logged_rows)
+    return _read_levels(store, dataset, lambda records: apply_records(fits, records))
 
 
 def read_log_losses(store: Any, dataset: str, loss: np.ndarray) -> UpdateLog:
     """``read_log`` that applies only the loss column: ``loss`` ((N,) float32, the dataset's
     loss column) gets each logged row's latest loss, in place."""
+
+    def apply_loss(records: np.ndarray) -> np.ndarray:
+        distinct, latest = latest_records(records)
+        loss[distinct] = records["loss"][latest]
+        return distinct
+
+    return _read_levels(store, dataset, apply_loss)
+
+
+def _read_levels(store: Any, dataset: str, apply: Callable[[np.ndarray], np.ndarray]) -> UpdateLog:
+    """Every level's records in readers' order, a block at a time, through ``apply`` ((K,)
+    ``RECORD`` -> the (R,) rows they hold); the log with the rows each level holds."""
     log = UpdateLog.empty()
     for level in LEVELS:
         array = open_level(store, dataset, level)
         state = level_state(array)
-        rows = [_NO_ROWS]
-        for records in record_blocks(array, state.length):
-            distinct, latest = latest_records(records)
-            loss[distinct] = records["loss"][latest]
-            rows.append(distinct)
+        rows = [_NO_ROWS] + [apply(records) for records in record_blocks(array, state.length)]
         log = log.with_level(level, state, np.unique(np.concatenate(rows)).astype(np.int64))
     return log
 

@@ -24,10 +24,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import zarr
 
 from spinfits.store.fits import Fits, Proposals
-from spinfits.store.layout import load_losses
+from spinfits.store.layout import load_losses, open_columns
 from spinfits.store.merge_rule import MergeOutcome, replaces
 from spinfits.store.schema import COLUMNS, DatasetInfo
 from spinfits.store.update_log import (
@@ -119,10 +118,8 @@ class WorkingCopy:
                 remaining &= ~held
         if remaining.any():
             index = rows[remaining]
-            for column in COLUMNS:
-                getattr(values, column.name)[remaining] = _column(
-                    self._store, self.info.name, column.name
-                ).oindex[index]
+            for name, array in open_columns(self._store, self.info.name).items():
+                getattr(values, name)[remaining] = array.oindex[index]
         return values
 
     def blocks(self, rows: np.ndarray) -> Iterator[tuple[int, Fits]]:
@@ -134,7 +131,7 @@ class WorkingCopy:
         for level in LEVELS:  # in the order readers apply them: the last record wins
             _apply_latest(logged_values, logged, np.ones(len(logged), dtype=bool), self._records(level))
         overlay_rows, overlay = self._overlay()
-        columns = {c.name: _column(self._store, self.info.name, c.name) for c in COLUMNS}
+        columns = open_columns(self._store, self.info.name)
         for chunk in np.unique(rows // chunk_rows):
             start, stop = int(chunk) * chunk_rows, min((int(chunk) + 1) * chunk_rows, n_rows)
             block = Fits.from_columns({name: array[start:stop] for name, array in columns.items()})
@@ -152,10 +149,6 @@ class WorkingCopy:
         """The overlay was written: this copy now stands for the snapshot whose store is
         ``store``, with update log ``log``."""
         self._store, self.log, self._parts = store, log, []
-
-
-def _column(store: Any, dataset: str, name: str) -> zarr.Array:
-    return zarr.open_array(store, path=f"{dataset}/{name}", mode="r", zarr_format=3)
 
 
 def _put(target: Fits, positions: np.ndarray, values: Fits) -> None:

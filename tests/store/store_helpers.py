@@ -5,9 +5,27 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from spinfits.store import BodyModelInfo, Proposals, Source
+from spinfits.store import BodyModelInfo, Fits, Proposals, Source, WritePolicy, best_per_row, merge_into
 
 BODY = BodyModelInfo("smpl-test-0001", is_standin=True)
+
+#: ``recent`` holds 8 records (chunks of 4), ``settled`` 12 (chunks of 4), then the log folds.
+SMALL_LOG = WritePolicy(
+    log_chunk=4,
+    recent_records=8,
+    settled_chunk=4,
+    min_log_records=12,
+    max_log_fraction=0.0,
+    fold_cost_ratio=0.0,
+)
+
+
+def expected_after(batches: list[Proposals], n_rows: int) -> Fits:
+    """SPIN's rule over whole batches in order, on an in-memory copy of every row."""
+    fits = Fits.empty(n_rows)
+    for batch in batches:
+        merge_into(fits, best_per_row(batch))
+    return fits
 
 
 def random_proposals(

@@ -6,22 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from store_helpers import BODY, random_proposals
+from store_helpers import BODY, SMALL_LOG, expected_after, random_proposals
 
 from spinfits.errors import InputError
 from spinfits.store import Fits, FitStore, WritePolicy
 from spinfits.store.schema import ROOT_ATTR
 from spinfits.store.update_log import RECORD, ROW_BYTES, apply_records, read_log, to_records
 
-#: ``recent`` holds 8 records (chunks of 4), ``settled`` 12 (chunks of 4), then the log folds.
-SMALL_LOG = WritePolicy(
-    log_chunk=4,
-    recent_records=8,
-    settled_chunk=4,
-    min_log_records=12,
-    max_log_fraction=0.0,
-    fold_cost_ratio=0.0,
-)
 COLUMNS_ONLY = WritePolicy(fold_cost_ratio=float("inf"))
 
 
@@ -40,16 +31,6 @@ def log_of(store: FitStore, version: str | None = None):
     session = store.repository.readonly_session(snapshot_id=store.resolve(version))
     states = read_log(session.store, "coco").states
     return tuple((states[level].generation, states[level].length) for level in ("settled", "recent"))
-
-
-def expected_after(batches, n_rows: int) -> Fits:
-    """The plain rule over whole batches in order, on an in-memory copy."""
-    from spinfits.store import best_per_row, merge_into
-
-    fits = Fits.empty(n_rows)
-    for batch in batches:
-        merge_into(fits, best_per_row(batch))
-    return fits
 
 
 def test_records_round_trip_padding_is_ignored_and_the_last_record_of_a_row_wins():

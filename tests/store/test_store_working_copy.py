@@ -5,29 +5,11 @@ import gc
 import tracemalloc
 
 import numpy as np
-from store_helpers import BODY, random_proposals
+from store_helpers import BODY, SMALL_LOG, expected_after, random_proposals
 
-from spinfits.store import Fits, FitStore, WritePolicy, best_per_row, merge_into
+from spinfits.store import FitStore
 from spinfits.store.versions import snapshot_store
 from spinfits.store.working_copy import WorkingCopy
-
-#: ``recent`` holds 8 records (chunks of 4), ``settled`` 12 (chunks of 4), then the log folds.
-SMALL_LOG = WritePolicy(
-    log_chunk=4,
-    recent_records=8,
-    settled_chunk=4,
-    min_log_records=12,
-    max_log_fraction=0.0,
-    fold_cost_ratio=0.0,
-)
-
-
-def expected_after(batches, n_rows: int) -> Fits:
-    """SPIN's rule over whole batches in order, on an in-memory copy of every row."""
-    fits = Fits.empty(n_rows)
-    for batch in batches:
-        merge_into(fits, best_per_row(batch))
-    return fits
 
 
 def test_tied_losses_compare_content_with_the_stored_row_wherever_it_is_kept(tmp_path):
