@@ -47,6 +47,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from spinfits.fitting.device import ieee_float32
 from spinfits.fitting.fit_loss import fit_loss_at
 from spinfits.fitting.hypotheses import best_hypothesis, mean_initialisation, orientation_hypotheses
 from spinfits.fitting.initial_camera import initial_camera
@@ -117,8 +118,13 @@ class OfflineFitter:
         """Fit N rows: keypoints (N, 49, 3) crop pixels + confidence -> FitResult (N, ...).
 
         camera_center: (N, 2) pixels or None (SPIN's crop centre). The result's ``loss`` is
-        SPIN's fit loss against ``keypoints`` as given.
+        SPIN's fit loss against ``keypoints`` as given. Float32 matmuls in IEEE precision
+        (``device.ieee_float32``).
         """
+        with ieee_float32():
+            return self._fit(keypoints, camera_center, progress)
+
+    def _fit(self, keypoints, camera_center, progress) -> FitResult:
         config = self.config
         given, center = self.smplify.checked_keypoints(keypoints, camera_center)
         count = given.shape[0]

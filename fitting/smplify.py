@@ -23,6 +23,7 @@ import torch
 
 from spinfits.errors import InputError
 from spinfits.fitting.body_model import SpinBodyModel
+from spinfits.fitting.device import checked_device, ieee_float32
 from spinfits.fitting.fit_loss import fit_loss_at
 from spinfits.fitting.joints import NUM_SPIN_JOINTS
 from spinfits.fitting.joints_only import NUM_PARAMS, JointsOnlyBody
@@ -53,7 +54,7 @@ class SMPLify:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self.config = config or SmplifyConfig()
-        self.device = torch.device(device)
+        self.device = checked_device(device)
         self.dtype = dtype
         self.files = files
         self.joints_model = JointsOnlyBody(files, self.device, dtype)
@@ -98,7 +99,13 @@ class SMPLify:
 
         Returns:
             FitResult with (N, ...) tensors on this engine's device.
+
+        Float32 matmuls run in IEEE precision throughout (``device.ieee_float32``: no TF32).
         """
+        with ieee_float32():
+            return self._fit(init_pose, init_betas, init_cam_t, keypoints, camera_center, progress)
+
+    def _fit(self, init_pose, init_betas, init_cam_t, keypoints, camera_center, progress) -> FitResult:
         pose, betas, cam_t, keypoints, center = self._checked(
             init_pose, init_betas, init_cam_t, keypoints, camera_center
         )

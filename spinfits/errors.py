@@ -5,6 +5,8 @@
 - ``ConflictError``: somebody else changed shared state first; re-read and retry.
 - ``StorageError``: the storage failed (read-only, disk full, unreachable); the store stays at
   its last commit. Fix the storage and retry.
+- ``DeviceError``: the device asked for cannot be used here (torch's CPU build on a GPU job, no
+  GPU visible); install or choose another device, then retry.
 - ``Interrupted``: the user stopped a run (Ctrl-C); what it committed stays. The command-line
   tool prints its message and exits with status 130, as a shell does for SIGINT.
 - ``SpinfitsError``: base class; the command-line tool prints its message and exits with status 2.
@@ -26,6 +28,11 @@ class ConflictError(SpinfitsError):
 class StorageError(SpinfitsError):
     """The storage failed (read-only, full, unreachable); nothing was half-written. Fix the
     storage and retry."""
+
+
+class DeviceError(SpinfitsError):
+    """The device asked for cannot be used on this machine (a CPU build of torch, no GPU): install
+    torch's CUDA build or choose another device, and retry."""
 
 
 class Interrupted(SpinfitsError):

@@ -9,11 +9,13 @@ exactly the fits the checkpointed one had seen.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from spinfits.errors import InputError
 from spinfits.fitting.spin_crop import CROP_RES
@@ -75,6 +77,28 @@ def load_training_state(directory: str | Path) -> TrainingState:
             f"training checkpoint {path} cannot be read ({describe_load_error(error)}); "
             "resume from an earlier checkpoint or start a new run"
         ) from None
+
+
+def prepared_with_optimizer(
+    model: nn.Module,
+    state: TrainingState | None,
+    learning_rate: float,
+    prepare: Callable[[nn.Module], nn.Module],
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """``prepare(model)`` (Ray Train's ``prepare_model``: to the worker's device, DDP) and its
+    Adam optimiser, both restored from ``state`` when given (resume, or a restarted worker).
+
+    The order matters on a GPU: the model's weights are loaded before the move (the checkpoint is
+    read to the CPU), the optimiser is made and loaded after it, so ``load_state_dict`` puts
+    Adam's moments on the parameters' device. Loaded before the move they would stay on the CPU
+    and the first ``step()`` would meet a device mismatch."""
+    if state is not None:
+        model.load_state_dict(state.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    if state is not None:
+        optimizer.load_state_dict(state.optimizer)
+    model = prepare(model)
+    return model, optimizer
 
 
 def latest_checkpoint_dir(run_dir: str | Path) -> Path | None:

@@ -119,7 +119,7 @@ class SpinTrainingStep:
             clock = now
 
         self.model.train()
-        dtype = self.config.autocast_dtype
+        dtype = self.config.autocast_dtype(self.device)
         with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             out = self.model(batch.images)
         if dtype is not None:  # the body model, SMPLify and the losses stay float32

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 
 from spinfits.errors import InputError
+from spinfits.fitting.device import native_bf16
 from spinfits.fitting.smplify_config import SmplifyConfig
 from spinfits.fitting.spin_crop import CROP_RES
 from spinfits.store import S3Options
@@ -73,7 +74,8 @@ class TrainConfig:
     smplify_threshold: best fits with a larger fit loss are not used as supervision (SPIN: 100).
     max_abs_betas: best fits with any |beta| above it are implausible: their betas are replaced
     by zeros for supervision, SPIN's fallback (SPIN: 3).
-    precision: the network's forward: "auto" (bf16 autocast on CUDA, float32 on CPU), "fp32" or
+    precision: the network's forward: "auto" (bf16 autocast on a GPU with native bf16, Ampere and
+    later; float32 on older GPUs and the CPU), "fp32" or
     "bf16" (autocast on either device); SMPLify and the losses' body model stay float32.
     loader_workers: DataLoader processes per training worker that decode, crop and augment
     the next steps' images (0: in the training process).
@@ -149,6 +151,13 @@ class TrainConfig:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.gpus_per_worker < 0:
             raise InputError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
+        if self.workers > 1 and self.gpus_per_worker != int(self.gpus_per_worker):
+            raise InputError(
+                f"gpus_per_worker must be a whole number of GPUs when `workers` is {self.workers}, "
+                f"got {self.gpus_per_worker:g}: Ray would place two DDP ranks on one GPU "
+                "and NCCL refuses that ('Duplicate GPU detected'). Give each worker its own GPU "
+                "(gpus_per_worker 1), or train with 1 worker to share a GPU with other jobs"
+            )
         if not self.learning_rate > 0:
             raise InputError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -177,10 +186,14 @@ class TrainConfig:
     def device(self) -> str:
         return "cuda" if self.gpus_per_worker > 0 else "cpu"
 
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        """bfloat16 where the network's forward runs under autocast, else None (float32)."""
-        if self.precision == "bf16" or (self.precision == "auto" and self.device == "cuda"):
+    def autocast_dtype(self, device: torch.device | str | None = None) -> torch.dtype | None:
+        """bfloat16 where the network's forward runs under autocast on ``device`` (default: the
+        run's), else None (float32). "auto" picks bf16 only on a GPU that computes it natively
+        (``fitting.device.native_bf16``: Ampere and later; older ones emulate it slowly), so it
+        is decided on the worker, which has the GPU."""
+        if self.precision == "bf16":
+            return torch.bfloat16
+        if self.precision == "auto" and native_bf16(device if device is not None else self.device):
             return torch.bfloat16
         return None
 

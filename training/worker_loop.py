@@ -32,12 +32,18 @@ import ray.train
 import ray.train.torch
 import torch
 
+from spinfits.fitting.device import checked_device
 from spinfits.fitting.mean_params import spin_mean_params_path
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.fitting.synthetic.render import part_face_colours
 from spinfits.store import FitStore
 from spinfits.training.best_fits import MixedBestFits
-from spinfits.training.checkpoint import TrainingState, load_training_state, save_training_state
+from spinfits.training.checkpoint import (
+    TrainingState,
+    load_training_state,
+    prepared_with_optimizer,
+    save_training_state,
+)
 from spinfits.training.data import MixedTrainingData, StepBatches, TrainingData, step_seed, training_loader
 from spinfits.training.mixture import MixedSampler, spin_partition
 from spinfits.training.pretrained import load_pretrained
@@ -57,26 +63,28 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(config.threads)
+    if config.device == "cuda":  # a CPU build of torch on a GPU node: say so before any work
+        checked_device("cuda")
     device = ray.train.torch.get_device()
     files = load_body_model_files(config.model_dir)
     data = load_training_data(config)
     sampler = MixedSampler(data.sizes, mix_weights(config, data.sizes), config.batch_size, world, config.seed)
     model = HMR(str(spin_mean_params_path()), RegressorConfig(backbone=config.backbone))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    start, snapshot = 0, None
+    start, snapshot, state = 0, None, None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = load_training_state(directory)
-        model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
         start, snapshot = state.step, state.snapshot_id
         logger.info("rank %d resumes at step %d, store snapshot %s", rank, start, snapshot)
     elif config.pretrained is not None:
         loaded = load_pretrained(model, config.pretrained)
         if rank == 0:
             logger.info("started from %s", loaded)
-    model = ray.train.torch.prepare_model(model)
+    # the optimiser's state follows the parameters to the worker's device (made after the move)
+    model, optimizer = prepared_with_optimizer(
+        model, state, config.learning_rate, ray.train.torch.prepare_model
+    )
     store = FitStore.open(config.store, body_model=files.fingerprint, s3=config.s3)
     best = MixedBestFits(config.names, [store.reader(name, version=snapshot) for name in config.names])
     writer = store_writer(config.run)

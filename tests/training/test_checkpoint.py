@@ -12,6 +12,7 @@ from spinfits.training.checkpoint import (
     STATE_FILE,
     TrainingState,
     load_training_state,
+    prepared_with_optimizer,
     save_training_state,
 )
 
@@ -62,6 +63,29 @@ def test_round_trip_restores_model_optimizer_step_and_snapshot(tmp_path, small_r
         opt.step()
     for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_optimizer_state_follows_the_parameters_to_the_workers_device(tmp_path, small_regressor):
+    """Resume on a GPU: the checkpoint is read to the CPU, Ray Train's prepare_model moves the
+    model; Adam's moments must end up beside the parameters (a ``meta`` device stands in for
+    CUDA: any device other than the checkpoint's)."""
+    model, optimizer = _trained(small_regressor)
+    state = TrainingState(3, "S" * 20, model.state_dict(), optimizer.state_dict(), "spin-1", "small", 96)
+    save_training_state(tmp_path, state)
+    loaded = load_training_state(tmp_path)  # tensors on the CPU
+    moved, restored = prepared_with_optimizer(small_regressor(), loaded, 1e-3, lambda m: m.to("meta"))
+    moments = [
+        (name, value.device)
+        for parameter in moved.parameters()
+        for name, value in restored.state[parameter].items()
+        if name != "step"  # Adam keeps its step count on the CPU by design
+    ]
+    assert moments and all(device.type == "meta" for _, device in moments), moments
+    assert len(restored.state) == len(list(moved.parameters()))
+    assert restored.param_groups[0]["lr"] == 1e-3
+    # a new run (no state): a fresh optimiser over the moved parameters
+    fresh, optimizer = prepared_with_optimizer(small_regressor(), None, 1e-3, lambda m: m.to("meta"))
+    assert not optimizer.state and all(p.device.type == "meta" for p in optimizer.param_groups[0]["params"])
 
 
 def test_missing_checkpoint(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from spinfits.errors import InputError
 from spinfits.fitting.fit_loss import fit_loss
 from spinfits.fitting.joints_only import JointsOnlyBody
 from spinfits.fitting.rotations import axis_angle_to_matrix
@@ -373,7 +374,7 @@ def test_bf16_autocast_trains_in_float32_outside_the_network(data, standin_files
     outputs are float32 for SMPLify and the losses, and the step still trains."""
     batch = data.batch(ROWS[:4], Augmentation.identity(4))
     step = _step(standin_files, small_regressor, precision="bf16", batch_size=4)
-    assert step.config.autocast_dtype == torch.bfloat16
+    assert step.config.autocast_dtype() == torch.bfloat16
     seen = {}
     hook = step.model.fc1.register_forward_hook(lambda m, i, o: seen.update(fc1=o.dtype))
     before = {k: v.clone() for k, v in step.model.state_dict().items()}
@@ -384,8 +385,32 @@ def test_bf16_autocast_trains_in_float32_outside_the_network(data, standin_files
     assert np.isfinite(list(outcome.losses.values())).all()
     assert np.isfinite(outcome.proposals["unused"].loss).all() and len(outcome.proposals["unused"])
     assert any(not torch.equal(before[k], v) for k, v in step.model.state_dict().items())
-    assert _config(precision="auto").autocast_dtype is None  # CPU: float32 unless asked
-    assert _config(precision="auto", gpus_per_worker=1).autocast_dtype == torch.bfloat16
+    assert _config(precision="auto").autocast_dtype() is None  # CPU: float32 unless asked
+
+
+@pytest.mark.parametrize("capability, dtype", [((7, 0), None), ((7, 5), None), ((8, 0), torch.bfloat16)])
+def test_auto_precision_is_bf16_only_on_gpus_that_compute_it_natively(monkeypatch, capability, dtype):
+    """--precision auto on a V100 / T4 (no native bf16) trains in float32; on Ampere+ in bf16.
+    Decided on the worker's device (the driver may have no GPU); "bf16" is always bf16."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    config = _config(precision="auto", gpus_per_worker=1)
+    assert config.autocast_dtype(torch.device("cuda", 0)) == dtype
+    assert config.autocast_dtype() == dtype  # the run's device: cuda
+    assert config.autocast_dtype("cpu") is None
+    assert _config(precision="bf16", gpus_per_worker=1).autocast_dtype("cuda") == torch.bfloat16
+    assert _config(precision="fp32", gpus_per_worker=1).autocast_dtype("cuda") is None
+
+
+def test_fractional_gpus_only_for_one_worker():
+    """Two DDP ranks on one GPU: NCCL refuses them ("Duplicate GPU detected"), so a shared GPU is
+    for a single worker; whole GPUs for several."""
+    assert _config(workers=1, gpus_per_worker=0.5).device == "cuda"
+    assert _config(workers=4, gpus_per_worker=2).workers == 4
+    with pytest.raises(
+        InputError, match=r"gpus_per_worker must be a whole number of GPUs when `workers` is 2"
+    ):
+        _config(workers=2, gpus_per_worker=0.5)
 
 
 def test_a_mixed_batch_proposes_per_dataset(data, standin_files, small_regressor):

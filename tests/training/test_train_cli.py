@@ -85,6 +85,12 @@ def test_existing_run_needs_resume(args, tmp_path, capsys):
         ("--batch", "0", "--batch (batch_size) must be >= 1, got 0"),
         ("--lr", "-1", "--lr (learning_rate) must be > 0"),
         ("--run", "../x", "--run must be a plain folder name"),
+        (
+            "--gpus-per-worker",
+            "0.5",  # two DDP ranks on one GPU: NCCL refuses them
+            "--gpus-per-worker must be a whole number of GPUs when --workers is 2, got 0.5: Ray would "
+            "place two DDP ranks on one GPU",
+        ),
     ],
 )
 def test_bad_settings(args, capsys, flag, value, message):
