@@ -150,7 +150,16 @@ class FitterActor:
         reasons.update({int(k): DIVERGED for k in positions[diverged]})
 
 
-def remote_fitter_class(num_cpus: float, num_gpus: float):
+DEVICE_FAILURE_EXIT = 75
+
+
+def end_process(s):
+    pass
+
+
+def remote_fitter_class(num_cpus: float, num_gpus: float, actor=None):
     """``FitterActor`` as a fault-tolerant Ray actor: a killed actor restarts and its
     unfinished shards are retried (max_restarts / max_task_retries unlimited)."""
-    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=-1, max_task_retries=-1)(FitterActor)
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=-1, max_task_retries=-1)(
+        actor or FitterActor
+    )

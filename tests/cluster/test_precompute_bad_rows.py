@@ -1,12 +1,18 @@
 """One bad row never stops a precompute job; bad settings are refused before any work."""
 
+import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
+import torch
 
 from spinfits.cli import main
-from spinfits.cluster.fitter_actor import DIVERGED, NONFINITE_KEYPOINTS, FitterActor
+from spinfits.cluster import fitter_actor
+from spinfits.cluster.fitter_actor import DIVERGED, NONFINITE_KEYPOINTS, FitterActor, remote_fitter_class
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
 from spinfits.errors import InputError, StorageError
 from spinfits.fitting.dataset import load_spin_npz
@@ -68,6 +74,88 @@ def test_a_row_that_raises_is_isolated_and_the_rest_of_the_shard_is_fitted(
     assert np.isfinite(result.loss[good]).all() and np.isfinite(result.pose[good]).all()
     with pytest.raises(ValueError, match=r"keypoints must be \(3, 49, 3\) for 3 rows"):
         actor.fit_shard(np.arange(3), keypoints[:2])
+
+
+ILLEGAL_ADDRESS = "CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be ..."
+
+
+class _Ended(BaseException):
+    """Stands in for the end of the actor's process (``fitter_actor.end_process``)."""
+
+
+def test_a_cuda_error_ends_the_actor_instead_of_failing_rows(
+    diverging_dataset, standin_dir, standin_files, monkeypatch
+):
+    """After an illegal address every later CUDA call fails: recording each row as failed would
+    make reruns skip good rows. The actor's process ends (Ray restarts it, the shard is retried)."""
+    actor = FitterActor(str(standin_dir), default_offline_config(standin_files), "cpu", 1)
+    calls = []
+
+    def fit(keypoints):
+        calls.append(len(keypoints))
+        raise torch.AcceleratorError(ILLEGAL_ADDRESS)
+
+    actor.fitter.fit = fit
+    ended = []
+    monkeypatch.setattr(fitter_actor, "end_process", lambda status: ended.append(status) or sys.exit(status))
+    keypoints = load_spin_npz(diverging_dataset).keypoints
+    with pytest.raises(SystemExit):
+        actor.fit_shard(np.arange(8), keypoints[:8])
+    assert ended == [fitter_actor.DEVICE_FAILURE_EXIT] and calls == [8]  # at once, no row blamed
+
+
+def test_out_of_memory_is_retried_on_halves_outside_the_except_block(
+    diverging_dataset, standin_dir, standin_files
+):
+    """A shard too large for the device's memory is fitted in halves; each retry runs after the
+    failed attempt's exception (and the tensors its traceback holds) is gone."""
+    actor = FitterActor(str(standin_dir), default_offline_config(standin_files), "cpu", 1)
+    genuine_fit = actor.fitter.fit
+    handling = []
+
+    def fit(keypoints):
+        handling.append(sys.exc_info()[0])  # an exception being handled while this attempt runs
+        if len(keypoints) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return genuine_fit(keypoints)
+
+    actor.fitter.fit = fit
+    keypoints = load_spin_npz(diverging_dataset).keypoints
+    rows = np.array([0, 1, 2, 4, 5, 6, 7, 8])
+    result = actor.fit_shard(rows, keypoints[rows])
+    assert result.failed_rows.size == 0 and np.isfinite(result.loss).all()
+    assert len(handling) == 7 and set(handling) == {None}, handling  # 8 -> 4 + 4 -> 2 + 2 + 2 + 2
+
+
+def test_ray_restarts_the_actor_and_retries_the_shard(
+    tmp_path, local_ray, diverging_dataset, standin_dir, standin_files
+):
+    class CrashesOnce(FitterActor):  # defined here: Ray's workers get it by value
+        """A fitter whose first process meets a CUDA error on its first shard (``marker``: a
+        file made then, so the restarted process fits normally)."""
+
+        def __init__(self, marker: str, *args) -> None:
+            super().__init__(*args)
+            genuine_fit = self.fitter.fit
+
+            def fit(keypoints):
+                if not os.path.exists(marker):
+                    Path(marker).write_text(str(os.getpid()))
+                    raise torch.AcceleratorError(ILLEGAL_ADDRESS)
+                return genuine_fit(keypoints)
+
+            self.fitter.fit = fit
+
+    marker = tmp_path / "crashed"
+    actor = remote_fitter_class(num_cpus=0, num_gpus=0, actor=CrashesOnce).remote(
+        str(marker), str(standin_dir), default_offline_config(standin_files), "cpu", 1
+    )
+    keypoints = load_spin_npz(diverging_dataset).keypoints
+    rows = np.array([0, 1, 2, 4])
+    result = ray.get(actor.fit_shard.remote(rows, keypoints[rows]), timeout=120)
+    assert marker.exists() and result.failed_rows.size == 0 and np.isfinite(result.loss).all()
+    assert ray.get(actor.pid.remote()) != int(marker.read_text())  # fitted by the restarted process
+    ray.kill(actor)
 
 
 def test_failed_rows_are_recorded_and_skipped_until_retried(
