@@ -61,7 +61,11 @@ class PrecomputeConfig:
     one two-threaded actor fits several times slower than two single-threaded ones on a busy
     machine, ``bench/RESULTS.md``); on GPU one actor per ``gpus_per_worker`` share of its GPUs.
     A number: that many actors, each with ``threads_per_worker`` threads (default: this
-    machine's CPUs / workers)."""
+    machine's CPUs / workers).
+
+    ``start_timeout_s``: an actor still pending this long (no room for it: e.g. another job
+    holds the GPUs) is given up and its shards go to the started ones; none started: the job
+    ends saying which resources are missing (``ShardScheduler``; None: wait for ever)."""
 
     dataset: Path
     store: str
@@ -76,6 +80,7 @@ class PrecomputeConfig:
     init: str = "offline"
     commit_every_s: float = 10.0
     commit_every_rows: int = 20000
+    start_timeout_s: float | None = 600.0
     fitting: OfflineConfig | None = None  # None: default_offline_config(model files)
     s3: S3Options | None = None
     show_progress: bool = True
@@ -90,6 +95,10 @@ class PrecomputeConfig:
             raise InputError(f"shard_size must be >= 1, got {self.shard_size}")
         if self.gpus_per_worker < 0:
             raise InputError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
+        if self.start_timeout_s is not None and not self.start_timeout_s > 0:
+            raise InputError(
+                f"start_timeout_s must be > 0 or None (wait for ever), got {self.start_timeout_s}"
+            )
         if self.init not in ("offline", "store") and not str(self.init).endswith(".npy"):
             raise InputError(f"init must be 'offline', 'store' or a SPIN *_fits.npy file, got {self.init!r}")
         try:
@@ -113,6 +122,13 @@ class PrecomputeConfig:
         if self.workers is None:
             return 1
         return max(1, (os.cpu_count() or 1) // self.workers)
+
+    @property
+    def actor_demand(self) -> dict[str, float]:
+        """What one fitter actor asks Ray for."""
+        if self.gpus_per_worker > 0:
+            return {"CPU": 1.0, "GPU": self.gpus_per_worker}
+        return {"CPU": float(self.threads)}
 
     def actor_count(self, cluster_resources: dict[str, float]) -> int:
         """Fitter actors to start on a Ray cluster with ``cluster_resources``
@@ -368,10 +384,15 @@ def _fit_plan(
     """Fit the plan's shards on Ray actors; each shard's keypoints (``keypoints[rows]``, (S, 49, 3))
     travel with it."""
     started_ray = connect_or_start_ray()  # a local cluster runs its workers at normal priority
+    try:
+        check_room(config.actor_demand, ray.nodes())
+    except InputError:
+        if started_ray:
+            ray.shutdown()
+        raise
     device = "cuda" if config.gpus_per_worker > 0 else "cpu"
-    actor_class = remote_fitter_class(
-        num_cpus=config.threads if device == "cpu" else 1, num_gpus=config.gpus_per_worker
-    )
+    demand = config.actor_demand
+    actor_class = remote_fitter_class(num_cpus=demand["CPU"], num_gpus=demand.get("GPU", 0.0))
     run_id = f"{socket.gethostname()}-{os.getpid()}-{int(time.time() * 1000)}"
     actors = [
         actor_class.options(name=f"{FITTER_NAME_PREFIX}{run_id}-{index}").remote(
@@ -420,7 +441,9 @@ def _fit_plan(
     try:
         # two slots per actor: a shard queued while the driver commits
         result: ShardResult
-        for result in ShardScheduler(actors, submit, slots_per_actor=2).results(list(plan.shards)):
+        for result in ShardScheduler(
+            actors, submit, slots_per_actor=2, start_timeout_s=config.start_timeout_s, demand=demand
+        ).results(list(plan.shards)):
             if result.failed_rows.size:
                 writer.record_failures(result.failed_rows, result.failed_reasons)
             proposals = Proposals(
@@ -467,6 +490,30 @@ def _fit_plan(
         stats.last_commit,
         start,
         tuple(timeline),
+    )
+
+
+def check_room(demand: dict[str, float], nodes: list[dict]) -> None:
+    """``InputError`` at once when no live node of the Ray cluster (``ray.nodes()``) has the
+    resources one fitter actor asks for (``demand``), e.g. GPUs asked of a cluster without any:
+    the actors could never start and the job would wait for ever."""
+    alive = [node for node in nodes if node.get("Alive")]
+    for node in alive:
+        if all(node.get("Resources", {}).get(name, 0.0) >= amount for name, amount in demand.items()):
+            return
+    asks = ", ".join(f"{name} {amount:g}" for name, amount in demand.items())
+    has = "; ".join(
+        ", ".join(f"{name} {node.get('Resources', {}).get(name, 0.0):g}" for name in demand) for node in alive
+    )
+    how = (
+        "start nodes with GPUs (ray start --num-gpus N; a CUDA build of torch on each), or fit on "
+        "the CPUs: leave out gpus_per_worker"
+        if demand.get("GPU")
+        else "lower threads_per_worker, or add larger nodes"
+    )
+    raise InputError(
+        f"no node of the Ray cluster can run a fitter actor: each needs {asks} on one node, and its "
+        f"{len(alive)} live node(s) have {has or 'nothing'}; {how}"
     )
 
 

@@ -291,6 +291,36 @@ def test_actor_layout_errors_name_the_field(tmp_path):
         config(tmp_path / "d.npz", tmp_path / "store", tmp_path, threads_per_worker=0)
 
 
+def _node(**resources):
+    return {"NodeID": "n", "Alive": True, "Resources": resources}
+
+
+def test_room_for_an_actor_is_checked_on_each_node():
+    from spinfits.cluster.precompute import check_room
+
+    check_room({"CPU": 1.0, "GPU": 1.0}, [_node(CPU=8.0), _node(CPU=8.0, GPU=2.0)])
+    check_room({"CPU": 2.0}, [_node(CPU=2.0)])
+    with pytest.raises(
+        InputError, match=r"each needs CPU 1, GPU 0.5 on one node, and its 2 live node\(s\) have "
+    ):
+        check_room({"CPU": 1.0, "GPU": 0.5}, [_node(CPU=16.0), _node(CPU=4.0, GPU=0.0)])
+    with pytest.raises(InputError, match=r"have CPU 4; lower threads_per_worker, or add larger nodes"):
+        check_room({"CPU": 8.0}, [_node(CPU=4.0), {**_node(CPU=16.0), "Alive": False}])
+
+
+def test_gpus_asked_of_a_cluster_without_any_fail_at_once(tmp_path, local_ray, small_dataset, standin_dir):
+    """No node has a GPU: the actors could never start; the job says so instead of waiting."""
+    start = time.perf_counter()
+    with pytest.raises(
+        InputError,
+        match=r"no node of the Ray cluster can run a fitter actor: each needs CPU 1, GPU 1 "
+        r"on one node, and its 1 live node\(s\) have CPU 2, GPU 0; start nodes with GPUs",
+    ):
+        run_precompute(config(small_dataset, tmp_path / "store", standin_dir, gpus_per_worker=1.0))
+    assert time.perf_counter() - start < 60
+    assert not [a for a in ray.util.list_named_actors() if a.startswith(FITTER_NAME_PREFIX)]
+
+
 def test_planned_keypoints_hold_only_the_planned_rows():
     """What the driver keeps of the dataset after planning (the driver's memory as a whole is
     measured by bench/million_rows.py)."""

@@ -79,3 +79,57 @@ def test_no_actor_left_is_an_error_not_a_hang(local_ray, monkeypatch):
     actors = [StandInFitter.remote("a", hangs=True), StandInFitter.remote("b", hangs=True)]
     with pytest.raises(FittersLostError, match=r"nodes of all 2 fitter actors were lost; 5 shards were not"):
         list(ShardScheduler(actors, submit, check_every_s=0.2).results(shards(5)))
+
+
+class FakeClock:
+    """The scheduler's clock: each reading is ``step`` seconds after the previous one."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_shards_of_an_actor_that_never_starts_go_to_the_started_ones(local_ray, caplog):
+    """An actor left pending (its GPU held by another job: here a resource no node has) would keep
+    its two shards for ever; after the start timeout they go to the started actor, and the log
+    says what the pending one needed."""
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    actors = [StandInFitter.remote(nodes[0]), StandInFitter.options(num_gpus=1).remote(nodes[0])]
+    scheduler = ShardScheduler(
+        actors,
+        submit,
+        check_every_s=0.2,
+        start_timeout_s=60,
+        demand={"CPU": 0, "GPU": 1},
+        clock=FakeClock(1.0),
+    )
+    with caplog.at_level("WARNING"):
+        results = list(scheduler.results(shards(6)))
+    assert sorted(int(r.rows[0]) for r in results) == [4 * i for i in range(6)]  # each once
+    assert scheduler.lost == [1]
+    assert "fitter actor(s) 1 did not start within" in caplog.text
+    assert "each needs GPU 1 on one node; the cluster has GPU 0 (0 free)" in caplog.text
+
+
+def test_no_actor_started_is_an_error_naming_the_missing_resources(local_ray):
+    actors = [StandInFitter.options(num_gpus=1).remote("a") for _ in range(2)]
+    scheduler = ShardScheduler(
+        actors,
+        submit,
+        check_every_s=0.2,
+        start_timeout_s=30,
+        demand={"CPU": 1, "GPU": 1},
+        clock=FakeClock(5.0),
+    )
+    with pytest.raises(
+        FittersLostError,
+        match=r"none of the 2 fitter actors started within \d+ s: each needs CPU 1, GPU 1 on one node; "
+        r"the cluster has CPU 2 \([\d.]+ free\), GPU 0 \(0 free\)",
+    ):
+        list(scheduler.results(shards(3)))
+    assert scheduler.lost == []
+    for actor in actors:  # precompute kills its actors when the job ends
+        ray.kill(actor)
