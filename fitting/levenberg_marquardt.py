@@ -62,6 +62,7 @@ def solve_pool(
     tolerance: float,
     on_done: Callable[[int], None] | None = None,
     trial_jacobian: bool = True,
+    refill_chunk: int | None = None,
 ) -> LmOutcome:
     """Minimise every row's problem; rows (N,) are queued into ``capacity`` slots.
 
@@ -75,6 +76,12 @@ def solve_pool(
     is accepted (one evaluation per iteration); False evaluates it without, then again with the
     Jacobian for the accepted slots only. Same iterates either way; True is cheaper when most
     steps are accepted (about 95 % in SMPLify's body stage), False when most are rejected.
+
+    ``refill_chunk``: finished slots are refilled from the queue once this many are free (or
+    the rest of the queue fits, or the pool ran empty); meanwhile the pool runs smaller. A
+    refill evaluates the new rows' residuals, a whole kernel sequence on a GPU whatever their
+    number, so refilling a few rows at every iteration would cost nearly a full iteration each
+    time. Default ``capacity // 8`` (at least 1). Results do not depend on it.
     """
     device = rows.device
     total = rows.shape[0]
@@ -90,6 +97,7 @@ def solve_pool(
             out_x, out_loss = x0, _loss(r, const)
         return LmOutcome(out_x, out_loss, out_iters, out_converged)
 
+    chunk = max(1, capacity // 8) if refill_chunk is None else max(1, refill_chunk)
     queue_position = min(capacity, total)
     slot = torch.arange(queue_position, device=device)  # index into ``rows`` per slot
     x = problem.initial(rows[slot])
@@ -144,7 +152,7 @@ def solve_pool(
         if not bool(finished.any()):
             continue
 
-        # ---- harvest finished slots, refill them from the queue (or shrink the pool)
+        # ---- harvest finished slots, shrink the pool, refill it from the queue in chunks
         done = torch.nonzero(finished)[:, 0]
         out_x[slot[done]] = x[done]
         out_loss[slot[done]] = loss[done]
@@ -152,22 +160,23 @@ def solve_pool(
         out_converged[slot[done]] = converged[done]
         if on_done is not None:
             on_done(int(done.numel()))
-        refill = done[: max(0, min(done.numel(), total - queue_position))]
-        if refill.numel():
-            new = torch.arange(queue_position, queue_position + refill.numel(), device=device)
-            queue_position += refill.numel()
-            slot[refill] = new
-            x_new = problem.initial(rows[new])
-            r_new, jac_new, const_new = problem.residuals(x_new, rows[new])
-            x[refill], r[refill], jac[refill], const[refill] = x_new, r_new, jac_new, const_new
-            loss[refill] = _loss(r_new, const_new)
-            damping[refill] = _INITIAL_DAMPING
-            nu[refill] = 2.0
-            iterations[refill] = 0
-            finished[refill] = False
         keep = torch.nonzero(~finished)[:, 0]
         if keep.numel() < slot.numel():
             slot, x, r, jac, const, loss, damping, nu, iterations = (
                 t[keep] for t in (slot, x, r, jac, const, loss, damping, nu, iterations)
             )
+        free, queued = capacity - slot.numel(), total - queue_position
+        if queued and (free >= chunk or free >= queued or slot.numel() == 0):
+            new = torch.arange(queue_position, queue_position + min(free, queued), device=device)
+            queue_position += new.numel()
+            x_new = problem.initial(rows[new])
+            r_new, jac_new, const_new = problem.residuals(x_new, rows[new])
+            slot, x, r, jac, const = (
+                torch.cat(pair)
+                for pair in ((slot, new), (x, x_new), (r, r_new), (jac, jac_new), (const, const_new))
+            )
+            loss = torch.cat([loss, _loss(r_new, const_new)])
+            damping = torch.cat([damping, torch.full_like(new, _INITIAL_DAMPING, dtype=dtype)])
+            nu = torch.cat([nu, torch.full_like(new, 2.0, dtype=dtype)])
+            iterations = torch.cat([iterations, torch.zeros_like(new)])
     return LmOutcome(out_x, out_loss, out_iters, out_converged)

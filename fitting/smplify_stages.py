@@ -141,7 +141,9 @@ class BodyStage:
         self._corrective = None
         if reuse_corrective_jacobian and corrective_jacobian and model.has_pose_correctives:
             self._corrective = init_pose.new_zeros(init_pose.shape[0], 49, 3, 69)
-            self._has_corrective = torch.zeros(init_pose.shape[0], dtype=torch.bool, device=init_pose.device)
+        # host-side: the next Jacobian evaluation is the first of the rows just started (the
+        # solver evaluates rows right after ``initial``), so no device flag is read back per call
+        self._first_evaluation = True
         self.prior = pose_prior
         self.init = torch.cat([init_pose, init_betas], dim=1)
         self.cam_t = cam_t
@@ -155,6 +157,9 @@ class BodyStage:
         self._angle_columns = 3 + torch.tensor(self._angles, device=init_pose.device)
 
     def initial(self, rows: torch.Tensor) -> torch.Tensor:
+        """(S,) rows -> (S, 82) starting parameters; the next Jacobian evaluation (of these
+        rows) computes their correctives' share afresh."""
+        self._first_evaluation = True
         return self.init[rows]
 
     def residuals(
@@ -184,7 +189,7 @@ class BodyStage:
             return d_data[..., None] * projection_jacobian(camera_points, self.focal_length)
 
         corrective = self.corrective_jacobian
-        reuse = with_jacobian and self._corrective is not None and bool(self._has_corrective[rows].all())
+        reuse = with_jacobian and self._corrective is not None and not self._first_evaluation
         if reuse:
             corrective = self._corrective[rows]
         evaluation = self.model.evaluate(
@@ -196,7 +201,8 @@ class BodyStage:
         )
         if with_jacobian and self._corrective is not None and not reuse:
             self._corrective[rows] = evaluation.corrective
-            self._has_corrective[rows] = True
+        if with_jacobian:
+            self._first_evaluation = False
         if not with_jacobian:
             data_jacobian_rows(evaluation.joints)
         body = pose[:, 3:]

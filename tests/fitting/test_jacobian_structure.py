@@ -89,6 +89,27 @@ def test_reused_corrective_share_is_the_one_from_the_rows_first_evaluation(toy_m
     assert difference.norm() < 0.2 * exact.norm()  # a nearby pose: a close approximation
 
 
+def test_body_stage_reads_nothing_back_from_the_device(toy_model, monkeypatch):
+    """On a GPU a tensor read on the host (``bool(t)``, ``t.item()``) waits for every queued
+    kernel; the body stage's residuals, called a few times per LM iteration, read none (whether
+    to reuse the correctives' share is known on the host)."""
+    model, prior = toy_model
+    stage, x = _problem(model, prior, reuse=True)
+    rows = torch.arange(x.shape[0])
+    reads = []
+    for name in ("__bool__", "item"):
+        genuine = getattr(torch.Tensor, name)
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda t, *a, _g=genuine, _n=name: reads.append(_n) or _g(t, *a)
+        )
+    stage.initial(rows)
+    stage.residuals(x, rows)  # first evaluation: computes the share
+    stage.residuals(x + 0.01, rows)  # reuses it
+    stage.residuals(x + 0.02, rows, with_jacobian=False)
+    monkeypatch.undo()
+    assert reads == []
+
+
 class Rosenbrock:
     """r = (10 (x2 - x1^2), 1 - x1), counting evaluations with and without the Jacobian."""
 

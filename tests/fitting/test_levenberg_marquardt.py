@@ -120,6 +120,35 @@ def test_batch_sizes_give_the_same_answer(capacity):
     assert max(len(call) for call in problem.calls) <= capacity
 
 
+class Refills(LineFit):
+    """A line fit recording how many rows each first evaluation (after ``initial``) starts."""
+
+    def initial(self, rows):
+        self.started = len(rows)
+        return super().initial(rows)
+
+    def residuals(self, x, rows, with_jacobian=True):
+        if getattr(self, "started", None) is not None:
+            self.starts.append(self.started)
+            self.started = None
+        return super().residuals(x, rows, with_jacobian)
+
+
+def test_finished_slots_are_refilled_in_chunks():
+    """A refill costs a whole residual evaluation on a GPU: rows start in chunks of at least
+    ``refill_chunk`` (the queue's tail excepted), not one at a time, with the same results."""
+    base = _line_problem(rows=60, seed=4)
+    rows = torch.arange(60)
+    reference = solve_pool(base, rows, 2, 60, 100, 1e-12)
+    problem = Refills(base.t, base.y, base.start, base.const)
+    problem.starts = []
+    outcome = solve_pool(problem, rows, 2, 16, 100, 1e-12, refill_chunk=8)
+    np.testing.assert_allclose(outcome.x.numpy(), reference.x.numpy(), atol=1e-12)
+    assert torch.equal(outcome.iterations, reference.iterations)
+    assert problem.starts[0] == 16 and sum(problem.starts) == 60
+    assert all(count >= 8 for count in problem.starts[1:-1]), problem.starts
+
+
 def test_results_follow_the_order_of_rows():
     """``rows`` may be any subset of the problem's rows, in any order; outputs follow it."""
     problem = _line_problem(rows=7)
