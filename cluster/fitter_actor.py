@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import ray
+import torch
 
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_config import OfflineConfig
-from spinfits.fitting.offline_fitter import OfflineFitter
-from spinfits.fitting.refine import refine_fits
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.device import is_device_failure, is_out_of_memory, pin_ieee_float32
+from spinfits.fitting.offline.config import OfflineConfig
+from spinfits.fitting.offline.fitter import OfflineFitter
+from spinfits.fitting.offline.refine import refine_fits
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +54,9 @@ class FitterActor:
     """
 
     def __init__(self, model_dir: str, config: OfflineConfig, device: str, threads: int) -> None:
-        import torch
-
         if device == "cpu":
             torch.set_num_threads(threads)
+        pin_ieee_float32()  # no TF32 in this process, whatever the node's defaults
         self.fitter = OfflineFitter(load_body_model_files(model_dir), config, device=device)
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
 
@@ -75,7 +76,8 @@ class FitterActor:
     ) -> ShardResult:
         """Fit ``rows`` ((S,) dataset rows) from their ``keypoints`` ((S, 49, 3) crop pixels x, y,
         confidence); a row that cannot be fitted is reported in ``failed_rows`` with its reason,
-        and the others are fitted anyway (an error is narrowed down by halving)."""
+        and the others are fitted anyway (an error is narrowed down by halving, out-of-memory
+        too). A device failure ends the actor's process instead (``_end_process_for``)."""
         start = time.perf_counter()
         count = len(rows)
         keypoints = np.asarray(keypoints)
@@ -123,6 +125,7 @@ class FitterActor:
         the rows that raise it are alone, and each of those gets the error as its reason."""
         if positions.size == 0:
             return
+        failure, out_of_memory = None, False
         try:
             if init_pose is None:
                 result = self.fitter.fit(keypoints[positions])
@@ -131,9 +134,18 @@ class FitterActor:
                     self.fitter.smplify, init_pose[positions], init_betas[positions], keypoints[positions]
                 )
         except Exception as error:  # noqa: BLE001 - one bad row must not stop the shard
+            if is_device_failure(error):  # not the rows: the device's context is lost
+                _end_process_for(error, self.worker)
+                raise  # only where end_process is replaced (tests)
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            failure = f"fitting raised {type(error).__name__}: {first_line}"
+            out_of_memory = is_out_of_memory(error)
+        # retried outside the except block: its traceback holds the failed attempt's tensors
+        if failure is not None:
+            if out_of_memory and self.fitter.smplify.device.type == "cuda":
+                torch.cuda.empty_cache()
             if positions.size == 1:
-                first_line = (str(error).strip().splitlines() or [""])[0]
-                reasons[int(positions[0])] = f"fitting raised {type(error).__name__}: {first_line}"
+                reasons[int(positions[0])] = failure
                 return
             half = positions.size // 2
             self._fit_isolated(positions[:half], keypoints, init_pose, init_betas, out, reasons)
@@ -150,16 +162,35 @@ class FitterActor:
         reasons.update({int(k): DIVERGED for k in positions[diverged]})
 
 
+#: Exit status of a fitter actor that ends itself after a device failure (Ray restarts it).
 DEVICE_FAILURE_EXIT = 75
 
 
-def end_process(s):
-    pass
+def end_process(status: int) -> None:
+    """End this process at once (no cleanup: a CUDA context in error cannot be torn down)."""
+    logging.shutdown()
+    os._exit(status)
 
 
-def remote_fitter_class(num_cpus: float, num_gpus: float, actor=None):
-    """``FitterActor`` as a fault-tolerant Ray actor: a killed actor restarts and its
-    unfinished shards are retried (max_restarts / max_task_retries unlimited)."""
+def _end_process_for(error: BaseException, worker: str) -> None:
+    """A device failure (``fitting.device.is_device_failure``: an illegal address, a device-side
+    assert): every later CUDA call of this process would fail too, and each row would be
+    recorded as failed and skipped by reruns. The actor's process ends instead, so Ray
+    restarts the actor on a fresh CUDA context and retries its unfinished shards."""
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    logger.error(
+        "fitter %s: device failure (%s: %s); the actor exits so that Ray restarts it and retries its shard",
+        worker,
+        type(error).__name__,
+        first_line,
+    )
+    end_process(DEVICE_FAILURE_EXIT)
+
+
+def remote_fitter_class(num_cpus: float, num_gpus: float, actor: type | None = None):
+    """``FitterActor`` (or ``actor``, a subclass) as a fault-tolerant Ray actor: a killed actor,
+    or one that ended itself after a device failure, restarts and its unfinished shards are
+    retried (max_restarts / max_task_retries unlimited)."""
     return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=-1, max_task_retries=-1)(
         actor or FitterActor
     )

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from spinfits.errors import InputError
-from spinfits.fitting.spin_crop import CROP_RES
-from spinfits.fitting.torch_load import describe_load_error
+from spinfits.fitting.data.spin_crop import CROP_RES
+from spinfits.fitting.data.torch_load import describe_load_error
 
 STATE_FILE = "training_state.pt"
 
@@ -94,10 +94,10 @@ def prepared_with_optimizer(
     and the first ``step()`` would meet a device mismatch."""
     if state is not None:
         model.load_state_dict(state.model)
+    model = prepare(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     if state is not None:
         optimizer.load_state_dict(state.optimizer)
-    model = prepare(model)
     return model, optimizer
 
 

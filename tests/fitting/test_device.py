@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from spinfits.errors import DeviceError
-from spinfits.fitting import smplify as smplify_module
 from spinfits.fitting.device import (
     checked_device,
     ieee_float32,
@@ -14,8 +13,9 @@ from spinfits.fitting.device import (
     is_out_of_memory,
     native_bf16,
 )
-from spinfits.fitting.smplify import SMPLify
-from spinfits.fitting.smplify_config import SmplifyConfig
+from spinfits.fitting.smplify import fitter as smplify_module
+from spinfits.fitting.smplify.config import SmplifyConfig
+from spinfits.fitting.smplify.fitter import SMPLify
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 
 
