@@ -8,11 +8,19 @@ stand-in body model unless --model-dir), each timed after a warm-up on the same 
 
 - **SPIN's loop**: ``OfflineConfig.spin_from_mean()`` (Adam 100 + 100, full 6890-vertex forward,
   from the mean pose) with batches of B;
-- **engine**: ``OfflineFitter`` with precompute's default configuration and B solver slots, in
-  this process (no Ray), on the B rows;
+- **engine**: ``OfflineFitter`` with precompute's default configuration and the solver slots the
+  CLI uses (``--slots``, default ``SmplifyConfig().batch_size``), in this process (no Ray), on
+  the B rows;
 - **precompute**: ``run_precompute`` end to end on the B rows (a local Ray cluster started by the
-  run, one actor with the device: ``--gpus-per-worker 1`` on CUDA), shards of B rows;
+  run, one actor with the device: ``--gpus-per-worker 1`` on CUDA), shards of B rows; its time
+  split into start-up (Ray, the actor, the body model, the store: wall time less the actor's
+  fitting) and the actor's fitting (``PrecomputeSummary.fitting_seconds``);
 - ``--compile``: the engine again with ``torch.compile`` on the joints-only body evaluation.
+
+Every fit is warmed up on up to 64 rows outside the timed part (compilation included), then
+timed ``--repeats`` times: fits/s of the fastest run, the median's in brackets.
+Not yet beside it: SPIN's own ``smplify.py`` from a checkout of SPIN's repository (the column
+"SPIN's loop" is this project's re-implementation of it, ``OfflineConfig.spin_from_mean``).
 
 Printed: fits/s of each, the ratios to SPIN's loop, and the 2D error / PA-MPJPE of SPIN's loop and
 the engine (``bench/fit_quality.py``'s measures). Fails with a message when --device cuda has no
@@ -39,6 +47,7 @@ from spinfits.fitting.body.model_files import load_body_model_files
 from spinfits.fitting.data.dataset import load_spin_npz
 from spinfits.fitting.offline.config import OfflineConfig, default_offline_config
 from spinfits.fitting.offline.fitter import OfflineFitter
+from spinfits.fitting.smplify.config import SmplifyConfig
 
 
 def _synchronise(device: torch.device) -> None:
@@ -46,14 +55,23 @@ def _synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_fit(fitter: OfflineFitter, keypoints: np.ndarray, device: torch.device):
-    """(seconds, result) of one ``fit`` after a warm-up on a few rows."""
-    fitter.fit(keypoints[: min(8, len(keypoints))])
+#: Rows of the warm-up fit (outside the timed part): enough for every kernel shape of the pool
+#: to be seen (and, with --compile, for the compiled graphs to be built).
+WARM_UP_ROWS = 64
+
+
+def timed_fit(fitter: OfflineFitter, keypoints: np.ndarray, device: torch.device, repeats: int):
+    """(min seconds, median seconds, result) of ``repeats`` fits of ``keypoints``, after a
+    warm-up fit of up to ``WARM_UP_ROWS`` rows that is not timed."""
+    fitter.fit(keypoints[: min(WARM_UP_ROWS, len(keypoints))])
     _synchronise(device)
-    start = time.perf_counter()
-    result = fitter.fit(keypoints)
-    _synchronise(device)
-    return time.perf_counter() - start, result
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fitter.fit(keypoints)
+        _synchronise(device)
+        seconds.append(time.perf_counter() - start)
+    return min(seconds), float(np.median(seconds)), result
 
 
 def with_slots(config: OfflineConfig, slots: int) -> OfflineConfig:
@@ -78,6 +96,13 @@ def main() -> None:
     parser.add_argument("--skip-precompute", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     parser.add_argument("--seed", type=int, default=31)
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=SmplifyConfig().batch_size,
+        help="the engine's solver slots (default: the CLI's, %(default)s); SPIN's loop uses batches of B",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed fits per cell (min and median shown)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -103,38 +128,57 @@ def main() -> None:
     judge = QualityJudge(files, dataset, keypoints)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
     print(f"{describe(files)}; device {name}; torch {torch.__version__}")
+    print(
+        f"engine: {args.slots} solver slots (the CLI's); fits/s from the fastest of {args.repeats} (median in ())"
+    )
     header = "| batch | SPIN's loop fits/s | engine fits/s | engine / SPIN |"
     if args.compile:
         header += " engine, compiled fits/s | compiled / SPIN |"
     if not args.skip_precompute:
-        header += " precompute fits/s (end to end) | precompute / SPIN |"
+        header += " precompute fits/s (end to end) | start-up s | fitting s (actor) | precompute / SPIN |"
     header += " 2D err SPIN / engine (px) | PA-MPJPE SPIN / engine (mm) |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for size in sizes:
         rows = keypoints[:size]
         subset = slice(0, size)
-        spin_seconds, spin = timed_fit(
+        spin_seconds, spin_median, spin = timed_fit(
             OfflineFitter(files, with_slots(OfflineConfig.spin_from_mean(), size), device=device),
             rows,
             device,
+            args.repeats,
         )
-        engine_config = with_slots(default_offline_config(files), size)
-        engine_seconds, engine = timed_fit(OfflineFitter(files, engine_config, device=device), rows, device)
+        engine_config = with_slots(default_offline_config(files), args.slots)
+        engine_seconds, engine_median, engine = timed_fit(
+            OfflineFitter(files, engine_config, device=device), rows, device, args.repeats
+        )
         spin_speed, engine_speed = size / spin_seconds, size / engine_seconds
-        cells = [f"{size}", f"{spin_speed:.1f}", f"{engine_speed:.1f}", f"{engine_speed / spin_speed:.1f}x"]
+        cells = [
+            f"{size}",
+            f"{spin_speed:.1f} ({size / spin_median:.1f})",
+            f"{engine_speed:.1f} ({size / engine_median:.1f})",
+            f"{engine_speed / spin_speed:.1f}x",
+        ]
         if args.compile:
             try:
                 fitter = compiled(OfflineFitter(files, engine_config, device=device))
-                compiled_seconds, _ = timed_fit(fitter, rows, device)
-                cells += [f"{size / compiled_seconds:.1f}", f"{size / compiled_seconds / spin_speed:.1f}x"]
+                compiled_seconds, compiled_median, _ = timed_fit(fitter, rows, device, args.repeats)
+                cells += [
+                    f"{size / compiled_seconds:.1f} ({size / compiled_median:.1f})",
+                    f"{size / compiled_seconds / spin_speed:.1f}x",
+                ]
             except Exception as error:  # noqa: BLE001 - report, do not stop the table
                 cells += [f"failed: {type(error).__name__}", ""]
         if not args.skip_precompute:
             summary = run_precompute(
                 _precompute_config(args, dataset, work, size, model_dir, engine_config, device)
             )
-            cells += [f"{summary.fits_per_second:.1f}", f"{summary.fits_per_second / spin_speed:.1f}x"]
+            cells += [
+                f"{summary.fits_per_second:.1f}",
+                f"{summary.seconds - summary.fitting_seconds:.1f}",
+                f"{summary.fitting_seconds:.1f}",
+                f"{summary.fits_per_second / spin_speed:.1f}x",
+            ]
         quality = [
             judge(*(getattr(r, k).detach().cpu() for k in ("pose", "betas", "cam_t", "loss")), rows=subset)
             for r in (spin, engine)

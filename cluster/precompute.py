@@ -162,6 +162,7 @@ class PrecomputeSummary:
     store_losses: np.ndarray = field(repr=False)
     nothing_to_do: str = ""  #: why no row was planned (empty when rows were)
     timeline: tuple[tuple[float, int], ...] = field(repr=False, default=())
+    fitting_seconds: float = 0.0  #: the actors' time in ``fit_shard``, summed over shards
 
     @property
     def fits_per_second(self) -> float:
@@ -429,6 +430,7 @@ def _fit_plan(
         metadata={"dataset": config.name, "body_model_standin": files.is_standin},
     )
     fitted = failed = 0
+    fitting_seconds = 0.0
     timeline = []
     finite_sum, finite_count = 0.0, 0
     bar = tqdm(
@@ -462,6 +464,7 @@ def _fit_plan(
             finite = np.isfinite(result.loss)
             failed += int(result.failed_rows.size)
             fitted += len(result.rows)
+            fitting_seconds += result.seconds
             finite_sum += float(result.loss[finite].sum())
             finite_count += int(finite.sum())
             timeline.append((time.perf_counter() - start, fitted))
@@ -478,7 +481,7 @@ def _fit_plan(
         if started_ray:
             ray.shutdown()
     stats = writer.stats()
-    return _summary(
+    summary = _summary(
         config,
         store,
         files,
@@ -491,6 +494,7 @@ def _fit_plan(
         start,
         tuple(timeline),
     )
+    return dataclasses.replace(summary, fitting_seconds=fitting_seconds)
 
 
 def check_room(demand: dict[str, float], nodes: list[dict]) -> None:

@@ -152,8 +152,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default=_default("precision"),
-        help="the network's forward: auto = bf16 autocast on CUDA, float32 on CPU; SMPLify "
-        "stays float32 (default %(default)s)",
+        help="the network's forward: auto = bf16 autocast on GPUs with native bf16 (Ampere and "
+        "later), float32 elsewhere; SMPLify stays float32, TF32 off (default %(default)s)",
     )
     model = parser.add_argument_group("model and optimiser")
     model.add_argument(
