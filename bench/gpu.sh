@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The engine and precompute on CUDA vs SPIN's own SMPLify loop on the same GPU, over batch sizes
-# 66 to 4096, with the ratio table (bench/precompute_gpu.py; its docstring says what is measured).
+# The engine and precompute on CUDA vs SPIN's SMPLify loop (this project's re-implementation of it) on the
+# same GPU, over batch sizes 66 to 4096, with the ratio table (bench/precompute_gpu.py says what is measured).
 #
 #   bash bench/gpu.sh                         # CUDA; extra flags go to precompute_gpu.py, e.g.
 #   bash bench/gpu.sh --compile               #   also the engine under torch.compile
-#   bash bench/gpu.sh --device cpu --quick    # the same path on the CPU, small (no GPU needed)
+#   bash bench/gpu.sh --slots 4096            #   the engine at other solver slots than the CLI's 256
+#   bash bench/gpu.sh --device cpu --batch-sizes 12 --repeats 1   # the same path on the CPU, tiny
 #
 # Needs the project's virtual environment (.venv, or PYTHON=/path/to/python) with a CUDA build of
 # torch. Fails with exit status 2 and a message when there is no CUDA device.

@@ -63,6 +63,10 @@ class PrecomputeConfig:
     A number: that many actors, each with ``threads_per_worker`` threads (default: this
     machine's CPUs / workers).
 
+    ``solver_slots``: SMPLify's solver slots on each actor (``SmplifyConfig.batch_size``, the
+    rows its device optimises together); None keeps the fitting configuration's (256), a size
+    for a CPU core. A GPU wants thousands: raise it with ``shard_size`` (docs/cluster.md).
+
     ``start_timeout_s``: an actor still pending this long (no room for it: e.g. another job
     holds the GPUs) is given up and its shards go to the started ones; none started: the job
     ends saying which resources are missing (``ShardScheduler``; None: wait for ever)."""
@@ -75,6 +79,7 @@ class PrecomputeConfig:
     threads_per_worker: int | None = None
     gpus_per_worker: float = 0.0
     shard_size: int = 256
+    solver_slots: int | None = None
     refit: bool = False
     retry_failed: bool = False
     init: str = "offline"
@@ -93,6 +98,10 @@ class PrecomputeConfig:
             raise InputError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
         if self.shard_size < 1:
             raise InputError(f"shard_size must be >= 1, got {self.shard_size}")
+        if self.solver_slots is not None and self.solver_slots < 1:
+            raise InputError(
+                f"solver_slots must be >= 1 or None (the fitting config's), got {self.solver_slots}"
+            )
         if self.gpus_per_worker < 0:
             raise InputError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
         if self.start_timeout_s is not None and not self.start_timeout_s > 0:
@@ -122,6 +131,15 @@ class PrecomputeConfig:
         if self.workers is None:
             return 1
         return max(1, (os.cpu_count() or 1) // self.workers)
+
+    def fitting_for(self, files: BodyModelFiles) -> OfflineConfig:
+        """The actors' fitting configuration: ``fitting`` (default: ``default_offline_config``)
+        with ``solver_slots`` when given."""
+        fitting = self.fitting if self.fitting is not None else default_offline_config(files)
+        if self.solver_slots is None:
+            return fitting
+        smplify = dataclasses.replace(fitting.smplify, batch_size=self.solver_slots)
+        return dataclasses.replace(fitting, smplify=smplify)
 
     @property
     def actor_demand(self) -> dict[str, float]:
@@ -288,8 +306,7 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     start = time.perf_counter()
     StoreLocation.parse(config.store, config.s3).check_writable()
     files = load_body_model_files(config.model_dir)
-    if config.fitting is None:
-        config = dataclasses.replace(config, fitting=default_offline_config(files))
+    config = dataclasses.replace(config, fitting=config.fitting_for(files))
     refit = config.refit or config.init != "offline"
     stored = _stored_record(config, _existing_store(config, files))  # nothing created before the checks
     dataset = load_spin_rows(

@@ -19,6 +19,7 @@ FLAGS = {
     "threads_per_worker": "--threads-per-worker",
     "gpus_per_worker": "--gpus-per-worker",
     "shard_size": "--shard-size",
+    "solver_slots": "--solver-slots",
     "refit": "--refit",
     "retry_failed": "--retry-failed",
     "init": "--init",
@@ -68,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "driver merges (default %(default)s)",
     )
     parser.add_argument(
+        "--solver-slots",
+        type=int,
+        default=_default("solver_slots"),
+        help="rows SMPLify's solver optimises together on an actor's device (its batch; default: "
+        "the fitting configuration's, 256); on a GPU raise it (e.g. 4096) with --shard-size",
+    )
+    parser.add_argument(
         "--batch",
         dest="shard_size",
         type=int,
@@ -115,6 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         threads_per_worker=args.threads_per_worker,
         gpus_per_worker=args.gpus_per_worker,
         shard_size=args.shard_size,
+        solver_slots=args.solver_slots,
         refit=args.refit,
         retry_failed=args.retry_failed,
         init=args.init,

@@ -291,6 +291,20 @@ def test_actor_layout_errors_name_the_field(tmp_path):
         config(tmp_path / "d.npz", tmp_path / "store", tmp_path, threads_per_worker=0)
 
 
+def test_solver_slots_size_the_actors_engine(tmp_path, standin_files, capsys):
+    """--solver-slots: the rows SMPLify optimises together on each actor (a GPU wants thousands)."""
+    from spinfits.cli import main
+
+    plain = config(tmp_path / "d.npz", tmp_path / "store", tmp_path)
+    assert plain.fitting_for(standin_files).smplify.batch_size == 256
+    wide = config(tmp_path / "d.npz", tmp_path / "store", tmp_path, solver_slots=4096)
+    assert wide.fitting_for(standin_files).smplify.batch_size == 4096
+    assert wide.fitting_for(standin_files).smplify.solver == "lm"  # the rest as configured
+    argv = ["precompute", "--dataset", "d.npz", "--store", "s", "--model-dir", ".", "--solver-slots", "0"]
+    assert main(argv) == 2
+    assert "--solver-slots must be >= 1 or None (the fitting config's), got 0" in capsys.readouterr().err
+
+
 def _node(**resources):
     return {"NodeID": "n", "Alive": True, "Resources": resources}
 
