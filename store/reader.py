@@ -23,7 +23,14 @@ import numpy as np
 import zarr
 
 from spinfits.errors import InputError
-from spinfits.store.damage import Damage, implausible_rows, naming_store, read_checked, rows_text
+from spinfits.store.damage import (
+    Damage,
+    DamagedStoreError,
+    implausible_rows,
+    naming_store,
+    read_checked,
+    rows_text,
+)
 from spinfits.store.fits import Fits
 from spinfits.store.layout import list_datasets, load_dataset, unknown_dataset
 from spinfits.store.location import StoreLocation
@@ -152,6 +159,12 @@ class FitReader:
             Damage(self._dataset, "rows", rows_text(rows), f"implausible row ({reason})")
             for reason, rows in self._implausible.items()
         ]
+
+    def check_whole(self) -> None:
+        """``DamagedStoreError`` if the pinned snapshot holds implausible rows (what exports
+        call: they never write a damaged row, nor silently leave it out)."""
+        if self._implausible:
+            raise DamagedStoreError(self.damage, str(self._location or "(unknown location)"))
 
     @property
     def snapshot_id(self) -> str:

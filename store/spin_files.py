@@ -124,5 +124,8 @@ def export_spin_fits(store: Any, dataset: str, version: str | None = None) -> tu
     """SPIN layout of ``dataset`` at ``version``: ``(fits (N, 82) float32, losses (N,) float32)``.
 
     Rows with no fit are zeros (SPIN's mean-pose fallback is the caller's business), loss +inf.
+    A version holding damaged rows is refused (``DamagedStoreError``).
     """
-    return to_spin_fits(store.read(dataset, version))
+    reader = store.reader(dataset, version)
+    reader.check_whole()
+    return to_spin_fits(reader.read_all())

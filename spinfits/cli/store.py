@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from spinfits.cli import store_eval, store_gc, store_inspect
+from spinfits.cli import store_eval, store_gc, store_inspect, store_verify
 from spinfits.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store_eval.register(commands)
     store_inspect.register(commands)
     store_gc.register(commands)
+    store_verify.register(commands)
 
 
 def _dataset_options(parser: argparse.ArgumentParser) -> None:
