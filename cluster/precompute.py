@@ -39,6 +39,7 @@ from spinfits.fitting.offline_config import OfflineConfig, default_offline_confi
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
 from spinfits.store.layout import check_dataset_name
 from spinfits.store.merge_rule import any_reason, refusals
+from spinfits.store.verify import check_whole
 from spinfits.store.writer import StoreWriter
 
 logger = logging.getLogger(__name__)
@@ -324,6 +325,7 @@ def _stored_record(config: PrecomputeConfig, store: FitStore | None) -> tuple[np
     file_rows = npz_row_count(config.dataset)
     if file_rows is not None and file_rows != info.n_rows:
         raise _another_file(config, info.n_rows, info.dataset_fingerprint, file_rows, "not computed")
+    check_whole(store, [config.name])  # every chunk and row of the dataset: stop on damage
     return store.losses(config.name), store.failures(config.name).mask
 
 

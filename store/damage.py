@@ -17,6 +17,7 @@ Two kinds, found by every reader:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,18 +92,28 @@ def naming_store(where: object) -> Iterator[None]:
         raise error.at(str(where)) from None
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error (icechunk's carry a long Rust backtrace after it)."""
-    for line in str(error).splitlines():
-        line = line.strip().removeprefix("x ").strip()
-        if line:
-            return line
-    return type(error).__name__
+_OBJECT = re.compile(r"\b(manifest|snapshot)_id=(\w+)")
+
+
+def icechunk_reason(error: BaseException) -> str:
+    """One line from an error: icechunk's carry a long Rust backtrace after their first line,
+    whose last ``-> cause`` and the object it was reading (``manifests/ID``, ``snapshots/ID``)
+    are kept: "I/O error: incomplete frame (file manifests/Q8Z...)"."""
+    text = str(error)
+    lines = [line.strip().removeprefix("x ").strip() for line in text.splitlines()]
+    head = next((line for line in lines if line), type(error).__name__)
+    causes = [line.split("-> ", 1)[1].strip() for line in lines if "-> " in line]
+    if causes and causes[-1] not in head:
+        head = f"{head}: {causes[-1]}"
+    named = _OBJECT.search(text)
+    if named and named.group(2) not in head:
+        head = f"{head} (file {named.group(1)}s/{named.group(2)})"
+    return head
 
 
 def problem_of(error: BaseException) -> str:
     """What a failed chunk read means, in words."""
-    text = first_line(error)
+    text = icechunk_reason(error)
     if "checksum" in text.lower():
         return "chunk fails its checksum (its bytes changed on disk)"
     if isinstance(error, icechunk.IcechunkError):

@@ -39,7 +39,7 @@ import numpy as np
 
 from spinfits.errors import ConflictError, InputError, StorageError
 from spinfits.store import garbage_collection, history
-from spinfits.store.damage import naming_store
+from spinfits.store.damage import icechunk_reason, naming_store
 from spinfits.store.dataset_writes import DatasetWrite, write_dataset
 from spinfits.store.diff import FitDiff
 from spinfits.store.failures import Failures, read_failures, write_failures
@@ -58,7 +58,6 @@ from spinfits.store.reader import FitReader
 from spinfits.store.repository import (
     create_repository,
     default_who,
-    icechunk_reason,
     open_repository,
     repository_exists,
 )

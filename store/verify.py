@@ -24,7 +24,7 @@ from spinfits.store.damage import (
     Damage,
     DamagedStoreError,
     chunk_damage,
-    first_line,
+    icechunk_reason,
     implausible_rows,
     row_damage,
 )
@@ -62,7 +62,7 @@ def verify_version(
         infos = list_datasets(store)
         unchecked = unchecked_arrays(store)
     except READ_ERRORS as error:
-        problem = f"snapshot or its metadata cannot be read ({first_line(error)})"
+        problem = f"snapshot or its metadata cannot be read ({icechunk_reason(error)})"
         return VersionCheck(snapshot_id, (Damage("-", "-", "all rows", problem),), ())
     damage: list[Damage] = []
     for name, info in infos.items():
@@ -73,7 +73,7 @@ def verify_version(
             arrays = dict(zarr.open_group(store, path=name, mode="r").arrays())
         except READ_ERRORS as error:
             damage.append(
-                Damage(name, "-", "all rows", f"group metadata cannot be read ({first_line(error)})")
+                Damage(name, "-", "all rows", f"group metadata cannot be read ({icechunk_reason(error)})")
             )
             continue
         for key, array in sorted(arrays.items()):

@@ -71,6 +71,21 @@ def main(argv: list[str] | None = None) -> int:
     except SpinfitsError as error:
         print(f"spinfits {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        import icechunk
+
+        if not isinstance(error, icechunk.IcechunkError):
+            raise
+        # A storage failure no reader turned into a spinfits error: one line, never a traceback.
+        from spinfits.store.damage import icechunk_reason, repair_advice
+
+        where = getattr(args, "store", None) or "STORE"
+        print(
+            f"spinfits {args.command}: error: the store's files cannot be read: {icechunk_reason(error)}. "
+            f"They are damaged or missing, or the storage failed. {repair_advice(where)}",
+            file=sys.stderr,
+        )
+        return 2
     except BrokenPipeError:  # the reader went away (`spinfits store log S | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
