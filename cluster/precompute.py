@@ -36,6 +36,7 @@ from spinfits.fitting.dataset import DatasetRows, load_spin_rows, npz_row_count
 from spinfits.fitting.joints import NUM_SPIN_JOINTS, SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
 from spinfits.fitting.offline_config import OfflineConfig, default_offline_config
+from spinfits.npy_files import load_npy
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
 from spinfits.store.layout import check_dataset_name
 from spinfits.store.merge_rule import any_reason, refusals
@@ -251,7 +252,7 @@ def _initial_fits(config: PrecomputeConfig, store: FitStore, rows_total: int):
     path = Path(config.init)
     if not path.is_file():
         raise InputError(f"init: file {path} does not exist; expected SPIN's *_fits.npy (N, 82)")
-    fits = np.load(path, allow_pickle=False)
+    fits = load_npy(path, "init: SPIN fits")
     if fits.shape != (rows_total, 82) or not np.isfinite(fits).all():
         raise InputError(
             f"init: {path}: expected SPIN's static fits, a finite ({rows_total}, 82) array "

@@ -57,8 +57,8 @@ def repair_advice(where: str) -> str:
     return (
         f"`spinfits store verify {where}` lists every damaged place. Repair: roll back to the last "
         f"good version (`spinfits store verify {where} --all-versions` shows which versions are "
-        f"whole, `spinfits store rollback {where} VERSION` moves the branch there), or refit the "
-        "damaged rows (`spinfits precompute ... --refit-corrupt`)"
+        f"whole, `spinfits store rollback {where} VERSION` moves the branch there), then rerun "
+        "the precompute or training that wrote the later commits (they resume and refit)"
     )
 
 

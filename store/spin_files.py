@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spinfits.errors import InputError
+from spinfits.npy_files import load_npy
 from spinfits.store.fits import Fits, Proposals
 from spinfits.store.schema import Source
 
@@ -26,16 +26,6 @@ log = logging.getLogger(__name__)
 SPIN_POSE = slice(0, 72)
 SPIN_BETAS = slice(72, 82)
 SPIN_WIDTH = 82
-
-
-def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} file {str(path)!r} does not exist")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise InputError(f"{what} file {str(path)!r} is not a readable .npy array: {error}") from None
 
 
 def spin_proposals(fits: Any, losses: Any = None, *, step: int = 0, time: float | None = None) -> Proposals:

@@ -89,7 +89,7 @@ def test_verify_lists_dataset_array_rows_and_the_repair(pristine, tmp_path, caps
     out, err = capsys.readouterr()
     assert "coco" in out and "pose" in out and "checksum" in out
     assert "rows " in out
-    assert "store rollback" in err and "--refit-corrupt" in err and err.count("\n") == 1
+    assert "store rollback" in err and "--all-versions" in err and err.count("\n") == 1
     assert main(["store", "export", str(path), "coco", str(tmp_path / "out_fits.npy")]) == 2
     assert not (tmp_path / "out_fits.npy").exists()
 
