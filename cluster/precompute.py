@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import time
@@ -88,6 +89,10 @@ class PrecomputeConfig:
             raise InputError(f"workers must be >= 1 or None (fill the Ray cluster), got {self.workers}")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
             raise InputError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
+        if not (math.isfinite(self.commit_every_s) and self.commit_every_s > 0):
+            raise InputError(
+                f"commit_every_s must be a finite number of seconds > 0, got {self.commit_every_s}"
+            )
         if self.shard_size < 1:
             raise InputError(f"shard_size must be >= 1, got {self.shard_size}")
         if self.gpus_per_worker < 0:

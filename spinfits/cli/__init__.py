@@ -8,6 +8,7 @@ default that takes the parsed ``argparse.Namespace`` and returns an exit status.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -70,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         return INTERRUPTED_STATUS
     except SpinfitsError as error:
         print(f"spinfits {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno != errno.ENAMETOOLONG:
+            raise
+        print(
+            f"spinfits {args.command}: error: a path is too long for the file system ({error.strerror}: "
+            f"{error.filename!r}); each part of a path may hold at most 255 bytes: choose a shorter name",
+            file=sys.stderr,
+        )
         return 2
     except Exception as error:
         import icechunk

@@ -77,7 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-dir", help="body model folder, for --score")
     p.add_argument("--body-model", metavar="FINGERPRINT", help="refuse a store of another body model")
     p.add_argument("--message", help="commit message")
-    p.add_argument("--step", type=int, default=0, help="step recorded for the imported rows")
+    p.add_argument("--step", type=int, default=0, help="step recorded for the imported rows (>= 0)")
+    p.add_argument(
+        "--trust-losses",
+        action="store_true",
+        help="accept --losses below the floor of 1e-6 (refused by default: they lock their rows)",
+    )
     _dataset_options(p)
     p.set_defaults(func=cmd_import)
     store_eval.register(commands)
@@ -347,7 +352,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     body_model = args.body_model
     if args.score:
         losses, body_model, args.dataset_fingerprint = _score(args, fits)
-    spin_proposals(fits, losses)  # validate before touching the store
+    spin_proposals(fits, losses, step=args.step, trust_losses=args.trust_losses)  # before the store
     store = _open(args, body_model=body_model)
     if args.dataset not in store.datasets():
         store.create_dataset(
@@ -357,7 +362,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             fitting_config=_json(args.fitting_config, "--fitting-config"),
         )
         print(f"created dataset {args.dataset} with {fits.shape[0]} rows")
-    changed = import_spin_fits(store, args.dataset, fits, losses, step=args.step)
+    changed = import_spin_fits(
+        store, args.dataset, fits, losses, step=args.step, trust_losses=args.trust_losses
+    )
     version = store.commit(args.message or f"import {Path(args.fits).name}")
     if version is None:
         print(f"imported {args.fits}: no row changed, nothing committed")
