@@ -10,7 +10,7 @@ import pytest
 
 from spinfits.cli import main
 from spinfits.errors import InputError
-from spinfits.fitting.model_files import read_extra_regressor, read_pickle
+from spinfits.fitting.body.model_files import read_extra_regressor, read_pickle
 from spinfits.npy_files import load_npy
 
 BOMBS = {

@@ -65,7 +65,7 @@ def test_a_300_character_path_component_is_one_line(tmp_path, capsys):
 
 
 def test_a_directory_as_dataset_says_so(tmp_path):
-    from spinfits.fitting.dataset import load_spin_npz
+    from spinfits.fitting.data.dataset import load_spin_npz
 
     with pytest.raises(InputError, match="is a directory"):
         load_spin_npz(tmp_path)
