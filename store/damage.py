@@ -158,7 +158,8 @@ def chunk_damage(
                 found[-1] = (found[-1][0], last, problem)
             else:
                 found.append((first, last, problem))
-    return [Damage(dataset, name, span_text(a, b, unit), problem) for a, b, problem in found]
+    suffix = " of the update log (the rows they update cannot be told)" if unit == "records" else ""
+    return [Damage(dataset, name, span_text(a, b, unit) + suffix, problem) for a, b, problem in found]
 
 
 def read_rows_checked(array: zarr.Array, rows: np.ndarray) -> np.ndarray:
