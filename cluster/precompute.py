@@ -89,9 +89,9 @@ class PrecomputeConfig:
             raise InputError(f"workers must be >= 1 or None (fill the Ray cluster), got {self.workers}")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
             raise InputError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
-        if not (math.isfinite(self.commit_every_s) and self.commit_every_s > 0):
+        if not (math.isfinite(self.commit_every_s) and self.commit_every_s >= 0):
             raise InputError(
-                f"commit_every_s must be a finite number of seconds > 0, got {self.commit_every_s}"
+                f"commit_every_s must be a finite number of seconds >= 0 (0: commit as often as possible), got {self.commit_every_s}"
             )
         if self.shard_size < 1:
             raise InputError(f"shard_size must be >= 1, got {self.shard_size}")

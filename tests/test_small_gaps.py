@@ -12,13 +12,13 @@ from spinfits.store import S3Options
 from spinfits.store.spin_files import spin_proposals
 
 
-@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf"])
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
 def test_commit_every_must_be_positive_seconds(tmp_path, capsys, value):
     (tmp_path / "d.npz").write_bytes(b"")
     argv = ["precompute", "--dataset", str(tmp_path / "d.npz"), "--store", str(tmp_path / "s")]
     assert main([*argv, "--model-dir", str(tmp_path), "--commit-every", value]) == 2
     err = capsys.readouterr().err
-    assert "--commit-every (commit_every_s) must be a finite number of seconds > 0" in err
+    assert "--commit-every (commit_every_s) must be a finite number of seconds >= 0" in err
     assert not (tmp_path / "s").exists()
 
 

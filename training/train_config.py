@@ -129,9 +129,9 @@ class TrainConfig:
                 f"datasets must be one or more TrainDataset(npz, images, name), got {self.datasets!r}"
             )
         object.__setattr__(self, "datasets", datasets)
-        if not (math.isfinite(self.commit_every_s) and self.commit_every_s > 0):
+        if not (math.isfinite(self.commit_every_s) and self.commit_every_s >= 0):
             raise InputError(
-                f"commit_every_s must be a finite number of seconds > 0, got {self.commit_every_s}"
+                f"commit_every_s must be a finite number of seconds >= 0 (0: commit as often as possible), got {self.commit_every_s}"
             )
         names = [d.name for d in datasets]
         if len(set(names)) != len(names):
