@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 
+from spinfits.cli.options import add_s3_arguments, open_store, table
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``verify`` and ``upgrade`` to the ``spinfits store`` subcommands."""
-    from spinfits.cli.store import add_s3_arguments
-
     p = commands.add_parser(
         "verify",
         help="read every chunk, check checksums and rows; exit 2 if anything is damaged",
@@ -39,11 +39,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from spinfits.cli.store import _open, table
     from spinfits.store.damage import DamagedStoreError
     from spinfits.store.verify import verify_store
 
-    store = _open(args)
+    store = open_store(args)
     checks = verify_store(store, args.version, all_versions=args.all_versions)
     rows = [
         [check.snapshot_id, d.dataset, d.array, d.rows, d.problem] for check in checks for d in check.damage
@@ -70,10 +69,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    from spinfits.cli.store import _open
     from spinfits.store.upgrade import upgrade
 
-    store = _open(args)
+    store = open_store(args)
     snapshot, rewritten = upgrade(store.repository, store.location, store.branch)
     if snapshot is None:
         print(f"{store.location}: every array already carries checksums; nothing to do")
