@@ -111,6 +111,19 @@ def _loss(value: float) -> str:
     return "-" if not np.isfinite(value) else f"{value:.6g}"
 
 
+def checksum_status(store, snapshot: str, where: str) -> str:
+    from spinfits.store.checksums import unchecked_arrays
+    from spinfits.store.versions import snapshot_store
+
+    unchecked = unchecked_arrays(snapshot_store(store.repository, snapshot))
+    if not unchecked:
+        return "on every chunk"
+    return (
+        f"UNCHECKED: {len(unchecked)} arrays were written before checksums; add them with "
+        f"`spinfits store upgrade {where}`"
+    )
+
+
 # --------------------------------------------------------------------------------- commands
 def cmd_init(args: argparse.Namespace) -> int:
     from spinfits.store import BodyModelInfo, FitStore
@@ -141,6 +154,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"branches:    {', '.join(sorted(store.repository.list_branches()))}")
     tags = store.tags()
     print(f"tags:        {', '.join(f'{k}={v}' for k, v in tags.items()) or 'none'}")
+    print(f"checksums:   {checksum_status(store, snapshot, args.store)}")
     rows, failed = [], {}
     for name, info in store.datasets(snapshot).items():
         fits = store.read(name, snapshot)

@@ -161,6 +161,9 @@ def test_a_store_without_checksums_opens_says_so_and_upgrades(store_path, monkey
     old = build_store(store_path)
     before = old.read("coco")
     monkeypatch.undo()
+    assert main(["store", "info", str(store_path)]) == 0
+    out = capsys.readouterr().out
+    assert "checksums:   UNCHECKED:" in out and "spinfits store upgrade" in out, out
     assert main(["store", "verify", str(store_path)]) == 0
     assert "carry no checksums" in capsys.readouterr().out
     assert main(["store", "upgrade", str(store_path)]) == 0
@@ -172,6 +175,8 @@ def test_a_store_without_checksums_opens_says_so_and_upgrades(store_path, monkey
     assert check.whole and not check.unchecked
     assert main(["store", "upgrade", str(store_path)]) == 0
     assert "nothing to do" in capsys.readouterr().out
+    assert main(["store", "info", str(store_path)]) == 0
+    assert "checksums:   on every chunk" in capsys.readouterr().out
 
 
 def test_fits_helper_is_plain():  # keeps the helpers honest: an empty row is plausible
