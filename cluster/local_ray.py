@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import ray
 
@@ -55,4 +56,19 @@ def connect_or_start_ray() -> bool:
         return False
     with _variable_default(WORKER_NICENESS_VARIABLE, str(EMBEDDED_WORKER_NICENESS)):
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    restrict_token_file()
     return True
+
+
+#: Where Ray keeps the token of its token authentication (written world-readable by Ray 2.60).
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+
+
+def restrict_token_file(path: Path = TOKEN_FILE) -> None:
+    """Make Ray's auth token readable by its owner only (0600): with the token, any local user
+    could talk to the cluster's authenticated ports."""
+    try:
+        if path.is_file() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError as error:  # another user's home, a read-only file system: say so, go on
+        logger.warning("could not make %s private (chmod 600): %s", path, error)

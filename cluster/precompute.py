@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import time
@@ -36,9 +37,11 @@ from spinfits.fitting.body.joints import NUM_SPIN_JOINTS, SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.body.model_files import BodyModelFiles, load_body_model_files
 from spinfits.fitting.data.dataset import DatasetRows, load_spin_rows, npz_row_count
 from spinfits.fitting.offline.config import OfflineConfig, default_offline_config
+from spinfits.npy_files import load_npy
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
 from spinfits.store.layout import check_dataset_name
 from spinfits.store.merge_rule import any_reason, refusals
+from spinfits.store.verify import check_whole
 from spinfits.store.writer import StoreWriter
 
 logger = logging.getLogger(__name__)
@@ -96,6 +99,10 @@ class PrecomputeConfig:
             raise InputError(f"workers must be >= 1 or None (fill the Ray cluster), got {self.workers}")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
             raise InputError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
+        if not (math.isfinite(self.commit_every_s) and self.commit_every_s >= 0):
+            raise InputError(
+                f"commit_every_s must be a finite number of seconds >= 0 (0: commit as often as possible), got {self.commit_every_s}"
+            )
         if self.shard_size < 1:
             raise InputError(f"shard_size must be >= 1, got {self.shard_size}")
         if self.solver_slots is not None and self.solver_slots < 1:
@@ -285,7 +292,7 @@ def _initial_fits(config: PrecomputeConfig, store: FitStore, rows_total: int):
     path = Path(config.init)
     if not path.is_file():
         raise InputError(f"init: file {path} does not exist; expected SPIN's *_fits.npy (N, 82)")
-    fits = np.load(path, allow_pickle=False)
+    fits = load_npy(path, "init: SPIN fits")
     if fits.shape != (rows_total, 82) or not np.isfinite(fits).all():
         raise InputError(
             f"init: {path}: expected SPIN's static fits, a finite ({rows_total}, 82) array "
@@ -358,6 +365,7 @@ def _stored_record(config: PrecomputeConfig, store: FitStore | None) -> tuple[np
     file_rows = npz_row_count(config.dataset)
     if file_rows is not None and file_rows != info.n_rows:
         raise _another_file(config, info.n_rows, info.dataset_fingerprint, file_rows, "not computed")
+    check_whole(store, [config.name])  # every chunk and row of the dataset: stop on damage
     return store.losses(config.name), store.failures(config.name).mask
 
 

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from spinfits.store.checksums import CHECKED_COMPRESSORS
+from spinfits.store.damage import read_checked
 from spinfits.store.layout import write_chunks
 
 FAILURE_ARRAY = "failure"
@@ -91,7 +93,7 @@ def read_failures(store: Any, dataset: str, n_rows: int) -> Failures:
     if FAILURE_ARRAY not in group.array_keys():
         return Failures.none(n_rows)
     reasons = tuple(str(r) for r in group.attrs.get(FAILURE_REASONS_ATTR, []))
-    return Failures(np.asarray(group[FAILURE_ARRAY][...], dtype=np.int16), reasons)
+    return Failures(np.asarray(read_checked(group[FAILURE_ARRAY]), dtype=np.int16), reasons)
 
 
 def write_failures(store: Any, dataset: str, failures: Failures, rows: np.ndarray, chunk_rows: int) -> None:
@@ -106,4 +108,11 @@ def write_failures(store: Any, dataset: str, failures: Failures, rows: np.ndarra
 
 
 def create_failure_array(group: zarr.Group, n_rows: int, chunk_rows: int) -> None:
-    group.create_array(FAILURE_ARRAY, shape=(n_rows,), chunks=(chunk_rows,), dtype=np.int16, fill_value=0)
+    group.create_array(
+        FAILURE_ARRAY,
+        shape=(n_rows,),
+        chunks=(chunk_rows,),
+        dtype=np.int16,
+        fill_value=0,
+        compressors=CHECKED_COMPRESSORS,
+    )

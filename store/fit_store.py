@@ -39,6 +39,7 @@ import numpy as np
 
 from spinfits.errors import ConflictError, InputError, StorageError
 from spinfits.store import garbage_collection, history
+from spinfits.store.damage import icechunk_reason, naming_store
 from spinfits.store.dataset_writes import DatasetWrite, write_dataset
 from spinfits.store.diff import FitDiff
 from spinfits.store.failures import Failures, read_failures, write_failures
@@ -57,7 +58,6 @@ from spinfits.store.reader import FitReader
 from spinfits.store.repository import (
     create_repository,
     default_who,
-    icechunk_reason,
     open_repository,
     repository_exists,
 )
@@ -239,7 +239,8 @@ class FitStore:
     def _apply(self, dataset: str, best: Proposals) -> np.ndarray:
         """Merge ``best`` into the working copy; returns the rows that changed."""
         try:
-            outcome = self._working_copy(dataset).merge(best)
+            with naming_store(self._location):
+                outcome = self._working_copy(dataset).merge(best)
             failures = self._working_failures(dataset)
             if failures.mask[outcome.rows].any():  # a row that gets a fit is no longer failed
                 self._set_failures(dataset, failures.with_cleared(outcome.rows), outcome.rows)
@@ -393,7 +394,8 @@ class FitStore:
         """Committed failed rows of ``dataset`` at ``version`` (None = tip), with reasons."""
         info = self.dataset(dataset, version)
         store = snapshot_store(self._repo, self.resolve(version))
-        return read_failures(store, dataset, info.n_rows)
+        with naming_store(self._location):
+            return read_failures(store, dataset, info.n_rows)
 
     @property
     def has_pending(self) -> bool:
@@ -601,7 +603,8 @@ class FitStore:
         +inf: no scored fit): 4 B a row, where ``read`` holds 361."""
         snapshot = self.resolve(version)
         self.dataset(dataset, snapshot)  # InputError for an unknown dataset
-        return load_losses(snapshot_store(self._repo, snapshot), dataset)[0]
+        with naming_store(self._location):
+            return load_losses(snapshot_store(self._repo, snapshot), dataset)[0]
 
     # ------------------------------------------------------------------------------ history
     def log(self, version: str | None = None, limit: int | None = None) -> list[Version]:
@@ -632,7 +635,8 @@ class FitStore:
 
     def diff(self, dataset: str, from_version: str, to_version: str | None = None) -> FitDiff:
         """Rows of ``dataset`` that differ between two versions, with their losses in each."""
-        return history.diff(self._repo, dataset, self.resolve(from_version), self.resolve(to_version))
+        with naming_store(self._location):
+            return history.diff(self._repo, dataset, self.resolve(from_version), self.resolve(to_version))
 
     # ----------------------------------------------------------------------------- storage
     def gc(

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import icechunk
 
 from spinfits.errors import InputError, StorageError
+from spinfits.store.damage import icechunk_reason
 from spinfits.store.location import StoreLocation
-from spinfits.store.repository import icechunk_reason
 
 log = logging.getLogger(__name__)
 

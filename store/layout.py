@@ -20,6 +20,8 @@ import zarr
 import zarr.errors
 
 from spinfits.errors import InputError
+from spinfits.store.checksums import CHECKED_COMPRESSORS
+from spinfits.store.damage import read_all_checked, read_checked
 from spinfits.store.fits import Fits
 from spinfits.store.schema import (
     COLUMNS,
@@ -108,6 +110,7 @@ def create_dataset_group(store: Any, info: DatasetInfo) -> None:
             chunks=(info.chunk_rows,) + shape[1:],
             dtype=column.dtype,
             fill_value=column.fill,
+            compressors=CHECKED_COMPRESSORS,
         )
 
 
@@ -123,8 +126,7 @@ def load_fits(store: Any, name: str) -> Fits:
 
 def load_dataset(store: Any, name: str) -> tuple[Fits, UpdateLog]:
     """All rows of dataset ``name`` (its columns with its update log applied) and its log."""
-    group = zarr.open_group(store, path=name, mode="r")
-    fits = Fits.from_columns({column.name: group[column.name][...] for column in COLUMNS})
+    fits = Fits.from_columns(read_all_checked(open_columns(store, name)))
     return fits, read_log(store, name, fits)
 
 
@@ -132,7 +134,7 @@ def load_losses(store: Any, name: str) -> tuple[np.ndarray, UpdateLog]:
     """The (N,) float32 loss of every row of dataset ``name`` (its update log applied; 4 B a row,
     what planning needs) and its log."""
     loss = np.asarray(
-        zarr.open_array(store, path=f"{name}/loss", mode="r", zarr_format=3)[...], dtype=np.float32
+        read_checked(zarr.open_array(store, path=f"{name}/loss", mode="r", zarr_format=3)), dtype=np.float32
     )
     return loss, read_log_losses(store, name, loss)
 

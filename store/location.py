@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import http.client
 import os
+import re
 import ssl
 import time
 from collections.abc import Iterator
@@ -69,9 +70,16 @@ class S3Options:
     def __repr__(self) -> str:
         def shown(name: str) -> str:
             value = getattr(self, name)
-            return "'***'" if value is not None and name in _SECRET_FIELDS else repr(value)
+            if value is not None and name in _SECRET_FIELDS:
+                return "'***'"
+            return repr(masked_url(value)) if name == "endpoint_url" and value else repr(value)
 
         return f"S3Options({', '.join(f'{f.name}={shown(f.name)}' for f in fields(self))})"
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part shown as ``***``."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", url)
 
 
 #: ``S3Options`` fields that ``repr`` (hence logs and error messages) never shows.

@@ -62,6 +62,7 @@ def export_parquet(store: Any, dataset: str, path: str | os.PathLike, version: s
     """
     snapshot = store.resolve(version)
     reader = store.reader(dataset, snapshot)
+    reader.check_whole()  # a damaged row is never exported
     info: DatasetInfo = reader.info
     metadata = {
         "store": str(store.location),

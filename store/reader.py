@@ -23,9 +23,18 @@ import numpy as np
 import zarr
 
 from spinfits.errors import InputError
+from spinfits.store.damage import (
+    Damage,
+    DamagedStoreError,
+    implausible_rows,
+    naming_store,
+    read_checked,
+    rows_text,
+)
 from spinfits.store.fits import Fits
 from spinfits.store.layout import list_datasets, load_dataset, unknown_dataset
 from spinfits.store.location import StoreLocation
+from spinfits.store.merge_rule import any_reason
 from spinfits.store.schema import COLUMNS, DatasetInfo
 from spinfits.store.stalled_storage import bounded, call_bounded
 from spinfits.store.update_log import LEVELS, apply_records, level_state, open_level, read_records
@@ -60,7 +69,8 @@ class FitReader:
             "read the fits",
             lambda: resolve_version(repo, branch if version is None else version).snapshot_id,
         )
-        call_bounded(self._location, "read the fits", lambda: self._load(snapshot))
+        with naming_store(location or "(unknown location)"):
+            call_bounded(self._location, "read the fits", lambda: self._load(snapshot))
 
     def _load(self, snapshot_id: str) -> None:
         store = snapshot_store(self._repo, snapshot_id)
@@ -72,6 +82,8 @@ class FitReader:
         self._log = update_log.states
         self._snapshot_id = snapshot_id
         self._refreshed_rows: np.ndarray | None = None
+        self._implausible: dict[str, np.ndarray] = {}
+        self._screen(np.arange(self._info.n_rows))
         log.debug("reader %s loaded snapshot %s", self._dataset, snapshot_id)
 
     def _advance(self, newest: str) -> bool:
@@ -101,7 +113,7 @@ class FitReader:
             array = zarr.open_array(store, path=f"{self._dataset}/{column.name}", mode="r")
             for index in sorted({int(c[0]) for c in coordinates}):
                 first = index * chunk_rows
-                blocks.append((column.name, first, array[first : first + chunk_rows]))
+                blocks.append((column.name, first, read_checked(array, first, first + chunk_rows)))
         # everything is read: now change the in-memory copy
         changed = [np.arange(first, first + len(values)) for _, first, values in blocks]
         for name, first, values in blocks:
@@ -109,6 +121,7 @@ class FitReader:
         changed += [apply_records(self._fits, level_records) for level_records in records]
         self._refreshed_rows = np.unique(np.concatenate(changed)).astype(np.int64)
         self._log, self._snapshot_id = levels, newest
+        self._screen(self._refreshed_rows)
         log.debug(
             "reader %s advanced to %s: %d column chunks, %d log records",
             self._dataset,
@@ -117,6 +130,41 @@ class FitReader:
             sum(len(r) for r in records),
         )
         return True
+
+    def _screen(self, rows: np.ndarray) -> None:
+        """Find the implausible rows among ``rows`` ((M,) sorted, just read) and read them as
+        "no fit" (empty rows): a damaged row never supervises training or reaches an export."""
+        kept = {reason: np.setdiff1d(known, rows) for reason, known in self._implausible.items()}
+        reasons = implausible_rows(self._fits.take(rows))
+        for reason, mask in reasons.items():
+            kept[reason] = np.union1d(kept.get(reason, rows[:0]), rows[mask])
+        self._implausible = {reason: found for reason, found in kept.items() if found.size}
+        bad = rows[any_reason(reasons, len(rows))]
+        if bad.size:
+            for name, column in Fits.empty(len(bad)).columns().items():
+                getattr(self._fits, name)[bad] = column
+            log.warning(
+                "%s at %s: %s read as no fit: %s",
+                self._dataset,
+                self._snapshot_id,
+                rows_text(bad),
+                "; ".join(d.describe() for d in self.damage),
+            )
+
+    @property
+    def damage(self) -> list[Damage]:
+        """The implausible rows of the pinned snapshot (read as "no fit"), one ``Damage`` per
+        reason; empty for a whole dataset."""
+        return [
+            Damage(self._dataset, "rows", rows_text(rows), f"implausible row ({reason})")
+            for reason, rows in self._implausible.items()
+        ]
+
+    def check_whole(self) -> None:
+        """``DamagedStoreError`` if the pinned snapshot holds implausible rows (what exports
+        call: they never write a damaged row, nor silently leave it out)."""
+        if self._implausible:
+            raise DamagedStoreError(self.damage, str(self._location or "(unknown location)"))
 
     @property
     def snapshot_id(self) -> str:
@@ -156,8 +204,9 @@ class FitReader:
         if newest == self._snapshot_id:
             self._refreshed_rows = np.zeros(0, dtype=np.int64)
             return False
-        if not self._advance(newest):
-            self._load(newest)
+        with naming_store(self._location or "(unknown location)"):
+            if not self._advance(newest):
+                self._load(newest)
         return True
 
     def __reduce__(self) -> tuple:
@@ -184,5 +233,6 @@ def _restore(
 ) -> FitReader:
     reader = FitReader.__new__(FitReader)
     reader._repo, reader._dataset, reader._branch, reader._location = repo, dataset, branch, location
-    call_bounded(location, "read the fits", lambda: reader._load(snapshot_id))
+    with naming_store(location or "(unknown location)"):
+        call_bounded(location, "read the fits", lambda: reader._load(snapshot_id))
     return reader

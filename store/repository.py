@@ -14,6 +14,7 @@ import socket
 import icechunk
 
 from spinfits.errors import InputError, StorageError
+from spinfits.store.damage import icechunk_reason
 from spinfits.store.layout import init_root, read_root
 from spinfits.store.location import StoreLocation
 from spinfits.store.schema import BodyModelInfo
@@ -28,15 +29,6 @@ def default_who() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
-
-
-def icechunk_reason(error: BaseException) -> str:
-    """The first line of an icechunk error (they carry a long Rust backtrace after it)."""
-    for line in str(error).splitlines():
-        line = line.strip().removeprefix("x ").strip()
-        if line:
-            return line
-    return type(error).__name__
 
 
 def _open_repo(location: StoreLocation) -> icechunk.Repository:
@@ -66,9 +58,7 @@ def _open_repo(location: StoreLocation) -> icechunk.Repository:
     try:
         return icechunk.Repository.open(storage)
     except (icechunk.IcechunkError, ValueError, OSError) as error:
-        raise InputError(
-            f"{location} looks like a store but cannot be opened (corrupt?): {icechunk_reason(error)}"
-        ) from None
+        raise StorageError(f"{location} looks like a store but cannot be opened: {_damaged(error)}") from None
 
 
 def create_repository(where: StoreLocation, body_model: BodyModelInfo) -> icechunk.Repository:
@@ -113,6 +103,14 @@ def repository_exists(where: StoreLocation) -> bool:
         raise InputError(f"cannot read a store at {where}: {icechunk_reason(error)}") from None
 
 
+def _damaged(error: BaseException) -> str:
+    """The reason a store's own files cannot be read, and the repair."""
+    return (
+        f"{icechunk_reason(error)}. The store's metadata files are damaged or missing: restore the "
+        "named file from a backup or copy of the store (spinfits cannot read any version through it)"
+    )
+
+
 def _unreachable(where: StoreLocation, error: Exception) -> StorageError:
     """Object storage that failed to answer: the storage's fault, not the user's input."""
     return StorageError(
@@ -136,7 +134,7 @@ def open_repository(
         repo.lookup_snapshot(repo.lookup_branch(branch))  # zarr would hide a missing snapshot
         stored = read_root(repo.readonly_session(branch=branch).store, str(where))
     except (icechunk.IcechunkError, OSError) as error:
-        raise InputError(f"store {where} cannot be read (corrupt?): {icechunk_reason(error)}") from None
+        raise StorageError(f"store {where} cannot be read: {_damaged(error)}") from None
     if body_model is not None:
         wanted = body_model.fingerprint if isinstance(body_model, BodyModelInfo) else str(body_model)
         if wanted != stored.fingerprint:

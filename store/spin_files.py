@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spinfits.errors import InputError
+from spinfits.npy_files import load_npy
 from spinfits.store.fits import Fits, Proposals
 from spinfits.store.schema import Source
 
@@ -26,19 +26,15 @@ log = logging.getLogger(__name__)
 SPIN_POSE = slice(0, 72)
 SPIN_BETAS = slice(72, 82)
 SPIN_WIDTH = 82
+#: The lowest loss an imported fit may carry without ``trust_losses``: SPIN's reprojection loss
+#: sums robust residuals over confident keypoints and no real fit gets below it; a loss of 1e-30
+#: would lock its row against every honest fit as surely as a negative one (docs/store.md).
+MIN_IMPORTED_LOSS = 1e-6
 
 
-def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} file {str(path)!r} does not exist")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise InputError(f"{what} file {str(path)!r} is not a readable .npy array: {error}") from None
-
-
-def spin_proposals(fits: Any, losses: Any = None, *, step: int = 0, time: float | None = None) -> Proposals:
+def spin_proposals(
+    fits: Any, losses: Any = None, *, step: int = 0, time: float | None = None, trust_losses: bool = False
+) -> Proposals:
     """Proposals for every row of a SPIN fits array.
 
     fits: (N, 82) float, pose 72 + betas 10; losses: (N,) float or None (= +inf, unknown);
@@ -72,6 +68,16 @@ def spin_proposals(fits: Any, losses: Any = None, *, step: int = 0, time: float 
             "loss would beat every real fit and lock the row forever. Fix the losses file, or "
             "leave --losses out to import the fits unscored"
         )
+    low = losses < MIN_IMPORTED_LOSS
+    if low.any() and not trust_losses:
+        raise InputError(
+            f"losses must be >= {MIN_IMPORTED_LOSS:g} (the floor below which no SMPLify fit's loss "
+            f"lands), or +inf: {int(low.sum())} are lower (first at row {int(np.flatnonzero(low)[0])}: "
+            f"{losses[low][0]:g}); such a loss would beat every real fit and lock the row. Fix the "
+            "losses file, or pass --trust-losses (trust_losses=True) if they are genuine"
+        )
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise InputError(f"step must be an integer >= 0 (the producer's step), got {step!r}")
     return Proposals(
         rows=np.arange(n, dtype=np.int64),
         pose=fits[:, SPIN_POSE],
@@ -92,6 +98,7 @@ def import_spin_fits(
     *,
     step: int = 0,
     time: float | None = None,
+    trust_losses: bool = False,
 ) -> int:
     """Merge a SPIN fits array (or ``*_fits.npy`` path) into ``dataset``; returns rows changed.
 
@@ -109,7 +116,7 @@ def import_spin_fits(
             f"SPIN fits have {fits.shape[0]} rows but dataset {dataset!r} has {n_rows}; "
             "import the fits file that belongs to this dataset"
         )
-    proposals = spin_proposals(fits, losses, step=step, time=time)
+    proposals = spin_proposals(fits, losses, step=step, time=time, trust_losses=trust_losses)
     changed = store.merge(dataset, proposals, accept_unscored=True)
     log.info("imported %d SPIN fits into %s: %d rows changed", len(proposals), dataset, changed)
     return changed
@@ -124,5 +131,8 @@ def export_spin_fits(store: Any, dataset: str, version: str | None = None) -> tu
     """SPIN layout of ``dataset`` at ``version``: ``(fits (N, 82) float32, losses (N,) float32)``.
 
     Rows with no fit are zeros (SPIN's mean-pose fallback is the caller's business), loss +inf.
+    A version holding damaged rows is refused (``DamagedStoreError``).
     """
-    return to_spin_fits(store.read(dataset, version))
+    reader = store.reader(dataset, version)
+    reader.check_whole()
+    return to_spin_fits(reader.read_all())

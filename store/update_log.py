@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from spinfits.store.checksums import CHECKED_COMPRESSORS
+from spinfits.store.damage import Damage, DamagedStoreError, read_checked, rows_text, where_in_store
 from spinfits.store.fits import Fits
 from spinfits.store.schema import COLUMNS
 
@@ -52,6 +54,7 @@ RECORD = np.dtype(
 ROW_BYTES = sum(c.dtype.itemsize * (c.width or 1) for c in COLUMNS)
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
+_NO_LIMIT = int(np.iinfo(np.int64).max)
 
 
 def array_name(level: str) -> str:
@@ -122,8 +125,27 @@ def read_records(array: zarr.Array | None, start: int, stop: int) -> np.ndarray:
     """Records ``start:stop`` of a level (``open_level``): (K,) ``RECORD``."""
     if array is None or stop <= start:
         return np.zeros(0, dtype=RECORD)
-    raw = np.ascontiguousarray(array[start:stop], dtype=np.uint8)
+    raw = np.ascontiguousarray(read_checked(array, start, stop, unit="records"), dtype=np.uint8)
     return raw.view(RECORD).reshape(stop - start)
+
+
+def check_record_rows(array: zarr.Array, records: np.ndarray, n_rows: int) -> None:
+    """``DamagedStoreError`` if ``records`` ((K,) ``RECORD`` of level ``array``) hold a row no
+    writer writes: below -1 (the padding) or >= ``n_rows``."""
+    rows = records["row"]
+    bad = (rows < -1) | (rows >= n_rows)
+    if bad.any():
+        dataset, name = where_in_store(array)
+        raise DamagedStoreError(
+            [
+                Damage(
+                    dataset,
+                    name,
+                    rows_text(np.unique(rows[bad])),
+                    f"log records name rows outside [0, {n_rows})",
+                )
+            ]
+        )
 
 
 #: Records read at a time by ``record_blocks`` (24 MB): a level of a million-row dataset can hold
@@ -131,21 +153,26 @@ def read_records(array: zarr.Array | None, start: int, stop: int) -> np.ndarray:
 RECORD_BLOCK = 1 << 16
 
 
-def record_blocks(array: zarr.Array | None, stop: int, block: int = RECORD_BLOCK) -> Iterator[np.ndarray]:
+def record_blocks(
+    array: zarr.Array | None, stop: int, n_rows: int, block: int = RECORD_BLOCK
+) -> Iterator[np.ndarray]:
     """Records ``0:stop`` of a level (``open_level``) in order, ``block`` at a time: (K,) ``RECORD``
-    each (K <= block, a whole number of the level's chunks when ``block`` is)."""
+    each (K <= block, a whole number of the level's chunks when ``block`` is). Records naming a
+    row outside ``[0, n_rows)`` are damage (``check_record_rows``)."""
     if array is None:
         return
     for start in range(0, stop, block):
-        yield read_records(array, start, min(start + block, stop))
+        records = read_records(array, start, min(start + block, stop))
+        check_record_rows(array, records, n_rows)
+        yield records
 
 
 def read_log(store: Any, dataset: str, fits: Fits | None = None) -> UpdateLog:
     """The whole log of ``dataset`` in ``store``; applied to ``fits`` (its columns) when given.
     Records are read ``RECORD_BLOCK`` at a time."""
     if fits is None:
-        return _read_levels(store, dataset, logged_rows)
-    return _read_levels(store, dataset, lambda records: apply_records(fits, records))
+        return _read_levels(store, dataset, logged_rows, _NO_LIMIT)
+    return _read_levels(store, dataset, lambda records: apply_records(fits, records), len(fits))
 
 
 def read_log_losses(store: Any, dataset: str, loss: np.ndarray) -> UpdateLog:
@@ -157,17 +184,20 @@ def read_log_losses(store: Any, dataset: str, loss: np.ndarray) -> UpdateLog:
         loss[distinct] = records["loss"][latest]
         return distinct
 
-    return _read_levels(store, dataset, apply_loss)
+    return _read_levels(store, dataset, apply_loss, len(loss))
 
 
-def _read_levels(store: Any, dataset: str, apply: Callable[[np.ndarray], np.ndarray]) -> UpdateLog:
+def _read_levels(
+    store: Any, dataset: str, apply: Callable[[np.ndarray], np.ndarray], n_rows: int
+) -> UpdateLog:
     """Every level's records in readers' order, a block at a time, through ``apply`` ((K,)
-    ``RECORD`` -> the (R,) rows they hold); the log with the rows each level holds."""
+    ``RECORD`` -> the (R,) rows they hold); the log with the rows each level holds. ``n_rows``:
+    the dataset's rows (a record beyond is damage)."""
     log = UpdateLog.empty()
     for level in LEVELS:
         array = open_level(store, dataset, level)
         state = level_state(array)
-        rows = [_NO_ROWS] + [apply(records) for records in record_blocks(array, state.length)]
+        rows = [_NO_ROWS] + [apply(records) for records in record_blocks(array, state.length, n_rows)]
         log = log.with_level(level, state, np.unique(np.concatenate(rows)).astype(np.int64))
     return log
 
@@ -229,6 +259,7 @@ def append_records(
             chunks=(chunk, RECORD.itemsize),
             dtype=np.uint8,
             fill_value=0,
+            compressors=CHECKED_COMPRESSORS,
             attributes={UPDATES_ATTR: {"generation": state.generation}},
         )
         state = replace(state, length=0, chunk=chunk)

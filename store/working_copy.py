@@ -20,11 +20,13 @@ Before this, a writer held all N rows from its first merge (361 B a row: 361 MB 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from spinfits.store.damage import read_all_checked, read_rows_checked, rows_text
 from spinfits.store.fits import Fits, Proposals
 from spinfits.store.layout import load_losses, open_columns
 from spinfits.store.merge_rule import MergeOutcome, replaces
@@ -36,6 +38,8 @@ from spinfits.store.update_log import (
     open_level,
     record_blocks,
 )
+
+log = logging.getLogger(__name__)
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 
@@ -49,6 +53,18 @@ class WorkingCopy:
         self.info = info
         self._store = store
         self.loss, self.log = load_losses(store, info.name)
+        # A loss no writer stores (NaN, negative: damage) would lock its row against every
+        # honest fit: the merge treats it as no fit (``spinfits store verify`` reports the row).
+        poisoned = np.isnan(self.loss) | (self.loss < 0)
+        if poisoned.any():
+            log.warning(
+                "dataset %s: %d rows hold a loss no fit has (NaN or negative: damaged?); any fit "
+                "replaces them: %s",
+                info.name,
+                int(poisoned.sum()),
+                rows_text(np.flatnonzero(poisoned)),
+            )
+            self.loss[poisoned] = np.inf
         # the overlay: parts merged in order (a later part's row wins), consolidated when read
         self._parts: list[tuple[np.ndarray, Fits]] = []
 
@@ -119,7 +135,7 @@ class WorkingCopy:
         if remaining.any():
             index = rows[remaining]
             for name, array in open_columns(self._store, self.info.name).items():
-                getattr(values, name)[remaining] = array.oindex[index]
+                getattr(values, name)[remaining] = read_rows_checked(array, index)
         return values
 
     def blocks(self, rows: np.ndarray) -> Iterator[tuple[int, Fits]]:
@@ -134,7 +150,7 @@ class WorkingCopy:
         columns = open_columns(self._store, self.info.name)
         for chunk in np.unique(rows // chunk_rows):
             start, stop = int(chunk) * chunk_rows, min((int(chunk) + 1) * chunk_rows, n_rows)
-            block = Fits.from_columns({name: array[start:stop] for name, array in columns.items()})
+            block = Fits.from_columns(read_all_checked(columns, start, stop))
             for source_rows, source in ((logged, logged_values), (overlay_rows, overlay)):
                 first, last = np.searchsorted(source_rows, [start, stop])
                 _put(block, source_rows[first:last] - start, source.take(np.arange(first, last)))
@@ -142,7 +158,7 @@ class WorkingCopy:
 
     def _records(self, level: str) -> Iterator[np.ndarray]:
         array = open_level(self._store, self.info.name, level)
-        return record_blocks(array, self.log.states[level].length)
+        return record_blocks(array, self.log.states[level].length, self.n_rows)
 
     # ----------------------------------------------------------------------------- commit
     def committed(self, store: Any, log: UpdateLog) -> None:

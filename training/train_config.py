@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -130,6 +131,10 @@ class TrainConfig:
                 f"datasets must be one or more TrainDataset(npz, images, name), got {self.datasets!r}"
             )
         object.__setattr__(self, "datasets", datasets)
+        if not (math.isfinite(self.commit_every_s) and self.commit_every_s >= 0):
+            raise InputError(
+                f"commit_every_s must be a finite number of seconds >= 0 (0: commit as often as possible), got {self.commit_every_s}"
+            )
         names = [d.name for d in datasets]
         if len(set(names)) != len(names):
             raise InputError(

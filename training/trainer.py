@@ -23,6 +23,7 @@ from spinfits.cluster.local_ray import connect_or_start_ray
 from spinfits.errors import InputError, Interrupted, SpinfitsError
 from spinfits.fitting.body.model_files import load_body_model_files
 from spinfits.store import FitStore, StoreLocation
+from spinfits.store.verify import check_whole
 from spinfits.training.checkpoint import latest_checkpoint_dir, latest_checkpoint_step, load_training_state
 from spinfits.training.progress import ProgressFollower
 from spinfits.training.store_writer import WriterStats, start_store_writer
@@ -117,6 +118,7 @@ def check_inputs(config: TrainConfig) -> tuple[FitStore, bool, int | None]:
                 f"datasets: store dataset {spec.name!r} was made from another file than {spec.npz} "
                 "(fingerprints differ); give it the name of the matching store dataset (`datasets`)"
             )
+    check_whole(store, config.names)  # a damaged row must never supervise: stop with the repair
     if config.pretrained is not None and not Path(config.pretrained).is_file():
         raise InputError(f"pretrained: file {config.pretrained} does not exist")
     run_dir = config.run_dir

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from spinfits.errors import InputError
+from spinfits.npy_files import check_npy_header
 
 logger = logging.getLogger(__name__)
 
@@ -218,13 +219,59 @@ class _RefusedGlobal(pickle.UnpicklingError):
         self.qualified_name = qualified_name
 
 
+class _AllocationBomb(pickle.UnpicklingError):
+    """A model pickle asked for more memory than the file could hold."""
+
+
+def _bounded_constructors(limit: int) -> dict[tuple[str, str], Any]:
+    """The allow-listed globals that allocate from a size argument, refusing any size beyond
+    ``limit`` bytes (the pickle file's size: a genuine file holds its arrays' bytes)."""
+
+    def check(nbytes: int, what: str) -> None:
+        if nbytes > limit:
+            raise _AllocationBomb(f"{what} of {nbytes} bytes, more than the whole file ({limit} bytes)")
+
+    def sized(kind: type) -> Any:
+        def make(*args: Any) -> Any:
+            if args and isinstance(args[0], int):
+                check(args[0], kind.__name__)
+            return kind(*args)
+
+        return make
+
+    def ndarray(shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> np.ndarray:
+        check(int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize, f"numpy array {shape}")
+        return np.ndarray(shape, dtype, *args, **kwargs)
+
+    reconstruct = _numpy_internal("multiarray", "_reconstruct")
+
+    def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        check(int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize, f"numpy array {shape}")
+        return reconstruct(np.ndarray if subtype is ndarray else subtype, shape, dtype)
+
+    return {
+        ("builtins", "bytearray"): sized(bytearray),
+        ("builtins", "bytes"): sized(bytes),
+        ("numpy", "ndarray"): ndarray,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    }
+
+
 class _ChumpyFreeUnpickler(pickle.Unpickler):
-    """Unpickles only arrays: allow-listed numpy/scipy globals and inert chumpy placeholders."""
+    """Unpickles only arrays: allow-listed numpy/scipy globals and inert chumpy placeholders.
+    Constructors that allocate from a size argument refuse sizes beyond ``limit`` bytes."""
+
+    def __init__(self, handle: Any, *, limit: int, **kwargs: Any) -> None:
+        super().__init__(handle, **kwargs)
+        self._bounded = _bounded_constructors(limit)
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "chumpy" or module.startswith("chumpy."):
             return type(name, (_ChumpyArray,), {"chumpy_class": f"{module}.{name}"})
-        resolve = _ALLOWED_GLOBALS.get((_MODULE_ALIASES.get(module, module), name))
+        key = (_MODULE_ALIASES.get(module, module), name)
+        if key in self._bounded:
+            return self._bounded[key]
+        resolve = _ALLOWED_GLOBALS.get(key)
         if resolve is None:
             raise _RefusedGlobal(f"{module}.{name}")
         return resolve()
@@ -252,7 +299,7 @@ def read_pickle(path: Path) -> dict[str, Any]:
         raise InputError(f"model file {path} does not exist; {_HOW_TO_FIX}")
     try:
         with open(path, "rb") as handle:
-            data = _ChumpyFreeUnpickler(handle, encoding="latin1").load()
+            data = _ChumpyFreeUnpickler(handle, limit=path.stat().st_size, encoding="latin1").load()
     except _RefusedGlobal as error:
         raise InputError(
             f"{path} asks to load {error.qualified_name}, which model files never need: model "
@@ -271,6 +318,11 @@ def read_pickle(path: Path) -> dict[str, Any]:
         KeyError,
         MemoryError,
     ) as error:
+        if isinstance(error, _AllocationBomb):
+            raise InputError(
+                f"{path} asks for a {error}; nothing was allocated. The file is damaged or not a "
+                f"genuine model file. {_HOW_TO_FIX}"
+            ) from None
         raise InputError(
             f"{path} is not a readable model pickle ({type(error).__name__}: {error}); "
             f"expected a pickled dict as SMPL/SMPLify distribute it. {_HOW_TO_FIX}"
@@ -359,6 +411,7 @@ def read_extra_regressor(path: Path, num_vertices: int) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"model file {path} does not exist; {_HOW_TO_FIX}")
     try:
+        check_npy_header(path, "J_regressor_extra")
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise InputError(

@@ -146,6 +146,8 @@ _EXPECTED = "SPIN's dataset npz"
 
 def _open_dataset(path: Path) -> NpzMembers:
     """The dataset file's members (nothing read yet); a missing file says how to make one."""
+    if path.is_dir():
+        raise InputError(f"dataset file {path} is a directory; give the SPIN dataset .npz file inside it")
     if not path.is_file():
         raise InputError(
             f"dataset file {path} does not exist; expected a SPIN dataset npz "

@@ -8,6 +8,7 @@ default that takes the parsed ``argparse.Namespace`` and returns an exit status.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -74,3 +75,27 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`spinfits store log S | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:
+        if error.errno != errno.ENAMETOOLONG:
+            raise
+        print(
+            f"spinfits {args.command}: error: a path is too long for the file system ({error.strerror}: "
+            f"{error.filename!r}); each part of a path may hold at most 255 bytes: choose a shorter name",
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as error:
+        import icechunk
+
+        if not isinstance(error, icechunk.IcechunkError):
+            raise
+        # A storage failure no reader turned into a spinfits error: one line, never a traceback.
+        from spinfits.store.damage import icechunk_reason, repair_advice
+
+        where = getattr(args, "store", None) or "STORE"
+        print(
+            f"spinfits {args.command}: error: the store's files cannot be read: {icechunk_reason(error)}. "
+            f"They are damaged or missing, or the storage failed. {repair_advice(where)}",
+            file=sys.stderr,
+        )
+        return 2

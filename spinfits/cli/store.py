@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from spinfits.cli import store_eval, store_gc, store_inspect
+from spinfits.cli import store_eval, store_gc, store_inspect, store_verify
 from spinfits.cli.options import add_s3_arguments, open_store, s3_options, table, utc_time
 from spinfits.errors import InputError
 
@@ -77,12 +77,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-dir", help="body model folder, for --score")
     p.add_argument("--body-model", metavar="FINGERPRINT", help="refuse a store of another body model")
     p.add_argument("--message", help="commit message")
-    p.add_argument("--step", type=int, default=0, help="step recorded for the imported rows")
+    p.add_argument("--step", type=int, default=0, help="step recorded for the imported rows (>= 0)")
+    p.add_argument(
+        "--trust-losses",
+        action="store_true",
+        help="accept --losses below the floor of 1e-6 (refused by default: they lock their rows)",
+    )
     _dataset_options(p)
     p.set_defaults(func=cmd_import)
     store_eval.register(commands)
     store_inspect.register(commands)
     store_gc.register(commands)
+    store_verify.register(commands)
 
 
 def _dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +109,19 @@ def _json(text: str, what: str) -> dict[str, Any]:
 
 def _loss(value: float) -> str:
     return "-" if not np.isfinite(value) else f"{value:.6g}"
+
+
+def checksum_status(store, snapshot: str, where: str) -> str:
+    from spinfits.store.checksums import unchecked_arrays
+    from spinfits.store.versions import snapshot_store
+
+    unchecked = unchecked_arrays(snapshot_store(store.repository, snapshot))
+    if not unchecked:
+        return "on every chunk"
+    return (
+        f"UNCHECKED: {len(unchecked)} arrays were written before checksums; add them with "
+        f"`spinfits store upgrade {where}`"
+    )
 
 
 # --------------------------------------------------------------------------------- commands
@@ -135,6 +154,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"branches:    {', '.join(sorted(store.repository.list_branches()))}")
     tags = store.tags()
     print(f"tags:        {', '.join(f'{k}={v}' for k, v in tags.items()) or 'none'}")
+    print(f"checksums:   {checksum_status(store, snapshot, args.store)}")
     rows, failed = [], {}
     for name, info in store.datasets(snapshot).items():
         fits = store.read(name, snapshot)
@@ -304,7 +324,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     body_model = args.body_model
     if args.score:
         losses, body_model, args.dataset_fingerprint = _score(args, fits)
-    spin_proposals(fits, losses)  # validate before touching the store
+    spin_proposals(fits, losses, step=args.step, trust_losses=args.trust_losses)  # before the store
     store = open_store(args, body_model=body_model)
     if args.dataset not in store.datasets():
         store.create_dataset(
@@ -314,7 +334,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             fitting_config=_json(args.fitting_config, "--fitting-config"),
         )
         print(f"created dataset {args.dataset} with {fits.shape[0]} rows")
-    changed = import_spin_fits(store, args.dataset, fits, losses, step=args.step)
+    changed = import_spin_fits(
+        store, args.dataset, fits, losses, step=args.step, trust_losses=args.trust_losses
+    )
     version = store.commit(args.message or f"import {Path(args.fits).name}")
     if version is None:
         print(f"imported {args.fits}: no row changed, nothing committed")

@@ -11,7 +11,7 @@ from store_helpers import BODY, best_by_row, random_proposals
 from store_helpers import SMALL_ROWS as N_ROWS
 from store_helpers import batches as merge_batches
 
-from spinfits.errors import InputError
+from spinfits.errors import InputError, StorageError
 from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
 
 
@@ -71,7 +71,9 @@ def test_open_store_with_missing_snapshots(store, store_path):
     import shutil
 
     shutil.rmtree(store_path / "snapshots")
-    with pytest.raises(InputError, match=r"corrupt\?"):
+    with pytest.raises(
+        StorageError, match=r"cannot be read: .*snapshots/\w+ not found.*restore the named file"
+    ):
         FitStore.open(store_path)
 
 

@@ -162,3 +162,14 @@ def test_config_file_then_flags(args, tmp_path, capsys, monkeypatch):
     config = seen["config"]
     assert (config.steps, config.batch_size, config.datasets[0].name, config.resume) == (7, 3, "x", False)
     _fails(["train", "--config", str(saved), "--steps", "0"], capsys, "--steps must be >= 1")
+
+
+def test_damaged_store_stops_training_before_it_starts(args, fit_store, tmp_path, capsys):
+    """A chunk of the store fails its checksum: train stops with the damage and the repair, and
+    makes no run."""
+    biggest = max((fit_store.location.path / "chunks").iterdir(), key=lambda p: p.stat().st_size)
+    data = bytearray(biggest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    biggest.write_bytes(bytes(data))
+    _fails(args(), capsys, "is damaged", "fails its checksum", "store rollback")
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,116 @@
+"""``spinfits store verify``: read every chunk of a version (or of every kept version) and say
+what is damaged.
+
+For each version: the snapshot and its manifests must read; every chunk of every array of every
+dataset is read on its own (checksum, decompression, missing object: ``damage.chunk_damage``);
+when a dataset's chunks all read, its rows (columns with the update log applied, as readers see
+them) must be plausible (``damage.implausible_rows``). Arrays written before checksums are
+listed as unchecked: damage in them shows only where it makes a row implausible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import icechunk
+import numpy as np
+import zarr
+
+from spinfits.store.checksums import unchecked_arrays
+from spinfits.store.damage import (
+    READ_ERRORS,
+    Damage,
+    DamagedStoreError,
+    chunk_damage,
+    icechunk_reason,
+    implausible_rows,
+    row_damage,
+)
+from spinfits.store.layout import list_datasets, load_dataset
+from spinfits.store.update_log import LEVELS, array_name
+from spinfits.store.versions import snapshot_store
+
+if TYPE_CHECKING:
+    from spinfits.store.fit_store import FitStore
+
+_LOG_ARRAYS = {array_name(level) for level in LEVELS}
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """What ``verify_version`` found in one snapshot: its ``damage`` and its arrays without
+    checksums (``unchecked``, ``dataset/array``)."""
+
+    snapshot_id: str
+    damage: tuple[Damage, ...]
+    unchecked: tuple[str, ...]
+
+    @property
+    def whole(self) -> bool:
+        return not self.damage
+
+
+def verify_version(
+    repo: icechunk.Repository, snapshot_id: str, datasets: Sequence[str] | None = None
+) -> VersionCheck:
+    """Read every chunk of ``snapshot_id`` and check its rows (see module doc); only the datasets
+    named in ``datasets`` when given."""
+    try:
+        store = snapshot_store(repo, snapshot_id)
+        infos = list_datasets(store)
+        unchecked = unchecked_arrays(store)
+    except READ_ERRORS as error:
+        problem = f"snapshot or its metadata cannot be read ({icechunk_reason(error)})"
+        return VersionCheck(snapshot_id, (Damage("-", "-", "all rows", problem),), ())
+    damage: list[Damage] = []
+    for name, info in infos.items():
+        if datasets is not None and name not in datasets:
+            continue
+        found = []
+        try:
+            arrays = dict(zarr.open_group(store, path=name, mode="r").arrays())
+        except READ_ERRORS as error:
+            damage.append(
+                Damage(name, "-", "all rows", f"group metadata cannot be read ({icechunk_reason(error)})")
+            )
+            continue
+        for key, array in sorted(arrays.items()):
+            found += chunk_damage(array, unit="records" if key in _LOG_ARRAYS else "rows")
+        if not found:  # every chunk reads: are the rows readers see plausible?
+            try:
+                fits = load_dataset(store, name)[0]
+            except DamagedStoreError as error:
+                found += error.damage
+            else:
+                found += row_damage(name, "rows", implausible_rows(fits), np.arange(info.n_rows))
+        damage += found
+    return VersionCheck(snapshot_id, tuple(damage), tuple(unchecked))
+
+
+def kept_versions(repo: icechunk.Repository, branch: str) -> list[str]:
+    """Every version a user can read: the history of ``branch`` (newest first), then tagged
+    snapshots outside it."""
+    history = [info.id for info in repo.ancestry(branch=branch)]
+    tagged = [repo.lookup_tag(tag) for tag in sorted(repo.list_tags())]
+    return history + [snapshot for snapshot in dict.fromkeys(tagged) if snapshot not in history]
+
+
+def verify_store(
+    store: FitStore, version: str | None = None, *, all_versions: bool = False
+) -> list[VersionCheck]:
+    """``verify_version`` of ``version`` (None = the tip of the store's branch), or of every kept
+    version (``kept_versions``), newest first."""
+    repo = store.repository
+    snapshots = kept_versions(repo, store.branch) if all_versions else [store.resolve(version)]
+    return [verify_version(repo, snapshot) for snapshot in snapshots]
+
+
+def check_whole(store: FitStore, datasets: Sequence[str]) -> VersionCheck:
+    """Verify ``datasets`` at the tip; ``DamagedStoreError`` naming the store when any is
+    damaged (what ``precompute`` and ``train`` do before they start)."""
+    check = verify_version(store.repository, store.tip(), datasets)
+    if check.damage:
+        raise DamagedStoreError(check.damage, str(store.location))
+    return check
