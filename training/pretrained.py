@@ -84,12 +84,17 @@ class PretrainedLoad:
         return self.describe()
 
     def describe(self) -> str:
-        """One line for a log or the command line."""
-        text = f"loaded {self.loaded} tensors from {self.path} ({_DESCRIPTION[self.layout]})"
-        if self.left_initial:
-            text += f"; {len(self.left_initial)} left at their initial values"
-        if self.ignored:
-            text += f"; {len(self.ignored)} of the file's tensors ignored"
+        """One line for a log or the command line: the layout, where in the file, how many
+        tensors, and the model's tensors the file lacked (missing: left at their initial values)
+        and the file's tensors the model has no place for (unexpected: ignored)."""
+        counters = tuple(name for name in self.left_initial if name.endswith("num_batches_tracked"))
+        missing = tuple(name for name in self.left_initial if name not in counters)
+        text = (
+            f"{self.path}: {self.layout} layout ({_DESCRIPTION[self.layout]}, its {self.source}), "
+            f"{self.loaded} tensors loaded; missing {_counted(missing)}; unexpected {_counted(self.ignored)}"
+        )
+        if counters:
+            text += f"; {len(counters)} BatchNorm num_batches_tracked counters absent (harmless)"
         return text
 
 
@@ -127,8 +132,19 @@ def load_pretrained(model: HMR, path: str | Path) -> PretrainedLoad:
         left_initial=tuple(name for name in target if name not in mapped.tensors),
         ignored=mapped.ignored,
     )
-    logger.info("%s", result.describe())
+    logger.debug("%s", result.describe())
     return result
+
+
+def check_pretrained(path: str | Path, backbone: str) -> PretrainedLoad:
+    """Load ``path`` into a fresh CPU regressor of ``backbone`` as training will, to refuse a
+    damaged or mismatched file before any work starts (``InputError``, as ``load_pretrained``);
+    returns what would be loaded."""
+    from spinfits.fitting.mean_params import spin_mean_params_path
+    from spinfits.training.regressor import RegressorConfig
+
+    model = HMR(str(spin_mean_params_path()), RegressorConfig(backbone=backbone))
+    return load_pretrained(model, path)
 
 
 def numpy_data_globals() -> list[Any]:
@@ -271,6 +287,11 @@ def _hint(model: HMR, mapped: _Mapped, target: dict[str, torch.Tensor]) -> str:
     }[mapped.layout]
 
 
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_SHOWN])
-    return shown + (f" (and {len(names) - _SHOWN} more)" if len(names) > _SHOWN else "")
+def _counted(names: tuple[str, ...]) -> str:
+    """ "none", or how many with the first few names: "2 (fc.weight, fc.bias)"."""
+    return f"{len(names)} ({_listing(list(names), shown=3)})" if names else "none"
+
+
+def _listing(names: list[str], shown: int = _SHOWN) -> str:
+    text = ", ".join(names[:shown])
+    return text + (f" (and {len(names) - shown} more)" if len(names) > shown else "")

@@ -354,7 +354,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from spinfits.training.trainer import run_training
+    from spinfits.training.run_inputs import check_inputs
 
     if getattr(args, "config_error", None):
         raise InputError(args.config_error)
@@ -369,7 +369,10 @@ def _run(args: argparse.Namespace) -> int:
                 raise InputError(f"{flag} is required (or pass --config FILE)")
         config = make_config(TrainConfig, FLAGS, **values)
     with flags_in_errors(FLAGS):
-        summary = run_training(config)
+        checked = check_inputs(config)  # before importing Ray: bad input fails in seconds
+        from spinfits.training.trainer import run_training
+
+        summary = run_training(config, announce=print, checked=checked)
     for line in summary.lines():
         print(line)
     if args.report not in (None, FROM_CONFIG) and not summary.nothing_to_do:
