@@ -36,7 +36,7 @@ import torch
 
 from spinfits.errors import InputError
 from spinfits.fitting.torch_load import describe_load_error
-from spinfits.training.regressor import HMR
+from spinfits.training.regressor import BACKBONES, HMR
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +108,48 @@ class _Mapped:
     ignored: tuple[str, ...]
 
 
-def load_pretrained(model: HMR, path: str | Path) -> PretrainedLoad:
-    """Copy the weights in ``path`` into ``model`` in place (any device, any mode) and say what
-    was loaded. Raises ``InputError`` naming what does not fit, before changing anything."""
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """A weights file read and mapped onto HMR's names (``read_pretrained``), not yet loaded.
+
+    path: the file; layout / source: as ``PretrainedLoad``; tensors: by HMR name; ignored: the
+    file's names not used; spinfits: what ``spinfits export-checkpoint`` recorded beside SPIN's
+    entries (``run``, ``step``, ``snapshot_id``, ``backbone``, ``input_res``; empty otherwise).
+    """
+
+    path: Path
+    layout: Layout
+    source: str
+    tensors: dict[str, Any]
+    ignored: tuple[str, ...]
+    spinfits: dict[str, Any]
+
+    @property
+    def backbone(self) -> str:
+        """The backbone the weights belong to, told by the stem convolution's width (its base
+        width in ``regressor.BACKBONES``: 64 for ResNet-50, SPIN's; 16 for the small one)."""
+        stem = self.tensors.get("conv1.weight")
+        width = stem.shape[0] if isinstance(stem, torch.Tensor) and stem.ndim == 4 else None
+        return next((name for name, (_, base) in BACKBONES.items() if base == width), "resnet50")
+
+
+def read_pretrained(path: str | Path) -> PretrainedWeights:
+    """Read ``path`` and map its names onto HMR's (any of the three layouts); ``InputError`` for a
+    file that is unreadable or of no known layout."""
     path = Path(path)
     raw = _read(path)
     mapped = _map_names(_find_state_dict(raw, path), path)
+    spinfits = raw.get("spinfits") if isinstance(raw.get("spinfits"), dict) else {}
+    return PretrainedWeights(path, mapped.layout, mapped.source, mapped.tensors, mapped.ignored, spinfits)
+
+
+def load_pretrained(model: HMR, path: str | Path | PretrainedWeights) -> PretrainedLoad:
+    """Copy the weights in ``path`` (a file, or one ``read_pretrained`` read) into ``model`` in
+    place (any device, any mode) and say what was loaded. Raises ``InputError`` naming what does
+    not fit, before changing anything."""
+    weights = path if isinstance(path, PretrainedWeights) else read_pretrained(path)
+    path = weights.path
+    mapped = _Mapped(weights.layout, weights.source, weights.tensors, weights.ignored)
     target = model.state_dict()
     wanted = [
         name
@@ -276,7 +312,7 @@ def _hint(model: HMR, mapped: _Mapped, target: dict[str, torch.Tensor]) -> str:
     if isinstance(stem, torch.Tensor) and stem.ndim == 4 and stem.shape != target["conv1.weight"].shape:
         if model.config.backbone == "small" and stem.shape[0] == 64:
             return "A 'small' backbone cannot take resnet50 weights: use --backbone resnet50"
-        if model.config.backbone == "resnet50" and stem.shape[0] == 16:
+        if model.config.backbone == "resnet50" and stem.shape[0] == BACKBONES["small"][1]:
             return "These are weights of the 'small' backbone: use --backbone small"
     return {
         "spin": "Expected the state dict of SPIN's models/hmr.py HMR (ResNet-50 backbone); is this "

@@ -28,6 +28,7 @@ GROUPS = (
     "spinfits.cli.train",
     "spinfits.cli.demo",
     "spinfits.cli.eval",
+    "spinfits.cli.export",
 )
 
 
