@@ -264,14 +264,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
         f"{_loss(s['median_improvement'])}, mean {_loss(s['mean_improvement'])}"
     )
     if diff.n_changed and args.top > 0:
-        gain = np.nan_to_num(diff.improvement, nan=-np.inf)
+        gain = diff.improvement
+        gain = np.where(np.isnan(gain), -np.inf, gain)  # neither scored: last (+inf, a first fit: first)
         order = np.argsort(-gain, kind="stable")[: args.top]
         rows = [
             [
                 int(diff.rows[k]),
                 _loss(diff.loss_from[k]),
                 _loss(diff.loss_to[k]),
-                "first fit" if np.isinf(gain[k]) and gain[k] > 0 else _loss(gain[k]),
+                "new" if np.isposinf(gain[k]) else _loss(gain[k]),
             ]
             for k in order
         ]
