@@ -30,6 +30,7 @@ from tqdm import tqdm
 from spinfits.cluster.fitter_actor import ShardResult, remote_fitter_class
 from spinfits.cluster.local_ray import connect_or_start_ray
 from spinfits.cluster.plan import Plan, plan_rows
+from spinfits.cluster.ray_job import check_outputs_outlive_the_job
 from spinfits.cluster.shard_scheduler import ShardScheduler
 from spinfits.errors import ConflictError, InputError, StorageError
 from spinfits.fitting.dataset import DatasetRows, load_spin_rows, npz_row_count
@@ -269,6 +270,7 @@ def _who() -> str:
 def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     """Fill the store with fits of every row of the dataset that has none (see module doc)."""
     start = time.perf_counter()
+    check_outputs_outlive_the_job({"store": config.store})
     StoreLocation.parse(config.store, config.s3).check_writable()
     files = load_body_model_files(config.model_dir)
     if config.fitting is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spinfits.cluster.ray_job import check_outputs_outlive_the_job
 from spinfits.errors import InputError
 from spinfits.fitting.model_files import load_body_model_files
 from spinfits.store import FitStore, StoreLocation
@@ -67,6 +68,7 @@ def check_inputs(config: TrainConfig) -> CheckedInputs:
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment (a local cluster "
             "started by this process inherits it), a profile (AWS_PROFILE) or an instance role"
         )
+    check_outputs_outlive_the_job({"store": config.store, "runs_dir": config.runs_dir})
     pretrained = None
     if config.pretrained is not None and not config.resume:
         with _named("pretrained"):
