@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
+from spinfits.cli.hints import store_argument
 from spinfits.cli.options import DeprecatedAlias, default_of, flags_in_errors, make_config
 from spinfits.cli.store import add_s3_arguments, s3_options
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
@@ -131,8 +133,9 @@ def _run(args: argparse.Namespace) -> int:
         from spinfits.plots import plot_precompute_report
 
         print(f"report: {plot_precompute_report(summary, args.report)}")
+    store = store_argument(args.store, config.s3)
     print(
-        f"inspect: spinfits store log {args.store}   |   "
-        f"spinfits store export {args.store} {config.name} fits.parquet"
+        f"inspect: spinfits store log {store}   |   "
+        f"spinfits store export {store} {shlex.quote(config.name)} fits.parquet"
     )
     return 0

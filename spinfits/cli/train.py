@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from spinfits.cli.hints import store_argument
 from spinfits.cli.options import default_of, flags_in_errors, make_config
 from spinfits.cli.store import add_s3_arguments, s3_options
 from spinfits.errors import InputError
@@ -386,6 +387,6 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"progress per worker: {config.run_dir / 'progress'}/rank*.jsonl   |   "
         f"TensorBoard: tensorboard --logdir {config.run_dir / 'tensorboard'}   |   "
-        f"store history: spinfits store log {config.store}"
+        f"store history: spinfits store log {store_argument(config.store, config.s3)}"
     )
     return 0
