@@ -40,6 +40,7 @@ from spinfits.fitting.offline_config import OfflineConfig, default_offline_confi
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
 from spinfits.store.layout import check_dataset_name
 from spinfits.store.merge_rule import any_reason, refusals
+from spinfits.store.schema import LOSS_UNIT
 from spinfits.store.writer import StoreWriter
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class PrecomputeSummary:
 
     def lines(self) -> list[str]:
         finite = self.store_losses[np.isfinite(self.store_losses)]
-        mean = f"{finite.mean():.2f}" if finite.size else "n/a"
+        median = f"{np.median(finite):.2f} {LOSS_UNIT}" if finite.size else "n/a"
         return [
             f"dataset {self.dataset}: {self.rows_total} rows; store {self.store}",
             f"body model: {self.body_model}",
@@ -165,7 +166,7 @@ class PrecomputeSummary:
             + (f", refused by the store {self.rows_refused}" if self.rows_refused else ""),
             f"time {self.seconds:.1f} s ({self.fits_per_second:.1f} fits/s), {self.commits} commits, "
             f"last commit {self.last_commit or '-'}",
-            f"store now: {finite.size} of {self.rows_total} rows hold a fit, mean loss {mean}",
+            f"store now: {finite.size} of {self.rows_total} rows hold a fit, median fit loss {median}",
         ]
 
 
@@ -297,7 +298,7 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
         "%s; dataset %s (%d rows) -> store %s", files.description, config.name, dataset.n_rows, store.location
     )
     if not plan.shards:
-        logger.info("nothing to do: %s", plan.nothing_to_do())
+        logger.debug("nothing to do: %s", plan.nothing_to_do())  # the command line says it
         return _summary(config, store, files, plan, 0, 0, 0, 0, None, start, ())
     keypoints = PlannedKeypoints(plan.pending, dataset)
     del dataset, losses, failed, stored  # the driver keeps only the keypoints of the rows it fits

@@ -2,6 +2,7 @@
 on the real samples of ../shared/data; each output is read back by ``spinfits data info``."""
 
 import json
+import logging
 import re
 import shutil
 
@@ -65,8 +66,9 @@ def test_from_openpose(capsys, openpose_folders, tmp_path):
     assert status == 0 and "wrote 2 rows (1 images)" in out
 
 
-def test_from_openpose_on_spins_example_naming_skips_orphans(capsys, shared_data, tmp_path):
+def test_from_openpose_on_spins_example_naming_skips_orphans(capsys, caplog, shared_data, tmp_path):
     """im1010_openpose.json beside im1010.jpg (SPIN's examples/), plus a JSON of no image."""
+    caplog.set_level(logging.INFO)
     folder = tmp_path / "examples"
     folder.mkdir()
     for name in ("im1010.jpg", "im1010_openpose.json", "im1010_bbox.json"):
@@ -81,7 +83,9 @@ def test_from_openpose_on_spins_example_naming_skips_orphans(capsys, shared_data
         "skipped 2 JSON files with no image of their name ('frame9_keypoints.json', 'im1010_bbox.json')"
         in out
     )
-    assert "INFO" not in err  # said once, not also as a log line
+    assert not [
+        r for r in caplog.records if r.levelno >= logging.INFO and "skipped" in r.getMessage()
+    ]  # said once
 
 
 def test_from_coco(capsys, shared_data, tmp_path):

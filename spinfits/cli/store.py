@@ -13,12 +13,18 @@ import numpy as np
 
 from spinfits.cli import store_eval, store_gc, store_inspect
 from spinfits.errors import InputError
+from spinfits.store.schema import LOSS_UNIT
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    store = subparsers.add_parser("store", help="the versioned best-fit store", description=__doc__)
+    store = subparsers.add_parser(
+        "store",
+        help="the versioned best-fit store",
+        description="The versioned best-fit store: create, inspect, tag, diff, roll back, export, import, "
+        "collect garbage (see docs/store.md).",
+    )
     commands = store.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
 
     where = argparse.ArgumentParser(add_help=False)
@@ -207,7 +213,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "scored",
                 "unscored",
                 "failed",
-                "median loss",
+                f"median loss ({LOSS_UNIT})",
                 "dataset fingerprint",
                 "config hash",
             ],
