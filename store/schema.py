@@ -36,7 +36,7 @@ import numpy as np
 #: and 65536 (docs/store.md, "Store size").
 CHUNK_ROWS = 16384
 LOSS_UNIT = "px²"
-"""Unit of the stored ``loss`` (SPIN's fit loss, ``fitting.fit_loss``): squared pixels of SPIN's
+"""Unit of the stored ``loss`` (SPIN's fit loss, ``fitting.smplify.fit_loss``): squared pixels of SPIN's
 224-px crop, the confidence²-weighted mean over 49 joints of Geman-McClure terms (each at most
 sigma² = 10⁴ px²)."""
 

@@ -24,7 +24,7 @@ def standin_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def standin_files(standin_dir):
-    from spinfits.fitting.model_files import load_body_model_files
+    from spinfits.fitting.body.model_files import load_body_model_files
 
     return load_body_model_files(standin_dir)
 

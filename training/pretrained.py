@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.torch_load import describe_load_error
+from spinfits.fitting.data.torch_load import describe_load_error
 from spinfits.training.regressor import BACKBONES, HMR
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def check_pretrained(path: str | Path, backbone: str) -> PretrainedLoad:
     """Load ``path`` into a fresh CPU regressor of ``backbone`` as training will, to refuse a
     damaged or mismatched file before any work starts (``InputError``, as ``load_pretrained``);
     returns what would be loaded."""
-    from spinfits.fitting.mean_params import spin_mean_params_path
+    from spinfits.fitting.data.mean_params import spin_mean_params_path
     from spinfits.training.regressor import RegressorConfig
 
     model = HMR(str(spin_mean_params_path()), RegressorConfig(backbone=backbone))

@@ -20,7 +20,7 @@ import numpy as np
 
 from spinfits.cluster.ray_job import check_outputs_outlive_the_job
 from spinfits.errors import InputError
-from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.body.model_files import load_body_model_files
 from spinfits.store import FitStore, StoreLocation
 from spinfits.training.checkpoint import latest_checkpoint_dir, latest_checkpoint_step, load_training_state
 from spinfits.training.data import MixedTrainingData, TrainingData

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.mean_params import spin_mean_params_path
-from spinfits.fitting.spin_crop import CROP_RES
+from spinfits.fitting.data.mean_params import spin_mean_params_path
+from spinfits.fitting.data.spin_crop import CROP_RES
 from spinfits.training.checkpoint import STATE_FILE, TrainingState, latest_checkpoint_dir, load_training_state
 from spinfits.training.pretrained import load_pretrained, read_pretrained
 from spinfits.training.regressor import HMR, RegressorConfig

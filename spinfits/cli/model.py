@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from spinfits.fitting.model_files import convert_smpl_pickle, load_body_model_files
+from spinfits.fitting.body.model_files import convert_smpl_pickle, load_body_model_files
 from spinfits.fitting.synthetic.standin import write_standin_files
 
 
@@ -60,7 +60,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from spinfits.plots import plot_body_model
+    from spinfits.report.plots import plot_body_model
 
     files = load_body_model_files(args.directory)
     print(f"wrote {plot_body_model(files, args.output)} ({files.description})")

@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     if summary.rows_planned == 0:
         print(f"nothing to do: {summary.nothing_to_do}")
     if args.report:
-        from spinfits.plots import plot_precompute_report
+        from spinfits.report.plots import plot_precompute_report
 
         print(f"report: {plot_precompute_report(summary, args.report)}")
     store = store_argument(args.store, config.s3)

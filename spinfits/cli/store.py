@@ -321,9 +321,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace, fits):
     """Losses of SPIN fits against a dataset's keypoints, with the store's body model."""
-    from spinfits.fitting.dataset import load_spin_npz
-    from spinfits.fitting.fit_loss import score_fits
-    from spinfits.fitting.model_files import load_body_model_files
+    from spinfits.fitting.body.model_files import load_body_model_files
+    from spinfits.fitting.data.dataset import load_spin_npz
+    from spinfits.fitting.smplify.fit_loss import score_fits
 
     if not args.model_dir:
         raise InputError("--score needs --model-dir, the body model the fits belong to")

@@ -2,7 +2,7 @@
 
 Thin glue: reads the fits of one dataset at one or more versions (``--version``, repeatable:
 branch, tag or snapshot id; default the tip of main), evaluates them with the body model
-(``fitting.fit_evaluation``: MPJPE / PA-MPJPE in mm per protocol, per Human3.6M action, 2D PCK
+(``fitting.evaluation.fit_evaluation``: MPJPE / PA-MPJPE in mm per protocol, per Human3.6M action, 2D PCK
 with the stored camera) and prints the versions side by side; ``--json`` writes the figures.
 Rows without a fit (source NONE, loss +inf) are counted and left out; imported fits stored
 without a loss (unscored) are evaluated and counted.
@@ -56,8 +56,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def cmd_store_eval(args: argparse.Namespace) -> int:
     from spinfits.cli.eval import device_of, make_evaluator, print_figures, write_json
     from spinfits.cli.store import s3_options
-    from spinfits.fitting.eval_summary import summary_of
-    from spinfits.fitting.eval_targets import load_eval_targets
+    from spinfits.fitting.evaluation.summary import summary_of
+    from spinfits.fitting.evaluation.targets import load_eval_targets
     from spinfits.store import FitStore, Source
 
     if args.batch < 1:

@@ -377,7 +377,7 @@ def _run(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line)
     if args.report not in (None, FROM_CONFIG) and not summary.nothing_to_do:
-        from spinfits.plots import plot_training_report
+        from spinfits.report.plots import plot_training_report
         from spinfits.training.progress import read_progress
 
         ranks = [

@@ -14,7 +14,7 @@ from spinfits.training.trained_regressor import load_regressor
 
 
 def _checkpoint(folder, backbone="resnet50", seed=0):
-    from spinfits.fitting.mean_params import spin_mean_params_path
+    from spinfits.fitting.data.mean_params import spin_mean_params_path
     from spinfits.training.regressor import HMR, RegressorConfig
 
     torch.manual_seed(seed)

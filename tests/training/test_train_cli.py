@@ -163,7 +163,7 @@ def test_config_file_then_flags(args, tmp_path, capsys, monkeypatch):
 
 
 def _small_weights(backbone: str):
-    from spinfits.fitting.mean_params import spin_mean_params_path
+    from spinfits.fitting.data.mean_params import spin_mean_params_path
     from spinfits.training.regressor import HMR, RegressorConfig
 
     return HMR(str(spin_mean_params_path()), RegressorConfig(backbone=backbone)).state_dict()

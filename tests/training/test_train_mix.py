@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.mean_params import spin_mean_params_path
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.data.mean_params import spin_mean_params_path
 from spinfits.store import FitStore, Source
 from spinfits.training.checkpoint import latest_checkpoint_step
 from spinfits.training.mixture import MixedSampler, spin_partition
