@@ -123,7 +123,7 @@ def _mm(value: float | None) -> str:
 def figures_table(summaries: dict[str, Any]) -> str:
     """Protocol figures of one or more ``EvalSummary`` side by side (a column group per label),
     then their 2D PCK."""
-    from spinfits.cli.store import table
+    from spinfits.cli.options import table
 
     first = next(iter(summaries.values()))
     several = len(summaries) > 1
@@ -156,7 +156,7 @@ def figures_table(summaries: dict[str, Any]) -> str:
 def per_action_table(summaries: dict[str, Any]) -> str | None:
     """MPJPE / PA-MPJPE (mm) per Human3.6M action of SPIN's protocol (H36M-14 when computed, else
     LSP-14), a column pair per label; None when no image name carries an action."""
-    from spinfits.cli.store import table
+    from spinfits.cli.options import table
 
     first = next(iter(summaries.values()))
     if not first.per_action:

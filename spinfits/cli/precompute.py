@@ -7,8 +7,14 @@ import shlex
 from pathlib import Path
 
 from spinfits.cli.hints import store_argument
-from spinfits.cli.options import DeprecatedAlias, default_of, flags_in_errors, make_config
-from spinfits.cli.store import add_s3_arguments, s3_options
+from spinfits.cli.options import (
+    DeprecatedAlias,
+    add_s3_arguments,
+    default_of,
+    flags_in_errors,
+    make_config,
+    s3_options,
+)
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
 
 #: PrecomputeConfig field -> the flag that sets it (its messages name fields; see cli.options).

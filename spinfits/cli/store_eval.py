@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``eval`` to the ``spinfits store`` subcommands."""
     from spinfits.cli.eval import add_evaluation_arguments
-    from spinfits.cli.store import add_s3_arguments
+    from spinfits.cli.options import add_s3_arguments
 
     parser = commands.add_parser(
         "eval",
@@ -55,7 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def cmd_store_eval(args: argparse.Namespace) -> int:
     from spinfits.cli.eval import device_of, make_evaluator, print_figures, write_json
-    from spinfits.cli.store import s3_options
+    from spinfits.cli.options import s3_options
     from spinfits.fitting.evaluation.summary import summary_of
     from spinfits.fitting.evaluation.targets import load_eval_targets
     from spinfits.store import FitStore, Source

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``show`` and ``report`` to the ``spinfits store`` subcommands."""
-    from spinfits.cli.store import add_s3_arguments
+    from spinfits.cli.options import add_s3_arguments
 
     p = commands.add_parser(
         "show",
@@ -118,7 +118,7 @@ def _overlays(store, name: str, dataset_path: Path, images: Path, model_dir: Pat
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from spinfits.cli.store import s3_options
+    from spinfits.cli.options import s3_options
     from spinfits.report.png import add_caption, write_png
     from spinfits.store import FitStore, Source
 
@@ -172,7 +172,7 @@ def _named(values: list[str], option: str, datasets: list[str]) -> dict[str, Pat
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from spinfits.cli.store import s3_options
+    from spinfits.cli.options import s3_options
     from spinfits.report.store_report import ReportConfig, build_report, write_report
     from spinfits.store import FitStore
 

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from spinfits.cli.hints import store_argument
-from spinfits.cli.options import default_of, flags_in_errors, make_config
-from spinfits.cli.store import add_s3_arguments, s3_options
+from spinfits.cli.options import add_s3_arguments, default_of, flags_in_errors, make_config, s3_options
 from spinfits.errors import InputError
 from spinfits.training.spin_losses import SpinLossWeights
 from spinfits.training.train_config import TrainConfig, TrainDataset

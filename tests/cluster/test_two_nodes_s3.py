@@ -30,7 +30,7 @@ from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source
 from spinfits.training.checkpoint import latest_checkpoint_step
 from spinfits.training.progress import read_progress
 
-pytestmark = pytest.mark.multinode
+pytestmark = [pytest.mark.multinode, pytest.mark.slow]
 
 BUCKET = "fits"
 DATASET = "people"  # small_dataset's name in a store

@@ -28,6 +28,8 @@ from spinfits.training.mixture import MixedSampler, spin_partition
 from spinfits.training.progress import read_progress
 from spinfits.training.regressor import HMR, RegressorConfig
 
+pytestmark = pytest.mark.slow  # a training run starts Ray (Ray Train)
+
 BATCH, WORKERS, EVERY = 4, 2, 3
 
 

@@ -20,6 +20,8 @@ from spinfits.store import FitStore, Proposals, Source
 from spinfits.training.checkpoint import latest_checkpoint_step
 from spinfits.training.progress import read_progress
 
+pytestmark = pytest.mark.slow  # a training run starts Ray (Ray Train)
+
 CHECKPOINT_EVERY = 6
 DATASET = "people"  # the training_set fixture's dataset name in the store
 
