@@ -31,6 +31,7 @@ from tqdm import tqdm
 from spinfits.cluster.fitter_actor import ShardResult, remote_fitter_class
 from spinfits.cluster.local_ray import connect_or_start_ray
 from spinfits.cluster.plan import Plan, plan_rows
+from spinfits.cluster.ray_job import check_outputs_outlive_the_job
 from spinfits.cluster.shard_scheduler import ShardScheduler
 from spinfits.errors import ConflictError, InputError, StorageError
 from spinfits.fitting.body.joints import NUM_SPIN_JOINTS, SMPLIFY_IGNORED_JOINTS
@@ -41,6 +42,7 @@ from spinfits.npy_files import load_npy
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
 from spinfits.store.layout import check_dataset_name
 from spinfits.store.merge_rule import any_reason, refusals
+from spinfits.store.schema import LOSS_UNIT
 from spinfits.store.verify import check_whole
 from spinfits.store.writer import StoreWriter
 
@@ -195,7 +197,7 @@ class PrecomputeSummary:
 
     def lines(self) -> list[str]:
         finite = self.store_losses[np.isfinite(self.store_losses)]
-        mean = f"{finite.mean():.2f}" if finite.size else "n/a"
+        median = f"{np.median(finite):.2f} {LOSS_UNIT}" if finite.size else "n/a"
         return [
             f"dataset {self.dataset}: {self.rows_total} rows; store {self.store}",
             f"body model: {self.body_model}",
@@ -206,7 +208,7 @@ class PrecomputeSummary:
             + (f", refused by the store {self.rows_refused}" if self.rows_refused else ""),
             f"time {self.seconds:.1f} s ({self.fits_per_second:.1f} fits/s), {self.commits} commits, "
             f"last commit {self.last_commit or '-'}",
-            f"store now: {finite.size} of {self.rows_total} rows hold a fit, mean loss {mean}",
+            f"store now: {finite.size} of {self.rows_total} rows hold a fit, median fit loss {median}",
         ]
 
 
@@ -311,6 +313,7 @@ def _who() -> str:
 def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     """Fill the store with fits of every row of the dataset that has none (see module doc)."""
     start = time.perf_counter()
+    check_outputs_outlive_the_job({"store": config.store})
     StoreLocation.parse(config.store, config.s3).check_writable()
     files = load_body_model_files(config.model_dir)
     config = dataclasses.replace(config, fitting=config.fitting_for(files))
@@ -336,7 +339,7 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
         "%s; dataset %s (%d rows) -> store %s", files.description, config.name, dataset.n_rows, store.location
     )
     if not plan.shards:
-        logger.info("nothing to do: %s", plan.nothing_to_do())
+        logger.debug("nothing to do: %s", plan.nothing_to_do())  # the command line says it
         return _summary(config, store, files, plan, 0, 0, 0, 0, None, start, ())
     keypoints = PlannedKeypoints(plan.pending, dataset)
     del dataset, losses, failed, stored  # the driver keeps only the keypoints of the rows it fits

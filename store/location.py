@@ -212,7 +212,8 @@ class StoreLocation:
         ``REACHABILITY_TIMEOUT_S``) or it answers with server errors (HTTP 5xx), after
         ``REACHABILITY_TRIES`` tries. Nothing is read or written: the probe is an unsigned
         ``HEAD`` of the bucket, to which a healthy service answers (usually 200, 301 or 403)
-        whatever the credentials; a TLS handshake that fails (a certificate this probe does not
+        whatever the credentials, or 404 when the bucket does not exist (``InputError`` saying so
+        and how to create it); a TLS handshake that fails (a certificate this probe does not
         trust) counts as an answer too. A local location is not checked.
         """
         if self.is_local:
@@ -232,6 +233,8 @@ class StoreLocation:
             try:
                 connection.request("HEAD", f"/{bucket}")
                 status = connection.getresponse().status
+                if status == 404:
+                    raise self.missing_bucket()
                 if status < 500:
                     return
                 problem = f"it answers HTTP {status} (a server error)"
@@ -248,6 +251,36 @@ class StoreLocation:
             f"{REACHABILITY_TRIES} tries in {time.monotonic() - start:.1f} s; nothing was read or "
             "written. Check that the service runs and is reachable from this machine, and that the "
             "endpoint (--endpoint-url, S3Options.endpoint_url) and region name it"
+        )
+
+    def bucket_is_missing(self) -> bool:
+        """Whether the service answers that this location's bucket does not exist: HTTP 404 to an
+        unsigned ``HEAD /bucket`` (S3 answers 404 for a missing bucket whatever the credentials,
+        200/301/403 for one that exists). One try; False for a local location or no answer."""
+        if self.is_local:
+            return False
+        scheme, _, rest = self.endpoint().partition("://")
+        host = rest.split("/", 1)[0]
+        connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(host, timeout=REACHABILITY_TIMEOUT_S)
+        try:
+            connection.request("HEAD", f"/{self.bucket_and_prefix()[0]}")
+            return connection.getresponse().status == 404
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+
+    def missing_bucket(self) -> InputError:
+        """The error for a bucket that does not exist, with how to create it."""
+        bucket, _ = self.bucket_and_prefix()
+        endpoint = f" --endpoint-url {self.s3.endpoint_url}" if self.s3.endpoint_url else ""
+        region = f" --region {self.s3.region}" if self.s3.region else ""
+        return InputError(
+            f"the bucket {bucket!r} of store {self.url} does not exist at {self.endpoint()} (it "
+            f"answers 404 to HEAD /{bucket}); nothing was read or written. Create the bucket first, "
+            f"e.g. `aws s3 mb s3://{bucket}{endpoint}{region}` (MinIO: `mc mb ALIAS/{bucket}`), or "
+            "correct the bucket name in the store URL"
         )
 
     def __str__(self) -> str:

@@ -13,7 +13,7 @@ import socket
 
 import icechunk
 
-from spinfits.errors import InputError, StorageError
+from spinfits.errors import InputError, SpinfitsError, StorageError
 from spinfits.store.damage import icechunk_reason
 from spinfits.store.layout import init_root, read_root
 from spinfits.store.location import StoreLocation
@@ -82,6 +82,8 @@ def create_repository(where: StoreLocation, body_model: BodyModelInfo) -> icechu
     try:
         repo = icechunk.Repository.create(where.storage())
     except icechunk.IcechunkError as error:
+        if where.bucket_is_missing():
+            raise where.missing_bucket() from None
         raise InputError(f"cannot create a store at {where}: {icechunk_reason(error)}") from None
     session = repo.writable_session("main")
     init_root(session.store, body_model)
@@ -111,8 +113,11 @@ def _damaged(error: BaseException) -> str:
     )
 
 
-def _unreachable(where: StoreLocation, error: Exception) -> StorageError:
-    """Object storage that failed to answer: the storage's fault, not the user's input."""
+def _unreachable(where: StoreLocation, error: Exception) -> SpinfitsError:
+    """Object storage that failed to answer: the storage's fault, not the user's input, unless
+    the bucket does not exist (the service says so: then how to create it)."""
+    if where.bucket_is_missing():
+        return where.missing_bucket()
     return StorageError(
         f"cannot reach the store at {where}: {icechunk_reason(error)}; nothing was read or "
         "written. Check the endpoint, the credentials and the network, then retry"

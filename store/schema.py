@@ -35,6 +35,10 @@ import numpy as np
 #: chunks that a reader loads in about 50-100 ms. ``bench/store_growth.py`` compares 4096, 16384
 #: and 65536 (docs/store.md, "Store size").
 CHUNK_ROWS = 16384
+LOSS_UNIT = "px²"
+"""Unit of the stored ``loss`` (SPIN's fit loss, ``fitting.smplify.fit_loss``): squared pixels of SPIN's
+224-px crop, the confidence²-weighted mean over 49 joints of Geman-McClure terms (each at most
+sigma² = 10⁴ px²)."""
 
 #: Version of the layout, stored in the root group's attributes: 2 adds each dataset's update
 #: log (``spinfits.store.update_log``). This spinfits reads ``READABLE_FORMATS``.

@@ -148,3 +148,57 @@ def test_ctrl_c_is_reported_with_what_stays_and_exit_status_130(tmp_path, capsys
         "spinfits precompute: interrupted (Ctrl-C); what was committed before stays in the store: "
         "rerun the same command to continue"
     )
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"spinfits {version('spinfits')}\n"
+
+
+def test_help_texts_carry_no_rst_markup():
+    """--help shows descriptions and option help as plain text: no ``literal`` or :role: markup."""
+    import argparse
+    import re
+
+    from spinfits.cli import build_parser
+
+    found = []
+
+    def walk(parser, path):
+        texts = [("description", parser.description), ("epilog", parser.epilog)]
+        texts += [(str(action.option_strings or action.dest), action.help) for action in parser._actions]
+        found.extend(f"{path} {where}" for where, text in texts if text and re.search(r"``|:\w+:`", text))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+
+    walk(build_parser(), "spinfits")
+    assert not found, found
+
+
+def test_data_info_lists_members_3d_joints_and_missing_images(shared_data, tmp_path, capsys):
+    npz = shared_data / "h36m_spin_sample.npz"
+    assert main(["data", "info", str(npz), "--images", str(shared_data / "h36m_images")]) == 0
+    out = capsys.readouterr().out
+    assert "members: imgname (4,) <U67, center (4, 2) float64" in out and "S (4, 24, 4) float64" in out
+    assert "3D joints (S (4, 24, 4)): present, 4 rows with has_pose_3d" in out
+    assert f"images: all 4 present in {shared_data / 'h36m_images'}" in out
+    assert main(["data", "info", str(npz), "--images", str(tmp_path)]) == 0
+    assert (
+        f"images: 4 of 4 missing in {tmp_path} ('S1_Directions_1.54138969_000001.jpg',"
+        in capsys.readouterr().out
+    )
+    assert main(["data", "info", str(shared_data / "lsp_train_keypoints.npz")]) == 0
+    assert "3D joints (S): absent" in capsys.readouterr().out
+
+
+def test_store_info_states_the_loss_statistic_and_unit(tmp_path, capsys):
+    from spinfits.store import BodyModelInfo, FitStore
+
+    FitStore.create(tmp_path / "st", BodyModelInfo("abc")).create_dataset("d", 3, dataset_fingerprint="f")
+    assert main(["store", "info", str(tmp_path / "st")]) == 0
+    assert "median loss (px²)" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 on the real samples of ../shared/data; each output is read back by ``spinfits data info``."""
 
 import json
+import logging
 import re
 import shutil
 
@@ -65,6 +66,28 @@ def test_from_openpose(capsys, openpose_folders, tmp_path):
     assert status == 0 and "wrote 2 rows (1 images)" in out
 
 
+def test_from_openpose_on_spins_example_naming_skips_orphans(capsys, caplog, shared_data, tmp_path):
+    """im1010_openpose.json beside im1010.jpg (SPIN's examples/), plus a JSON of no image."""
+    caplog.set_level(logging.INFO)
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    for name in ("im1010.jpg", "im1010_openpose.json", "im1010_bbox.json"):
+        shutil.copy(shared_data / name, folder / name)
+    (folder / "frame9_keypoints.json").write_text('{"people": []}')
+    status, out, err = run(
+        capsys, "from-openpose", "--keypoints", folder, "--images", folder, tmp_path / "o.npz"
+    )
+    assert status == 0, err
+    assert "wrote 1 rows (1 images)" in out
+    assert (
+        "skipped 2 JSON files with no image of their name ('frame9_keypoints.json', 'im1010_bbox.json')"
+        in out
+    )
+    assert not [
+        r for r in caplog.records if r.levelno >= logging.INFO and "skipped" in r.getMessage()
+    ]  # said once
+
+
 def test_from_coco(capsys, shared_data, tmp_path):
     folder = shared_data / "coco_sample"
     out_file = tmp_path / "coco.npz"
@@ -95,7 +118,8 @@ def test_from_mmpose_3dhp(capsys, shared_data, tmp_path):
     [
         (
             ["from-openpose", "--keypoints", "{kp}", "--images", "{tmp}", "{tmp}/o.npz"],
-            r"1 JSON files in .* have no image in .* \('im1010_keypoints.json'\)",
+            r"no JSON file in --keypoints .* matches an image in --images .* \(1 JSON files: "
+            r"'im1010_keypoints.json'; 1 images: 'images/im1010.jpg'\)",
         ),
         (
             [

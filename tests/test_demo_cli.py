@@ -105,6 +105,24 @@ def test_demo_with_openpose_refines_with_smplify(shared_data, standin_dir, check
     assert nose[0] > 200 and nose[1] > 180 and nose[2] < 80
 
 
+def test_demo_reads_spins_released_checkpoint_layout(shared_data, standin_dir, checkpoint, tmp_path, capsys):
+    from spinfits.training.checkpoint import load_training_state
+
+    path = tmp_path / "model_checkpoint.pt"
+    torch.save({"model": load_training_state(checkpoint).model, "epoch": 1, "total_step_count": 5}, path)
+    argv = [
+        "demo",
+        "--image",
+        str(shared_data / "im1010.jpg"),
+        "--bbox",
+        str(shared_data / "im1010_bbox.json"),
+    ]
+    out = tmp_path / "im1010"
+    assert main([*argv, "--checkpoint", str(path), "--model-dir", str(standin_dir), "--out", str(out)]) == 0
+    assert f"regressor: {path} (spin layout ('model' entry), small backbone)" in capsys.readouterr().out
+    assert read(f"{out}_shape.png")[0].shape == (192, 153, 3)
+
+
 def test_demo_input_errors_exit_2_with_a_message(shared_data, standin_dir, checkpoint, tmp_path, capsys):
     base = ["demo", "--image", str(shared_data / "im1010.jpg"), "--checkpoint", str(checkpoint)]
     base += ["--model-dir", str(standin_dir), "--out", str(tmp_path / "x")]

@@ -133,6 +133,35 @@ def test_eval_prints_spins_figures_and_writes_json(setup, standin_dir, tmp_path,
     assert 1000 * saved["mpjpe_h36m14"].mean() == pytest.approx(figures["protocols"]["h36m14"]["mpjpe_mm"])
 
 
+def test_eval_reads_spins_released_checkpoint_layout(setup, standin_dir, tmp_path, capsys):
+    """SPIN's model_checkpoint.pt layout ({'model': HMR state dict, 'optimizer', 'epoch', ...}),
+    as `train --pretrained` reads it; the backbone is told by the weights, the input is SPIN's 224 px."""
+    from spinfits.training.checkpoint import load_training_state
+
+    state = load_training_state(setup.checkpoint).model
+    path = tmp_path / "model_checkpoint.pt"
+    torch.save({"model": state, "optimizer": {}, "epoch": 3, "batch_idx": 0, "total_step_count": 9}, path)
+    out_json = tmp_path / "eval.json"
+    status, out, err = run(
+        capsys, "eval", "--checkpoint", path, "--dataset", setup.path, "--images", setup.images,
+        "--model-dir", standin_dir, "--device", "cpu", "--no-progress", "--json", out_json,
+    )  # fmt: skip
+    assert status == 0, err
+    assert f"checkpoint:    {path} (spin layout ('model' entry), small backbone)" in out
+    figures = json.loads(out_json.read_text())
+    assert figures["rows"] == ROWS and figures["run"] is None and figures["step"] is None
+    torchvision = tmp_path / "resnet.pth"
+    torch.save(
+        {name: value for name, value in state.items() if name.startswith(("conv1", "bn1", "layer"))},
+        torchvision,
+    )
+    status, out, err = run(
+        capsys, "eval", "--checkpoint", torchvision, "--dataset", setup.path, "--images", setup.images,
+        "--model-dir", standin_dir,
+    )  # fmt: skip
+    assert status == 2 and "is torchvision's resnet50 (a backbone without SPIN's regressor head)" in err
+
+
 def test_eval_on_the_real_h36m_frames_breaks_down_per_action(
     setup, standin_dir, shared_data, tmp_path, capsys
 ):

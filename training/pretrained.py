@@ -36,7 +36,7 @@ import torch
 
 from spinfits.errors import InputError
 from spinfits.fitting.data.torch_load import describe_load_error
-from spinfits.training.regressor import HMR
+from spinfits.training.regressor import BACKBONES, HMR
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +84,17 @@ class PretrainedLoad:
         return self.describe()
 
     def describe(self) -> str:
-        """One line for a log or the command line."""
-        text = f"loaded {self.loaded} tensors from {self.path} ({_DESCRIPTION[self.layout]})"
-        if self.left_initial:
-            text += f"; {len(self.left_initial)} left at their initial values"
-        if self.ignored:
-            text += f"; {len(self.ignored)} of the file's tensors ignored"
+        """One line for a log or the command line: the layout, where in the file, how many
+        tensors, and the model's tensors the file lacked (missing: left at their initial values)
+        and the file's tensors the model has no place for (unexpected: ignored)."""
+        counters = tuple(name for name in self.left_initial if name.endswith("num_batches_tracked"))
+        missing = tuple(name for name in self.left_initial if name not in counters)
+        text = (
+            f"{self.path}: {self.layout} layout ({_DESCRIPTION[self.layout]}, its {self.source}), "
+            f"{self.loaded} tensors loaded; missing {_counted(missing)}; unexpected {_counted(self.ignored)}"
+        )
+        if counters:
+            text += f"; {len(counters)} BatchNorm num_batches_tracked counters absent (harmless)"
         return text
 
 
@@ -103,12 +108,48 @@ class _Mapped:
     ignored: tuple[str, ...]
 
 
-def load_pretrained(model: HMR, path: str | Path) -> PretrainedLoad:
-    """Copy the weights in ``path`` into ``model`` in place (any device, any mode) and say what
-    was loaded. Raises ``InputError`` naming what does not fit, before changing anything."""
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """A weights file read and mapped onto HMR's names (``read_pretrained``), not yet loaded.
+
+    path: the file; layout / source: as ``PretrainedLoad``; tensors: by HMR name; ignored: the
+    file's names not used; spinfits: what ``spinfits export-checkpoint`` recorded beside SPIN's
+    entries (``run``, ``step``, ``snapshot_id``, ``backbone``, ``input_res``; empty otherwise).
+    """
+
+    path: Path
+    layout: Layout
+    source: str
+    tensors: dict[str, Any]
+    ignored: tuple[str, ...]
+    spinfits: dict[str, Any]
+
+    @property
+    def backbone(self) -> str:
+        """The backbone the weights belong to, told by the stem convolution's width (its base
+        width in ``regressor.BACKBONES``: 64 for ResNet-50, SPIN's; 16 for the small one)."""
+        stem = self.tensors.get("conv1.weight")
+        width = stem.shape[0] if isinstance(stem, torch.Tensor) and stem.ndim == 4 else None
+        return next((name for name, (_, base) in BACKBONES.items() if base == width), "resnet50")
+
+
+def read_pretrained(path: str | Path) -> PretrainedWeights:
+    """Read ``path`` and map its names onto HMR's (any of the three layouts); ``InputError`` for a
+    file that is unreadable or of no known layout."""
     path = Path(path)
     raw = _read(path)
     mapped = _map_names(_find_state_dict(raw, path), path)
+    spinfits = raw.get("spinfits") if isinstance(raw.get("spinfits"), dict) else {}
+    return PretrainedWeights(path, mapped.layout, mapped.source, mapped.tensors, mapped.ignored, spinfits)
+
+
+def load_pretrained(model: HMR, path: str | Path | PretrainedWeights) -> PretrainedLoad:
+    """Copy the weights in ``path`` (a file, or one ``read_pretrained`` read) into ``model`` in
+    place (any device, any mode) and say what was loaded. Raises ``InputError`` naming what does
+    not fit, before changing anything."""
+    weights = path if isinstance(path, PretrainedWeights) else read_pretrained(path)
+    path = weights.path
+    mapped = _Mapped(weights.layout, weights.source, weights.tensors, weights.ignored)
     target = model.state_dict()
     wanted = [
         name
@@ -127,8 +168,19 @@ def load_pretrained(model: HMR, path: str | Path) -> PretrainedLoad:
         left_initial=tuple(name for name in target if name not in mapped.tensors),
         ignored=mapped.ignored,
     )
-    logger.info("%s", result.describe())
+    logger.debug("%s", result.describe())
     return result
+
+
+def check_pretrained(path: str | Path, backbone: str) -> PretrainedLoad:
+    """Load ``path`` into a fresh CPU regressor of ``backbone`` as training will, to refuse a
+    damaged or mismatched file before any work starts (``InputError``, as ``load_pretrained``);
+    returns what would be loaded."""
+    from spinfits.fitting.data.mean_params import spin_mean_params_path
+    from spinfits.training.regressor import RegressorConfig
+
+    model = HMR(str(spin_mean_params_path()), RegressorConfig(backbone=backbone))
+    return load_pretrained(model, path)
 
 
 def numpy_data_globals() -> list[Any]:
@@ -260,7 +312,7 @@ def _hint(model: HMR, mapped: _Mapped, target: dict[str, torch.Tensor]) -> str:
     if isinstance(stem, torch.Tensor) and stem.ndim == 4 and stem.shape != target["conv1.weight"].shape:
         if model.config.backbone == "small" and stem.shape[0] == 64:
             return "A 'small' backbone cannot take resnet50 weights: use --backbone resnet50"
-        if model.config.backbone == "resnet50" and stem.shape[0] == 16:
+        if model.config.backbone == "resnet50" and stem.shape[0] == BACKBONES["small"][1]:
             return "These are weights of the 'small' backbone: use --backbone small"
     return {
         "spin": "Expected the state dict of SPIN's models/hmr.py HMR (ResNet-50 backbone); is this "
@@ -271,6 +323,11 @@ def _hint(model: HMR, mapped: _Mapped, target: dict[str, torch.Tensor]) -> str:
     }[mapped.layout]
 
 
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_SHOWN])
-    return shown + (f" (and {len(names) - _SHOWN} more)" if len(names) > _SHOWN else "")
+def _counted(names: tuple[str, ...]) -> str:
+    """ "none", or how many with the first few names: "2 (fc.weight, fc.bias)"."""
+    return f"{len(names)} ({_listing(list(names), shown=3)})" if names else "none"
+
+
+def _listing(names: list[str], shown: int = _SHOWN) -> str:
+    text = ", ".join(names[:shown])
+    return text + (f" (and {len(names) - shown} more)" if len(names) > shown else "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,15 +21,13 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig,
 from ray.train.torch import TorchTrainer
 
 from spinfits.cluster.local_ray import connect_or_start_ray
-from spinfits.errors import InputError, Interrupted, SpinfitsError
-from spinfits.fitting.body.model_files import load_body_model_files
-from spinfits.store import FitStore, StoreLocation
-from spinfits.store.verify import check_whole
-from spinfits.training.checkpoint import latest_checkpoint_dir, latest_checkpoint_step, load_training_state
+from spinfits.errors import Interrupted, SpinfitsError
+from spinfits.store import FitStore
 from spinfits.training.progress import ProgressFollower
+from spinfits.training.run_inputs import CheckedInputs, after_a_stop, check_inputs
 from spinfits.training.store_writer import WriterStats, start_store_writer
 from spinfits.training.train_config import TrainConfig
-from spinfits.training.worker_loop import load_training_data, mix_weights, train_loop_per_worker
+from spinfits.training.worker_loop import train_loop_per_worker
 
 logger = logging.getLogger(__name__)
 
@@ -83,67 +82,6 @@ def _store_figures(store: FitStore, names: tuple[str, ...]) -> tuple[float, int]
     return (float(finite.mean()) if finite.size else float("nan")), int(finite.size)
 
 
-def check_inputs(config: TrainConfig) -> tuple[FitStore, bool, int | None]:
-    """Every input checked before any work; returns the store, whether the model is a stand-in
-    and, with ``resume``, the step of the run's latest checkpoint. Messages name the config's
-    fields (the command line tells them as its flags)."""
-    if config.s3 is not None and config.s3.has_credentials:
-        raise InputError(
-            "training was given explicit S3 keys (S3Options access_key_id/secret_access_key), "
-            "but its workers and store writer run in other Ray processes, possibly on other "
-            "machines, and keys are not sent there (they would travel in Ray task arguments). "
-            "Leave the keys unset and give every node credentials through the AWS chain: "
-            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment (a local cluster "
-            "started by this process inherits it), a profile (AWS_PROFILE) or an instance role"
-        )
-    StoreLocation.parse(config.store, config.s3).check_writable()
-    files = load_body_model_files(config.model_dir)
-    data = load_training_data(config)
-    if config.mix is None:
-        logger.info(
-            "dataset mix (SPIN's partition): %s",
-            ", ".join(f"{n} {w:.1%}" for n, w in zip(config.names, mix_weights(config, data.sizes))),
-        )
-    store = FitStore.open(config.store, body_model=files.fingerprint, s3=config.s3)
-    held = store.datasets()
-    for spec, dataset in zip(config.datasets, data.datasets):
-        if spec.name not in held:
-            raise InputError(
-                f"datasets: store {store.location} has no dataset {spec.name!r} (it has "
-                f"{sorted(held)}); fill it first: spinfits precompute --dataset {spec.npz} "
-                f"--name {spec.name} --store {config.store} --model-dir {config.model_dir}"
-            )
-        if held[spec.name].dataset_fingerprint != dataset.dataset.fingerprint:
-            raise InputError(
-                f"datasets: store dataset {spec.name!r} was made from another file than {spec.npz} "
-                "(fingerprints differ); give it the name of the matching store dataset (`datasets`)"
-            )
-    check_whole(store, config.names)  # a damaged row must never supervise: stop with the repair
-    if config.pretrained is not None and not Path(config.pretrained).is_file():
-        raise InputError(f"pretrained: file {config.pretrained} does not exist")
-    run_dir = config.run_dir
-    if not config.resume:
-        if run_dir.exists():
-            raise InputError(
-                f"run: {config.run!r} already exists in {run_dir}; continue it from its latest "
-                "checkpoint (`resume`), or choose another `run`"
-            )
-        return store, files.is_standin, None
-    done = latest_checkpoint_step(run_dir)
-    if done is None:
-        raise InputError(
-            f"resume: run {config.run!r} has no checkpoint in {run_dir}; start it without `resume`"
-        )
-    state = load_training_state(latest_checkpoint_dir(run_dir))
-    if (state.backbone, state.input_res) != (config.backbone, config.input_res):
-        raise InputError(
-            f"resume: run {config.run!r} was trained with `backbone` {state.backbone} `input_res` "
-            f"{state.input_res}, but this run asks for `backbone` {config.backbone} `input_res` "
-            f"{config.input_res}: resume with the run's settings, or start a new `run`"
-        )
-    return store, files.is_standin, done
-
-
 def worker_config(config: TrainConfig) -> TrainConfig:
     """The config the Ray Train workers and the store writer actor get: absolute paths (they
     run in other folders, possibly on other machines) and S3 options without explicit keys
@@ -159,9 +97,17 @@ def worker_config(config: TrainConfig) -> TrainConfig:
     )
 
 
-def run_training(config: TrainConfig) -> TrainSummary:
+def run_training(
+    config: TrainConfig, announce: Callable[[str], None] = logger.info, checked: CheckedInputs | None = None
+) -> TrainSummary:
+    """Check every input (unless ``checked`` is ``check_inputs(config)`` already: the command line
+    checks before importing Ray), then train on Ray; ``announce`` gets the lines the user should
+    see before the run starts (``CheckedInputs.lines``)."""
     start = time.perf_counter()
-    store, is_standin, done = check_inputs(config)
+    checked = checked or check_inputs(config)
+    store, is_standin, done = checked.store, checked.is_standin, checked.done
+    for line in checked.lines():
+        announce(line)
     loss_before, fitted_before = _store_figures(store, config.names)
     if done is not None and done >= config.steps:
         return TrainSummary(
@@ -211,8 +157,7 @@ def run_training(config: TrainConfig) -> TrainSummary:
             result = trainer.fit()
     except TrainingFailedError as error:
         raise TrainingError(
-            f"training run {config.run!r} failed: {error}; its checkpoints are in "
-            f"{config.run_dir}: rerun with --resume to continue"
+            f"training run {config.run!r} failed: {error}; {after_a_stop(config.run_dir)}"
         ) from None
     except (KeyboardInterrupt, SystemExit):  # Ray Train turns SIGINT into SystemExit in fit()
         interrupted = True
@@ -223,8 +168,8 @@ def run_training(config: TrainConfig) -> TrainSummary:
     if interrupted:
         raise Interrupted(
             f"training run {config.run!r} was stopped; its {stats.commits} commit(s) to the store "
-            f"stay (last {stats.last_commit or 'none'}, training steps {stats.steps or 'none'}); its "
-            f"checkpoints are in {config.run_dir}: rerun with --resume to continue"
+            f"stay (last {stats.last_commit or 'none'}, training steps {stats.steps or 'none'}); "
+            f"{after_a_stop(config.run_dir)}"
         )
     metrics = result.metrics or {}
     loss_after, fitted_after = _store_figures(store, config.names)  # read() reads the tip

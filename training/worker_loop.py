@@ -44,10 +44,11 @@ from spinfits.training.checkpoint import (
     prepared_with_optimizer,
     save_training_state,
 )
-from spinfits.training.data import MixedTrainingData, StepBatches, TrainingData, step_seed, training_loader
-from spinfits.training.mixture import MixedSampler, spin_partition
+from spinfits.training.data import StepBatches, step_seed, training_loader
+from spinfits.training.mixture import MixedSampler
 from spinfits.training.pretrained import load_pretrained
 from spinfits.training.regressor import HMR, RegressorConfig
+from spinfits.training.run_inputs import load_training_data, mix_weights
 from spinfits.training.spin_step import SpinTrainingStep
 from spinfits.training.store_writer import store_writer
 from spinfits.training.summaries import RunSummaries, crops_to_rgb, draw_fits, fit_grid
@@ -161,19 +162,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             _report(config, rank, model, optimizer, step + 1, writer, outcome.losses)
     summaries.close()
-
-
-def load_training_data(config: TrainConfig) -> MixedTrainingData:
-    """The run's datasets, in its order."""
-    return MixedTrainingData(
-        config.names,
-        [TrainingData.load(d.npz, d.images, config.input_res, config.use_gt_smpl) for d in config.datasets],
-    )
-
-
-def mix_weights(config: TrainConfig, sizes: list[int]) -> np.ndarray:
-    """The run's mix: its explicit weights, or SPIN's partition of its datasets."""
-    return np.asarray(config.mix) if config.mix is not None else spin_partition(config.names, sizes)
 
 
 def _summarise(summaries, config, step, record, optimizer, batch, outcome, step_fn) -> None:

@@ -116,7 +116,7 @@ def convert_coco(
     reason = f"annotations with fewer than {config.min_body_joints} of 12 body joints labelled"
     skipped = ((reason, few),) if few else ()
     for reason, count in skipped:
-        logger.info("skipped %d %s", count, reason)
+        logger.debug("skipped %d %s", count, reason)  # the command line says it
     if not parts:
         raise InputError(
             f"no annotation of {path} has {config.min_body_joints} of the 12 body joints (shoulders to "

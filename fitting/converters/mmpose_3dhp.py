@@ -126,7 +126,7 @@ def convert_mmpose_3dhp(
     reason = f"frames with fewer than {config.min_visible_joints} joints inside the image"
     skipped = ((reason, few),) if few else ()
     for reason, count in skipped:
-        logger.info("skipped %d %s", count, reason)
+        logger.debug("skipped %d %s", count, reason)  # the command line says it
     if not keep.any():
         raise InputError(
             f"no frame of {path} has {config.min_visible_joints} of its {NUM_3DHP_JOINTS} joints inside "

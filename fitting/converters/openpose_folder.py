@@ -1,8 +1,9 @@
 """A folder of OpenPose BODY_25 JSON files plus their images -> SPIN's dataset rows.
 
 Each JSON file (``people[i].pose_keypoints_2d``, 75 floats) matches the image of the same
-relative path and name: ``frame1.json`` or OpenPose's own ``frame1_keypoints.json`` for
-``frame1.jpg`` (``.jpeg``, ``.png``). Every detected person with at least ``min_keypoints``
+relative path and name: ``frame1.json``, OpenPose's own ``frame1_keypoints.json`` or SPIN's
+``frame1_openpose.json`` for ``frame1.jpg`` (``.jpeg``, ``.png``). JSON files without an image
+(SPIN's ``im1010_bbox.json``) and images without a JSON file are skipped, counted and named. Every detected person with at least ``min_keypoints``
 keypoints of confidence > ``detection_threshold`` becomes a row: its box is SPIN's
 ``bbox_from_openpose`` (demo.py: centred on the mean of those keypoints, side = their largest
 extent x ``rescale``), ``openpose`` its 25 detections as OpenPose gave them, ``part`` zeros (no
@@ -25,8 +26,9 @@ from spinfits.fitting.data.dataset import box_from_keypoints, read_openpose_json
 
 logger = logging.getLogger(__name__)
 
-#: The suffix OpenPose gives its JSON files (``--write_json``): ``frame1_keypoints.json``.
-OPENPOSE_JSON_SUFFIX = "_keypoints"
+#: Suffixes of a JSON file's name after its image's: OpenPose's own (``--write_json``:
+#: ``frame1_keypoints.json``) and SPIN's examples' (``im1010_openpose.json``).
+OPENPOSE_JSON_SUFFIXES = ("_keypoints", "_openpose")
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,26 @@ class OpenPoseFolderConfig:
             raise InputError(f"rescale must be > 0 (box side / keypoint extent), got {self.rescale}")
 
 
-def match_openpose_files(keypoints_dir: str | Path, images_dir: str | Path) -> list[tuple[Path, str]]:
-    """Each JSON file under ``keypoints_dir`` with its image: (json path, imgname relative to
-    ``images_dir``), sorted by imgname. Any JSON file without an image, or image without a JSON
-    file, is an error that lists them."""
+@dataclass(frozen=True)
+class MatchedFiles:
+    """The JSON files of a folder with their images.
+
+    pairs: (json path, imgname relative to the images folder), sorted by imgname.
+    orphans: JSON files (relative to the keypoints folder) with no image of their name, e.g.
+        SPIN's ``im1010_bbox.json`` beside ``im1010_openpose.json``.
+    unannotated: images (relative to the images folder) with no JSON file, e.g. a demo's output.
+    """
+
+    pairs: list[tuple[Path, str]]
+    orphans: list[str]
+    unannotated: list[str]
+
+
+def match_openpose_files(keypoints_dir: str | Path, images_dir: str | Path) -> MatchedFiles:
+    """Each JSON file under ``keypoints_dir`` with its image (``NAME.json``, OpenPose's
+    ``NAME_keypoints.json`` or SPIN's ``NAME_openpose.json`` for ``NAME.jpg``); the files on
+    either side without a partner are returned to be skipped. Two JSON files for one image, or
+    no pair at all, is an error that lists them."""
     keypoints_dir = check_folder(keypoints_dir, "--keypoints", "OpenPose JSON files")
     images_dir = check_folder(images_dir, "--images", "images")
     json_files = sorted(path for path in keypoints_dir.rglob("*.json") if path.is_file())
@@ -83,25 +101,18 @@ def match_openpose_files(keypoints_dir: str | Path, images_dir: str | Path) -> l
             )
         else:
             claimed[key] = path
-    unmatched = sorted(set(images) - set(claimed))
-    if orphans or unmatched:
-        problems = []
-        if orphans:
-            problems.append(
-                f"{len(orphans)} JSON files in {keypoints_dir} have no image in {images_dir} ({listing(orphans)})"
-            )
-        if unmatched:
-            names = [images[key].relative_to(images_dir).as_posix() for key in unmatched]
-            problems.append(
-                f"{len(names)} images in {images_dir} have no JSON file in {keypoints_dir} ({listing(names)})"
-            )
+    unannotated = [
+        images[key].relative_to(images_dir).as_posix() for key in sorted(set(images) - set(claimed))
+    ]
+    if not claimed:
         raise InputError(
-            f"{'; '.join(problems)}. Each image needs its OpenPose JSON file of the same name and "
-            f"subfolder (frame1.jpg/.jpeg/.png: frame1.json or frame1_keypoints.json): add the "
-            f"missing files or move the extra ones out"
+            f"no JSON file in --keypoints {keypoints_dir} matches an image in --images {images_dir} "
+            f"({len(orphans)} JSON files: {listing(orphans)}; {len(unannotated)} images: "
+            f"{listing(unannotated)}). Each image needs its OpenPose JSON file of the same name and "
+            f"subfolder (frame1.jpg/.jpeg/.png: frame1.json, frame1_keypoints.json or frame1_openpose.json)"
         )
     pairs = [(path, images[key].relative_to(images_dir).as_posix()) for key, path in claimed.items()]
-    return sorted(pairs, key=lambda pair: pair[1])
+    return MatchedFiles(sorted(pairs, key=lambda pair: pair[1]), orphans, unannotated)
 
 
 def _image_key(relative_json: Path, images: dict[str, Path]) -> str | None:
@@ -109,10 +120,9 @@ def _image_key(relative_json: Path, images: dict[str, Path]) -> str | None:
     exact = relative_json.with_suffix("").as_posix()
     if exact in images:
         return exact
-    if exact.endswith(OPENPOSE_JSON_SUFFIX):
-        stripped = exact[: -len(OPENPOSE_JSON_SUFFIX)]
-        if stripped in images:
-            return stripped
+    for suffix in OPENPOSE_JSON_SUFFIXES:
+        if exact.endswith(suffix) and exact[: -len(suffix)] in images:
+            return exact[: -len(suffix)]
     return None
 
 
@@ -124,7 +134,8 @@ def convert_openpose_folder(
     imgnames: list[str] = []
     people: list[np.ndarray] = []
     few = degenerate = empty = 0
-    for path, imgname in match_openpose_files(keypoints_dir, images_dir):
+    matched = match_openpose_files(keypoints_dir, images_dir)
+    for path, imgname in matched.pairs:
         detections = read_openpose_json(path)  # (P, 25, 3); names the file on bad input
         if len(detections) == 0:
             empty += 1
@@ -147,11 +158,13 @@ def convert_openpose_folder(
             ),
             ("people whose confident keypoints all lie on one point", degenerate),
             ("images with no person detected", empty),
+            (f"JSON files with no image of their name ({listing(matched.orphans)})", len(matched.orphans)),
+            (f"images with no JSON file ({listing(matched.unannotated)})", len(matched.unannotated)),
         )
         if count
     )
     for reason, count in skipped:
-        logger.info("skipped %d %s", count, reason)
+        logger.debug("skipped %d %s", count, reason)
     openpose = np.stack(people) if people else np.zeros((0, NUM_OPENPOSE_JOINTS, 3))
     if len(openpose) == 0:
         raise InputError(

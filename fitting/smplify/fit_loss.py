@@ -3,7 +3,10 @@
 ``loss = mean over the 49 joints of conf^2 * gmof(projection - keypoint, sigma)`` (ignored joints
 count as zero: SPIN's ``get_fitting_loss(...).mean(-1)``), with the camera either given
 (``fit_loss_at``) or, for a stored fit, estimated from the fit's joints and the keypoints by
-SPIN's weighted least squares (``fit_loss``), exactly as SPIN's trainer scores stored fits.
+SPIN's weighted least squares (``fit_loss``), exactly as SPIN's trainer scores stored fits. Unit: squared pixels of SPIN's 224-px
+crop: each joint's Geman-McClure term is a squared reprojection error in crop pixels, bounded by
+sigma² = 10⁴ px²; the loss is their mean over all 49 joints (joints without a keypoint count as 0),
+weighted by confidence² (the store's ``schema.LOSS_UNIT``).
 """
 
 from __future__ import annotations

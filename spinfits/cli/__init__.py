@@ -29,7 +29,18 @@ GROUPS = (
     "spinfits.cli.train",
     "spinfits.cli.demo",
     "spinfits.cli.eval",
+    "spinfits.cli.export",
 )
+
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spinfits")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="SPIN's fits dictionary at cluster scale.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in GROUPS:
         importlib.import_module(name).register(subparsers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -37,8 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     _register_converters(commands)
 
-    info = commands.add_parser("info", help="read a SPIN dataset npz and summarise it")
+    info = commands.add_parser(
+        "info",
+        help="read a SPIN dataset npz and summarise it: members and shapes, 2D / 3D / SMPL ground truth",
+        description="Checks and summarises a SPIN dataset npz: its members with their shapes and "
+        "dtypes, confident keypoints per row, whether it has SMPL and 3D joint (S) ground truth "
+        "and, with --images, which named images are missing.",
+    )
     info.add_argument("dataset")
+    info.add_argument("--images", type=Path, help="the folder imgname is relative to: list missing images")
     info.set_defaults(func=_info)
 
 
@@ -173,11 +181,30 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from spinfits.fitting.converters.image_files import listing
+    from spinfits.fitting.data.npz_members import NpzMembers
+
     dataset = load_spin_npz(args.dataset)
     confident = dataset.keypoints[..., 2] > 0
     print(f"{dataset.source}: {len(dataset)} rows, fingerprint {dataset.fingerprint}")
+    with NpzMembers(args.dataset, "SPIN's dataset npz") as members:
+        shapes = {name: members.header(name) for name in members.names}
+    print("  members: " + ", ".join(f"{name} {h.shape} {h.dtype}" for name, h in shapes.items()))
     print(
         f"  confident keypoints per row: median {np.median(confident.sum(1)):.0f} of 49, "
         f"rows with SMPL ground truth: {int(dataset.has_smpl.sum())}"
     )
+    if "S" in shapes:
+        with np.load(args.dataset) as arrays:
+            rows_3d = int(arrays["has_pose_3d"].sum()) if "has_pose_3d" in arrays else len(dataset)
+        print(f"  3D joints (S {shapes['S'].shape}): present, {rows_3d} rows with has_pose_3d")
+    else:
+        print("  3D joints (S): absent")
+    if args.images is not None:
+        names = list(dict.fromkeys(str(name) for name in dataset.imgname))
+        missing = [name for name in names if not (args.images / name).is_file()]
+        if missing:
+            print(f"  images: {len(missing)} of {len(names)} missing in {args.images} ({listing(missing)})")
+        else:
+            print(f"  images: all {len(names)} present in {args.images}")
     return 0

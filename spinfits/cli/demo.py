@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoint",
         required=True,
         type=Path,
-        help="spinfits training run folder (runs/<run>), checkpoint folder or training_state.pt",
+        help="spinfits training run folder (runs/<run>), checkpoint folder or training_state.pt, or a "
+        "weights file in a layout --pretrained reads (SPIN's model_checkpoint.pt, mmhuman3d's HMR)",
     )
     parser.add_argument("--model-dir", required=True, type=Path, help="body model folder")
     parser.add_argument("--person", type=int, default=0, help="which person of --openpose (default 0)")
@@ -61,17 +62,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     box = read_bbox_json(args.bbox) if args.bbox else box_from_openpose_json(args.openpose, args.person)
     (image,) = load_images([args.image])
     trained = load_regressor(args.checkpoint, args.device)
-    person = regress_person(trained.model, image, box.center, box.scale, trained.state.input_res, args.device)
+    person = regress_person(trained.model, image, box.center, box.scale, trained.input_res, args.device)
     print(
         f"box: center ({box.center[0]:.1f}, {box.center[1]:.1f}) px, side {box.scale * 200:.1f} px; "
-        f"regressor: {trained.source} (step {trained.state.step}, {trained.state.backbone})"
+        f"regressor: {trained.source} ({trained.origin}, {trained.backbone} backbone)"
     )
 
     renderer = FitRenderer(files, args.device)
     camera = ImageCamera.from_box(box.center, box.scale)
     prefix = args.out if args.out is not None else Path(args.image.stem)
     image_keypoints = box.keypoints
-    results = [("shape", person, f"SPIN regressor, step {trained.state.step}")]
+    results = [("shape", person, f"SPIN regressor, {trained.origin}")]
     if args.refine:
         keypoints = openpose_crop_keypoints(box.keypoints, box.center, box.scale)
         scored, refined = refine_person(files, person, keypoints, args.iterations, args.device)

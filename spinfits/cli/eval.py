@@ -38,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "2D PCK of the LSP joints where the dataset has 2D ground truth (part).",
     )
     parser.add_argument(
-        "--checkpoint", required=True, type=Path, help="run folder, checkpoint folder or training_state.pt"
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="run folder, checkpoint folder or training_state.pt, or a weights file in a layout "
+        "--pretrained reads (SPIN's model_checkpoint.pt, spinfits export-checkpoint's, mmhuman3d's HMR)",
     )
     parser.add_argument("--dataset", required=True, type=Path, help="SPIN dataset .npz")
     parser.add_argument(
@@ -204,8 +208,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     targets = load_eval_targets(args.dataset, args.ground_truth)
     files, evaluator = make_evaluator(args, device)
     trained = load_regressor(args.checkpoint, device)
-    data = TrainingData.load(args.dataset, args.images, input_res=trained.state.input_res)
-    print(f"checkpoint:    {trained.source} (run {trained.state.run}, step {trained.state.step})")
+    data = TrainingData.load(args.dataset, args.images, input_res=trained.input_res)
+    print(f"checkpoint:    {trained.source} ({trained.origin}, {trained.backbone} backbone)")
     print(f"dataset:       {args.dataset} ({len(data)} rows)")
     print(f"body model:    {files.description}")
     print(
@@ -223,8 +227,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.json,
             {
                 "checkpoint": str(trained.source),
-                "run": trained.state.run,
-                "step": trained.state.step,
+                "run": trained.run,
+                "step": trained.step,
                 "dataset": str(args.dataset),
                 "body_model": files.description,
                 "body_model_is_standin": files.is_standin,

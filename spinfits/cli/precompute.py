@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
+from spinfits.cli.hints import store_argument
 from spinfits.cli.options import (
     DeprecatedAlias,
     add_s3_arguments,
@@ -146,8 +148,9 @@ def _run(args: argparse.Namespace) -> int:
         from spinfits.report.plots import plot_precompute_report
 
         print(f"report: {plot_precompute_report(summary, args.report)}")
+    store = store_argument(args.store, config.s3)
     print(
-        f"inspect: spinfits store log {args.store}   |   "
-        f"spinfits store export {args.store} {config.name} fits.parquet"
+        f"inspect: spinfits store log {store}   |   "
+        f"spinfits store export {store} {shlex.quote(config.name)} fits.parquet"
     )
     return 0

@@ -13,12 +13,18 @@ import numpy as np
 from spinfits.cli import store_eval, store_gc, store_inspect, store_verify
 from spinfits.cli.options import add_s3_arguments, open_store, s3_options, table, utc_time
 from spinfits.errors import InputError
+from spinfits.store.schema import LOSS_UNIT
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    store = subparsers.add_parser("store", help="the versioned best-fit store", description=__doc__)
+    store = subparsers.add_parser(
+        "store",
+        help="the versioned best-fit store",
+        description="The versioned best-fit store: create, inspect, tag, diff, roll back, export, import, "
+        "collect garbage (see docs/store.md).",
+    )
     commands = store.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
 
     where = argparse.ArgumentParser(add_help=False)
@@ -185,7 +191,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "scored",
                 "unscored",
                 "failed",
-                "median loss",
+                f"median loss ({LOSS_UNIT})",
                 "dataset fingerprint",
                 "config hash",
             ],
@@ -242,14 +248,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
         f"{_loss(s['median_improvement'])}, mean {_loss(s['mean_improvement'])}"
     )
     if diff.n_changed and args.top > 0:
-        gain = np.nan_to_num(diff.improvement, nan=-np.inf)
+        gain = diff.improvement
+        gain = np.where(np.isnan(gain), -np.inf, gain)  # neither scored: last (+inf, a first fit: first)
         order = np.argsort(-gain, kind="stable")[: args.top]
         rows = [
             [
                 int(diff.rows[k]),
                 _loss(diff.loss_from[k]),
                 _loss(diff.loss_to[k]),
-                "first fit" if np.isinf(gain[k]) and gain[k] > 0 else _loss(gain[k]),
+                "new" if np.isposinf(gain[k]) else _loss(gain[k]),
             ]
             for k in order
         ]

@@ -28,7 +28,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "eval",
         help="MPJPE / PA-MPJPE / PCK of the stored fits against the dataset's ground truth",
-        description=__doc__,
+        description="How good are the stored fits, against the dataset's ground truth: reads the fits "
+        "of one dataset at one or more versions (--version, repeatable: branch, tag or snapshot id; "
+        "default the tip of main), evaluates them with the body model (MPJPE / PA-MPJPE in mm per "
+        "protocol, per Human3.6M action, 2D PCK with the stored camera) and prints the versions side "
+        "by side; --json writes the figures. Rows without a fit are counted and left out; imported "
+        "fits stored without a loss (unscored) are evaluated and counted.",
     )
     parser.add_argument("store", metavar="STORE", help="store directory or s3://bucket/prefix")
     parser.add_argument("dataset_name", metavar="DATASET", help="dataset name in the store")

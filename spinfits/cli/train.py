@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from spinfits.cli.hints import store_argument
 from spinfits.cli.options import add_s3_arguments, default_of, flags_in_errors, make_config, s3_options
 from spinfits.errors import InputError
 from spinfits.training.spin_losses import SpinLossWeights
@@ -353,7 +354,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from spinfits.training.trainer import run_training
+    from spinfits.training.run_inputs import check_inputs
 
     if getattr(args, "config_error", None):
         raise InputError(args.config_error)
@@ -368,7 +369,10 @@ def _run(args: argparse.Namespace) -> int:
                 raise InputError(f"{flag} is required (or pass --config FILE)")
         config = make_config(TrainConfig, FLAGS, **values)
     with flags_in_errors(FLAGS):
-        summary = run_training(config)
+        checked = check_inputs(config)  # before importing Ray: bad input fails in seconds
+        from spinfits.training.trainer import run_training
+
+        summary = run_training(config, announce=print, checked=checked)
     for line in summary.lines():
         print(line)
     if args.report not in (None, FROM_CONFIG) and not summary.nothing_to_do:
@@ -382,6 +386,6 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"progress per worker: {config.run_dir / 'progress'}/rank*.jsonl   |   "
         f"TensorBoard: tensorboard --logdir {config.run_dir / 'tensorboard'}   |   "
-        f"store history: spinfits store log {config.store}"
+        f"store history: spinfits store log {store_argument(config.store, config.s3)}"
     )
     return 0

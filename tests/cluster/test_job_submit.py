@@ -39,3 +39,15 @@ def test_precompute_runs_as_a_submitted_job(ray_head, tmp_path, small_dataset, s
     assert "succeeded" in done.stdout + done.stderr
     fits = FitStore.open(store).read("people")
     assert np.isfinite(fits.loss).sum() == 95  # every fittable row
+    # a relative store would be written into Ray's temporary copy of the working folder: refused
+    relative = [
+        *submit[: submit.index("--store") + 1],
+        "out/relative_store",
+        *submit[submit.index("--store") + 2 :],
+    ]
+    done = subprocess.run(relative, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "--store: 'out/relative_store' is a relative path" in output, output[
+        -3000:
+    ]
+    assert "runs as Ray job raysubmit_" in output and not (REPO / "out" / "relative_store").exists()

@@ -87,14 +87,35 @@ def test_people_with_few_keypoints_are_skipped_and_counted(folders, shared_data)
         convert_openpose_folder(keypoints, images, OpenPoseFolderConfig(min_keypoints=23))
 
 
-def test_json_files_and_images_must_match_and_the_message_lists_both(folders):
+def test_files_without_a_partner_are_skipped_counted_and_named(folders):
     keypoints, images = folders
     (keypoints / "lonely_keypoints.json").write_text('{"people": []}')
     Image.new("RGB", (8, 8)).save(images / "unannotated.jpeg")
+    converted = convert_openpose_folder(keypoints, images)
+    assert converted.imgname.tolist() == ["im1010.jpg", "pexels/photo.PNG"]
+    assert dict(converted.skipped) == {
+        "JSON files with no image of their name ('lonely_keypoints.json')": 1,
+        "images with no JSON file ('unannotated.jpeg')": 1,
+    }
+
+
+def test_spins_example_folder_as_it_ships(tmp_path, shared_data):
+    """SPIN's examples/: im1010.jpg beside im1010_openpose.json and im1010_bbox.json (not OpenPose)."""
+    for name in ("im1010.jpg", "im1010_openpose.json", "im1010_bbox.json"):
+        shutil.copy(shared_data / name, tmp_path / name)
+    converted = convert_openpose_folder(tmp_path, tmp_path)
+    assert converted.imgname.tolist() == ["im1010.jpg"]
+    assert converted.skipped == (("JSON files with no image of their name ('im1010_bbox.json')", 1),)
+
+
+def test_no_pair_at_all_is_an_error_listing_both_sides(folders):
+    keypoints, images = folders
+    (keypoints / "im1010_keypoints.json").rename(keypoints / "other.json")
+    (keypoints / "pexels" / "photo.json").unlink()
     with pytest.raises(
         InputError,
-        match=r"1 JSON files in .* have no image in .* \('lonely_keypoints.json'\); 1 images in .* have "
-        r"no JSON file in .* \('unannotated.jpeg'\)\. Each image needs its OpenPose JSON file",
+        match=r"no JSON file in --keypoints .* matches an image in --images .* \(1 JSON files: 'other.json'; "
+        r"2 images: 'im1010.jpg', 'pexels/photo.PNG'\)\. Each image needs its OpenPose JSON file",
     ):
         match_openpose_files(keypoints, images)
 

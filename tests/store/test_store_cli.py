@@ -115,3 +115,24 @@ def test_errors_exit_2_with_a_message_and_change_nothing(files, capsys, argv, me
     status, _, err = run(capsys, *[a.format(tmp=tmp, store=store) for a in argv])
     assert status == 2 and re.search(message, err), err
     assert run(capsys, "log", store)[1] == before
+
+
+def test_diff_shows_a_first_fit_as_new(tmp_path, capsys):
+    """A row fitted for the first time has no improvement to tell: "new", never float32's max."""
+    from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
+
+    store = FitStore.create(tmp_path / "st", BodyModelInfo("abc", is_standin=True))
+    store.create_dataset("d", 4, dataset_fingerprint="x")
+    created = store.tip()
+    rows = np.arange(2)
+    zeros = np.zeros((2, 72), np.float32)
+    fits = Proposals(
+        rows, zeros, zeros[:, :10], np.ones((2, 3), np.float32), np.float32([1.5, 2.5]), Source.OFFLINE, 0
+    )
+    store.merge("d", fits)
+    store.commit("fits")
+    status, out, _ = run(capsys, "diff", tmp_path / "st", "d", created, "--top", "5")
+    assert status == 0 and "changed 2 rows: improved 2 (first fit 2)" in out
+    table = [line.split() for line in out.splitlines() if re.match(r"^\d+\s", line)]
+    assert table == [["0", "-", "1.5", "new"], ["1", "-", "2.5", "new"]]
+    assert "e+38" not in out

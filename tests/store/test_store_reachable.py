@@ -49,10 +49,19 @@ def at(endpoint: str, url: str = "s3://fits/runs/a") -> StoreLocation:
     return StoreLocation.parse(url, S3Options(endpoint_url=endpoint, allow_http=True, force_path_style=True))
 
 
-@pytest.mark.parametrize("status", [200, 301, 403, 404])
+@pytest.mark.parametrize("status", [200, 301, 403])
 def test_a_service_that_answers_is_reachable(service, status):
     at(service(status)).check_reachable()
     assert service.requests == [("HEAD", "/fits")]  # one unsigned HEAD of the bucket, nothing else
+
+
+def test_a_service_that_answers_404_has_no_such_bucket(service):
+    endpoint = service(404)
+    with pytest.raises(
+        InputError, match=rf"the bucket 'fits' of store s3://fits/runs/a does not exist at {endpoint}"
+    ):
+        at(endpoint).check_reachable()
+    assert service.requests == [("HEAD", "/fits")]  # not retried: the service answered
 
 
 def test_server_errors_are_retried_then_refused(service):

@@ -12,7 +12,7 @@ import pytest
 from store_helpers import BODY, best_by_row, random_proposals
 
 from spinfits.errors import InputError, StorageError
-from spinfits.store import FitStore, S3Options, fit_store
+from spinfits.store import FitStore, S3Options, StoreLocation, fit_store
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,22 @@ def test_open_missing_prefix_on_s3(options):
         FitStore.open("s3://fits/nothing-here", s3=options)
 
 
+def test_a_missing_bucket_is_named_with_how_to_create_it(options, s3_endpoint):
+    """Opening, creating or checking a store in a bucket that does not exist says so (not "cannot
+    reach": the service answered), with the command that creates the bucket."""
+    expected = (
+        rf"the bucket 'nobucket' of store s3://nobucket/fits does not exist at {s3_endpoint} .*"
+        rf"Create the bucket first, e\.g\. `aws s3 mb s3://nobucket --endpoint-url {s3_endpoint} "
+        r"--region us-east-1`"
+    )
+    with pytest.raises(InputError, match=expected):
+        FitStore.open("s3://nobucket/fits", s3=options)
+    with pytest.raises(InputError, match=expected):
+        FitStore.create("s3://nobucket/fits", BODY, s3=options)
+    with pytest.raises(InputError, match=expected):
+        StoreLocation.parse("s3://nobucket/fits", options).check_writable()  # precompute and train
+
+
 def test_without_credentials_reads_with_the_environments_keys(options, request, monkeypatch, tmp_path):
     """What Ray workers get (``without_credentials()``) opens the store with the keys of the
     process's own AWS chain, here the environment."""
@@ -117,3 +133,34 @@ def test_without_credentials_reads_with_the_environments_keys(options, request, 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     assert FitStore.open(url, s3=remote).log()[0].snapshot_id == version.snapshot_id
+
+
+def test_precompute_hints_on_s3_are_runnable_as_printed(options, s3_endpoint, monkeypatch, capsys, tmp_path):
+    """The `inspect:` commands printed after a run on an s3:// store carry --endpoint-url and the
+    other flags that reach it: each runs as printed (keys come from the AWS chain)."""
+    import shlex
+    from types import SimpleNamespace
+
+    from spinfits.cli import main
+
+    url = "s3://fits/hints"
+    FitStore.create(url, BODY, s3=options).create_dataset("people", 4, dataset_fingerprint="f")
+    done = SimpleNamespace(lines=lambda: ["fitted 0 rows"], rows_planned=1)
+    monkeypatch.setattr(
+        "spinfits.cli.precompute.run_precompute", lambda config: done
+    )  # the run itself: not here
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    flags = ["--endpoint-url", s3_endpoint, "--allow-http", "--force-path-style", "--region", "us-east-1"]
+    argv = ["precompute", "--dataset", str(tmp_path / "people.npz"), "--model-dir", str(tmp_path)]
+    assert main([*argv, "--store", url, *flags]) == 0
+    hint = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("inspect: "))
+    log, export = hint.removeprefix("inspect: ").split("   |   ")
+    assert (
+        log
+        == f"spinfits store log {url} --endpoint-url {s3_endpoint} --region us-east-1 --allow-http --force-path-style"
+    )
+    assert main(shlex.split(log)[1:]) == 0
+    assert "create dataset people" in capsys.readouterr().out
+    out = tmp_path / "fits.parquet"
+    assert main([*shlex.split(export)[1:-1], str(out)]) == 0 and out.is_file()

@@ -65,7 +65,10 @@ def test_spins_model_checkpoint(tmp_path, mean_params, resnet50_state, images):
     result = load_pretrained(model, path)
     assert (result.layout, result.source, result.loaded) == ("spin", "'model' entry", len(resnet50_state))
     assert result.left_initial == () and result.ignored == ()
-    assert result.describe() == f"loaded {len(resnet50_state)} tensors from {path} (SPIN's HMR state dict)"
+    assert result.describe() == (
+        f"{path}: spin layout (SPIN's HMR state dict, its 'model' entry), {len(resnet50_state)} tensors "
+        "loaded; missing none; unexpected none"
+    )
     assert_forward_matches(model, resnet50_state, images)
 
 
@@ -105,6 +108,10 @@ def test_torchvision_resnet50_loads_the_backbone_only(tmp_path, mean_params, res
     result = load_pretrained(model, path)
     assert (result.layout, result.source, result.loaded) == ("torchvision", "top level", len(backbone))
     assert set(result.ignored) == set(fc)
+    assert (
+        f"{len(backbone)} tensors loaded; missing 13 (init_pose, init_shape, init_cam (and 10 more)); "
+        "unexpected 2 (fc.weight, fc.bias); 53 BatchNorm num_batches_tracked counters absent"
+    ) in result.describe()
     head = {name for name in initial if name.startswith(HEAD)}
     counters = {name for name in initial if name.endswith("num_batches_tracked")}
     assert set(result.left_initial) == head | counters and len(head) == 13

@@ -73,7 +73,11 @@ def test_resume_without_a_run(args, capsys):
 
 
 def test_existing_run_needs_resume(args, tmp_path, capsys):
-    (tmp_path / "runs" / "spin").mkdir(parents=True)
+    run = tmp_path / "runs" / "spin"
+    run.mkdir(parents=True)
+    (run / "checkpoint_manager_snapshot.json").write_text(
+        '{"latest_checkpoint_result": {"metrics": {"step": 6}, "checkpoint_dir_name": "checkpoint_0"}}'
+    )
     _fails(args(), capsys, "already exists", "--resume")
 
 
@@ -152,11 +156,11 @@ def test_config_file_then_flags(args, tmp_path, capsys, monkeypatch):
     ).save(saved)
     seen = {}
 
-    def fake_run(config):
+    def fake_check(config):
         seen["config"] = config
         raise SystemExit(0)
 
-    monkeypatch.setattr("spinfits.training.trainer.run_training", fake_run)
+    monkeypatch.setattr("spinfits.training.run_inputs.check_inputs", fake_check)
     with pytest.raises(SystemExit):
         main(["train", "--config", str(saved), "--batch", "3"])
     config = seen["config"]
@@ -173,3 +177,87 @@ def test_damaged_store_stops_training_before_it_starts(args, fit_store, tmp_path
     biggest.write_bytes(bytes(data))
     _fails(args(), capsys, "is damaged", "fails its checksum", "store rollback")
     assert not (tmp_path / "runs").exists()
+
+
+def _small_weights(backbone: str):
+    from spinfits.fitting.data.mean_params import spin_mean_params_path
+    from spinfits.training.regressor import HMR, RegressorConfig
+
+    return HMR(str(spin_mean_params_path()), RegressorConfig(backbone=backbone)).state_dict()
+
+
+def test_damaged_pretrained_file_fails_in_the_driver_in_one_line(args, tmp_path, capsys):
+    """A truncated --pretrained file is refused before Ray starts (nothing made), in one line."""
+    import torch
+
+    whole = tmp_path / "whole.pt"
+    torch.save({"model": _small_weights("small")}, whole)
+    bad = tmp_path / "BAD.pt"
+    bad.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert main(args("--pretrained", str(bad), "--backbone", "small")) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert error.startswith(f"spinfits train: error: --pretrained: pretrained weights {bad} cannot be read")
+    assert "--resume" not in error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resnet50_pretrained_with_a_small_backbone_fails_in_the_driver(args, tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "model_checkpoint.pt"
+    torch.save({"model": _small_weights("resnet50"), "epoch": 3}, path)
+    _fails(
+        args("--pretrained", str(path), "--backbone", "small"),
+        capsys,
+        "--pretrained: pretrained weights",
+        "do not fit the small regressor",
+        "A 'small' backbone cannot take resnet50 weights: use --backbone resnet50",
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_good_pretrained_file_is_confirmed_in_one_line_before_training(args, tmp_path, capsys, monkeypatch):
+    """What was loaded (layout, tensors, missing / unexpected) is said before Ray starts."""
+    import torch
+
+    state = _small_weights("small")
+    path = tmp_path / "model_checkpoint.pt"
+    torch.save({"model": state, "epoch": 3}, path)
+
+    def no_ray():
+        raise SystemExit(0)  # the checks are done: stop before Ray starts
+
+    monkeypatch.setattr("spinfits.training.trainer.connect_or_start_ray", no_ray)
+    with pytest.raises(SystemExit):
+        main(args("--pretrained", str(path), "--backbone", "small", "--input-res", "64"))
+    assert capsys.readouterr().out == (
+        f"pretrained: {path}: spin layout (SPIN's HMR state dict, its 'model' entry), {len(state)} tensors "
+        "loaded; missing none; unexpected none\n"
+    )
+
+
+def test_a_run_folder_without_a_checkpoint_says_to_remove_it(args, tmp_path, capsys):
+    """After a start that saved no checkpoint, neither a fresh start nor --resume loops the user
+    between the two advices."""
+    (tmp_path / "runs" / "spin").mkdir(parents=True)
+    _fails(args(), capsys, "holds no checkpoint", f"remove {tmp_path / 'runs' / 'spin'}")
+    _fails(args("--resume"), capsys, "has no checkpoint", f"(remove {tmp_path / 'runs' / 'spin'} first)")
+
+
+def test_advice_after_a_stop_names_resume_only_when_a_checkpoint_exists(tmp_path):
+    import json
+
+    from spinfits.training.run_inputs import after_a_stop
+
+    run = tmp_path / "runs" / "spin"
+    assert "--resume" not in after_a_stop(run) and "saved no checkpoint" in after_a_stop(run)
+    run.mkdir(parents=True)
+    assert "nothing to resume" in after_a_stop(run)
+    (run / "checkpoint_manager_snapshot.json").write_text(
+        json.dumps({"latest_checkpoint_result": {"metrics": {"step": 12}, "checkpoint_dir_name": "c"}})
+    )
+    assert (
+        after_a_stop(run)
+        == f"its checkpoints are in {run} (latest: step 12): rerun with --resume to continue"
+    )
