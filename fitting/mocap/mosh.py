@@ -108,8 +108,8 @@ class MoshConfig:
 
     position_weight: float = 0.1
     bone_scale: float = 0.3
-    twist_weight: float = 0.05
-    rest_weight: float = 0.01
+    twist_weight: float = 1e-3
+    rest_weight: float = 1e-5
     shape_prior_weight: float = 0.01
     iterations: int = 60
     capacity: int = 2048
