@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.camera import estimate_translation
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.joints_only import JointsOnlyBody
-from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
+from spinfits.fitting.body.joints_only import JointsOnlyBody
+from spinfits.fitting.body.model_files import BodyModelFiles, load_body_model_files
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.smplify.camera import estimate_translation
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 logger = logging.getLogger("bench")

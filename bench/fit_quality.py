@@ -33,11 +33,11 @@ import logging
 import torch
 from _common import body_files, synthetic_rows
 
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
-from spinfits.fitting.smplify import SMPLify
-from spinfits.fitting.smplify_config import SmplifyConfig
-from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import SMPLIFY_IGNORED_JOINTS
+from spinfits.fitting.data.spin_crop import CROP_CENTER, FOCAL_LENGTH
+from spinfits.fitting.smplify.config import SmplifyConfig
+from spinfits.fitting.smplify.fitter import SMPLify
 
 
 def procrustes_error(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -89,7 +89,7 @@ OFFLINE_DATA = dict(
 
 def orientation_error(pose: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """(B, 72), (B, 72) -> (B,) angle (radians) between the global orientations."""
-    from spinfits.fitting.rotations import axis_angle_to_matrix
+    from spinfits.fitting.body.rotations import axis_angle_to_matrix
 
     relative = axis_angle_to_matrix(pose[:, :3].double()).transpose(1, 2) @ axis_angle_to_matrix(
         truth[:, :3].double()
@@ -105,10 +105,10 @@ def offline(options, files) -> None:
 
     import numpy as np
 
-    from spinfits.fitting.dataset import load_spin_npz
-    from spinfits.fitting.joints import TORSO_LIMB_JOINTS
-    from spinfits.fitting.offline_config import OfflineConfig
-    from spinfits.fitting.offline_fitter import OfflineFitter
+    from spinfits.fitting.body.joints import TORSO_LIMB_JOINTS
+    from spinfits.fitting.data.dataset import load_spin_npz
+    from spinfits.fitting.offline.config import OfflineConfig
+    from spinfits.fitting.offline.fitter import OfflineFitter
     from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +144,7 @@ def offline(options, files) -> None:
     if options.learned:
         from dataclasses import replace
 
-        from spinfits.fitting.keypoint_regressor import (
+        from spinfits.fitting.offline.keypoint_regressor import (
             REGRESSOR_FILE,
             RegressorTraining,
             save_keypoint_regressor,

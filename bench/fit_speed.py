@@ -24,8 +24,8 @@ import time
 import torch
 from _common import body_files, synthetic_rows
 
-from spinfits.fitting.smplify import SMPLify
-from spinfits.fitting.smplify_config import SmplifyConfig
+from spinfits.fitting.smplify.config import SmplifyConfig
+from spinfits.fitting.smplify.fitter import SMPLify
 
 
 def run(name, files, config, rows, count, device, repeats=1):

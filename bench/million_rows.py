@@ -52,10 +52,10 @@ from store_growth import fill, folder_bytes, new_store, proposals, scattered, ti
 
 from spinfits.cluster import precompute
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
-from spinfits.fitting.dataset import crop_to_image, image_to_crop, load_spin_npz
-from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_config import default_offline_config
+from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.data.dataset import crop_to_image, image_to_crop, load_spin_npz
+from spinfits.fitting.offline.config import default_offline_config
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 from spinfits.store import CHUNK_ROWS, BodyModelInfo, FitStore, Proposals, Source
 from spinfits.store.update_log import LEVELS, RECORD, ROW_BYTES, level_state, open_level

@@ -15,8 +15,8 @@ import math
 
 import torch
 
-import spinfits.fitting.smplify as smplify_module
-from spinfits.fitting.joints_only import (
+import spinfits.fitting.smplify.fitter as smplify_module
+from spinfits.fitting.body.joints_only import (
     NUM_BETAS,
     NUM_BONES,
     NUM_PARAMS,
@@ -24,10 +24,10 @@ from spinfits.fitting.joints_only import (
     JointsEvaluation,
     JointsOnlyBody,
 )
-from spinfits.fitting.levenberg_marquardt import solve_pool
-from spinfits.fitting.priors import ANGLE_PRIOR_INDICES, ANGLE_PRIOR_SIGNS
-from spinfits.fitting.rotations import axis_angle_to_matrix_and_right_jacobian, skew
-from spinfits.fitting.smplify_stages import BodyStage, projection_jacobian
+from spinfits.fitting.body.rotations import axis_angle_to_matrix_and_right_jacobian, skew
+from spinfits.fitting.smplify.levenberg_marquardt import solve_pool
+from spinfits.fitting.smplify.priors import ANGLE_PRIOR_INDICES, ANGLE_PRIOR_SIGNS
+from spinfits.fitting.smplify.stages import BodyStage, projection_jacobian
 
 
 def _below_weight(self) -> torch.Tensor:

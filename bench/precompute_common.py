@@ -31,11 +31,11 @@ import torch
 from _common import toy_files
 from fit_quality import orientation_error, procrustes_error
 
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
-from spinfits.fitting.model_files import BodyModelFiles
-from spinfits.fitting.offline_config import OfflineConfig
-from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import SMPLIFY_IGNORED_JOINTS
+from spinfits.fitting.body.model_files import BodyModelFiles
+from spinfits.fitting.data.spin_crop import CROP_CENTER, FOCAL_LENGTH
+from spinfits.fitting.offline.config import OfflineConfig
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 
 #: LSP's 14 joints are the first 14 of SPIN's 24 ground-truth joints.

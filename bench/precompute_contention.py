@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from precompute_common import BusyNeighbour, describe, model_folder, private_ray, write_keypoints
 
-from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.body.model_files import load_body_model_files
 
 
 def child(args) -> None:

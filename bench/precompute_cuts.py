@@ -39,11 +39,11 @@ import torch
 from precompute_before import engine_before
 from precompute_common import QUALITY_HEADER, QualityJudge, describe, model_folder, write_keypoints
 
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_config import SMPLIFY_2016_STAGES, OfflineConfig
-from spinfits.fitting.offline_fitter import OfflineFitter
-from spinfits.fitting.smplify_config import SmplifyConfig
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.offline.config import SMPLIFY_2016_STAGES, OfflineConfig
+from spinfits.fitting.offline.fitter import OfflineFitter
+from spinfits.fitting.smplify.config import SmplifyConfig
 
 
 def variants() -> dict[str, tuple[OfflineConfig, object]]:

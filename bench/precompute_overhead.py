@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_fitter import OfflineFitter
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.offline.fitter import OfflineFitter
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.fitting.synthetic.standin import write_standin_files
 

@@ -26,14 +26,14 @@ import torch
 from precompute_common import describe, model_folder, private_ray, write_keypoints
 
 import spinfits.cluster.precompute as precompute_module
-import spinfits.fitting.offline_fitter as offline_module
-import spinfits.fitting.smplify as smplify_module
+import spinfits.fitting.offline.fitter as offline_module
+import spinfits.fitting.smplify.fitter as smplify_module
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_config import default_offline_config
-from spinfits.fitting.offline_fitter import OfflineFitter
-from spinfits.fitting.smplify_stages import BodyStage, CameraStage
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.offline.config import default_offline_config
+from spinfits.fitting.offline.fitter import OfflineFitter
+from spinfits.fitting.smplify.stages import BodyStage, CameraStage
 from spinfits.store.writer import StoreWriter
 
 

@@ -44,10 +44,10 @@ from precompute_common import (
 )
 
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_config import OfflineConfig, default_offline_config
-from spinfits.fitting.offline_fitter import OfflineFitter
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.offline.config import OfflineConfig, default_offline_config
+from spinfits.fitting.offline.fitter import OfflineFitter
 from spinfits.store import FitStore
 
 

@@ -29,7 +29,7 @@ Keypoints: ``lsp``: the 14 joints SPIN's LSP protocol compares (SPIN's ground-tr
 "Head (H36M)"), all visible, 2 px annotation noise; ``openpose`` (``h36m-smpl`` only: the body
 model's own OpenPose joints): 25 detections, 3 px noise, confidences 0.4-0.95, 20 % missing.
 
-Scores, per view: PA-MPJPE (mm, LSP-14 protocol: ``fitting.evaluation``) against the recorded 3D
+Scores, per view: PA-MPJPE (mm, LSP-14 protocol: ``fitting.evaluation.metrics``) against the recorded 3D
 joints (``-joints`` sources) or the exact joints of the posed body model (``h36m-smpl``), and the
 2D error (px, fitted joints against the noise-free keypoints given). The ratio column is a method's
 PA-MPJPE over SPIN's loop's in the same views; issue 15's target is <= 0.7 in every direction.
@@ -49,13 +49,13 @@ import torch
 from precompute_common import config_variant, describe, model_folder
 from real_motion_people import SOURCES, SeenPeople, View, load_real_people, project, see_from
 
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.evaluation import LSP14, pa_mpjpe, select_gt24, select_predicted
-from spinfits.fitting.initial_camera import initial_camera
-from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_config import OfflineConfig, default_offline_config
-from spinfits.fitting.offline_fitter import OfflineFitter
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.evaluation.metrics import LSP14, pa_mpjpe, select_gt24, select_predicted
+from spinfits.fitting.offline.config import OfflineConfig, default_offline_config
+from spinfits.fitting.offline.fitter import OfflineFitter
+from spinfits.fitting.offline.initial_camera import initial_camera
 
 #: Azimuth groups (degrees; 0 faces the camera).
 GROUPS = {

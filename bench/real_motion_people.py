@@ -30,15 +30,15 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.dataset_joint_maps import MMPOSE_3DHP_TO_SPIN_GT
-from spinfits.fitting.joints import (
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import (
     GT_JOINTS_FLIP_PERM,
     NUM_GT_JOINTS,
     NUM_OPENPOSE_JOINTS,
     SMPL_POSE_FLIP_PERM,
 )
-from spinfits.fitting.spin_crop import CROP_CENTER, CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.data.dataset_joint_maps import MMPOSE_3DHP_TO_SPIN_GT
+from spinfits.fitting.data.spin_crop import CROP_CENTER, CROP_RES, FOCAL_LENGTH
 
 SOURCES = ("h36m-smpl", "h36m-joints", "3dhp-joints")
 #: SPIN's 24 ground-truth slots of the hips (right, left).

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spinfits.fitting.body.model_files import load_body_model_files
 from spinfits.fitting.converters.coco import convert_coco
 from spinfits.fitting.converters.mmpose_3dhp import convert_mmpose_3dhp
 from spinfits.fitting.converters.spin_rows import write_spin_npz
-from spinfits.fitting.mean_params import spin_mean_params_path
-from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.data.mean_params import spin_mean_params_path
 from spinfits.fitting.synthetic.standin import write_standin_files
 from spinfits.store import Fits
 from spinfits.training.augmentation import AugmentationConfig

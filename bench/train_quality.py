@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from fit_quality import procrustes_error
 
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.camera import perspective_projection
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS
-from spinfits.fitting.mean_params import spin_mean_params_path
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.spin_crop import CROP_CENTER, FOCAL_LENGTH
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.data.mean_params import spin_mean_params_path
+from spinfits.fitting.data.spin_crop import CROP_CENTER, FOCAL_LENGTH
+from spinfits.fitting.smplify.camera import perspective_projection
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.training.augmentation import Augmentation
 from spinfits.training.checkpoint import latest_checkpoint_dir, load_training_state

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinfits.fitting.spin_crop import CROP_RES
+from spinfits.fitting.data.spin_crop import CROP_RES
 from spinfits.training.progress import read_progress, step_time_split
 from spinfits.training.train_config import TrainConfig, TrainDataset
 from spinfits.training.trainer import run_training

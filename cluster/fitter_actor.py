@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import ray
 
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_config import OfflineConfig
-from spinfits.fitting.offline_fitter import OfflineFitter
-from spinfits.fitting.refine import refine_fits
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.offline.config import OfflineConfig
+from spinfits.fitting.offline.fitter import OfflineFitter
+from spinfits.fitting.offline.refine import refine_fits
 
 logger = logging.getLogger(__name__)
 

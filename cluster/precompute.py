@@ -32,10 +32,10 @@ from spinfits.cluster.local_ray import connect_or_start_ray
 from spinfits.cluster.plan import Plan, plan_rows
 from spinfits.cluster.shard_scheduler import ShardScheduler
 from spinfits.errors import ConflictError, InputError, StorageError
-from spinfits.fitting.dataset import DatasetRows, load_spin_rows, npz_row_count
-from spinfits.fitting.joints import NUM_SPIN_JOINTS, SMPLIFY_IGNORED_JOINTS
-from spinfits.fitting.model_files import BodyModelFiles, load_body_model_files
-from spinfits.fitting.offline_config import OfflineConfig, default_offline_config
+from spinfits.fitting.body.joints import NUM_SPIN_JOINTS, SMPLIFY_IGNORED_JOINTS
+from spinfits.fitting.body.model_files import BodyModelFiles, load_body_model_files
+from spinfits.fitting.data.dataset import DatasetRows, load_spin_rows, npz_row_count
+from spinfits.fitting.offline.config import OfflineConfig, default_offline_config
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
 from spinfits.store.layout import check_dataset_name
 from spinfits.store.merge_rule import any_reason, refusals

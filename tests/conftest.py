@@ -7,8 +7,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The real data beside the checkout (../shared/data); tests that need it skip, with a reason, without it."""
     if not SHARED_DATA.is_dir():
-        pytest.fail(f"../shared/data is missing (expected at {SHARED_DATA})")
+        pytest.skip(f"needs the real data in ../shared/data (not found at {SHARED_DATA})")
     return SHARED_DATA
 
 
@@ -24,7 +25,7 @@ def standin_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def standin_files(standin_dir):
-    from spinfits.fitting.model_files import load_body_model_files
+    from spinfits.fitting.body.model_files import load_body_model_files
 
     return load_body_model_files(standin_dir)
 
@@ -47,12 +48,15 @@ def other_model_copy(tmp_path):
     return copy
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "multinode: starts a Ray cluster of several nodes on this machine (select with -m multinode, "
-        "leave out with -m 'not multinode')",
-    )
+# Fixtures that start Ray: a test using one is marked ``slow`` (pyproject registers the marker);
+# tests that start Ray another way (ray.init in the test, a training run) carry the mark themselves.
+RAY_FIXTURES = {"local_ray", "ray_head", "ray_clusters", "no_ray"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

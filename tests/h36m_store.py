@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
-from spinfits.fitting.fit_loss import fit_loss
-from spinfits.fitting.joints_only import JointsOnlyBody
-from spinfits.fitting.model_files import BodyModelFiles
-from spinfits.fitting.refine import refine_fits
-from spinfits.fitting.smplify import SMPLify
-from spinfits.fitting.smplify_config import SmplifyConfig
+from spinfits.fitting.body.joints_only import JointsOnlyBody
+from spinfits.fitting.body.model_files import BodyModelFiles
+from spinfits.fitting.data.dataset import KeypointDataset, load_spin_npz
+from spinfits.fitting.offline.refine import refine_fits
+from spinfits.fitting.smplify.config import SmplifyConfig
+from spinfits.fitting.smplify.fit_loss import fit_loss
+from spinfits.fitting.smplify.fitter import SMPLify
 from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
 
 NAME = "h36m"

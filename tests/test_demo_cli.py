@@ -18,7 +18,7 @@ BOX = (17, 37, 117, 142)  # im1010_bbox.json: x, y, width, height
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A training checkpoint of a fresh "small" regressor (input 112 px, as the README's demo)."""
-    from spinfits.fitting.mean_params import spin_mean_params_path
+    from spinfits.fitting.data.mean_params import spin_mean_params_path
     from spinfits.training.checkpoint import TrainingState, save_training_state
     from spinfits.training.regressor import HMR, RegressorConfig
 

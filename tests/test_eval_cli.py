@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from spinfits.cli import main
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.fit_loss import score_fits
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.smplify.fit_loss import score_fits
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
 
@@ -35,7 +35,7 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, standin_files) -> Setup:
-    from spinfits.fitting.mean_params import spin_mean_params_path
+    from spinfits.fitting.data.mean_params import spin_mean_params_path
     from spinfits.training.checkpoint import TrainingState, save_training_state
     from spinfits.training.regressor import HMR, RegressorConfig
 

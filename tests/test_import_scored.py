@@ -3,7 +3,7 @@
 import numpy as np
 
 from spinfits.cli import main
-from spinfits.fitting.dataset import load_spin_npz
+from spinfits.fitting.data.dataset import load_spin_npz
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.store import BodyModelInfo, FitStore
 

@@ -18,11 +18,11 @@ from h36m_store import FAILED_REASON, FAILED_ROW, NAME, make_h36m_store
 from PIL import Image
 
 from spinfits.cli import main
-from spinfits.dataset_overlays import DatasetOverlays
-from spinfits.fitting.camera import perspective_projection
-from spinfits.fitting.dataset import crop_to_image
-from spinfits.fitting.overlay import FitRenderer
-from spinfits.store_report_summary import dataset_commits, spread
+from spinfits.fitting.data.dataset import crop_to_image
+from spinfits.fitting.evaluation.overlay import FitRenderer
+from spinfits.fitting.smplify.camera import perspective_projection
+from spinfits.report.dataset_overlays import DatasetOverlays
+from spinfits.report.summary import dataset_commits, spread
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small meshes: one thread is faster
 
@@ -186,7 +186,7 @@ def decoded_images(dom: str) -> tuple[int, int]:
 
 def test_browser_check_catches_errors_and_broken_pictures(tmp_path):
     """The check itself: a script error is a console message, a broken picture is not decoded."""
-    from spinfits.store_report_page import SCRIPT
+    from spinfits.report.page import SCRIPT
 
     page = tmp_path / "broken.html"
     page.write_text(

@@ -32,14 +32,14 @@ from dataclasses import dataclass
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.joints import (
+from spinfits.fitting.body.joints import (
     GT_JOINTS_FLIP_PERM,
     NUM_SPIN_JOINTS,
     SMPL_POSE_FLIP_PERM,
     SPIN_JOINTS_FLIP_PERM,
 )
-from spinfits.fitting.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from spinfits.fitting.spin_crop import CROP_RES
+from spinfits.fitting.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from spinfits.fitting.data.spin_crop import CROP_RES
 
 
 @dataclass(frozen=True)

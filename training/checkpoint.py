@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.spin_crop import CROP_RES
-from spinfits.fitting.torch_load import describe_load_error
+from spinfits.fitting.data.spin_crop import CROP_RES
+from spinfits.fitting.data.torch_load import describe_load_error
 
 STATE_FILE = "training_state.pt"
 

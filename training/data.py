@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
-from spinfits.fitting.spin_crop import CROP_RES
+from spinfits.fitting.data.dataset import KeypointDataset, load_spin_npz
+from spinfits.fitting.data.spin_crop import CROP_RES
 from spinfits.training.augmentation import (
     Augmentation,
     AugmentationConfig,

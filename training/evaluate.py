@@ -3,7 +3,7 @@
 Each batch of rows is cropped from its images without augmentation (``TrainingData.batch`` with
 ``Augmentation.identity``: SPIN's test-time crop of the row's box), the regressor predicts
 rotations, betas and a weak-perspective camera, the body model evaluates them (vertices
-included for the Human3.6M regressor), and ``fitting.fit_evaluation.Evaluator`` scores them
+included for the Human3.6M regressor), and ``fitting.evaluation.fit_evaluation.Evaluator`` scores them
 against the dataset's ground truth. Returns the per-row predictions beside per-row metrics and
 the summary (MPJPE / PA-MPJPE per protocol, per Human3.6M action, 2D PCK).
 """
@@ -18,10 +18,10 @@ import torch
 from tqdm import tqdm
 
 from spinfits.errors import InputError
-from spinfits.fitting.eval_summary import EvalSummary, summary_of
-from spinfits.fitting.eval_targets import EvalTargets
-from spinfits.fitting.fit_evaluation import Evaluator, RowMetrics
-from spinfits.fitting.rotations import matrix_to_axis_angle
+from spinfits.fitting.body.rotations import matrix_to_axis_angle
+from spinfits.fitting.evaluation.fit_evaluation import Evaluator, RowMetrics
+from spinfits.fitting.evaluation.summary import EvalSummary, summary_of
+from spinfits.fitting.evaluation.targets import EvalTargets
 from spinfits.training.augmentation import Augmentation
 from spinfits.training.data import TrainingData
 from spinfits.training.regressor import camera_translation
@@ -60,7 +60,7 @@ def evaluate_regressor(
     progress: bool = False,
 ) -> RegressorEvaluation:
     """Predict and score ``rows`` (default: all) of ``data``; ``targets`` are the dataset's ground
-    truth (``fitting.eval_targets.load_eval_targets``, all N rows). The model runs in eval mode on
+    truth (``fitting.evaluation.targets.load_eval_targets``, all N rows). The model runs in eval mode on
     the evaluator's device (its training mode is restored afterwards)."""
     if len(targets) != len(data):
         raise InputError(

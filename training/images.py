@@ -2,10 +2,10 @@
 
 Convention: pixel i covers ``[i, i + 1)`` and its centre is ``i + 0.5``, in the image, in the
 ``crop_res`` (224) px crop and in the output; keypoints are continuous coordinates in that
-convention (as ``fitting.dataset`` and ``fitting.synthetic.render``). A person's box
+convention (as ``fitting.data.dataset`` and ``fitting.synthetic.render``). A person's box
 (``center`` (2,) image px, ``scale`` = box side / 200) maps crop point ``u`` to image point
 ``p = center + (u - c) * 200 * scale / crop_res`` (c = crop_res / 2, the inverse of
-``fitting.dataset.image_to_crop``); the augmentation (``training.augmentation``) maps ``u`` to
+``fitting.data.dataset.image_to_crop``); the augmentation (``training.augmentation``) maps ``u`` to
 ``a = F(R(θ) (u - c) / sc) + c`` in the augmented crop. ``crop_images`` samples, for every output
 pixel centre, the image at the point that lands there: an output of ``out_res`` px covers the
 augmented ``crop_res`` crop, so output pixel ``j`` has ``a = (j + 0.5) * crop_res / out_res``
@@ -29,8 +29,8 @@ import torch
 from torch.nn import functional as F
 
 from spinfits.errors import InputError
-from spinfits.fitting.rgb_image import check_rgb_image
-from spinfits.fitting.spin_crop import CROP_RES
+from spinfits.fitting.data.rgb_image import check_rgb_image
+from spinfits.fitting.data.spin_crop import CROP_RES
 from spinfits.training.augmentation import Augmentation, unaugment_points
 
 logger = logging.getLogger(__name__)

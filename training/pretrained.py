@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.torch_load import describe_load_error
+from spinfits.fitting.data.torch_load import describe_load_error
 from spinfits.training.regressor import HMR
 
 logger = logging.getLogger(__name__)

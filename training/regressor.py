@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from spinfits.errors import InputError
-from spinfits.fitting.rotations import rot6d_to_rotmat
-from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.body.rotations import rot6d_to_rotmat
+from spinfits.fitting.data.spin_crop import CROP_RES, FOCAL_LENGTH
 
 POSE_DIM = 24 * 6
 """SPIN's pose vector: 24 SMPL rotations in 6D."""

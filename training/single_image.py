@@ -3,7 +3,7 @@
 Convention: the box is SPIN's (``center`` (2,) image px, ``scale`` = side / 200); the regressor
 sees the box's crop at its own input resolution (``TrainingState.input_res``), and its estimate
 lives in SPIN's crop frame: ``crop_res`` (224) px, focal length 5000 px, principal point at the
-crop's centre, body at ``vertices + cam_t`` (``fitting.overlay.ImageCamera.from_box`` draws it
+crop's centre, body at ``vertices + cam_t`` (``fitting.evaluation.overlay.ImageCamera.from_box`` draws it
 over the original image). Refinement fits SPIN's 49 keypoints in that crop frame, starting from
 the network's estimate, as SPIN's training does in the loop.
 """
@@ -17,14 +17,14 @@ import numpy as np
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.dataset import image_to_crop
-from spinfits.fitting.fit_loss import fit_loss_at
-from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
-from spinfits.fitting.model_files import BodyModelFiles
-from spinfits.fitting.rotations import matrix_to_axis_angle
-from spinfits.fitting.smplify import SMPLify
-from spinfits.fitting.smplify_config import SmplifyConfig
-from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
+from spinfits.fitting.body.model_files import BodyModelFiles
+from spinfits.fitting.body.rotations import matrix_to_axis_angle
+from spinfits.fitting.data.dataset import image_to_crop
+from spinfits.fitting.data.spin_crop import CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.smplify.config import SmplifyConfig
+from spinfits.fitting.smplify.fit_loss import fit_loss_at
+from spinfits.fitting.smplify.fitter import SMPLify
 from spinfits.training.augmentation import Augmentation
 from spinfits.training.images import crop_images
 from spinfits.training.regressor import HMR, camera_translation

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.camera import perspective_projection
-from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS
-from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS
+from spinfits.fitting.data.spin_crop import CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.smplify.camera import perspective_projection
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.fit_loss import fit_loss
-from spinfits.fitting.joints_only import JointsOnlyBody
-from spinfits.fitting.model_files import BodyModelFiles
-from spinfits.fitting.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from spinfits.fitting.smplify import SMPLify
-from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints_only import JointsOnlyBody
+from spinfits.fitting.body.model_files import BodyModelFiles
+from spinfits.fitting.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from spinfits.fitting.data.spin_crop import CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.smplify.fit_loss import fit_loss
+from spinfits.fitting.smplify.fitter import SMPLify
 from spinfits.store import Fits, Proposals, Source
 from spinfits.store.merge_rule import replaces
 from spinfits.training.augmentation import Augmentation, augment_pose, unaugment_pose

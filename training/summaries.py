@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spinfits.fitting.spin_crop import CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.data.spin_crop import CROP_RES, FOCAL_LENGTH
 from spinfits.fitting.synthetic.render import rasterize, render
 from spinfits.training.images import IMAGENET_MEAN, IMAGENET_STD
 

@@ -11,8 +11,8 @@ from typing import Any, Literal
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.smplify_config import SmplifyConfig
-from spinfits.fitting.spin_crop import CROP_RES
+from spinfits.fitting.data.spin_crop import CROP_RES
+from spinfits.fitting.smplify.config import SmplifyConfig
 from spinfits.store import S3Options
 from spinfits.training.augmentation import AugmentationConfig
 from spinfits.training.config_file import config_from_dict, config_to_dict

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.mean_params import spin_mean_params_path
+from spinfits.fitting.data.mean_params import spin_mean_params_path
 from spinfits.training.checkpoint import STATE_FILE, TrainingState, latest_checkpoint_dir, load_training_state
 from spinfits.training.regressor import HMR, RegressorConfig
 

@@ -21,7 +21,7 @@ from ray.train.torch import TorchTrainer
 
 from spinfits.cluster.local_ray import connect_or_start_ray
 from spinfits.errors import InputError, Interrupted, SpinfitsError
-from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.body.model_files import load_body_model_files
 from spinfits.store import FitStore, StoreLocation
 from spinfits.training.checkpoint import latest_checkpoint_dir, latest_checkpoint_step, load_training_state
 from spinfits.training.progress import ProgressFollower

@@ -32,8 +32,8 @@ import ray.train
 import ray.train.torch
 import torch
 
-from spinfits.fitting.mean_params import spin_mean_params_path
-from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.data.mean_params import spin_mean_params_path
 from spinfits.fitting.synthetic.render import part_face_colours
 from spinfits.store import FitStore
 from spinfits.training.best_fits import MixedBestFits

@@ -6,5 +6,5 @@
 - ``mmpose_3dhp``: mmpose's MPI-INF-3DHP npz (17 joints, 2D and 3D) in SPIN's 24-joint order.
 
 Each returns a ``ConvertedDataset`` (``spin_rows``); ``write_spin_npz`` writes it and loads it
-back with ``spinfits.fitting.dataset.load_spin_npz``.
+back with ``spinfits.fitting.data.dataset.load_spin_npz``.
 """

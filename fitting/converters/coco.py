@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from spinfits.errors import InputError
+from spinfits.fitting.body.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS
 from spinfits.fitting.converters.image_files import check_folder, check_images_exist
 from spinfits.fitting.converters.spin_rows import ConvertedDataset
-from spinfits.fitting.dataset import check_keypoints
-from spinfits.fitting.dataset_joint_maps import COCO_BODY_JOINTS, COCO_KEYPOINT_NAMES, COCO_TO_SPIN_GT
-from spinfits.fitting.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS
+from spinfits.fitting.data.dataset import check_keypoints
+from spinfits.fitting.data.dataset_joint_maps import COCO_BODY_JOINTS, COCO_KEYPOINT_NAMES, COCO_TO_SPIN_GT
 
 logger = logging.getLogger(__name__)
 

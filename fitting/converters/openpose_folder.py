@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from spinfits.errors import InputError
+from spinfits.fitting.body.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS
 from spinfits.fitting.converters.image_files import check_folder, find_images, listing
 from spinfits.fitting.converters.spin_rows import ConvertedDataset
-from spinfits.fitting.dataset import box_from_keypoints, read_openpose_json
-from spinfits.fitting.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS
+from spinfits.fitting.data.dataset import box_from_keypoints, read_openpose_json
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from spinfits.errors import InputError
-from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
-from spinfits.fitting.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS
+from spinfits.fitting.body.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS
+from spinfits.fitting.data.dataset import KeypointDataset, load_spin_npz
 
 
 @dataclass(frozen=True, eq=False)

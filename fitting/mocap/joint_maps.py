@@ -1,6 +1,6 @@
 """Joint maps from motion-capture skeletons to SMPL's 24 skeleton joints, as data.
 
-Each map names, for some of SMPL's joints (``spinfits.fitting.joints.SMPL_JOINT_NAMES``), the
+Each map names, for some of SMPL's joints (``spinfits.fitting.body.joints.SMPL_JOINT_NAMES``), the
 BVH joint at the same place in the body. SMPL's spine joints are left out everywhere (each rig
 splits the spine differently), and so are joints a rig lacks (the cgspeed/Daz rig has no toe
 joint). A skeleton is recognised by holding every BVH joint of a map; left and right are the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spinfits.fitting.joints import SMPL_JOINT_NAMES
+from spinfits.fitting.body.joints import SMPL_JOINT_NAMES
 
 
 @dataclass(frozen=True)

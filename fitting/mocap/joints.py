@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from spinfits.errors import InputError
-from spinfits.fitting.joints import SMPL_JOINT_NAMES
+from spinfits.fitting.body.joints import SMPL_JOINT_NAMES
 from spinfits.fitting.mocap.bvh import BvhClip, BvhError, forward_kinematics, read_bvh
 from spinfits.fitting.mocap.joint_maps import SKELETON_MAPS, SkeletonMap
 

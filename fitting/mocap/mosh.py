@@ -32,16 +32,16 @@ import numpy as np
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.joints import SMPL_JOINT_NAMES, SMPL_PARENTS
-from spinfits.fitting.levenberg_marquardt import solve_pool
-from spinfits.fitting.mocap.joints import MocapJoints
-from spinfits.fitting.model_files import BodyModelFiles
-from spinfits.fitting.rotations import (
+from spinfits.fitting.body.joints import SMPL_JOINT_NAMES, SMPL_PARENTS
+from spinfits.fitting.body.model_files import BodyModelFiles
+from spinfits.fitting.body.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_matrix_and_right_jacobian,
     matrix_to_axis_angle,
     skew,
 )
+from spinfits.fitting.mocap.joints import MocapJoints
+from spinfits.fitting.smplify.levenberg_marquardt import solve_pool
 
 logger = logging.getLogger(__name__)
 

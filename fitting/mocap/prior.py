@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from spinfits.errors import InputError
-from spinfits.fitting.joints import SMPL_POSE_FLIP_PERM
+from spinfits.fitting.body.joints import SMPL_POSE_FLIP_PERM
+from spinfits.fitting.body.model_files import BodyModelFiles
 from spinfits.fitting.mocap.joints import MocapConfig, bvh_files, clip_name, mocap_joints
 from spinfits.fitting.mocap.mosh import MoshConfig, MoshFit, fit_mocap
-from spinfits.fitting.model_files import BodyModelFiles
 
 logger = logging.getLogger(__name__)
 

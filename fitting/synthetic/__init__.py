@@ -7,7 +7,7 @@ datasets with real SMPL files never loads these modules.
   (``SyntheticConfig``, ``make_synthetic_dataset``, ``write_synthetic_dataset``).
 - ``natural_poses``: an anatomy-based sampler of everyday body poses (people, stand-in prior).
 - ``render``: a small z-buffer rasteriser drawing people's 224-px crops (demo images).
-- ``regressor_training``: trains ``fitting.keypoint_regressor.KeypointRegressor`` on synthetic
+- ``regressor_training``: trains ``fitting.offline.keypoint_regressor.KeypointRegressor`` on synthetic
   people's projected keypoints (``spinfits init train-regressor``).
 - ``standin``: the stand-in body model, SMPL-format files generated from shipped data
   (``spinfits model make-standin``).

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinfits.fitting.joints import SMPL_JOINT_NAMES, SMPL_POSE_FLIP_PERM
+from spinfits.fitting.body.joints import SMPL_JOINT_NAMES, SMPL_POSE_FLIP_PERM
 
 _J = {name: index for index, name in enumerate(SMPL_JOINT_NAMES)}
 

@@ -36,14 +36,14 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from spinfits.errors import InputError
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.dataset import CROP_RES, FOCAL_LENGTH, crop_to_image
-from spinfits.fitting.joints import (
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import (
     NUM_OPENPOSE_JOINTS,
     SPIN_JOINT_NAMES,
     SPIN_JOINTS_FLIP_PERM,
 )
-from spinfits.fitting.model_files import BodyModelFiles
+from spinfits.fitting.body.model_files import BodyModelFiles
+from spinfits.fitting.data.dataset import CROP_RES, FOCAL_LENGTH, crop_to_image
 from spinfits.fitting.synthetic.natural_poses import sample_body_poses
 from spinfits.fitting.synthetic.render import part_face_colours, render
 

@@ -1,7 +1,7 @@
 """Training the keypoint regressor on the body model's own synthetic people.
 
 ``spinfits init train-regressor --model-dir DIR`` runs this and saves the network beside the
-model files (``fitting.keypoint_regressor.save_keypoint_regressor``). Training keypoints are the
+model files (``fitting.offline.keypoint_regressor.save_keypoint_regressor``). Training keypoints are the
 noise-free crop keypoints of synthetic people (``people.make_synthetic_dataset``); each batch
 gets pixel noise and randomly removed keypoints (``RegressorTraining.noise_px``,
 ``max_dropout``). Targets: the 24 rotations (as matrices) and 10 betas that drew each person.
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from spinfits.fitting.keypoint_regressor import KeypointRegressor, RegressorTraining
-from spinfits.fitting.model_files import BodyModelFiles
+from spinfits.fitting.body.model_files import BodyModelFiles
+from spinfits.fitting.offline.keypoint_regressor import KeypointRegressor, RegressorTraining
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 
 

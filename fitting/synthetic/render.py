@@ -1,7 +1,7 @@
 """A small batched z-buffer rasteriser in plain torch, and SMPL part colours for it.
 
 Convention: vertices are in the camera frame (metres); the camera sits at the origin, looks down
-+z, x right, y down, as ``fitting.camera``: pixel ``x = f * X / Z + c_x``, ``y = f * Y / Z + c_y``.
++z, x right, y down, as ``fitting.smplify.camera``: pixel ``x = f * X / Z + c_x``, ``y = f * Y / Z + c_y``.
 Pixel (row i, column j) covers ``[j, j + 1) x [i, i + 1)`` and is sampled at its centre
 ``(j + 0.5, i + 0.5)``. A pixel shows the face whose (perspective-correct) depth at that centre is
 the smallest; faces with a vertex at ``Z <= near`` are skipped. No anti-aliasing, no textures:
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.joints import SMPL_JOINT_NAMES
-from spinfits.fitting.spin_crop import CROP_CENTER, CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.body.joints import SMPL_JOINT_NAMES
+from spinfits.fitting.data.spin_crop import CROP_CENTER, CROP_RES, FOCAL_LENGTH
 
 #: SMPL's 24 parts, in joint order (the part of a vertex is its largest skinning weight).
 SMPL_PART_NAMES = SMPL_JOINT_NAMES

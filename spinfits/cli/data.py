@@ -7,14 +7,14 @@ import argparse
 import numpy as np
 
 from spinfits.cli.options import default_of, make_config
+from spinfits.fitting.body.model_files import load_body_model_files
 from spinfits.fitting.converters.coco import CocoConfig, convert_coco
 from spinfits.fitting.converters.mmpose_3dhp import UNIT_METRES, Mmpose3dhpConfig, convert_mmpose_3dhp
 from spinfits.fitting.converters.openpose_folder import OpenPoseFolderConfig, convert_openpose_folder
 from spinfits.fitting.converters.spin_rows import ConvertedDataset, write_spin_npz
-from spinfits.fitting.dataset import load_spin_npz
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.data.spin_crop import CROP_RES
 from spinfits.fitting.mocap.joints import MocapConfig, mocap_joints, write_mocap_joints
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.spin_crop import CROP_RES
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 

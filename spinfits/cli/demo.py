@@ -43,10 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from spinfits.fitting.model_files import load_body_model_files
-    from spinfits.fitting.overlay import FitRenderer, ImageCamera
-    from spinfits.fitting.person_box import box_from_openpose_json, read_bbox_json
-    from spinfits.png import add_caption, write_png
+    from spinfits.fitting.body.model_files import load_body_model_files
+    from spinfits.fitting.data.person_box import box_from_openpose_json, read_bbox_json
+    from spinfits.fitting.evaluation.overlay import FitRenderer, ImageCamera
+    from spinfits.report.png import add_caption, write_png
     from spinfits.training.images import load_images
     from spinfits.training.single_image import openpose_crop_keypoints, refine_person, regress_person
     from spinfits.training.trained_regressor import load_regressor

@@ -1,7 +1,7 @@
 """``spinfits eval``: SPIN's evaluation of a trained regressor on a dataset (thin glue).
 
 Loads the checkpoint (``training.trained_regressor``), the dataset's ground truth
-(``fitting.eval_targets``), the body model and, when there is one, a Human3.6M regressor
+(``fitting.evaluation.targets``), the body model and, when there is one, a Human3.6M regressor
 (``--h36m-regressor``, or ``J_regressor_h36m.npy`` / the stand-in's beside the model files),
 runs ``training.evaluate.evaluate_regressor`` and prints the figures; ``--json`` writes them,
 ``--predictions`` the per-row predictions and errors. The tables are shared with
@@ -20,7 +20,7 @@ import numpy as np
 
 from spinfits.cli.options import flags_in_errors
 from spinfits.errors import InputError
-from spinfits.fitting.eval_targets import GROUND_TRUTHS
+from spinfits.fitting.evaluation.targets import GROUND_TRUTHS
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``spinfits eval`` and ``spinfits store eval``."""
-    from spinfits.fitting.fit_evaluation import DEFAULT_PCK_ALPHA
+    from spinfits.fitting.evaluation.fit_evaluation import DEFAULT_PCK_ALPHA
 
     parser.add_argument("--model-dir", required=True, type=Path, help="body model folder")
     parser.add_argument(
@@ -99,9 +99,9 @@ def device_of(args: argparse.Namespace):
 
 def make_evaluator(args: argparse.Namespace, device):
     """The body model files and an ``Evaluator`` with the Human3.6M regressor, if any."""
-    from spinfits.fitting.fit_evaluation import Evaluator
-    from spinfits.fitting.h36m_regressor import find_h36m_regressor, load_h36m_regressor
-    from spinfits.fitting.model_files import load_body_model_files
+    from spinfits.fitting.body.model_files import load_body_model_files
+    from spinfits.fitting.evaluation.fit_evaluation import Evaluator
+    from spinfits.fitting.evaluation.h36m_regressor import find_h36m_regressor, load_h36m_regressor
 
     files = load_body_model_files(args.model_dir)
     path = args.h36m_regressor or find_h36m_regressor(files)
@@ -119,7 +119,7 @@ def _mm(value: float | None) -> str:
 def figures_table(summaries: dict[str, Any]) -> str:
     """Protocol figures of one or more ``EvalSummary`` side by side (a column group per label),
     then their 2D PCK."""
-    from spinfits.cli.store import table
+    from spinfits.cli.options import table
 
     first = next(iter(summaries.values()))
     several = len(summaries) > 1
@@ -152,7 +152,7 @@ def figures_table(summaries: dict[str, Any]) -> str:
 def per_action_table(summaries: dict[str, Any]) -> str | None:
     """MPJPE / PA-MPJPE (mm) per Human3.6M action of SPIN's protocol (H36M-14 when computed, else
     LSP-14), a column pair per label; None when no image name carries an action."""
-    from spinfits.cli.store import table
+    from spinfits.cli.options import table
 
     first = next(iter(summaries.values()))
     if not first.per_action:
@@ -192,7 +192,7 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from spinfits.fitting.eval_targets import load_eval_targets
+    from spinfits.fitting.evaluation.targets import load_eval_targets
     from spinfits.training.data import TrainingData
     from spinfits.training.evaluate import evaluate_regressor
     from spinfits.training.trained_regressor import checkpoint_file, load_regressor

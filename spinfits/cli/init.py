@@ -7,8 +7,8 @@ import time
 
 from tqdm import tqdm
 
-from spinfits.fitting.keypoint_regressor import RegressorTraining, save_keypoint_regressor
-from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.offline.keypoint_regressor import RegressorTraining, save_keypoint_regressor
 from spinfits.fitting.synthetic.regressor_training import train_keypoint_regressor
 
 

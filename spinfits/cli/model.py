@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from spinfits.fitting.model_files import convert_smpl_pickle, load_body_model_files
+from spinfits.fitting.body.model_files import convert_smpl_pickle, load_body_model_files
 from spinfits.fitting.synthetic.standin import write_standin_files
 
 
@@ -87,7 +87,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from spinfits.plots import plot_body_model
+    from spinfits.report.plots import plot_body_model
 
     files = load_body_model_files(args.directory)
     print(f"wrote {plot_body_model(files, args.output)} ({files.description})")
@@ -99,9 +99,9 @@ def _fit_prior(args: argparse.Namespace) -> int:
 
     from spinfits.cli.options import make_config
     from spinfits.errors import InputError
+    from spinfits.fitting.body.model_files import GMM_NAME
     from spinfits.fitting.mocap.joints import MocapConfig
     from spinfits.fitting.mocap.prior import cached_fits, learn_pose_prior, read_held_out, write_gmm_pickle
-    from spinfits.fitting.model_files import GMM_NAME
 
     files = load_body_model_files(args.model_dir)
     out = Path(args.out) if args.out else Path(args.model_dir) / GMM_NAME

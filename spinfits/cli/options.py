@@ -5,6 +5,10 @@ takes each option's default from the dataclass (``default_of``), so the two cann
 keeps one mapping from field to flag. The dataclass's messages name its fields ("batch_size must
 be >= 1, got 0"); ``make_config`` builds the config and tells such a message in the flags the
 user typed ("--batch (batch_size) must be >= 1, got 0").
+
+Also the helpers every command group shares (so no command module imports another): the s3
+options of a store (``add_s3_arguments``, ``s3_options``), opening a store (``open_store``), text
+tables (``table``) and commit times (``utc_time``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime
 import logging
 import re
 from collections.abc import Iterator, Mapping
@@ -88,3 +93,48 @@ class DeprecatedAlias(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         log.warning("%s is deprecated: use %s", option_string, self.replacement)
         setattr(namespace, self.dest, values)
+
+
+# ------------------------------------------------------- stores: opening, s3 options, tables
+def add_s3_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of s3:// stores (shared by every command that opens a store)."""
+    s3 = parser.add_argument_group("object storage (s3:// stores; credentials from the AWS chain)")
+    s3.add_argument("--endpoint-url", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
+    s3.add_argument("--region", help="S3 region")
+    s3.add_argument("--allow-http", action="store_true", help="allow an http:// endpoint")
+    s3.add_argument("--force-path-style", action="store_true", help="endpoint/bucket/key addressing")
+    s3.add_argument("--anonymous", action="store_true", help="unsigned requests")
+
+
+def s3_options(args: argparse.Namespace):
+    """The ``S3Options`` given on the command line (see ``add_s3_arguments``)."""
+    from spinfits.store import S3Options
+
+    return S3Options(
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        allow_http=args.allow_http,
+        force_path_style=args.force_path_style,
+        anonymous=args.anonymous,
+    )
+
+
+def open_store(args: argparse.Namespace, body_model: str | None = None):
+    """The store at ``args.store`` (an s3:// store with the ``add_s3_arguments`` options)."""
+    from spinfits.store import FitStore
+
+    return FitStore.open(args.store, body_model=body_model, s3=s3_options(args))
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> str:
+    """Left-aligned text table."""
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def utc_time(moment: datetime.datetime) -> str:
+    """A commit's time as the store commands print it: ``2026-12-05 09:10:00 UTC``."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spinfits.cli.options import DeprecatedAlias, default_of, flags_in_errors, make_config
-from spinfits.cli.store import add_s3_arguments, s3_options
+from spinfits.cli.options import (
+    DeprecatedAlias,
+    add_s3_arguments,
+    default_of,
+    flags_in_errors,
+    make_config,
+    s3_options,
+)
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
 
 #: PrecomputeConfig field -> the flag that sets it (its messages name fields; see cli.options).
@@ -128,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     if summary.rows_planned == 0:
         print(f"nothing to do: {summary.nothing_to_do}")
     if args.report:
-        from spinfits.plots import plot_precompute_report
+        from spinfits.report.plots import plot_precompute_report
 
         print(f"report: {plot_precompute_report(summary, args.report)}")
     print(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from spinfits.cli import store_eval, store_gc, store_inspect
+from spinfits.cli.options import add_s3_arguments, open_store, s3_options, table, utc_time
 from spinfits.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -91,35 +91,6 @@ def _dataset_options(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _open(args: argparse.Namespace, body_model: str | None = None):
-    from spinfits.store import FitStore
-
-    return FitStore.open(args.store, body_model=body_model, s3=s3_options(args))
-
-
-def add_s3_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of s3:// stores (shared by every command that opens a store)."""
-    s3 = parser.add_argument_group("object storage (s3:// stores; credentials from the AWS chain)")
-    s3.add_argument("--endpoint-url", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
-    s3.add_argument("--region", help="S3 region")
-    s3.add_argument("--allow-http", action="store_true", help="allow an http:// endpoint")
-    s3.add_argument("--force-path-style", action="store_true", help="endpoint/bucket/key addressing")
-    s3.add_argument("--anonymous", action="store_true", help="unsigned requests")
-
-
-def s3_options(args: argparse.Namespace):
-    """The ``S3Options`` given on the command line (see ``add_s3_arguments``)."""
-    from spinfits.store import S3Options
-
-    return S3Options(
-        endpoint_url=args.endpoint_url,
-        region=args.region,
-        allow_http=args.allow_http,
-        force_path_style=args.force_path_style,
-        anonymous=args.anonymous,
-    )
-
-
 def _json(text: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -128,19 +99,6 @@ def _json(text: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InputError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
-
-
-def table(rows: list[list[Any]], headers: list[str]) -> str:
-    """Left-aligned text table."""
-    cells = [headers] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _when(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _loss(value: float) -> str:
@@ -167,7 +125,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     snapshot = store.resolve(args.version)
     print(f"store:       {store.location}")
     print(f"version:     {snapshot} ({args.version or 'tip of ' + store.branch})")
@@ -227,11 +185,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     rows = [
         [
             v.snapshot_id,
-            _when(v.written_at),
+            utc_time(v.written_at),
             v.message,
             "-" if v.rows_improved is None else v.rows_improved,
             v.who or "-",
@@ -243,7 +201,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     if args.name is None:
         tags = store.tags()
         print(table([[k, v] for k, v in tags.items()], ["tag", "id"]) if tags else "no tags")
@@ -254,7 +212,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     diff = store.diff(args.dataset, args.from_version, args.to_version)
     s = diff.summary()
     print(f"{args.dataset}: {diff.from_snapshot} -> {diff.to_snapshot}")
@@ -281,7 +239,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     old = store.rollback(args.version)
     print(
         f"rolled {store.branch} back from {old} to {store.tip()}; undo with: spinfits store rollback {args.store} {old}"
@@ -292,7 +250,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from spinfits.store import export_parquet, export_spin_fits
 
-    store = _open(args)
+    store = open_store(args)
     out = Path(args.output)
     if out.suffix == ".parquet":
         if args.losses_out:
@@ -314,9 +272,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace, fits):
     """Losses of SPIN fits against a dataset's keypoints, with the store's body model."""
-    from spinfits.fitting.dataset import load_spin_npz
-    from spinfits.fitting.fit_loss import score_fits
-    from spinfits.fitting.model_files import load_body_model_files
+    from spinfits.fitting.body.model_files import load_body_model_files
+    from spinfits.fitting.data.dataset import load_spin_npz
+    from spinfits.fitting.smplify.fit_loss import score_fits
 
     if not args.model_dir:
         raise InputError("--score needs --model-dir, the body model the fits belong to")
@@ -347,7 +305,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.score:
         losses, body_model, args.dataset_fingerprint = _score(args, fits)
     spin_proposals(fits, losses)  # validate before touching the store
-    store = _open(args, body_model=body_model)
+    store = open_store(args, body_model=body_model)
     if args.dataset not in store.datasets():
         store.create_dataset(
             args.dataset,

@@ -2,7 +2,7 @@
 
 Thin glue: reads the fits of one dataset at one or more versions (``--version``, repeatable:
 branch, tag or snapshot id; default the tip of main), evaluates them with the body model
-(``fitting.fit_evaluation``: MPJPE / PA-MPJPE in mm per protocol, per Human3.6M action, 2D PCK
+(``fitting.evaluation.fit_evaluation``: MPJPE / PA-MPJPE in mm per protocol, per Human3.6M action, 2D PCK
 with the stored camera) and prints the versions side by side; ``--json`` writes the figures.
 Rows without a fit (source NONE, loss +inf) are counted and left out; imported fits stored
 without a loss (unscored) are evaluated and counted.
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``eval`` to the ``spinfits store`` subcommands."""
     from spinfits.cli.eval import add_evaluation_arguments
-    from spinfits.cli.store import add_s3_arguments
+    from spinfits.cli.options import add_s3_arguments
 
     parser = commands.add_parser(
         "eval",
@@ -50,9 +50,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def cmd_store_eval(args: argparse.Namespace) -> int:
     from spinfits.cli.eval import device_of, make_evaluator, print_figures, write_json
-    from spinfits.cli.store import s3_options
-    from spinfits.fitting.eval_summary import summary_of
-    from spinfits.fitting.eval_targets import load_eval_targets
+    from spinfits.cli.options import s3_options
+    from spinfits.fitting.evaluation.summary import summary_of
+    from spinfits.fitting.evaluation.targets import load_eval_targets
     from spinfits.store import FitStore, Source
 
     if args.batch < 1:

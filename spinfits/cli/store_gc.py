@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``gc`` to the ``spinfits store`` subcommands."""
-    from spinfits.cli.store import add_s3_arguments
+    from spinfits.cli.options import add_s3_arguments
 
     p = commands.add_parser(
         "gc",
@@ -84,7 +84,7 @@ def size(n: float) -> str:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from spinfits.cli.store import _open, _when, table
+    from spinfits.cli.options import open_store, table, utc_time
 
     if args.older_than is not None and not args.older_than >= 0:
         raise InputError(f"--older-than must be a number of days >= 0, got {args.older_than}")
@@ -93,11 +93,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
             f"--keep-last must be at least 1 (commits kept on each branch), got {args.keep_last}"
         )
     keep = checkpoint_snapshots(args.keep_run)
-    store = _open(args)
+    store = open_store(args)
     older_than = None if args.older_than is None else datetime.timedelta(days=args.older_than)
     report = store.gc(older_than=older_than, keep_last=args.keep_last, keep=keep, dry_run=args.dry_run)
     print(f"gc of {store.location}{' (dry run: nothing changed)' if report.dry_run else ''}")
-    print(f"cut:     {_when(report.cut)}; commits written before it expire")
+    print(f"cut:     {utc_time(report.cut)}; commits written before it expire")
     print("kept:")
     rows = [[snapshot, ", ".join(why)] for snapshot, why in report.kept.items()]
     print("\n".join("  " + line for line in table(rows, ["snapshot", "why"]).splitlines()))

@@ -3,7 +3,7 @@
 Thin glue. ``show`` draws chosen rows of a dataset over their real images (PNG per row, the
 image's own size: the mesh in SMPL part colours, blended, depth-correct, and the keypoints the
 fit was made against); ``report`` writes one self-contained HTML page about the whole store
-(``spinfits.store_report``), with the worst and best fits over their images for the datasets
+(``spinfits.report.store_report``), with the worst and best fits over their images for the datasets
 given with ``--dataset NAME=DATA.npz --images NAME=DIR``.
 """
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``show`` and ``report`` to the ``spinfits store`` subcommands."""
-    from spinfits.cli.store import add_s3_arguments
+    from spinfits.cli.options import add_s3_arguments
 
     p = commands.add_parser(
         "show",
@@ -101,10 +101,10 @@ def parse_rows(text: str, n_rows: int) -> np.ndarray:
 
 def _overlays(store, name: str, dataset_path: Path, images: Path, model_dir: Path, device: str):
     """``DatasetOverlays`` of store dataset ``name``, checked against the store."""
-    from spinfits.dataset_overlays import DatasetOverlays
-    from spinfits.fitting.dataset import load_spin_npz
-    from spinfits.fitting.model_files import load_body_model_files
-    from spinfits.fitting.overlay import FitRenderer
+    from spinfits.fitting.body.model_files import load_body_model_files
+    from spinfits.fitting.data.dataset import load_spin_npz
+    from spinfits.fitting.evaluation.overlay import FitRenderer
+    from spinfits.report.dataset_overlays import DatasetOverlays
 
     files = load_body_model_files(model_dir)
     if files.fingerprint != store.body_model.fingerprint:
@@ -118,8 +118,8 @@ def _overlays(store, name: str, dataset_path: Path, images: Path, model_dir: Pat
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from spinfits.cli.store import s3_options
-    from spinfits.png import add_caption, write_png
+    from spinfits.cli.options import s3_options
+    from spinfits.report.png import add_caption, write_png
     from spinfits.store import FitStore, Source
 
     store = FitStore.open(args.store, s3=s3_options(args))
@@ -172,9 +172,9 @@ def _named(values: list[str], option: str, datasets: list[str]) -> dict[str, Pat
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from spinfits.cli.store import s3_options
+    from spinfits.cli.options import s3_options
+    from spinfits.report.store_report import ReportConfig, build_report, write_report
     from spinfits.store import FitStore
-    from spinfits.store_report import ReportConfig, build_report, write_report
 
     config = ReportConfig(top=args.top, versions=args.versions)
     if Path(args.out).suffix.lower() not in (".html", ".htm"):

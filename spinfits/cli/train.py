@@ -7,8 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from spinfits.cli.options import default_of, flags_in_errors, make_config
-from spinfits.cli.store import add_s3_arguments, s3_options
+from spinfits.cli.options import add_s3_arguments, default_of, flags_in_errors, make_config, s3_options
 from spinfits.errors import InputError
 from spinfits.training.spin_losses import SpinLossWeights
 from spinfits.training.train_config import TrainConfig, TrainDataset
@@ -373,7 +372,7 @@ def _run(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line)
     if args.report not in (None, FROM_CONFIG) and not summary.nothing_to_do:
-        from spinfits.plots import plot_training_report
+        from spinfits.report.plots import plot_training_report
         from spinfits.training.progress import read_progress
 
         ranks = [

@@ -16,7 +16,7 @@ import ray
 
 from spinfits.cluster.precompute import FITTER_NAME_PREFIX, PrecomputeConfig, run_precompute
 from spinfits.errors import InputError
-from spinfits.fitting.dataset import load_spin_rows
+from spinfits.fitting.data.dataset import load_spin_rows
 from spinfits.store import FitStore
 
 
@@ -295,7 +295,7 @@ def test_planned_keypoints_hold_only_the_planned_rows():
     """What the driver keeps of the dataset after planning (the driver's memory as a whole is
     measured by bench/million_rows.py)."""
     from spinfits.cluster.precompute import PlannedKeypoints
-    from spinfits.fitting.dataset import DatasetRows
+    from spinfits.fitting.data.dataset import DatasetRows
 
     keypoints = np.arange(5 * 49 * 3, dtype=np.float32).reshape(5, 49, 3)
     dataset = DatasetRows(

@@ -9,8 +9,8 @@ from spinfits.cli import main
 from spinfits.cluster.fitter_actor import DIVERGED, NONFINITE_KEYPOINTS, FitterActor
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
 from spinfits.errors import InputError, StorageError
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.offline_config import default_offline_config
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.offline.config import default_offline_config
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.store import FitStore
 
@@ -160,7 +160,7 @@ def test_every_row_unfittable_says_so(tmp_path, local_ray, standin_files, standi
 
 
 def _body(model_dir):
-    from spinfits.fitting.model_files import load_body_model_files
+    from spinfits.fitting.body.model_files import load_body_model_files
     from spinfits.store import BodyModelInfo
 
     files = load_body_model_files(model_dir)

@@ -24,13 +24,13 @@ import pytest
 from s3_service import CREDENTIALS, FaultyEndpoint, MotoServer
 
 from spinfits.cli import main
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.fit_loss import score_fits
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.smplify.fit_loss import score_fits
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source
 from spinfits.training.checkpoint import latest_checkpoint_step
 from spinfits.training.progress import read_progress
 
-pytestmark = pytest.mark.multinode
+pytestmark = [pytest.mark.multinode, pytest.mark.slow]
 
 BUCKET = "fits"
 DATASET = "people"  # small_dataset's name in a store

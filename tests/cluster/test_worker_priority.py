@@ -16,6 +16,7 @@ class NicenessProbe:
 
 @pytest.fixture
 def no_ray():
+    """No Ray instance before the test (it starts its own) and none after."""
     if ray.is_initialized():
         pytest.fail("Ray is already initialised in this test process; this test starts its own")
     yield

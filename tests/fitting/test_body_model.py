@@ -6,8 +6,8 @@ import smplx
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.joints import SPIN_JOINT_NAMES, spin_index
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import SPIN_JOINT_NAMES, spin_index
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_cuda_matches_cpu(standin_files):
 
 
 def test_rotation_matrix_input_equals_axis_angle_input(model):
-    from spinfits.fitting.rotations import axis_angle_to_matrix
+    from spinfits.fitting.body.rotations import axis_angle_to_matrix
 
     torch.manual_seed(3)
     pose, betas = 0.3 * torch.randn(4, 72), torch.randn(4, 10)

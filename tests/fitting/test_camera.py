@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.camera import estimate_translation, perspective_projection
+from spinfits.fitting.smplify.camera import estimate_translation, perspective_projection
 
 
 def random_joints(batch, dtype=torch.float64):

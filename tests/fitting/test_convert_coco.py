@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from spinfits.errors import InputError
+from spinfits.fitting.body.joints import SPIN_GT_JOINT_NAMES
 from spinfits.fitting.converters.coco import CocoConfig, convert_coco
 from spinfits.fitting.converters.spin_rows import write_spin_npz
-from spinfits.fitting.joints import SPIN_GT_JOINT_NAMES
 
 
 @pytest.fixture

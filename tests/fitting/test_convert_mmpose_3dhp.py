@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from spinfits.errors import InputError
+from spinfits.fitting.body.joints import SPIN_GT_JOINT_NAMES
 from spinfits.fitting.converters.mmpose_3dhp import Mmpose3dhpConfig, convert_mmpose_3dhp
 from spinfits.fitting.converters.spin_rows import write_spin_npz
-from spinfits.fitting.joints import SPIN_GT_JOINT_NAMES
 
 
 def slot(name):

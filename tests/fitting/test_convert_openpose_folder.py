@@ -14,7 +14,7 @@ from spinfits.fitting.converters.openpose_folder import (
     match_openpose_files,
 )
 from spinfits.fitting.converters.spin_rows import write_spin_npz
-from spinfits.fitting.dataset import load_spin_npz
+from spinfits.fitting.data.dataset import load_spin_npz
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from spinfits.errors import InputError
-from spinfits.fitting.dataset import (
+from spinfits.fitting.body.joints import spin_index
+from spinfits.fitting.data.dataset import (
     box_from_keypoints,
     crop_to_image,
     image_to_crop,
     load_spin_npz,
     read_openpose_json,
 )
-from spinfits.fitting.joints import spin_index
 
 
 def test_h36m_sample_reads_into_crop_frame(shared_data):
@@ -74,7 +74,7 @@ def test_nan_keypoint_with_confidence_is_an_error(tmp_path):
 def test_keypoints_are_converted_in_blocks_with_the_same_result_and_true_row_numbers(tmp_path, monkeypatch):
     """The loader converts a few rows at a time (memory at a million rows); the result is the
     whole-array conversion's, and a bad keypoint is told by its row in the file."""
-    import spinfits.fitting.dataset as dataset_module
+    import spinfits.fitting.data.dataset as dataset_module
 
     arrays = _minimal(rows=10)
     arrays["center"] = np.linspace(80.0, 120.0, 20).reshape(10, 2)

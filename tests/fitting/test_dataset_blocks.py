@@ -9,11 +9,11 @@ import zipfile
 import numpy as np
 import pytest
 
-import spinfits.fitting.dataset as dataset_module
+import spinfits.fitting.data.dataset as dataset_module
 from spinfits.errors import InputError
-from spinfits.fitting.dataset import image_to_crop, load_spin_npz, load_spin_rows
-from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
-from spinfits.fitting.npz_members import NpzMembers
+from spinfits.fitting.body.joints import SMPLIFY_IGNORED_JOINTS
+from spinfits.fitting.data.dataset import image_to_crop, load_spin_npz, load_spin_rows
+from spinfits.fitting.data.npz_members import NpzMembers
 
 SAVERS = {"savez": np.savez, "savez_compressed": np.savez_compressed}
 

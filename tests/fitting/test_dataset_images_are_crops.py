@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from spinfits.fitting.dataset import load_spin_npz
+from spinfits.fitting.data.dataset import load_spin_npz
 
 
 def _write(path, **extra):

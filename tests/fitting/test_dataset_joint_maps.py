@@ -2,7 +2,8 @@
 
 import pytest
 
-from spinfits.fitting.dataset_joint_maps import (
+from spinfits.fitting.body.joints import GT_JOINTS_FLIP_PERM, SPIN_GT_JOINT_NAMES
+from spinfits.fitting.data.dataset_joint_maps import (
     COCO_BODY_JOINTS,
     COCO_KEYPOINT_NAMES,
     COCO_TO_SPIN_GT,
@@ -10,7 +11,6 @@ from spinfits.fitting.dataset_joint_maps import (
     MMPOSE_3DHP_ROOT,
     MMPOSE_3DHP_TO_SPIN_GT,
 )
-from spinfits.fitting.joints import GT_JOINTS_FLIP_PERM, SPIN_GT_JOINT_NAMES
 
 #: Each dataset joint name -> the SPIN ground-truth joint it is, written out by hand.
 COCO_EXPECTED = {

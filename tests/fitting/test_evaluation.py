@@ -8,9 +8,14 @@ import pytest
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.eval_summary import summary_of
-from spinfits.fitting.eval_targets import load_eval_targets
-from spinfits.fitting.evaluation import (
+from spinfits.fitting.body.joints import SPIN_GT_JOINT_NAMES
+from spinfits.fitting.evaluation.fit_evaluation import Evaluator
+from spinfits.fitting.evaluation.h36m_regressor import (
+    STANDIN_H36M_REGRESSOR_NAME,
+    find_h36m_regressor,
+    load_h36m_regressor,
+)
+from spinfits.fitting.evaluation.metrics import (
     H36M14,
     H36M_TO_GT24,
     H36M_TO_J14,
@@ -27,13 +32,8 @@ from spinfits.fitting.evaluation import (
     select_predicted,
     similarity_align,
 )
-from spinfits.fitting.fit_evaluation import Evaluator
-from spinfits.fitting.h36m_regressor import (
-    STANDIN_H36M_REGRESSOR_NAME,
-    find_h36m_regressor,
-    load_h36m_regressor,
-)
-from spinfits.fitting.joints import SPIN_GT_JOINT_NAMES
+from spinfits.fitting.evaluation.summary import summary_of
+from spinfits.fitting.evaluation.targets import load_eval_targets
 
 H36M_SAMPLE = "h36m_spin_sample.npz"
 
@@ -204,7 +204,7 @@ def test_standin_writes_a_standin_h36m_regressor(standin_dir, standin_files):
 
 
 def test_standin_h36m_joints_are_the_bodys_joints_at_rest(standin_files):
-    from spinfits.fitting.body_model import SpinBodyModel
+    from spinfits.fitting.body.body_model import SpinBodyModel
 
     regressor = load_h36m_regressor(find_h36m_regressor(standin_files), 6890)
     body = SpinBodyModel(standin_files)(

@@ -6,14 +6,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-import spinfits.fitting.smplify as smplify_module
+import spinfits.fitting.smplify.fitter as smplify_module
 from spinfits.errors import InputError
-from spinfits.fitting.fit_loss import fit_loss_at
-from spinfits.fitting.offline_config import SMPLIFY_2016_STAGES, OfflineConfig
-from spinfits.fitting.offline_fitter import OfflineFitter
-from spinfits.fitting.smplify import SMPLify
-from spinfits.fitting.smplify_config import SmplifyConfig
-from spinfits.fitting.smplify_stages import BodyStage
+from spinfits.fitting.offline.config import SMPLIFY_2016_STAGES, OfflineConfig
+from spinfits.fitting.offline.fitter import OfflineFitter
+from spinfits.fitting.smplify.config import SmplifyConfig
+from spinfits.fitting.smplify.fit_loss import fit_loss_at
+from spinfits.fitting.smplify.fitter import SMPLify
+from spinfits.fitting.smplify.stages import BodyStage
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 
 #: Short caps: these tests check what runs where, not how well.

@@ -5,11 +5,11 @@ stage; and the LM solver's trial steps with their Jacobian. Each equals the plai
 import pytest
 import torch
 
-from spinfits.fitting.joints_only import JointsOnlyBody
-from spinfits.fitting.levenberg_marquardt import solve_pool
-from spinfits.fitting.losses import LossWeights
-from spinfits.fitting.priors import GmmPosePrior
-from spinfits.fitting.smplify_stages import BodyStage
+from spinfits.fitting.body.joints_only import JointsOnlyBody
+from spinfits.fitting.smplify.levenberg_marquardt import solve_pool
+from spinfits.fitting.smplify.losses import LossWeights
+from spinfits.fitting.smplify.priors import GmmPosePrior
+from spinfits.fitting.smplify.stages import BodyStage
 
 D = torch.float64
 

@@ -1,4 +1,4 @@
-from spinfits.fitting import joints as J
+from spinfits.fitting.body import joints as J
 
 
 def test_spin_joint_tables_have_49_entries():

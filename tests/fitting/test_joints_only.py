@@ -4,9 +4,9 @@ import pytest
 import torch
 from smplx.lbs import batch_rodrigues
 
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.joints_only import JointsOnlyBody
-from spinfits.fitting.rotations import (
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints_only import JointsOnlyBody
+from spinfits.fitting.body.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_matrix_and_right_jacobian,
 )

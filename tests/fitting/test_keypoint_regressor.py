@@ -11,8 +11,11 @@ import torch
 
 from spinfits.cli import main
 from spinfits.errors import InputError
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.keypoint_regressor import (
+from spinfits.fitting.body.model_files import load_body_model_files
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.offline.config import OfflineConfig, default_offline_config
+from spinfits.fitting.offline.fitter import OfflineFitter
+from spinfits.fitting.offline.keypoint_regressor import (
     REGRESSOR_FILE,
     KeypointRegressor,
     RegressorTraining,
@@ -20,9 +23,6 @@ from spinfits.fitting.keypoint_regressor import (
     load_keypoint_regressor,
     save_keypoint_regressor,
 )
-from spinfits.fitting.model_files import load_body_model_files
-from spinfits.fitting.offline_config import OfflineConfig, default_offline_config
-from spinfits.fitting.offline_fitter import OfflineFitter
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.fitting.synthetic.regressor_training import train_keypoint_regressor
 

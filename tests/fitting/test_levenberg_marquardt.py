@@ -1,11 +1,11 @@
-"""fitting.levenberg_marquardt.solve_pool: the batched LM solver pool, on problems with known
+"""fitting.smplify.levenberg_marquardt.solve_pool: the batched LM solver pool, on problems with known
 minimisers (a straight line by least squares, Rosenbrock's valley)."""
 
 import numpy as np
 import pytest
 import torch
 
-from spinfits.fitting.levenberg_marquardt import LmOutcome, solve_pool
+from spinfits.fitting.smplify.levenberg_marquardt import LmOutcome, solve_pool
 
 
 class LineFit:

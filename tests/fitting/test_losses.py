@@ -5,15 +5,15 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from spinfits.fitting.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS, SMPLIFY_IGNORED_JOINTS
-from spinfits.fitting.losses import (
+from spinfits.fitting.body.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS, SMPLIFY_IGNORED_JOINTS
+from spinfits.fitting.smplify.losses import (
     LossWeights,
     body_fitting_loss,
     camera_fitting_loss,
     gmof,
     reprojection_loss,
 )
-from spinfits.fitting.priors import GmmPosePrior, angle_prior
+from spinfits.fitting.smplify.priors import GmmPosePrior, angle_prior
 
 D = torch.float64
 

@@ -1,8 +1,8 @@
-"""fitting.mean_params: SPIN's mean pose and shape, and its 6D rotations."""
+"""fitting.data.mean_params: SPIN's mean pose and shape, and its 6D rotations."""
 
 import numpy as np
 
-from spinfits.fitting.mean_params import rot6d_to_axis_angle, spin_mean_params
+from spinfits.fitting.data.mean_params import rot6d_to_axis_angle, spin_mean_params
 
 
 def test_rot6d_round_trip():

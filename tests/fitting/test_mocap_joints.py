@@ -5,7 +5,7 @@ import pytest
 
 from spinfits.cli import main
 from spinfits.errors import InputError
-from spinfits.fitting.joints import SMPL_JOINT_NAMES
+from spinfits.fitting.body.joints import SMPL_JOINT_NAMES
 from spinfits.fitting.mocap.bvh import BvhError, read_bvh
 from spinfits.fitting.mocap.joint_maps import CMU, SKELETON_MAPS
 from spinfits.fitting.mocap.joints import (

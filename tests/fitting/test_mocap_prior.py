@@ -10,8 +10,8 @@ from test_mocap_joints import RIG, rig_bvh
 
 from spinfits.cli import main
 from spinfits.errors import InputError
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.joints import SMPL_JOINT_NAMES
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import SMPL_JOINT_NAMES
 from spinfits.fitting.mocap.joint_maps import CMU
 from spinfits.fitting.mocap.joints import MocapJoints
 from spinfits.fitting.mocap.mosh import SkeletonModel, fit_mocap, skeleton_jacobian, skeleton_joints

@@ -15,7 +15,7 @@ import scipy.sparse
 
 from spinfits.cli import main
 from spinfits.errors import InputError
-from spinfits.fitting.model_files import (
+from spinfits.fitting.body.model_files import (
     convert_smpl_pickle,
     load_body_model_files,
     read_gmm,

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from spinfits.fitting.body_joints import body_joints
-from spinfits.fitting.camera import perspective_projection
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.hypotheses import mean_initialisation
-from spinfits.fitting.mean_params import spin_mean_params
-from spinfits.fitting.offline_fitter import OfflineFitter
+from spinfits.fitting.body.body_joints import body_joints
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.data.mean_params import spin_mean_params
+from spinfits.fitting.offline.fitter import OfflineFitter
+from spinfits.fitting.offline.hypotheses import mean_initialisation
+from spinfits.fitting.smplify.camera import perspective_projection
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 
@@ -51,23 +51,23 @@ def test_offline_fits_are_good_and_finite(standin_files, synthetic):
 from dataclasses import replace  # noqa: E402
 
 from spinfits.errors import InputError  # noqa: E402
-from spinfits.fitting.fit_loss import fit_loss_at  # noqa: E402
-from spinfits.fitting.hypotheses import (  # noqa: E402
+from spinfits.fitting.body.joints import (  # noqa: E402
+    NUM_OPENPOSE_JOINTS,
+    SPIN_JOINTS_FLIP_PERM,
+    spin_index,
+)
+from spinfits.fitting.body.rotations import axis_angle_to_matrix  # noqa: E402
+from spinfits.fitting.offline.config import SMPLIFY_2016_STAGES, OfflineConfig  # noqa: E402
+from spinfits.fitting.offline.hypotheses import (  # noqa: E402
     BACK,
     FRONT,
     SIDE_LEFT,
     shoulder_to_torso_ratio,
     turned_mean_orient,
 )
-from spinfits.fitting.joints import (  # noqa: E402
-    NUM_OPENPOSE_JOINTS,
-    SPIN_JOINTS_FLIP_PERM,
-    spin_index,
-)
-from spinfits.fitting.offline_config import SMPLIFY_2016_STAGES, OfflineConfig  # noqa: E402
-from spinfits.fitting.rotations import axis_angle_to_matrix  # noqa: E402
-from spinfits.fitting.smplify_config import PriorStage, SmplifyConfig  # noqa: E402
-from spinfits.fitting.swap_check import openpose_swapped  # noqa: E402
+from spinfits.fitting.offline.swap_check import openpose_swapped  # noqa: E402
+from spinfits.fitting.smplify.config import PriorStage, SmplifyConfig  # noqa: E402
+from spinfits.fitting.smplify.fit_loss import fit_loss_at  # noqa: E402
 from spinfits.fitting.synthetic.people import make_synthetic_dataset  # noqa: E402
 
 
@@ -158,7 +158,7 @@ def test_selection_is_per_row_and_independent_of_batch_mates(fitter, people):
 
 
 def test_select_takes_each_rows_lowest_criterion(standin_files):
-    from spinfits.fitting.smplify_config import FitResult
+    from spinfits.fitting.smplify.config import FitResult
 
     fitter = OfflineFitter(standin_files, OfflineConfig(select_by="fit_loss"))
     owner = torch.tensor([0, 0, 1, 1, 1, 1, 2, 2])
@@ -200,7 +200,7 @@ def test_staged_loss_is_the_dictionary_loss_at_spins_sigma(standin_files, people
 
 
 def test_engine_default_is_spins_single_stage_and_one_stage_schedule_matches_it(standin_files, people):
-    from spinfits.fitting.smplify import SMPLify
+    from spinfits.fitting.smplify.fitter import SMPLify
 
     config = SmplifyConfig(camera_iterations=5, body_iterations=8)
     assert config.body_schedule() == ((config.weights, 8),)
@@ -335,7 +335,7 @@ def test_missing_and_truncated_people_fit_without_failures(standin_files, fitter
     keypoints[..., 2] *= (torch.rand(keypoints.shape[:2], generator=generator) > 0.3).double()
     assert data["truncated"].sum() >= 3
     result = fitter.fit(keypoints)
-    from spinfits.fitting.joints import TORSO_LIMB_JOINTS
+    from spinfits.fitting.body.joints import TORSO_LIMB_JOINTS
 
     enough = (keypoints[:, list(TORSO_LIMB_JOINTS), 2] > 0).sum(1) >= 6
     assert enough.all() and result.fitted.all() and torch.isfinite(result.loss).all()
@@ -344,8 +344,8 @@ def test_missing_and_truncated_people_fit_without_failures(standin_files, fitter
 
 
 def test_confident_torso_camera_stage_leaves_missing_torso_joints_out(fitter, people):
-    from spinfits.fitting.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS
-    from spinfits.fitting.smplify_stages import CameraStage
+    from spinfits.fitting.body.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS
+    from spinfits.fitting.smplify.stages import CameraStage
 
     keypoints = people["gt_keypoints"][:2].double().clone()
     keypoints[:, OPENPOSE_TORSO_JOINTS[0]] = 0.0  # OpenPose torso incomplete: SPIN uses GT's

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.camera import perspective_projection
-from spinfits.fitting.dataset import crop_to_image
-from spinfits.fitting.overlay import (
+from spinfits.fitting.data.dataset import crop_to_image
+from spinfits.fitting.evaluation.overlay import (
     GT_KEYPOINT_COLOUR,
     OPENPOSE_KEYPOINT_COLOUR,
     FitRenderer,
@@ -18,6 +17,7 @@ from spinfits.fitting.overlay import (
     overlay_meshes,
     side_view_vertices,
 )
+from spinfits.fitting.smplify.camera import perspective_projection
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small meshes: one thread is faster
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.body_model import SpinBodyModel
+from spinfits.fitting.body.body_model import SpinBodyModel
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 from spinfits.fitting.synthetic.render import (
     PART_PALETTE,

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.fit_loss import fit_loss, fit_loss_at
-from spinfits.fitting.joints import SMPLIFY_IGNORED_JOINTS
-from spinfits.fitting.smplify import SMPLify
-from spinfits.fitting.smplify_config import SmplifyConfig
+from spinfits.fitting.body.joints import SMPLIFY_IGNORED_JOINTS
+from spinfits.fitting.smplify.config import SmplifyConfig
+from spinfits.fitting.smplify.fit_loss import fit_loss, fit_loss_at
+from spinfits.fitting.smplify.fitter import SMPLify
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 
 
@@ -219,7 +219,7 @@ def test_fits_leave_the_engine_with_every_angle_below_two_pi(engine, people):
 
 
 def test_wrap_axis_angle_keeps_the_rotation():
-    from spinfits.fitting.rotations import axis_angle_to_matrix, wrap_axis_angle
+    from spinfits.fitting.body.rotations import axis_angle_to_matrix, wrap_axis_angle
 
     axis = torch.nn.functional.normalize(torch.tensor([[0.3, -0.8, 0.5]] * 4, dtype=torch.float64), dim=-1)
     angles = torch.tensor([[0.7], [2 * math.pi + 0.4], [4.5 * math.pi], [3.0]], dtype=torch.float64)

@@ -9,8 +9,8 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from spinfits.errors import InputError
-from spinfits.fitting.joints import SMPL_JOINT_NAMES
-from spinfits.fitting.joints_only import JointsOnlyBody
+from spinfits.fitting.body.joints import SMPL_JOINT_NAMES
+from spinfits.fitting.body.joints_only import JointsOnlyBody
 from spinfits.fitting.synthetic.natural_poses import mirror_body_pose, sample_body_poses
 from spinfits.fitting.synthetic.standin import files as standin_files_module
 from spinfits.fitting.synthetic.standin.files import CORRECTIVES_SOURCE, standin_correctives

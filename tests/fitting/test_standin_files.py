@@ -10,7 +10,7 @@ import torch
 
 from spinfits.cli import main
 from spinfits.errors import InputError
-from spinfits.fitting.model_files import load_body_model_files
+from spinfits.fitting.body.model_files import load_body_model_files
 from spinfits.fitting.synthetic.natural_poses import sample_body_poses
 from spinfits.fitting.synthetic.standin import write_standin_files
 

@@ -7,8 +7,8 @@ from scipy.spatial.transform import Rotation
 
 from spinfits.cli import main
 from spinfits.errors import InputError
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.dataset import CROP_RES, FOCAL_LENGTH, load_spin_npz
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.data.dataset import CROP_RES, FOCAL_LENGTH, load_spin_npz
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spinfits.fitting.joints import SMPL_PARENTS
-from spinfits.fitting.model_files import BodyModelFiles, GmmPrior, SmplArrays
+from spinfits.fitting.body.joints import SMPL_PARENTS
+from spinfits.fitting.body.model_files import BodyModelFiles, GmmPrior, SmplArrays
 
 V = 6890
 

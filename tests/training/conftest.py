@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from spinfits.fitting.dataset import KeypointDataset, load_spin_npz
-from spinfits.fitting.fit_loss import score_fits
+from spinfits.fitting.data.dataset import KeypointDataset, load_spin_npz
+from spinfits.fitting.smplify.fit_loss import score_fits
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 from spinfits.store import BodyModelInfo, FitStore, Proposals, Source
 
@@ -115,7 +115,7 @@ def fit_store(make_store) -> FitStore:
 @pytest.fixture
 def small_regressor():
     """make() -> a fresh "small" HMR, the same weights for every call in a test."""
-    from spinfits.fitting.mean_params import spin_mean_params_path
+    from spinfits.fitting.data.mean_params import spin_mean_params_path
     from spinfits.training.regressor import HMR, RegressorConfig
 
     def make() -> torch.nn.Module:

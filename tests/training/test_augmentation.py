@@ -6,10 +6,10 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from spinfits.errors import InputError
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.camera import perspective_projection
-from spinfits.fitting.joints import spin_index
-from spinfits.fitting.rotations import matrix_to_axis_angle
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import spin_index
+from spinfits.fitting.body.rotations import matrix_to_axis_angle
+from spinfits.fitting.smplify.camera import perspective_projection
 from spinfits.fitting.synthetic.people import SyntheticConfig, make_synthetic_dataset
 from spinfits.training.augmentation import (
     Augmentation,
@@ -188,7 +188,7 @@ def test_pose_orientation_is_rotated_about_the_optical_axis():
 
 
 def test_matrix_to_axis_angle_is_accurate_near_zero_and_pi():
-    """fitting.rotations.matrix_to_axis_angle, which augment_pose relies on."""
+    """fitting.body.rotations.matrix_to_axis_angle, which augment_pose relies on."""
     rotations = Rotation.random(500, random_state=0)
     back = matrix_to_axis_angle(torch.as_tensor(rotations.as_matrix()))
     np.testing.assert_allclose(back.numpy(), rotations.as_rotvec(), atol=1e-12)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.body_model import SpinBodyModel
-from spinfits.fitting.joints import GT_JOINTS_FLIP_PERM
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import GT_JOINTS_FLIP_PERM
 from spinfits.training.augmentation import (
     Augmentation,
     AugmentationConfig,
@@ -100,7 +100,7 @@ def test_images_and_keypoints_get_the_same_augmentation(data):
     # the person is in the picture: the rendered crops are not blank
     assert plain.images.std() > 0.1
     assert not torch.allclose(plain.images, flipped.images, atol=1e-2)
-    from spinfits.fitting.joints import SPIN_JOINTS_FLIP_PERM
+    from spinfits.fitting.body.joints import SPIN_JOINTS_FLIP_PERM
 
     mirrored = plain.keypoints[:, list(SPIN_JOINTS_FLIP_PERM)]
     np.testing.assert_allclose(flipped.keypoints[..., 0].numpy(), (224 - mirrored[..., 0]).numpy(), atol=1e-4)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.eval_targets import load_eval_targets
-from spinfits.fitting.fit_evaluation import Evaluator
-from spinfits.fitting.h36m_regressor import find_h36m_regressor, load_h36m_regressor
+from spinfits.fitting.evaluation.fit_evaluation import Evaluator
+from spinfits.fitting.evaluation.h36m_regressor import find_h36m_regressor, load_h36m_regressor
+from spinfits.fitting.evaluation.targets import load_eval_targets
 from spinfits.training.data import TrainingData
 from spinfits.training.evaluate import evaluate_regressor
 

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from spinfits.errors import InputError
-from spinfits.fitting.dataset import image_to_crop
-from spinfits.fitting.joints import spin_index
+from spinfits.fitting.body.joints import spin_index
+from spinfits.fitting.data.dataset import image_to_crop
 from spinfits.training.augmentation import Augmentation, augment_keypoints
 from spinfits.training.images import (
     IMAGENET_MEAN,

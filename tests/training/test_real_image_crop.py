@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from spinfits.fitting.dataset import image_to_crop, read_openpose_json
-from spinfits.fitting.joints import SPIN_JOINTS_FLIP_PERM
+from spinfits.fitting.body.joints import SPIN_JOINTS_FLIP_PERM
+from spinfits.fitting.data.dataset import image_to_crop, read_openpose_json
 from spinfits.training.augmentation import Augmentation, augment_keypoints
 from spinfits.training.images import IMAGENET_MEAN, IMAGENET_STD, crop_images, load_images
 

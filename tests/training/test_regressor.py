@@ -5,8 +5,8 @@ from scipy.spatial.transform import Rotation
 from spin_hmr_reference import HEAD, RESNET50, SMALL, spin_hmr_shapes
 
 from spinfits.errors import InputError
-from spinfits.fitting.mean_params import spin_mean_params
-from spinfits.fitting.rotations import rot6d_to_rotmat
+from spinfits.fitting.body.rotations import rot6d_to_rotmat
+from spinfits.fitting.data.mean_params import spin_mean_params
 from spinfits.training.regressor import HMR, RegressorConfig, camera_translation
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.camera import perspective_projection
-from spinfits.fitting.rotations import axis_angle_to_matrix
+from spinfits.fitting.body.rotations import axis_angle_to_matrix
+from spinfits.fitting.smplify.camera import perspective_projection
 from spinfits.training.spin_losses import SpinLossWeights, SupervisionTargets, spin_losses
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from spinfits.fitting.fit_loss import fit_loss
-from spinfits.fitting.joints_only import JointsOnlyBody
-from spinfits.fitting.rotations import axis_angle_to_matrix
-from spinfits.fitting.smplify_config import SmplifyConfig
+from spinfits.fitting.body.joints_only import JointsOnlyBody
+from spinfits.fitting.body.rotations import axis_angle_to_matrix
+from spinfits.fitting.smplify.config import SmplifyConfig
+from spinfits.fitting.smplify.fit_loss import fit_loss
 from spinfits.store import Fits, Source
 from spinfits.training.augmentation import Augmentation, AugmentationConfig, augment_pose
 from spinfits.training.data import TrainingData

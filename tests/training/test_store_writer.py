@@ -155,6 +155,7 @@ def test_missing_store(tmp_path, standin_files):
         StoreWriter(str(tmp_path / "nothing"), "people", standin_files.fingerprint, "r")
 
 
+@pytest.mark.slow  # starts Ray
 def test_a_workers_fit_reaches_another_worker_after_the_writers_commit(
     fit_store, training_set, standin_files
 ):

@@ -20,13 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-from spinfits.fitting.dataset import load_spin_npz
-from spinfits.fitting.mean_params import spin_mean_params_path
+from spinfits.fitting.data.dataset import load_spin_npz
+from spinfits.fitting.data.mean_params import spin_mean_params_path
 from spinfits.store import FitStore, Source
 from spinfits.training.checkpoint import latest_checkpoint_step
 from spinfits.training.mixture import MixedSampler, spin_partition
 from spinfits.training.progress import read_progress
 from spinfits.training.regressor import HMR, RegressorConfig
+
+pytestmark = pytest.mark.slow  # a training run starts Ray (Ray Train)
 
 BATCH, WORKERS, EVERY = 4, 2, 3
 

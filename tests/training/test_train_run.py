@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 
 from spinfits.cli import main
-from spinfits.fitting.fit_loss import score_fits
+from spinfits.fitting.smplify.fit_loss import score_fits
 from spinfits.store import FitStore, Proposals, Source
 from spinfits.training.checkpoint import latest_checkpoint_step
 from spinfits.training.progress import read_progress
+
+pytestmark = pytest.mark.slow  # a training run starts Ray (Ray Train)
 
 CHECKPOINT_EVERY = 6
 DATASET = "people"  # the training_set fixture's dataset name in the store

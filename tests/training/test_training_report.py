@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import matplotlib.image
 
-from spinfits.plots import plot_training_report
+from spinfits.report.plots import plot_training_report
 from spinfits.training.progress import latest_per_step, step_time_split
 from spinfits.training.store_writer import WriterStats
 from spinfits.training.trainer import TrainSummary

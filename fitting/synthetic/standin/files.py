@@ -26,10 +26,8 @@ import scipy.sparse
 from scipy.spatial import cKDTree
 
 from spinfits.errors import InputError
-from spinfits.fitting.evaluation import H36M_TO_GT24
-from spinfits.fitting.h36m_regressor import STANDIN_H36M_REGRESSOR_NAME
-from spinfits.fitting.joints import NUM_OPENPOSE_JOINTS, SMPL_VERTEX_KEYPOINTS, SPIN_JOINT_SOURCE
-from spinfits.fitting.model_files import (
+from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS, SMPL_VERTEX_KEYPOINTS, SPIN_JOINT_SOURCE
+from spinfits.fitting.body.model_files import (
     EXTRA_REGRESSOR_NAME,
     GMM_NAME,
     NUM_POSE_BASIS,
@@ -37,6 +35,8 @@ from spinfits.fitting.model_files import (
     STANDIN_KEY,
     STANDIN_README,
 )
+from spinfits.fitting.evaluation.h36m_regressor import STANDIN_H36M_REGRESSOR_NAME
+from spinfits.fitting.evaluation.metrics import H36M_TO_GT24
 
 logger = logging.getLogger(__name__)
 
