@@ -15,6 +15,7 @@ from spinfits.fitting.converters.openpose_folder import OpenPoseFolderConfig, co
 from spinfits.fitting.converters.spin_rows import ConvertedDataset, write_spin_npz
 from spinfits.fitting.data.dataset import load_spin_npz
 from spinfits.fitting.data.spin_crop import CROP_RES
+from spinfits.fitting.mocap.joints import MocapConfig, mocap_joints, write_mocap_joints
 from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
 
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.set_defaults(func=_make_synthetic)
 
     _register_converters(commands)
+    _register_from_bvh(commands)
 
     info = commands.add_parser(
         "info",
@@ -129,6 +131,48 @@ def _register_converters(commands: argparse._SubParsersAction) -> None:
         help="unit of the file's S (mmpose's: %(default)s)",
     )
     mmpose.set_defaults(func=_from_mmpose_3dhp)
+
+
+def _register_from_bvh(commands: argparse._SubParsersAction) -> None:
+    bvh = commands.add_parser(
+        "from-bvh",
+        help="BVH motion capture clips -> 3D joints in SMPL's 24 slots (metres, y up) in an npz",
+        description="Reads each clip (files, or folders of .bvh), recognises its rig (CMU/cgspeed, "
+        "cgspeed's Daz naming, Character Creator), poses it and writes the mapped joints in SMPL's "
+        "24 joint slots, metres, y up, with each row's clip name and frame number. Each clip is "
+        "scaled to --height through its leg length; a leading T-pose frame is dropped.",
+    )
+    bvh.add_argument("clips", nargs="+", metavar="CLIP", help="BVH files or folders of them")
+    bvh.add_argument("output", help="output .npz")
+    bvh.add_argument(
+        "--height",
+        type=float,
+        default=default_of(MocapConfig, "height"),
+        help="body height in metres each clip is scaled to (default %(default)s)",
+    )
+    bvh.add_argument(
+        "--every",
+        type=int,
+        metavar="K",
+        default=default_of(MocapConfig, "every"),
+        help="keep every K-th frame of each clip (default %(default)s: all)",
+    )
+    bvh.set_defaults(func=_from_bvh)
+
+
+def _from_bvh(args: argparse.Namespace) -> int:
+    config = make_config(
+        MocapConfig, {"height": "--height", "every": "--every"}, height=args.height, every=args.every
+    )
+    joints = mocap_joints(args.clips, config)
+    path = write_mocap_joints(joints, args.output)
+    print(f"wrote {len(joints)} frames of {len(joints.clips)} clips to {path}")
+    for skeleton in sorted(set(joints.skeleton.tolist())):
+        rows = joints.skeleton == skeleton
+        clips = len(set(joints.clip[rows].tolist()))
+        mapped = int(joints.present[rows][0].sum())
+        print(f"  {skeleton}: {clips} clips, {int(rows.sum())} frames, {mapped} of 24 SMPL joints mapped")
+    return 0
 
 
 def _from_openpose(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from spinfits.fitting.body.model_files import convert_smpl_pickle, load_body_model_files
 from spinfits.fitting.synthetic.standin import write_standin_files
 
@@ -30,6 +32,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview.add_argument("directory")
     preview.add_argument("output", help="PNG file to write")
     preview.set_defaults(func=_preview)
+
+    prior = commands.add_parser(
+        "fit-prior",
+        help="learn a GMM pose prior (gmm_08.pkl format) from BVH motion capture",
+        description="Fits the body of --model-dir to every frame of the clips (MoSh-lite: one shape "
+        "per clip, pose and translation per frame, twist kept near rest), then an N-component "
+        "full-covariance Gaussian mixture to the body poses of the clips not held out, mirrored. "
+        "Seeded: the same inputs give the same file. The fits are cached (--cache).",
+    )
+    prior.add_argument("--mocap", nargs="+", required=True, metavar="DIR", help="BVH files or folders")
+    prior.add_argument("--model-dir", required=True, help="body model folder (its skeleton is fitted)")
+    prior.add_argument("--out", default=None, help="where to write the prior (default: MODEL_DIR/gmm_08.pkl)")
+    prior.add_argument("--components", type=int, default=8, help="mixture components (default %(default)s)")
+    prior.add_argument(
+        "--held-out",
+        metavar="FILE",
+        default=None,
+        help="clips never learned from, one `folder/stem` a line (default: the package's list, "
+        "spinfits/fitting/mocap/held_out_clips.txt)",
+    )
+    prior.add_argument("--every", type=int, default=1, metavar="K", help="use every K-th frame (default all)")
+    prior.add_argument("--seed", type=int, default=0)
+    prior.add_argument("--cache", default=None, help="fits cache (default: OUT with .fits.npz)")
+    prior.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    prior.set_defaults(func=_fit_prior)
 
     convert = commands.add_parser("convert-smpl", help="write a chumpy-free copy of an official SMPL pickle")
     convert.add_argument("source", help="official SMPL .pkl (may contain chumpy arrays)")
@@ -64,6 +91,39 @@ def _preview(args: argparse.Namespace) -> int:
 
     files = load_body_model_files(args.directory)
     print(f"wrote {plot_body_model(files, args.output)} ({files.description})")
+    return 0
+
+
+def _fit_prior(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from spinfits.cli.options import make_config
+    from spinfits.errors import InputError
+    from spinfits.fitting.body.model_files import GMM_NAME
+    from spinfits.fitting.mocap.joints import MocapConfig
+    from spinfits.fitting.mocap.prior import cached_fits, learn_pose_prior, read_held_out, write_gmm_pickle
+
+    files = load_body_model_files(args.model_dir)
+    out = Path(args.out) if args.out else Path(args.model_dir) / GMM_NAME
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    held_out = read_held_out(args.held_out)
+    mocap = make_config(MocapConfig, {"every": "--every"}, every=args.every)
+    cache = Path(args.cache) if args.cache else out.with_suffix(".fits.npz")
+    fit, cached = cached_fits(args.mocap, files, cache, mocap)
+    residual = 1000 * fit.residual
+    print(
+        f"{'read' if cached else 'fitted'} {len(fit)} frames of {len(set(fit.clip.tolist()))} clips "
+        f"({cache}): joint residual median {np.nanmedian(residual):.1f} mm, 95th percentile "
+        f"{np.nanpercentile(residual, 95):.1f} mm"
+    )
+    prior = learn_pose_prior(fit, held_out, components=args.components, seed=args.seed)
+    write_gmm_pickle(prior, out, f"learned by spinfits model fit-prior from {len(prior.clips)} clips")
+    print(
+        f"wrote {out}: {args.components} components learned from {prior.frames} frames of "
+        f"{len(prior.clips)} clips (mirrored), {len(held_out)} clips held out; mean log-likelihood "
+        f"{prior.log_likelihood:.2f}"
+    )
     return 0
 
 
