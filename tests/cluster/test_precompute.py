@@ -52,14 +52,13 @@ def test_fills_every_fittable_row_and_commits(reference):
     assert "STAND-IN" in summary.body_model
 
 
-def test_second_run_does_nothing_and_says_so(tmp_path, local_ray, small_dataset, standin_dir, caplog):
+def test_second_run_does_nothing_and_says_so(tmp_path, local_ray, small_dataset, standin_dir):
     store = tmp_path / "store"
     run_precompute(config(small_dataset, store, standin_dir))
     tip = FitStore.open(store).tip()
-    with caplog.at_level("INFO"):
-        again = run_precompute(config(small_dataset, store, standin_dir))
+    again = run_precompute(config(small_dataset, store, standin_dir))
     assert again.rows_planned == 0 and again.rows_fitted == 0
-    assert "nothing to do" in caplog.text
+    assert again.nothing_to_do and "hold a fit" in again.nothing_to_do  # the command line prints it
     assert FitStore.open(store).tip() == tip  # no new commit
 
 
