@@ -16,6 +16,7 @@ them: ``VmRSS`` now and ``VmHWM``, the peak since the process started or since
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import re
@@ -98,10 +99,8 @@ class PeakWatcher:
         for pid in descendants(self.root):
             if not command_line(pid).startswith(self.prefix):
                 continue
-            try:
+            with contextlib.suppress(OSError, AttributeError):  # ended meanwhile
                 self.peaks[pid] = max(self.peaks.get(pid, 0), peak_rss_bytes(pid))
-            except (OSError, AttributeError):
-                pass  # ended meanwhile
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -132,7 +131,7 @@ def _child_main(connection: Any, fn: Callable[..., Any], args: tuple) -> None:
     logging.basicConfig(level=logging.WARNING)
     try:
         connection.send(("result", fn(Link(connection), *args)))
-    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+    except BaseException:  # reported to the parent, which raises it
         connection.send(("error", traceback.format_exc()))
 
 

@@ -88,7 +88,7 @@ def main() -> None:
     fast_speed, fast = run(
         "engine default (b)", files, SmplifyConfig(), rows, options.rows, device, options.repeats
     )
-    for name, variant in [(v.split("=")[0], v) for v in options.variant]:
+    for variant in options.variant:
         key, value = variant.split("=")
         kind = type(getattr(SmplifyConfig(), key))
         value = value == "True" if kind is bool else kind(value)

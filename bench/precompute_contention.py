@@ -104,7 +104,7 @@ def run_one(args, dataset: Path, model_dir: Path, store: Path, workers: int, thr
 
         try:
             rows = int(np.isfinite(FitStore.open(str(store)).read(dataset.stem).loss).sum())
-        except Exception:  # noqa: BLE001 - nothing committed yet
+        except Exception:  # nothing committed yet
             rows = 0
         return {
             "rows": rows,

@@ -167,7 +167,7 @@ def main() -> None:
                     f"{size / compiled_seconds:.1f} ({size / compiled_median:.1f})",
                     f"{size / compiled_seconds / spin_speed:.1f}x",
                 ]
-            except Exception as error:  # noqa: BLE001 - report, do not stop the table
+            except Exception as error:  # report, do not stop the table
                 cells += [f"failed: {type(error).__name__}", ""]
         if not args.skip_precompute:
             summary = run_precompute(

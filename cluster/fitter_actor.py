@@ -11,6 +11,7 @@ import numpy as np
 import ray
 import torch
 
+from spinfits.fitting.body.joints import NUM_SPIN_JOINTS
 from spinfits.fitting.body.model_files import load_body_model_files
 from spinfits.fitting.device import is_device_failure, is_out_of_memory, pin_ieee_float32
 from spinfits.fitting.offline.config import OfflineConfig
@@ -81,8 +82,10 @@ class FitterActor:
         start = time.perf_counter()
         count = len(rows)
         keypoints = np.asarray(keypoints)
-        if keypoints.shape != (count, 49, 3):
-            raise ValueError(f"keypoints must be ({count}, 49, 3) for {count} rows, got {keypoints.shape}")
+        if keypoints.shape != (count, NUM_SPIN_JOINTS, 3):
+            raise ValueError(
+                f"keypoints must be ({count}, {NUM_SPIN_JOINTS}, 3) for {count} rows, got {keypoints.shape}"
+            )
         out = {
             "pose": np.zeros((count, 72), np.float32),
             "betas": np.zeros((count, 10), np.float32),
@@ -133,7 +136,7 @@ class FitterActor:
                 result = refine_fits(
                     self.fitter.smplify, init_pose[positions], init_betas[positions], keypoints[positions]
                 )
-        except Exception as error:  # noqa: BLE001 - one bad row must not stop the shard
+        except Exception as error:  # one bad row must not stop the shard
             if is_device_failure(error):  # not the rows: the device's context is lost
                 _end_process_for(error, self.worker)
                 raise  # only where end_process is replaced (tests)

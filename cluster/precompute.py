@@ -561,7 +561,7 @@ def _commit_interrupted(writer: StoreWriter, store: FitStore, error: BaseExcepti
             return
     try:
         writer.close(note=f"interrupted after {fitted} rows")
-    except Exception:  # noqa: BLE001 - the original error matters more
+    except Exception:  # the original error matters more
         logger.exception("could not commit the rows fitted before the interruption")
 
 

@@ -23,6 +23,7 @@ its chunks.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -230,8 +231,6 @@ def _local_bytes(location: StoreLocation) -> int | None:
     total = 0
     for folder, _, files in os.walk(location.path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):  # deleted while walking
                 total += os.path.getsize(os.path.join(folder, name))
-            except OSError:  # deleted while walking
-                pass
     return total

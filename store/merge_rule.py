@@ -74,8 +74,12 @@ def refusals(proposals: Proposals, accept_unscored: bool = False) -> dict[str, n
         masks = {
             "negative loss": loss < 0,
             "non-finite parameters": considered & (loss >= 0) & ~finite,
-            "joint rotation beyond 4 pi": considered & finite & (angles > bounds.max_joint_angle),
-            "|betas| beyond 50": considered & finite & (np.abs(p.betas).max(1) > bounds.max_abs_beta),
+            f"joint rotation beyond {bounds.max_joint_angle / np.pi:g} pi": considered
+            & finite
+            & (angles > bounds.max_joint_angle),
+            f"|betas| beyond {bounds.max_abs_beta:g}": considered
+            & finite
+            & (np.abs(p.betas).max(1) > bounds.max_abs_beta),
             "camera behind or too far from the person": scored
             & finite
             & has_camera

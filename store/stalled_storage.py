@@ -56,7 +56,7 @@ def call_bounded(
         _inside.active = True
         try:
             outcome["value"] = call()
-        except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
+        except BaseException as error:  # handed to the waiting caller
             outcome["error"] = error
         finally:
             done.set()

@@ -178,7 +178,7 @@ class StoreWriter:
                         self._commit()
                     remaining = self._last_time + self._every_s - time.monotonic()
                 delay = remaining if remaining > 0 else self._every_s
-            except Exception:  # noqa: BLE001 - keep the clock alive; the next tick retries
+            except Exception:  # keep the clock alive; the next tick retries
                 log.exception("%s: store commit failed; retrying at the next tick", self._job)
                 delay = self._every_s
 

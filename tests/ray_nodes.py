@@ -11,6 +11,7 @@ cluster's address file (``ray_current_cluster``) is written in the node's own te
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -197,10 +198,8 @@ class LocalRayCluster:
             if not pids:
                 return sorted(killed)
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             killed.update(pids)
             time.sleep(0.2)
         raise RuntimeError(f"processes of node {node.name} still alive after SIGKILL: {self.pids(node)}")

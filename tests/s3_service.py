@@ -9,6 +9,7 @@ its data meanwhile, so a test can compare the store before and after an outage.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -129,10 +130,8 @@ class FaultyEndpoint:
         with self._lock:
             connections, self._connections = self._connections, set()
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             connection.close()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -197,8 +196,6 @@ class FaultyEndpoint:
             pass
         finally:
             for end in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 end.close()

@@ -275,7 +275,7 @@ def test_shapedirs_are_principal_directions(data: dict[str, np.ndarray]) -> None
     assert np.all(np.diff(norms) <= 1e-6), "sorted by variance"
     off_diagonal = gram / np.outer(norms, norms) - np.eye(10)
     assert np.abs(off_diagonal).max() < 0.05, "orthogonal"
-    assert 0.005 < norms[-1] and norms[0] < 5.0
+    assert norms[-1] > 0.005 and norms[0] < 5.0
 
 
 def test_joints_follow_shape(model: smplx.SMPL) -> None:

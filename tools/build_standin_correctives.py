@@ -71,10 +71,10 @@ import scipy.spatial
 from scipy.spatial.transform import Rotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import build_standin_source as source  # noqa: E402
+import build_standin_source as source
 
-from spinfits.fitting.body.joints import SMPL_PARENTS  # noqa: E402
-from spinfits.fitting.synthetic.natural_poses import mirror_body_pose, sample_body_poses  # noqa: E402
+from spinfits.fitting.body.joints import SMPL_PARENTS
+from spinfits.fitting.synthetic.natural_poses import mirror_body_pose, sample_body_poses
 
 OUT_DIR = source.OUT_DIR
 NUM_JOINTS = 24

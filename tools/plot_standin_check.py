@@ -14,12 +14,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import smplx  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.collections import PolyCollection  # noqa: E402
-from smplx.utils import Struct  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import smplx
+import torch
+from matplotlib.collections import PolyCollection
+from smplx.utils import Struct
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NPZ = REPO_ROOT / "fitting" / "synthetic" / "standin" / "standin_body.npz"

@@ -72,7 +72,7 @@ def load_training_state(directory: str | Path) -> TrainingState:
             backbone=str(raw.get("backbone", "resnet50")),
             input_res=int(raw.get("input_res", CROP_RES)),
         )
-    except Exception as error:  # noqa: BLE001 - torch.load of a damaged file raises anything
+    except Exception as error:  # torch.load of a damaged file raises anything
         raise InputError(
             f"training checkpoint {path} cannot be read ({describe_load_error(error)}); "
             "resume from an earlier checkpoint or start a new run"

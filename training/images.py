@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from spinfits.errors import InputError
 from spinfits.fitting.data.rgb_image import check_rgb_image
-from spinfits.fitting.data.spin_crop import CROP_RES
+from spinfits.fitting.data.spin_crop import BOX_SCALE_PX, CROP_RES
 from spinfits.training.augmentation import Augmentation, unaugment_points
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def crop_boxes(
             f"dataset_center must be (N, 2) beside dataset_scale (N,) = {scale.shape}, got {center.shape}"
         )
     if images_are_crops:
-        return np.full_like(center, crop_res / 2.0), np.full_like(scale, crop_res / 200.0)
+        return np.full_like(center, crop_res / 2.0), np.full_like(scale, crop_res / BOX_SCALE_PX)
     return center.copy(), scale.copy()
 
 
@@ -122,7 +122,7 @@ def crop_sample_points(
     a = (torch.arange(out_res, dtype=dtype, device=center.device) + 0.5) * (crop_res / out_res)
     grid = torch.stack(torch.meshgrid(a, a, indexing="xy"), dim=-1).reshape(1, -1, 2)
     u = unaugment_points(grid.expand(len(aug), -1, -1), aug, crop_res)  # (B, out*out, 2)
-    factor = (scale * (200.0 / crop_res))[:, None, None]
+    factor = (scale * (BOX_SCALE_PX / crop_res))[:, None, None]
     points = center[:, None, :] + (u - crop_res / 2.0) * factor
     return points.reshape(len(aug), out_res, out_res, 2)
 

@@ -197,7 +197,7 @@ def _read(path: Path) -> Any:
     try:
         with torch.serialization.safe_globals(numpy_data_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load of a damaged file raises anything
+    except Exception as error:  # torch.load of a damaged file raises anything
         raise InputError(
             f"pretrained weights {path} cannot be read ({describe_load_error(error)}); give a file of "
             "tensors and plain values saved with torch.save, e.g. the 'model' entry of SPIN's "

@@ -68,7 +68,7 @@ def spin_losses(
     pred_joints: torch.Tensor,
     pred_vertices: torch.Tensor,
     targets: SupervisionTargets,
-    weights: SpinLossWeights = SpinLossWeights(),
+    weights: SpinLossWeights = SpinLossWeights(),  # noqa: B008 (a frozen dataclass: immutable)
     focal_length: float = FOCAL_LENGTH,
     crop_res: int = CROP_RES,
 ) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ import ray
 from spinfits.store import FitStore, S3Options
 from spinfits.store.writer import StoreWriter as BaseStoreWriter
 from spinfits.store.writer import WriterStats
+from spinfits.training.train_config import COMMIT_EVERY_S
 
 __all__ = ["WRITER_NAME_PREFIX", "StoreWriter", "WriterStats", "start_store_writer", "store_writer"]
 
@@ -38,7 +39,7 @@ class StoreWriter(BaseStoreWriter):
         dataset: str | tuple[str, ...],
         body_model: str,
         run: str,
-        commit_every_s: float = 5.0,
+        commit_every_s: float = COMMIT_EVERY_S,
         s3: S3Options | None = None,
     ) -> None:
         super().__init__(

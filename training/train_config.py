@@ -20,6 +20,9 @@ from spinfits.training.augmentation import AugmentationConfig
 from spinfits.training.config_file import config_from_dict, config_to_dict
 from spinfits.training.spin_losses import SpinLossWeights
 
+#: How often the training run's store writer commits by default, seconds.
+COMMIT_EVERY_S = 5.0
+
 
 def in_loop_smplify() -> SmplifyConfig:
     """SMPLify in the training loop: SPIN's objective, fewer iterations (it starts from the
@@ -115,7 +118,7 @@ class TrainConfig:
     loader_workers: int = 1
     refresh_every: int = 10
     checkpoint_every: int = 50
-    commit_every_s: float = 5.0
+    commit_every_s: float = COMMIT_EVERY_S
     summary_every: int = 10
     images_every: int = 100
     max_failures: int = 3

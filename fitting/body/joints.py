@@ -130,6 +130,8 @@ SPIN_JOINT_NAMES: tuple[str, ...] = (
 NUM_SPIN_JOINTS = 49
 NUM_OPENPOSE_JOINTS = 25
 NUM_GT_JOINTS = 24
+#: SMPL's skeleton: 24 joints (bones) in its kinematic tree.
+NUM_SMPL_JOINTS = 24
 
 #: Mesh vertices read as keypoints by smplx's SMPL (its ``vertex_ids['smplh']``), in the order
 #: smplx appends them after the 24 skeleton joints (joints 24..44 of smplx's output).

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from spinfits.fitting.body.joints import SMPL_VERTEX_KEYPOINTS, SPIN_JOINT_SOURCE
+from spinfits.fitting.body.joints import NUM_SMPL_JOINTS, SMPL_VERTEX_KEYPOINTS, SPIN_JOINT_SOURCE
 from spinfits.fitting.body.model_files import BodyModelFiles
 from spinfits.fitting.body.rotations import axis_angle_to_matrix_and_right_jacobian, skew
 
-NUM_BONES = 24
+NUM_BONES = NUM_SMPL_JOINTS
 NUM_POSE_PARAMS = 72
 NUM_BETAS = 10
 NUM_PARAMS = NUM_POSE_PARAMS + NUM_BETAS  # 82: pose (72) then betas (10)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from spinfits.errors import InputError
+from spinfits.fitting.body.joints import NUM_SMPL_JOINTS
 from spinfits.npy_files import check_npy_header
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ STANDIN_KEY = "spinfits_standin"
 #: File written beside stand-in files with their provenance and licence.
 STANDIN_README = "STANDIN.md"
 
-NUM_SMPL_JOINTS = 24
 NUM_BODY_POSE = 69
 NUM_POSE_BASIS = 207
 NUM_EXTRA_JOINTS = 9

@@ -24,6 +24,7 @@ from spinfits.fitting.converters.image_files import check_folder, check_images_e
 from spinfits.fitting.converters.spin_rows import ConvertedDataset
 from spinfits.fitting.data.dataset import check_keypoints
 from spinfits.fitting.data.dataset_joint_maps import COCO_BODY_JOINTS, COCO_KEYPOINT_NAMES, COCO_TO_SPIN_GT
+from spinfits.fitting.data.spin_crop import BOX_SCALE_PX
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _box(bbox: object, rescale: float, where: str) -> tuple[np.ndarray, float]:
             f"{where}: 'bbox' {[x, y, width, height]} must be finite with width or height > 0 "
             f"(SPIN's box side is the longer of the two)"
         )
-    return np.array([x + width / 2, y + height / 2]), rescale * max(width, height) / 200
+    return np.array([x + width / 2, y + height / 2]), rescale * max(width, height) / BOX_SCALE_PX
 
 
 def _short(value: object) -> str:

@@ -22,7 +22,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         ".dataset_joint_maps": "COCO_KEYPOINT_NAMES COCO_TO_SPIN_GT COCO_BODY_JOINTS MMPOSE_3DHP_JOINT_NAMES MMPOSE_3DHP_TO_SPIN_GT MMPOSE_3DHP_ROOT",
         ".npz_members": "unreadable NpyHeader NpzMembers",
         ".person_box": "PersonBox read_bbox_json box_from_openpose_json",
-        ".spin_crop": "CROP_RES CROP_CENTER FOCAL_LENGTH",
+        ".spin_crop": "CROP_RES CROP_CENTER FOCAL_LENGTH BOX_SCALE_PX",
         ".mean_params": "MEAN_PARAMS rot6d_to_axis_angle spin_mean_params_path spin_mean_params",
         ".rgb_image": "check_rgb_image",
         ".torch_load": "describe_load_error",

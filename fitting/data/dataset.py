@@ -28,7 +28,7 @@ import numpy as np
 from spinfits.errors import InputError
 from spinfits.fitting.body.joints import NUM_GT_JOINTS, NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS
 from spinfits.fitting.data.npz_members import NpzMembers, unreadable
-from spinfits.fitting.data.spin_crop import CROP_RES, FOCAL_LENGTH  # noqa: F401 (re-exported)
+from spinfits.fitting.data.spin_crop import BOX_SCALE_PX, CROP_RES, FOCAL_LENGTH
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,7 +128,7 @@ def image_to_crop(
     points: np.ndarray, center: np.ndarray, scale: np.ndarray, crop_res: int = CROP_RES
 ) -> np.ndarray:
     """Map (N, K, 2) image pixels to crop pixels for boxes center (N, 2), scale (N,)."""
-    factor = (crop_res / (200.0 * scale))[:, None, None]
+    factor = (crop_res / (BOX_SCALE_PX * scale))[:, None, None]
     return factor * (points - center[:, None, :]) + crop_res / 2.0
 
 
@@ -136,7 +136,7 @@ def crop_to_image(
     points: np.ndarray, center: np.ndarray, scale: np.ndarray, crop_res: int = CROP_RES
 ) -> np.ndarray:
     """Inverse of ``image_to_crop``: (N, K, 2) crop pixels to image pixels."""
-    factor = ((200.0 * scale) / crop_res)[:, None, None]
+    factor = ((BOX_SCALE_PX * scale) / crop_res)[:, None, None]
     return factor * (points - crop_res / 2.0) + center[:, None, :]
 
 
@@ -581,5 +581,5 @@ def box_from_keypoints(
                 f"at least 2 are needed to place a box"
             )
         centers.append(valid.mean(axis=0))
-        scales.append((valid.max(axis=0) - valid.min(axis=0)).max() / 200.0 * rescale)
+        scales.append((valid.max(axis=0) - valid.min(axis=0)).max() / BOX_SCALE_PX * rescale)
     return np.asarray(centers).reshape(-1, 2), np.asarray(scales)

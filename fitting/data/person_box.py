@@ -16,6 +16,7 @@ import numpy as np
 
 from spinfits.errors import InputError
 from spinfits.fitting.data.dataset import box_from_keypoints, read_openpose_json
+from spinfits.fitting.data.spin_crop import BOX_SCALE_PX
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def read_bbox_json(path: str | Path) -> PersonBox:
             f"{path}: bbox is {box.tolist()}, expected 4 finite numbers [x, y, width, height] with "
             f"width and height > 0 (pixels)"
         )
-    return PersonBox(center=box[:2] + 0.5 * box[2:], scale=float(box[2:].max() / 200.0))
+    return PersonBox(center=box[:2] + 0.5 * box[2:], scale=float(box[2:].max() / BOX_SCALE_PX))
 
 
 def box_from_openpose_json(

@@ -218,7 +218,7 @@ class Evaluator:
         for start in tqdm(starts, desc="eval fits", unit="batch", disable=not progress or n == 0):
             part = slice(start, start + batch_size)
 
-            def tensor(array: np.ndarray) -> torch.Tensor:
+            def tensor(array: np.ndarray, part: slice = part) -> torch.Tensor:
                 return torch.as_tensor(np.asarray(array[part]), dtype=torch.float32, device=self.device)
 
             with torch.no_grad():

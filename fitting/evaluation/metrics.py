@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 
 from spinfits.errors import InputError
-from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS, SPIN_GT_JOINT_NAMES
+from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS, NUM_SPIN_JOINTS, SPIN_GT_JOINT_NAMES
 
 #: metres -> millimetres (SPIN prints ``1000 * mpjpe``).
 M_TO_MM = 1000.0
@@ -174,7 +174,7 @@ def select_predicted(protocol: JointProtocol, joints: torch.Tensor) -> torch.Ten
     ``joints`` are the body model's 49 (``predicted_from == "spin49"``) or the 17 regressed
     Human3.6M joints (``"h36m17"``); ground truth from SMPL parameters is selected the same way.
     """
-    expected = 49 if protocol.predicted_from == "spin49" else NUM_H36M_JOINTS
+    expected = NUM_SPIN_JOINTS if protocol.predicted_from == "spin49" else NUM_H36M_JOINTS
     _check_joints("joints", joints)
     if joints.shape[1] != expected:
         raise InputError(

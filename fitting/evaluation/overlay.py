@@ -30,7 +30,7 @@ from spinfits.fitting.body.body_model import SpinBodyModel
 from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS
 from spinfits.fitting.body.model_files import BodyModelFiles
 from spinfits.fitting.data.rgb_image import check_rgb_image
-from spinfits.fitting.data.spin_crop import CROP_RES, FOCAL_LENGTH
+from spinfits.fitting.data.spin_crop import BOX_SCALE_PX, CROP_RES, FOCAL_LENGTH
 from spinfits.fitting.synthetic.render import part_face_colours, rasterize
 
 #: RGB of the keypoints drawn: OpenPose's 25 (yellow), SPIN's 24 ground-truth joints (cyan).
@@ -64,7 +64,9 @@ class ImageCamera:
             raise InputError(f"box center must be 2 finite image pixels (x, y), got {center.tolist()}")
         if not (math.isfinite(float(scale)) and float(scale) > 0):
             raise InputError(f"box scale must be finite and > 0 (box side / 200 px), got {scale}")
-        return cls(focal_length * 200.0 * float(scale) / crop_res, (float(center[0]), float(center[1])))
+        return cls(
+            focal_length * BOX_SCALE_PX * float(scale) / crop_res, (float(center[0]), float(center[1]))
+        )
 
 
 def _faces_and_colours(

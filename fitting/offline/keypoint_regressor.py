@@ -162,7 +162,7 @@ def _read_saved(path: Path, files: BodyModelFiles) -> dict:
     """The saved dict (CPU tensors and plain values only), checked for the keys a reader needs."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load of a damaged file raises anything
+    except Exception as error:  # torch.load of a damaged file raises anything
         raise _not_a_regressor(path, files, describe_load_error(error)) from None
     if not isinstance(saved, dict):
         raise _not_a_regressor(path, files, f"it holds a {type(saved).__name__}, not a dict")

@@ -24,9 +24,9 @@ __getattr__, __dir__, __all__ = lazy_exports(
         ".stages": "projection_jacobian CameraStage BodyStage",
         ".levenberg_marquardt": "LeastSquaresProblem LmOutcome solve_pool",
         ".spin_adam": "spin_adam_fit",
-        ".losses": "LossWeights gmof fitting_confidence reprojection_loss torso_joints_openpose_valid camera_fitting_loss body_prior_loss body_fitting_loss",
+        ".losses": "DEFAULT_SIGMA LossWeights gmof fitting_confidence reprojection_loss torso_joints_openpose_valid camera_fitting_loss body_prior_loss body_fitting_loss",
         ".priors": "ANGLE_PRIOR_INDICES ANGLE_PRIOR_SIGNS angle_prior GmmPosePrior",
-        ".fit_loss": "DEFAULT_SIGMA fit_loss_from_joints fit_loss_at fit_loss score_fits",
+        ".fit_loss": "fit_loss_from_joints fit_loss_at fit_loss score_fits",
         ".camera": "perspective_projection estimate_translation",
     },
 )

@@ -19,9 +19,7 @@ from spinfits.fitting.body.body_joints import BodyModel, body_joints
 from spinfits.fitting.body.model_files import BodyModelFiles
 from spinfits.fitting.data.spin_crop import CROP_CENTER, FOCAL_LENGTH
 from spinfits.fitting.smplify.camera import estimate_translation, perspective_projection
-from spinfits.fitting.smplify.losses import reprojection_loss
-
-DEFAULT_SIGMA = 100.0
+from spinfits.fitting.smplify.losses import DEFAULT_SIGMA, reprojection_loss
 
 
 def _center(keypoints: torch.Tensor, camera_center: torch.Tensor | None) -> torch.Tensor:

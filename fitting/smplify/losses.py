@@ -16,12 +16,15 @@ from spinfits.errors import InputError
 from spinfits.fitting.body.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS, SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.smplify.priors import GmmPosePrior, angle_prior
 
+#: Geman-McClure scale of the reprojection term, pixels (SPIN's ``sigma=100``).
+DEFAULT_SIGMA = 100.0
+
 
 @dataclass(frozen=True)
 class LossWeights:
     """SPIN's SMPLify weights (each is squared in the loss, as SPIN does)."""
 
-    sigma: float = 100.0  # Geman-McClure scale, pixels
+    sigma: float = DEFAULT_SIGMA  # Geman-McClure scale, pixels
     pose_prior_weight: float = 4.78
     angle_prior_weight: float = 15.2
     shape_prior_weight: float = 5.0
@@ -54,7 +57,9 @@ def fitting_confidence(keypoints: torch.Tensor) -> torch.Tensor:
     return confidence
 
 
-def reprojection_loss(projected: torch.Tensor, keypoints: torch.Tensor, sigma: float = 100.0) -> torch.Tensor:
+def reprojection_loss(
+    projected: torch.Tensor, keypoints: torch.Tensor, sigma: float = DEFAULT_SIGMA
+) -> torch.Tensor:
     """Stage-2 data term per joint: (B, 49, 2), (B, 49, 3) -> (B, 49).
 
     ``conf^2 * sum_xy gmof(projected - keypoint)`` with the ignored joints' confidence 0: the

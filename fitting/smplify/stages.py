@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from spinfits.fitting.body.joints import GT_TORSO_JOINTS, OPENPOSE_TORSO_JOINTS
+from spinfits.fitting.body.joints import GT_TORSO_JOINTS, NUM_SPIN_JOINTS, OPENPOSE_TORSO_JOINTS
 from spinfits.fitting.body.joints_only import NUM_PARAMS, JointsOnlyBody
 from spinfits.fitting.body.rotations import axis_angle_to_matrix_and_right_jacobian
 from spinfits.fitting.smplify.losses import LossWeights, fitting_confidence, torso_joints_openpose_valid
@@ -140,7 +140,7 @@ class BodyStage:
         # (N, 49, 3, 69) each row's correctives' share, from its first Jacobian evaluation here
         self._corrective = None
         if reuse_corrective_jacobian and corrective_jacobian and model.has_pose_correctives:
-            self._corrective = init_pose.new_zeros(init_pose.shape[0], 49, 3, 69)
+            self._corrective = init_pose.new_zeros(init_pose.shape[0], NUM_SPIN_JOINTS, 3, 69)
         # host-side: the next Jacobian evaluation is the first of the rows just started (the
         # solver evaluates rows right after ``initial``), so no device flag is read back per call
         self._first_evaluation = True

@@ -39,6 +39,7 @@ from spinfits.errors import InputError
 from spinfits.fitting.body.body_model import SpinBodyModel
 from spinfits.fitting.body.joints import (
     NUM_OPENPOSE_JOINTS,
+    NUM_SPIN_JOINTS,
     SPIN_JOINT_NAMES,
     SPIN_JOINTS_FLIP_PERM,
 )
@@ -146,14 +147,16 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
 
     noisy = crop_points.copy()
     noisy[:, :NUM_OPENPOSE_JOINTS] += rng.normal(0, config.openpose_noise_px, (count, NUM_OPENPOSE_JOINTS, 2))
-    noisy[:, NUM_OPENPOSE_JOINTS:] += rng.normal(0, config.gt_noise_px, (count, 49 - NUM_OPENPOSE_JOINTS, 2))
+    noisy[:, NUM_OPENPOSE_JOINTS:] += rng.normal(
+        0, config.gt_noise_px, (count, NUM_SPIN_JOINTS - NUM_OPENPOSE_JOINTS, 2)
+    )
     confidence = inside.astype(np.float64)
     confidence[:, :NUM_OPENPOSE_JOINTS] *= rng.uniform(0.4, 0.95, (count, NUM_OPENPOSE_JOINTS))
-    confidence[rng.random((count, 49)) < config.missing_fraction] = 0.0
+    confidence[rng.random((count, NUM_SPIN_JOINTS)) < config.missing_fraction] = 0.0
     swapped = rng.random(count) < config.swap_fraction
     openpose_flip = list(SPIN_JOINTS_FLIP_PERM[:NUM_OPENPOSE_JOINTS])
     noisy[swapped, :NUM_OPENPOSE_JOINTS] = noisy[swapped][:, openpose_flip]
-    outliers = np.zeros((count, 49), dtype=bool)
+    outliers = np.zeros((count, NUM_SPIN_JOINTS), dtype=bool)
     if config.outlier_fraction > 0:  # (no draws otherwise: older datasets stay identical)
         # one or two wildly wrong detections: confident keypoints moved 30-80 px away
         chosen = rng.random(count) < config.outlier_fraction

@@ -16,6 +16,7 @@ import numpy as np
 
 from spinfits.errors import InputError
 from spinfits.fitting.data.dataset import KeypointDataset, crop_to_image
+from spinfits.fitting.data.spin_crop import BOX_SCALE_PX
 from spinfits.fitting.evaluation.overlay import FitRenderer, FitViews, ImageCamera
 from spinfits.store import DatasetInfo, Fits
 from spinfits.training.images import crop_boxes, load_images
@@ -96,7 +97,7 @@ class DatasetOverlays:
     def _around_box(self, row: int, shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
         """Rows top:bottom, columns left:right of the image around the row's box (never empty)."""
         height, width = shape
-        half = 100.0 * self.scale[row] * margin
+        half = BOX_SCALE_PX / 2 * self.scale[row] * margin
         x, y = self.center[row]
         left, right = int(max(0, np.floor(x - half))), int(min(width, np.ceil(x + half)))
         top, bottom = int(max(0, np.floor(y - half))), int(min(height, np.ceil(y + half)))

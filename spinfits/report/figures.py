@@ -7,10 +7,10 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from spinfits.report.summary import SOURCES, DatasetSummary  # noqa: E402
+from spinfits.report.summary import SOURCES, DatasetSummary
 
 #: Colour of each job's commits (precompute blue, training orange, import green, other grey).
 SOURCE_COLOURS = dict(zip(SOURCES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f")))

@@ -7,15 +7,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.collections import PolyCollection  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.collections import PolyCollection
 
-from spinfits.fitting.body.body_model import SpinBodyModel  # noqa: E402
-from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS, SMPL_PARENTS  # noqa: E402
-from spinfits.fitting.body.model_files import BodyModelFiles  # noqa: E402
-from spinfits.training.progress import latest_per_step, step_time_split  # noqa: E402
+from spinfits.fitting.body.body_model import SpinBodyModel
+from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS, SMPL_PARENTS
+from spinfits.fitting.body.model_files import BodyModelFiles
+from spinfits.training.progress import latest_per_step, step_time_split
 
 
 def _save(figure, path: str | Path, dpi: int) -> Path:

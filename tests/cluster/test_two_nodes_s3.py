@@ -149,7 +149,7 @@ def commits(url: str, s3: S3Options, prefix: str) -> list:
     """The store's commits whose message starts with ``prefix`` (none while it does not exist)."""
     try:
         return [v for v in FitStore.open(url, s3=s3).log() if v.message.startswith(prefix)]
-    except Exception:  # noqa: BLE001 - the job may not have created the store yet
+    except Exception:  # the job may not have created the store yet
         return []
 
 

@@ -6,7 +6,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from toy_model import toy_body_model_files  # noqa: E402
+from toy_model import toy_body_model_files
 
 
 @pytest.fixture(scope="session")

@@ -61,8 +61,8 @@ def test_real_detections_become_rows_with_spin_boxes(folders, shared_data, tmp_p
     # ... and im1010's box lies on its image (153 x 192 px)
     width, height = Image.open(shared_data / "im1010.jpg").size
     half = 100 * dataset.scale[0]
-    assert 0 <= dataset.center[0][0] - half and dataset.center[0][0] + half <= width
-    assert 0 <= dataset.center[0][1] - half and dataset.center[0][1] + half <= height
+    assert dataset.center[0][0] - half >= 0 and dataset.center[0][0] + half <= width
+    assert dataset.center[0][1] - half >= 0 and dataset.center[0][1] + half <= height
 
 
 def test_people_with_few_keypoints_are_skipped_and_counted(folders, shared_data):

@@ -99,7 +99,7 @@ def test_shape_and_dtype_come_from_the_header_without_reading_the_data(tmp_path,
 def test_object_members_are_refused_as_np_load_refuses_them(tmp_path):
     path = _write(tmp_path / "a.npz", names=np.array(["a", None], dtype=object), ok=np.zeros(3))
     with NpzMembers(path) as members:
-        assert members.dtype("names") == object and members.shape("names") == (2,)
+        assert members.dtype("names") == np.dtype(object) and members.shape("names") == (2,)
         with pytest.raises(
             InputError, match=r"not a readable npz archive \(member 'names' holds Python objects"
         ):
@@ -146,9 +146,11 @@ def test_a_member_shorter_than_its_header_or_without_one_is_an_input_error(tmp_p
 
 
 def test_block_rows_must_be_positive(tmp_path):
-    with NpzMembers(_write(tmp_path / "a.npz", part=np.ones((3, 2)))) as members:
-        with pytest.raises(InputError, match="block_rows must be a positive int, got 0"):
-            next(members.blocks("part", 0))
+    with (
+        NpzMembers(_write(tmp_path / "a.npz", part=np.ones((3, 2)))) as members,
+        pytest.raises(InputError, match="block_rows must be a positive int, got 0"),
+    ):
+        next(members.blocks("part", 0))
 
 
 # ------------------------------------------------------------------ load_spin_npz, by blocks

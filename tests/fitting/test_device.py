@@ -83,9 +83,8 @@ def test_tf32_is_off_inside_the_fit_and_restored_after(body_files, tf32_on, monk
     )
     assert seen and set(seen) == {("ieee", "ieee")}, seen
     assert _precision() == ("tf32", "bf16")  # the process's own choice, back after the fit
-    with pytest.raises(RuntimeError, match="inside"):
-        with ieee_float32():
-            raise RuntimeError("inside")
+    with pytest.raises(RuntimeError, match="inside"), ieee_float32():
+        raise RuntimeError("inside")
     assert _precision() == ("tf32", "bf16")  # restored on an error too
 
 

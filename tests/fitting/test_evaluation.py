@@ -70,7 +70,7 @@ def spin_reconstruction_error(S1: np.ndarray, S2: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------- joint maps
 def test_joint_selections_are_spins_and_agree_with_each_other():
     assert H36M_TO_J14 == (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
-    assert J24_TO_J14 == tuple(range(13)) + (18,)
+    assert tuple(range(13)) + (18,) == J24_TO_J14
     # the 17 evaluation joints picked from the H36M regressor land where SPIN stores them in S
     assert tuple(H36M_TO_GT24[i] for i in H36M_TO_J17) == J24_TO_J17
     assert LSP14_JOINT_NAMES[:3] == ("Right Ankle", "Right Knee", "Right Hip")

@@ -102,7 +102,7 @@ def test_a_deleted_chunk_is_an_error_naming_the_rows(pristine, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "pose" in err and "not found" in err and err.count("\n") == 1
     checks = verify_store(FitStore.open(path))
-    assert any("pose" == d.array for d in checks[0].damage)
+    assert any(d.array == "pose" for d in checks[0].damage)
 
 
 def test_a_truncated_manifest_is_one_line_in_every_command(pristine, tmp_path, capsys):

@@ -233,14 +233,17 @@ def test_rollback_refuses_pending_and_unrelated(store):
 
 def test_diff_reports_improved_rows_and_amounts(store):
     rows = np.array([1, 2, 3])
-    mk = lambda loss: Proposals(
-        rows=rows,
-        pose=np.zeros((3, 72)),
-        betas=np.zeros((3, 10)),
-        cam_t=np.zeros((3, 3)),
-        loss=loss,
-        time=0.0,
-    )  # noqa: E731
+
+    def mk(loss):
+        return Proposals(
+            rows=rows,
+            pose=np.zeros((3, 72)),
+            betas=np.zeros((3, 10)),
+            cam_t=np.zeros((3, 3)),
+            loss=loss,
+            time=0.0,
+        )
+
     store.merge("coco", mk([5.0, 5.0, np.nan]))
     v1 = store.commit("v1")
     store.merge("coco", mk([4.0, 6.0, 2.0]))

@@ -24,7 +24,7 @@ def service():
 
     def serve(status: int) -> str:
         class Handler(BaseHTTPRequestHandler):
-            def do_HEAD(self):  # noqa: N802 - http.server's naming
+            def do_HEAD(self):  # http.server's naming
                 requests.append((self.command, self.path))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
