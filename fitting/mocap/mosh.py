@@ -48,46 +48,36 @@ logger = logging.getLogger(__name__)
 _SLOT = {name: index for index, name in enumerate(SMPL_JOINT_NAMES)}
 NUM_JOINTS = len(SMPL_JOINT_NAMES)
 NUM_BETAS = 10
-#: Bones a body part holds rigidly: (joint, joint) whose distance no pose changes.
-RIGID_PAIRS: tuple[tuple[str, str], ...] = tuple(
-    (a.format(s=s), b.format(s=s))
-    for s in ("left", "right")
-    for a, b in (
-        ("{s}_hip", "{s}_knee"),
-        ("{s}_knee", "{s}_ankle"),
-        ("{s}_ankle", "{s}_foot"),
-        ("{s}_collar", "{s}_shoulder"),
-        ("{s}_shoulder", "{s}_elbow"),
-        ("{s}_elbow", "{s}_wrist"),
-        ("pelvis", "{s}_hip"),
-    )
-) + (("neck", "head"), ("left_hip", "right_hip"))
-#: Joint whose rotation twists about the rest direction to its child: (joint, child).
-TWIST_AXES: tuple[tuple[str, str], ...] = tuple(
-    (a.format(s=s), b.format(s=s))
-    for s in ("left", "right")
-    for a, b in (
-        ("{s}_hip", "{s}_knee"),
-        ("{s}_knee", "{s}_ankle"),
-        ("{s}_ankle", "{s}_foot"),
-        ("{s}_collar", "{s}_shoulder"),
-        ("{s}_shoulder", "{s}_elbow"),
-        ("{s}_elbow", "{s}_wrist"),
-    )
+#: One side's limb chains, ``{s}`` standing for "left" or "right": (joint, child).
+_LIMB_CHAINS: tuple[tuple[str, str], ...] = (
+    ("{s}_hip", "{s}_knee"),
+    ("{s}_knee", "{s}_ankle"),
+    ("{s}_ankle", "{s}_foot"),
+    ("{s}_collar", "{s}_shoulder"),
+    ("{s}_shoulder", "{s}_elbow"),
+    ("{s}_elbow", "{s}_wrist"),
 )
+
+
+def _both_sides(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """``pairs`` of one side written out for the left side, then the right."""
+    return tuple((a.format(s=s), b.format(s=s)) for s in ("left", "right") for a, b in pairs)
+
+
+#: Bones a body part holds rigidly: (joint, joint) whose distance no pose changes.
+RIGID_PAIRS: tuple[tuple[str, str], ...] = _both_sides((*_LIMB_CHAINS, ("pelvis", "{s}_hip"))) + (
+    ("neck", "head"),
+    ("left_hip", "right_hip"),
+)
+#: Joint whose rotation twists about the rest direction to its child: (joint, child).
+TWIST_AXES: tuple[tuple[str, str], ...] = _both_sides(_LIMB_CHAINS)
 #: Bones whose directions are fitted (both ends mapped): limbs, the torso's axis, hips and shoulders.
-DIRECTION_BONES: tuple[tuple[str, str], ...] = tuple(
-    (a.format(s=s), b.format(s=s))
-    for s in ("left", "right")
-    for a, b in (
-        ("{s}_hip", "{s}_knee"),
-        ("{s}_knee", "{s}_ankle"),
-        ("{s}_ankle", "{s}_foot"),
-        ("{s}_collar", "{s}_shoulder"),
-        ("{s}_shoulder", "{s}_elbow"),
-        ("{s}_elbow", "{s}_wrist"),
-    )
-) + (("pelvis", "neck"), ("neck", "head"), ("right_hip", "left_hip"), ("right_shoulder", "left_shoulder"))
+DIRECTION_BONES: tuple[tuple[str, str], ...] = _both_sides(_LIMB_CHAINS) + (
+    ("pelvis", "neck"),
+    ("neck", "head"),
+    ("right_hip", "left_hip"),
+    ("right_shoulder", "left_shoulder"),
+)
 #: Joints whose positions fix the torso's orientation (the Kabsch start).
 _TORSO = (
     "pelvis",
