@@ -172,7 +172,7 @@ def bulk(tmp: Path, args: argparse.Namespace) -> None:
             store.commit("last shards")
             elapsed = time.perf_counter() - start
             written = folder_bytes(path) - before
-            folds = sum(v.metadata.get("written", {}).get("d") == "fold" for v in store.log())
+            folds = sum(v.metadata.get("written", {}).get("d") == "fold" for v in store.history.log())
             start = time.perf_counter()
             store.reader("d")
             load = time.perf_counter() - start
@@ -196,9 +196,9 @@ def demo(tmp: Path, args: argparse.Namespace) -> None:
         for step in range(1, 151):
             store.merge("d", proposals(rng, scattered(rng, n, 16), 1.0, step))
             store.commit(f"training step {step}")
-        size, commits = folder_bytes(path), len(store.log(limit=1000))
+        size, commits = folder_bytes(path), len(store.history.log(limit=1000))
         tip = store.read("d")
-        report = store.gc(keep_last=1)
+        report = store.history.gc(keep_last=1)
         assert store.read("d").equals(tip)
         print(
             f"{label}: after precompute {mb(after_precompute)}, after training {mb(size)} "

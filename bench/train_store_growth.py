@@ -19,7 +19,7 @@ step with proposals was committed and that no process of the run outlived it. Ev
 is the run's own (``RAY_ADDRESS=local`` unless set: a private local cluster).
 
 Printed: the store folder's bytes before and after; the commits the run made
-(``FitStore.log()``), the rows they improved and the steps run; growth per commit and per hour
+(``FitStore.history.log()``), the rows they improved and the steps run; growth per commit and per hour
 (over the run's wall time, Ray start-up included, and at the commits' own rate); the write
 policy's figures (commits that appended to the update log, settled it, folded it, and the bytes
 of each, from the names and mtimes of the store's objects); where the bytes went (chunks,
@@ -304,7 +304,7 @@ def ray_leftovers(group: int, wait_s: float = 30.0) -> bool:
 def run_commits(store: FitStore, before: str) -> list[Version]:
     """The commits made after snapshot ``before`` (oldest first)."""
     out = []
-    for version in store.log():
+    for version in store.history.log():
         if version.snapshot_id == before:
             return out[::-1]
         out.append(version)
@@ -354,7 +354,7 @@ def checked_gc(
     return {
         "size_before": size_before,
         "size_after": folder_bytes(store_path),
-        "commits_left": len(store.log()),
+        "commits_left": len(store.history.log()),
         "checked_snapshots": len(pinned),
         "output": text.strip(),
     }

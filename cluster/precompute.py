@@ -407,18 +407,20 @@ def _refused_by_the_store(proposals: Proposals) -> tuple[np.ndarray, list[str]]:
     return proposals.rows[refused], texts
 
 
-def _fit_plan(
-    config, store, files, plan: Plan, initial, start, keypoints: PlannedKeypoints
-) -> PrecomputeSummary:
-    """Fit the plan's shards on Ray actors; each shard's keypoints (``keypoints[rows]``, (S, 49, 3))
-    travel with it."""
+def _ray_with_room(demand: dict[str, float]) -> bool:
+    """Ray connected (or started: True) with room for one fitter actor (``check_room``)."""
     started_ray = connect_or_start_ray()  # a local cluster runs its workers at normal priority
     try:
-        check_room(config.actor_demand, ray.nodes())
+        check_room(demand, ray.nodes())
     except InputError:
         if started_ray:
             ray.shutdown()
         raise
+    return started_ray
+
+
+def _start_fitters(config) -> list:
+    """The run's fitter actors (as many as the cluster holds, ``config.actor_count``), started."""
     device = "cuda" if config.gpus_per_worker > 0 else "cpu"
     demand = config.actor_demand
     actor_class = remote_fitter_class(num_cpus=demand["CPU"], num_gpus=demand.get("GPU", 0.0))
@@ -438,6 +440,12 @@ def _fit_plan(
         f"{config.gpus_per_worker:g} GPU" if device == "cuda" else f"{config.threads} thread(s)",
         "CUDA" if device == "cuda" else "CPU",
     )
+    return actors
+
+
+def _shard_submitter(initial, keypoints: PlannedKeypoints):
+    """submit(actor, rows) -> the actor's ``fit_shard`` call on ``rows``, from the stored fits
+    (``initial``: pose, betas, usable) when every row has one to refine."""
 
     def submit(actor, rows):
         if initial is None:
@@ -447,6 +455,31 @@ def _fit_plan(
             return actor.fit_shard.remote(rows, keypoints[rows])
         return actor.fit_shard.remote(rows, keypoints[rows], pose[rows], betas[rows])
 
+    return submit
+
+
+def _proposals_of(result: ShardResult) -> Proposals:
+    """A shard's fits as the store's proposals (offline, step ``PRECOMPUTE_STEP``)."""
+    return Proposals(
+        rows=result.rows,
+        pose=result.pose,
+        betas=result.betas,
+        cam_t=result.cam_t,
+        loss=result.loss,
+        source=Source.OFFLINE,
+        step=PRECOMPUTE_STEP,
+    )
+
+
+def _fit_plan(
+    config, store, files, plan: Plan, initial, start, keypoints: PlannedKeypoints
+) -> PrecomputeSummary:
+    """Fit the plan's shards on Ray actors; each shard's keypoints (``keypoints[rows]``, (S, 49, 3))
+    travel with it."""
+    started_ray = _ray_with_room(config.actor_demand)
+    demand = config.actor_demand
+    actors = _start_fitters(config)
+    submit = _shard_submitter(initial, keypoints)
     writer = StoreWriter(
         store,
         config.name,
@@ -476,15 +509,7 @@ def _fit_plan(
         ).results(list(plan.shards)):
             if result.failed_rows.size:
                 writer.record_failures(result.failed_rows, result.failed_reasons)
-            proposals = Proposals(
-                rows=result.rows,
-                pose=result.pose,
-                betas=result.betas,
-                cam_t=result.cam_t,
-                loss=result.loss,
-                source=Source.OFFLINE,
-                step=PRECOMPUTE_STEP,
-            )
+            proposals = _proposals_of(result)
             refused_rows, refused_reasons = _refused_by_the_store(proposals)
             if refused_rows.size:  # recorded: a rerun skips them, as other failed rows
                 writer.record_failures(refused_rows, refused_reasons)

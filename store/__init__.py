@@ -1,9 +1,9 @@
 """spinfits.store: the versioned best-fit store (icechunk on Zarr v3) with SPIN's merge rule.
 
-See docs/store.md. Main entry points: ``FitStore`` (create/open, merge, commit, history),
+See docs/store.md. Main entry points: ``FitStore`` (create/open, merge, commit; its history: ``store.history``),
 ``Proposals`` (what producers offer), ``FitReader`` (pinned snapshot reads for training),
 ``StoreWriter`` (the one writer of a job: merges, commits when due), ``import_spin_fits``/``export_spin_fits`` (SPIN ``*_fits.npy``) and ``export_parquet``;
-``WritePolicy`` (update log or column chunks) and ``FitStore.gc`` (``GcReport``) keep the store small.
+``WritePolicy`` (update log or column chunks) and ``FitStore.history.gc`` (``GcReport``) keep the store small.
 """
 
 from spinfits.store.diff import FitDiff

@@ -7,8 +7,9 @@ Lifecycle of a write::
     store.merge("coco", more_proposals)
     version = store.commit("precompute shard 3")   # one snapshot with message + metadata
 
-Opening and creating live in ``repository``, history (log, tags, rollback, diff) in ``history``,
-failed rows in ``failures``; this module is the writing session: merge, replay, commit.
+Opening and creating live in ``repository``, history (log, tags, rollback, diff, gc) in
+``history`` (``store.history``), failed rows in ``failures``, the writing session (merge, replay,
+commit) in ``write_session``; this class is the handle that joins them.
 
 Merges are buffered: ``merge`` applies the rule to an in-memory working copy of the dataset
 (``WorkingCopy``: every row's loss and the rows merged since its snapshot, 4 B a row) and marks
@@ -16,7 +17,7 @@ the rows it changed; ``commit`` writes each changed row once (``dataset_writes``
 the dataset's update log, or folded into its column chunks) and commits, all under the local
 commit lock. Only commits are visible to readers (``FitReader``), always as whole snapshots. A
 crash before or during ``commit`` leaves the store at its last commit (chunks written by a commit
-that did not finish are garbage for ``FitStore.gc``). If another process committed to the branch
+that did not finish are garbage for ``FitStore.history.gc``). If another process committed to the branch
 since this writer's working copies were read, ``commit`` re-reads the new tip, re-applies every
 pending proposal with the merge rule and writes that: never last-writer-wins, never a lost
 improvement. The writer keeps the proposals merged since its last commit (at most one per row and
@@ -25,11 +26,7 @@ dataset) for that replay.
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
-import random
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,35 +34,20 @@ from typing import Any
 import icechunk
 import numpy as np
 
-from spinfits.errors import ConflictError, InputError, StorageError
-from spinfits.store import garbage_collection, history
-from spinfits.store.damage import icechunk_reason, naming_store
-from spinfits.store.dataset_writes import DatasetWrite, write_dataset
-from spinfits.store.diff import FitDiff
-from spinfits.store.failures import Failures, read_failures, write_failures
-from spinfits.store.fits import Fits, Proposals, check_proposals, row_numbers
-from spinfits.store.garbage_collection import GcReport
-from spinfits.store.layout import (
-    check_dataset_name,
-    create_dataset_group,
-    list_datasets,
-    load_losses,
-    unknown_dataset,
-)
+from spinfits.errors import InputError
+from spinfits.store.damage import naming_store
+from spinfits.store.failures import Failures, read_failures
+from spinfits.store.fits import Fits, Proposals, check_proposals
+from spinfits.store.history import StoreHistory
+from spinfits.store.layout import list_datasets, load_losses, unknown_dataset
 from spinfits.store.location import S3Options, StoreLocation
-from spinfits.store.merge_rule import any_reason, best_per_row, refusals
 from spinfits.store.reader import FitReader
-from spinfits.store.repository import (
-    create_repository,
-    default_who,
-    open_repository,
-    repository_exists,
-)
-from spinfits.store.schema import CHUNK_ROWS, BodyModelInfo, DatasetInfo, config_hash
+from spinfits.store.repository import create_repository, open_repository, repository_exists
+from spinfits.store.schema import CHUNK_ROWS, BodyModelInfo, DatasetInfo
 from spinfits.store.stalled_storage import bounded
 from spinfits.store.versions import Version, resolve_version, snapshot_store
-from spinfits.store.working_copy import WorkingCopy
 from spinfits.store.write_policy import WritePolicy
+from spinfits.store.write_session import WriteSession, commit_new_dataset, new_dataset_info
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +75,8 @@ class FitStore:
         self._body_model = body_model
         self._branch = branch
         self._policy = _checked_policy(write_policy)
-        # Working copies, all as of snapshot ``_base`` plus the merges since (None: none read).
-        self._base: str | None = None
-        self._last_known: str | None = None  # last snapshot read or committed (kept by _forget)
-        self._infos: dict[str, DatasetInfo] = {}
-        self._working: dict[str, WorkingCopy] = {}  # each dataset merged into (losses + changes)
-        self._failures: dict[str, Failures] = {}  # working copies of the failed rows
-        self._failures_changed: dict[str, np.ndarray] = {}  # dataset -> (N,) bool
-        # Proposals merged since the last commit: (dataset, accept_unscored) -> parts, each best
-        # per row; reduced to one part by the rule when they grow to twice the last reduction.
-        self._pending: dict[tuple[str, bool], list[Proposals]] = {}
-        # Rows recorded as failed since the last commit: dataset -> {row: reason}.
-        self._pending_failures: dict[str, dict[int, str]] = {}
-        self._refused: dict[str, dict[str, int]] = {}  # dataset -> reason -> proposals refused
-        self._needs_replay = False
-        self._jitter = random.Random()  # backoff after a lost commit race
+        self._session = WriteSession(repo, location, body_model, branch, self._policy)
+        self._history = StoreHistory(repo, location, branch, self.resolve, self._session)
 
     # ----------------------------------------------------------------------------- open/create
     @classmethod
@@ -196,104 +165,12 @@ class FitStore:
         """Snapshot id of ``version`` (branch, tag or snapshot id; None = tip of the branch)."""
         return resolve_version(self._repo, self._branch if version is None else version).snapshot_id
 
+    @property
+    def history(self) -> StoreHistory:
+        """Log, tags, rollback, diff and gc of this store's branch (``StoreHistory``)."""
+        return self._history
+
     # ---------------------------------------------------------------------------------- writer
-    def _at_base(self) -> str:
-        """The snapshot the working copies are read at (the branch tip when none are read yet)."""
-        if self._base is None:
-            self._set_base(self.tip())
-        return self._base
-
-    def _set_base(self, snapshot: str) -> None:
-        self._forget()
-        self._infos = list_datasets(snapshot_store(self._repo, snapshot))
-        self._base = self._last_known = snapshot
-
-    def _base_store(self) -> Any:
-        return snapshot_store(self._repo, self._at_base())
-
-    def _working_copy(self, dataset: str) -> WorkingCopy:
-        if dataset not in self._working:
-            self._working[dataset] = WorkingCopy(self._base_store(), self._infos[dataset])
-        return self._working[dataset]
-
-    def _working_failures(self, dataset: str) -> Failures:
-        if dataset not in self._failures:
-            n_rows = self._infos[dataset].n_rows
-            self._failures[dataset] = read_failures(self._base_store(), dataset, n_rows)
-            self._failures_changed[dataset] = np.zeros(n_rows, dtype=bool)
-        return self._failures[dataset]
-
-    def _set_failures(self, dataset: str, failures: Failures, rows: np.ndarray) -> None:
-        self._working_failures(dataset)
-        self._failures[dataset] = failures
-        self._failures_changed[dataset][rows] = True
-
-    def _forget(self) -> None:
-        """Forget the working copies (pending proposals are kept)."""
-        self._base = None
-        self._infos = {}
-        self._working = {}
-        self._failures = {}
-        self._failures_changed = {}
-
-    def _apply(self, dataset: str, best: Proposals) -> np.ndarray:
-        """Merge ``best`` into the working copy; returns the rows that changed."""
-        try:
-            with naming_store(self._location):
-                outcome = self._working_copy(dataset).merge(best)
-            failures = self._working_failures(dataset)
-            if failures.mask[outcome.rows].any():  # a row that gets a fit is no longer failed
-                self._set_failures(dataset, failures.with_cleared(outcome.rows), outcome.rows)
-        except BaseException as error:
-            # The working copy may be half-merged now: start over from pending.
-            self._forget()
-            self._needs_replay = True
-            if isinstance(error, (icechunk.IcechunkError, OSError)):
-                raise self._storage_error("read the dataset", error) from None
-            raise
-        return outcome.rows
-
-    def _storage_error(self, action: str, error: BaseException) -> StorageError:
-        # The last commit this writer knows, not the tip: asking failing storage for its tip
-        # would wait out another round of its retries (about 30 s against a lost S3 endpoint).
-        known = self._last_known or "none read yet"
-        return StorageError(
-            f"could not {action} in the store at {self._location}: {icechunk_reason(error)}. "
-            f"The store is unchanged by this failure (this writer's last known commit: {known}); this writer keeps its "
-            "uncommitted merges. Fix the storage (free space, permissions, connection) and commit "
-            "again, or rerun the job: it resumes from the last commit"
-        )
-
-    def _replay(self, snapshot: str) -> None:
-        """Read the working copies at ``snapshot`` and re-apply every pending proposal."""
-        self._set_base(snapshot)
-        for dataset in {name for name, _ in self._pending} | set(self._pending_failures):
-            if dataset not in self._infos:
-                raise ConflictError(
-                    f"dataset {dataset!r} no longer exists on branch {self._branch!r} (rolled back "
-                    "by someone else?); the pending proposals for it were not committed"
-                )
-        for (dataset, _), parts in self._pending.items():
-            for part in parts:  # the rule is commutative: the parts' order does not matter
-                self._apply(dataset, part)
-        for dataset, failed in self._pending_failures.items():
-            self._apply_failures(dataset, failed)
-        self._needs_replay = False
-
-    def _ready(self, dataset: str, rows: np.ndarray) -> None:
-        """Working copies with pending work replayed; ``dataset`` exists and holds ``rows``
-        (``InputError`` otherwise, before anything changes)."""
-        if self._needs_replay:
-            self._replay(self.tip())
-        self._at_base()
-        if dataset not in self._infos:
-            tip = self.tip()
-            if tip != self._base:  # created by someone else since the working copies were read
-                self._replay(tip)
-            if dataset not in self._infos:
-                raise unknown_dataset(dataset, self._infos)
-        check_rows_in_range(rows, self._infos[dataset])
-
     @bounded("merge (read the dataset)")
     def merge(self, dataset: str, proposals: Proposals, *, accept_unscored: bool = False) -> int:
         """Merge ``proposals`` into ``dataset`` by SPIN's rule; returns how many rows improved.
@@ -310,41 +187,7 @@ class FitStore:
         between commits writes each changed row once. Bad input (``InputError``: unknown
         dataset, rows out of range, wrong shapes) changes nothing.
         """
-        proposals = check_proposals(proposals)
-        self._ready(dataset, proposals.rows)
-        self._count_refusals(dataset, proposals, accept_unscored)
-        best = best_per_row(proposals, accept_unscored)
-        if len(best) == 0:
-            return 0
-        rows = self._apply(dataset, best)
-        self._keep_pending((dataset, accept_unscored), best)
-        log.debug("merged %d proposals into %s: %d rows improved", len(proposals), dataset, rows.size)
-        return int(rows.size)
-
-    def _keep_pending(self, key: tuple[str, bool], best: Proposals) -> None:
-        """Keep ``best`` for a replay. Parts are reduced by the rule (at most one proposal per row)
-        when they hold twice the rows of the last reduction, plus ``_PENDING_SLACK``: amortised,
-        each merge costs its own rows, not all the rows pending (20,000 rows a commit by
-        precompute's default)."""
-        parts = self._pending.setdefault(key, [])
-        parts.append(best)
-        if sum(len(part) for part in parts) >= 2 * len(parts[0]) + _PENDING_SLACK:
-            self._pending[key] = [best_per_row(Proposals.concat(parts), key[1])]
-
-    def _count_refusals(self, dataset: str, proposals: Proposals, accept_unscored: bool) -> None:
-        reasons = refusals(proposals, accept_unscored)
-        if not reasons:
-            return
-        counts = self._refused.setdefault(dataset, {})
-        for reason, mask in reasons.items():
-            counts[reason] = counts.get(reason, 0) + int(mask.sum())
-        log.warning(
-            "refused %s proposal(s) for %s (never stored): %s; first rows %s",
-            sum(int(m.sum()) for m in reasons.values()),
-            dataset,
-            ", ".join(f"{reason}: {int(mask.sum())}" for reason, mask in reasons.items()),
-            proposals.rows[np.flatnonzero(any_reason(reasons, len(proposals)))[:5]].tolist(),
-        )
+        return self._session.merge(dataset, check_proposals(proposals), accept_unscored)
 
     def refused(self) -> dict[str, dict[str, int]]:
         """Proposals refused by this writer since it was opened: dataset -> reason -> count.
@@ -352,7 +195,7 @@ class FitStore:
         Refused proposals (negative loss, non-finite or implausible parameters; see
         ``spinfits.store.merge_rule.refusals``) are never stored.
         """
-        return {name: dict(counts) for name, counts in self._refused.items()}
+        return self._session.refused()
 
     @bounded("record failed rows")
     def record_failures(self, dataset: str, rows: Any, reasons: Sequence[str]) -> int:
@@ -362,32 +205,7 @@ class FitStore:
         failures become visible with the next ``commit``; a row that later receives a fit is no
         longer failed. Returns how many rows were marked.
         """
-        rows = row_numbers(rows)
-        reasons = [str(reason) for reason in reasons]
-        if len(reasons) != len(rows):
-            raise InputError(
-                f"record_failures needs one reason per row: {len(rows)} rows, {len(reasons)} reasons"
-            )
-        self._ready(dataset, rows)
-        failed = dict(zip(rows.tolist(), reasons))
-        marked = self._apply_failures(dataset, failed)
-        self._pending_failures.setdefault(dataset, {}).update(failed)
-        return marked
-
-    def _apply_failures(self, dataset: str, failed: dict[int, str]) -> int:
-        rows = np.fromiter(failed, dtype=np.int64, count=len(failed))
-        try:
-            keep = ~np.isfinite(self._working_copy(dataset).loss[rows])
-            if not keep.any():
-                return 0
-            texts = [failed[row] for row in rows[keep].tolist()]
-            failures = self._working_failures(dataset).with_failed(rows[keep], texts)
-        except (icechunk.IcechunkError, OSError) as error:
-            self._forget()
-            self._needs_replay = True
-            raise self._storage_error("read the failed rows", error) from None
-        self._set_failures(dataset, failures, rows[keep])
-        return int(keep.sum())
+        return self._session.record_failures(dataset, rows, reasons)
 
     @bounded("read the failed rows")
     def failures(self, dataset: str, version: str | None = None) -> Failures:
@@ -400,19 +218,15 @@ class FitStore:
     @property
     def has_pending(self) -> bool:
         """True if proposals were merged (or failures recorded) since the last commit."""
-        return bool(self._pending) or bool(self._pending_failures)
+        return self._session.has_pending
 
     def pending_rows(self) -> dict[str, int]:
         """Per dataset, rows changed by merges since the last commit (as of this session)."""
-        counts = {name: len(working.changed_rows) for name, working in self._working.items()}
-        return {name: count for name, count in counts.items() if count}
+        return self._session.pending_rows()
 
     def discard(self) -> None:
         """Drop everything merged since the last commit."""
-        self._pending = {}
-        self._pending_failures = {}
-        self._needs_replay = False
-        self._forget()
+        self._session.discard()
 
     @bounded("commit")
     def commit(
@@ -438,93 +252,12 @@ class FitStore:
         (read-only, disk full) raises ``StorageError``; the store stays at its last commit and
         the pending merges are kept.
         """
-        if not isinstance(message, str) or not message.strip():
-            raise InputError(f"commit message must be a non-empty string, got {message!r}")
-        if not self.has_pending:
-            log.info("nothing to commit on %s", self._branch)
+        snapshot = self._session.commit(message, who, config_hash, metadata, max_attempts)
+        if snapshot is None:
             return None
-        for attempt in range(1, max_attempts + 1):
-            try:
-                with self._location.commit_lock():
-                    snapshot = self._commit_once(message, who, config_hash, metadata, attempt)
-            except icechunk.ConflictError as error:
-                # Object storage only: a local store's lock is held across replay and commit.
-                log.info(
-                    "commit attempt %d on %s lost a race (%s); re-reading the tip and re-applying "
-                    "the merge rule",
-                    attempt,
-                    self._branch,
-                    icechunk_reason(error),
-                )
-                self._needs_replay = True
-                time.sleep(self._jitter.uniform(0.0, min(2.0, 0.01 * 2**attempt)))  # backoff + jitter
-                continue
-            except (icechunk.IcechunkError, OSError) as error:
-                self._forget()
-                self._needs_replay = True
-                raise self._storage_error("commit", error) from None
-            if snapshot is None:
-                return None
-            version = Version.from_snapshot(self._repo.lookup_snapshot(snapshot))
-            log.info("committed %s on %s: %s rows improved", snapshot, self._branch, version.rows_improved)
-            return version
-        raise ConflictError(
-            f"could not commit to branch {self._branch!r} after {max_attempts} attempts: other "
-            "writers kept committing first; the merges are still pending, call commit again"
-        )
-
-    def _commit_once(
-        self,
-        message: str,
-        who: str | None,
-        config_hash: str | None,
-        metadata: Mapping[str, Any] | None,
-        attempt: int,
-    ) -> str | None:
-        """One commit attempt (under the local commit lock): the snapshot id, or None when the
-        pending work changes nothing on the tip."""
-        session = self._repo.writable_session(self._branch)
-        if self._needs_replay or session.snapshot_id != self._base:
-            self._replay(session.snapshot_id)  # another writer committed: re-apply onto its tip
-        changed = {name: working for name, working in self._working.items() if len(working.changed_rows)}
-        failed = {name: np.flatnonzero(mask) for name, mask in self._failures_changed.items() if mask.any()}
-        if not changed and not failed:
-            log.info("pending proposals improve nothing on the tip of %s; nothing to commit", self._branch)
-            self._pending = {}
-            self._pending_failures = {}
-            return None
-        writes: dict[str, DatasetWrite] = {}
-        for name, working in changed.items():
-            writes[name] = write_dataset(session.store, working, self._policy)
-        for name, rows in failed.items():
-            write_failures(session.store, name, self._failures[name], rows, self._infos[name].chunk_rows)
-        improved = {name: len(working.changed_rows) for name, working in changed.items()}
-        datasets = sorted({name for name, _ in self._pending} | set(self._pending_failures))
-        hashes = {name: self._infos[name].config_hash for name in datasets}
-        record = {
-            **dict(metadata or {}),
-            "who": who or default_who(),
-            "rows_improved": sum(improved.values()),
-            "rows_improved_by_dataset": improved,
-            "config_hash": config_hash
-            or (hashes[datasets[0]] if len(datasets) == 1 else _combined_hash(hashes)),
-            "attempts": attempt,
-            "written": {name: write.how for name, write in writes.items()},
-        }
-        if self._pending_failures:
-            record["rows_failed"] = {name: len(rows) for name, rows in self._pending_failures.items()}
-        snapshot = session.commit(message, metadata=record)
-        # The working copies now equal the new snapshot.
-        committed = snapshot_store(self._repo, snapshot)
-        for name, working in self._working.items():
-            working.committed(committed, writes[name].log if name in writes else working.log)
-        for mask in self._failures_changed.values():
-            mask[:] = False
-        self._base = self._last_known = snapshot
-        self._pending = {}
-        self._pending_failures = {}
-        log.debug("commit %s wrote %s", snapshot, {name: (w.how, w.chunks) for name, w in writes.items()})
-        return snapshot
+        version = Version.from_snapshot(self._repo.lookup_snapshot(snapshot))
+        log.info("committed %s on %s: %s rows improved", snapshot, self._branch, version.rows_improved)
+        return version
 
     # ----------------------------------------------------------------------------- datasets
     @bounded("create a dataset")
@@ -544,46 +277,13 @@ class FitStore:
         never applied to another dataset's rows; fitting_config: JSON-serialisable settings of
         the fitting that will fill it (its hash goes into commit metadata).
         """
-        check_dataset_name(name)
-        if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
-            raise InputError(f"n_rows must be a positive integer (rows of the dataset), got {n_rows!r}")
-        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-            raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        info = new_dataset_info(
+            name, n_rows, dataset_fingerprint, fitting_config, chunk_rows, self._body_model
+        )
         if self.has_pending:
             raise InputError("commit or discard the pending merges before creating a dataset")
-        try:
-            json.dumps(dict(fitting_config or {}))
-        except (TypeError, ValueError) as error:
-            raise InputError(f"fitting_config must be a JSON-serialisable mapping: {error}") from None
-        info = DatasetInfo(
-            name=name,
-            n_rows=int(n_rows),
-            dataset_fingerprint=str(dataset_fingerprint),
-            fitting_config=dict(fitting_config or {}),
-            body_model=self._body_model,
-            chunk_rows=int(chunk_rows),
-        )
-        self._forget()
-        session = self._repo.writable_session(self._branch)
-        existing = list_datasets(session.store)
-        if name in existing:
-            raise InputError(f"dataset {name!r} already exists in {self._location}; pick another name")
-        create_dataset_group(session.store, info)
-        try:
-            with self._location.commit_lock():
-                session.commit(
-                    f"create dataset {name} ({n_rows} rows)",
-                    metadata={
-                        "who": who or default_who(),
-                        "rows_improved": 0,
-                        "config_hash": info.config_hash,
-                    },
-                )
-        except icechunk.ConflictError:
-            raise ConflictError(
-                f"another writer changed {self._branch!r} while creating {name!r}; retry"
-            ) from None
-        log.info("created dataset %s with %d rows", name, n_rows)
+        self._session.forget()
+        commit_new_dataset(self._repo, self._location, self._branch, info, who)
         return info
 
     # ------------------------------------------------------------------------------ reading
@@ -605,87 +305,6 @@ class FitStore:
         self.dataset(dataset, snapshot)  # InputError for an unknown dataset
         with naming_store(self._location):
             return load_losses(snapshot_store(self._repo, snapshot), dataset)[0]
-
-    # ------------------------------------------------------------------------------ history
-    def log(self, version: str | None = None, limit: int | None = None) -> list[Version]:
-        """Commits reachable from ``version`` (None = tip of the branch), newest first."""
-        return history.log(self._repo, self.resolve(version), limit)
-
-    def tags(self) -> dict[str, str]:
-        """Tag name -> snapshot id."""
-        return history.tags(self._repo)
-
-    def tag(self, name: str, version: str | None = None) -> str:
-        """Name ``version`` (None = tip) ``name``, permanently; returns the snapshot id."""
-        history.check_tag_name(self._repo, name)
-        return history.tag(self._repo, self._location, name, self.resolve(version))
-
-    def rollback(self, version: str) -> str:
-        """Move this branch back to ``version`` (an earlier commit of it); returns the old tip.
-
-        Later commits leave the branch history (``log`` no longer shows them) but stay readable
-        by snapshot id, so rolling forward again is ``rollback(old_tip)``. Pending merges must be
-        committed or discarded first.
-        """
-        if self.has_pending:
-            raise InputError("commit or discard the pending merges before rolling back")
-        tip = history.rollback(self._repo, self._location, self._branch, self.resolve(version), version)
-        self._forget()
-        return tip
-
-    def diff(self, dataset: str, from_version: str, to_version: str | None = None) -> FitDiff:
-        """Rows of ``dataset`` that differ between two versions, with their losses in each."""
-        with naming_store(self._location):
-            return history.diff(self._repo, dataset, self.resolve(from_version), self.resolve(to_version))
-
-    # ----------------------------------------------------------------------------- storage
-    def gc(
-        self,
-        *,
-        older_than: datetime.timedelta | None = None,
-        keep_last: int | None = None,
-        keep: Mapping[str, str] | None = None,
-        dry_run: bool = False,
-        grace: datetime.timedelta | None = None,
-    ) -> GcReport:
-        """Expire old snapshots and delete the objects nothing reaches any more.
-
-        Kept: branch tips, tags, the snapshots of ``keep`` (snapshot id -> why, e.g. those
-        training checkpoints record) and every commit newer than the cut: ``older_than`` (an
-        age; default 7 days) or the ``keep_last`` newest commits of each branch. Expired
-        snapshots can no longer be read. See ``spinfits.store.garbage_collection``; with
-        ``dry_run`` nothing changes and the report says what would expire.
-        """
-        report = garbage_collection.collect(
-            self._repo,
-            self._location,
-            older_than=older_than,
-            keep_last=keep_last,
-            keep=keep,
-            dry_run=dry_run,
-            grace=grace,
-        )
-        if not dry_run:  # the working copies' snapshot may be gone: read them again when needed
-            self._forget()
-            self._needs_replay = self.has_pending
-        return report
-
-
-#: Proposal rows pending beyond twice the last reduction before the parts are reduced again.
-_PENDING_SLACK = 4096
-
-
-def check_rows_in_range(rows: np.ndarray, info: DatasetInfo) -> None:
-    """``InputError`` unless every row (already ``row_numbers``: >= 0) is < the dataset's N."""
-    if rows.size and int(rows.max()) >= info.n_rows:
-        raise InputError(
-            f"proposal rows must lie in [0, {info.n_rows}) for dataset {info.name!r}, got row "
-            f"{int(rows.max())}; check the dataset the rows index"
-        )
-
-
-def _combined_hash(hashes: dict[str, str]) -> str:
-    return config_hash(hashes)
 
 
 def _checked_policy(policy: WritePolicy | None) -> WritePolicy:

@@ -1,4 +1,4 @@
-"""Expiring old snapshots and deleting what nothing reaches any more (``FitStore.gc``).
+"""Expiring old snapshots and deleting what nothing reaches any more (``FitStore.history.gc``).
 
 Every commit adds a snapshot, and the objects it wrote stay in storage while any snapshot needs
 them. ``collect`` takes snapshots older than a cut out of the history with icechunk's

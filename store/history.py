@@ -1,23 +1,115 @@
-"""History operations of a store: its log, tags, rolling a branch back, diffs between versions.
+"""History operations of a store: its log, tags, rolling a branch back, diffs between versions, gc.
 
-Functions over an icechunk repository (``FitStore`` exposes them as methods); versions are
-resolved to snapshot ids by the caller (``spinfits.store.versions.resolve_version``).
+``StoreHistory`` (``FitStore.history``) takes versions as users name them (branch, tag or
+snapshot id); the functions below it work on an icechunk repository and snapshot ids.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import icechunk
 
 from spinfits.errors import ConflictError, InputError
+from spinfits.store.damage import naming_store
 from spinfits.store.diff import FitDiff
 from spinfits.store.fits import Fits
+from spinfits.store.garbage_collection import GcReport, collect
 from spinfits.store.layout import list_datasets, load_fits, read_root, unknown_dataset
 from spinfits.store.location import StoreLocation
 from spinfits.store.versions import Version, snapshot_store
 
+if TYPE_CHECKING:
+    from spinfits.store.write_session import WriteSession
+
 log_ = logging.getLogger(__name__)
+
+
+class StoreHistory:
+    """The history of one store's branch: log, tags, rollback, diff and gc (``FitStore.history``).
+
+    ``resolve``: the store's version -> snapshot id (None = the branch tip); ``session``: the
+    store's uncommitted work, which a rollback refuses to drop and which a rollback or gc makes
+    re-read its working copies.
+    """
+
+    def __init__(
+        self,
+        repo: icechunk.Repository,
+        location: StoreLocation,
+        branch: str,
+        resolve: Callable[[str | None], str],
+        session: WriteSession,
+    ) -> None:
+        self._repo = repo
+        self._location = location
+        self._branch = branch
+        self._resolve = resolve
+        self._session = session
+
+    def log(self, version: str | None = None, limit: int | None = None) -> list[Version]:
+        """Commits reachable from ``version`` (None = tip of the branch), newest first."""
+        return log(self._repo, self._resolve(version), limit)
+
+    def tags(self) -> dict[str, str]:
+        """Tag name -> snapshot id."""
+        return tags(self._repo)
+
+    def tag(self, name: str, version: str | None = None) -> str:
+        """Name ``version`` (None = tip) ``name``, permanently; returns the snapshot id."""
+        check_tag_name(self._repo, name)
+        return tag(self._repo, self._location, name, self._resolve(version))
+
+    def rollback(self, version: str) -> str:
+        """Move this branch back to ``version`` (an earlier commit of it); returns the old tip.
+
+        Later commits leave the branch history (``log`` no longer shows them) but stay readable
+        by snapshot id, so rolling forward again is ``rollback(old_tip)``. Pending merges must be
+        committed or discarded first.
+        """
+        if self._session.has_pending:
+            raise InputError("commit or discard the pending merges before rolling back")
+        tip = rollback(self._repo, self._location, self._branch, self._resolve(version), version)
+        self._session.forget()
+        return tip
+
+    def diff(self, dataset: str, from_version: str, to_version: str | None = None) -> FitDiff:
+        """Rows of ``dataset`` that differ between two versions, with their losses in each."""
+        with naming_store(self._location):
+            return diff(self._repo, dataset, self._resolve(from_version), self._resolve(to_version))
+
+    def gc(
+        self,
+        *,
+        older_than: datetime.timedelta | None = None,
+        keep_last: int | None = None,
+        keep: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        grace: datetime.timedelta | None = None,
+    ) -> GcReport:
+        """Expire old snapshots and delete the objects nothing reaches any more.
+
+        Kept: branch tips, tags, the snapshots of ``keep`` (snapshot id -> why, e.g. those
+        training checkpoints record) and every commit newer than the cut: ``older_than`` (an
+        age; default 7 days) or the ``keep_last`` newest commits of each branch. Expired
+        snapshots can no longer be read. See ``spinfits.store.garbage_collection``; with
+        ``dry_run`` nothing changes and the report says what would expire.
+        """
+        report = collect(
+            self._repo,
+            self._location,
+            older_than=older_than,
+            keep_last=keep_last,
+            keep=keep,
+            dry_run=dry_run,
+            grace=grace,
+        )
+        if not dry_run:
+            self._session.snapshots_expired()
+        return report
 
 
 def log(repo: icechunk.Repository, snapshot: str, limit: int | None = None) -> list[Version]:

@@ -10,7 +10,7 @@ snapshot, so a batch never mixes versions.
 (icechunk's diff between the two): the update-log records appended since (both levels), and the
 column chunks a fold rewrote. A 64-row commit into a 1M-row dataset is one log chunk read (see
 ``bench/store_growth.py``). When the newest snapshot does not descend from the pinned one (a
-rollback, or history expired by ``FitStore.gc``) it loads everything again.
+rollback, or history expired by ``FitStore.history.gc``) it loads everything again.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def resolve_version(repo: icechunk.Repository, name: str) -> ResolvedVersion:
 
 def snapshot_store(repo: icechunk.Repository, snapshot_id: str) -> Any:
     """The zarr store of a read-only session at ``snapshot_id``; ``InputError`` when the
-    repository no longer holds that snapshot (expired and collected by ``FitStore.gc``)."""
+    repository no longer holds that snapshot (expired and collected by ``FitStore.history.gc``)."""
     try:
         return repo.readonly_session(snapshot_id=snapshot_id).store
     except icechunk.IcechunkError as error:

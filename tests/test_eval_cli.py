@@ -76,7 +76,7 @@ def setup(tmp_path_factory, standin_files) -> Setup:
             )
             store.commit("fits")
             if version_pose is perturbed:
-                store.tag("static")
+                store.history.tag("static")
     finally:
         torch.set_num_threads(threads)
     return Setup(path, images, checkpoint, root / "store")

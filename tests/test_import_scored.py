@@ -67,4 +67,4 @@ def test_score_needs_the_model_and_matching_rows(tmp_path, standin_dir, standin_
         == 2
     )
     assert "expected (10, 82): one SPIN fit" in capsys.readouterr().err
-    assert len(FitStore.open(store).log()) == 2  # repository init + store creation only
+    assert len(FitStore.open(store).history.log()) == 2  # repository init + store creation only

@@ -138,7 +138,7 @@ def test_show_refuses_what_does_not_belong_to_the_store(
 
 # ---------------------------------------------------------------------------------- store report
 def test_history_of_a_dataset_names_its_jobs(h36m):
-    points = dataset_commits(NAME, h36m.store.log())
+    points = dataset_commits(NAME, h36m.store.history.log())
     assert [p.version.snapshot_id for p in points] == list(h36m.versions)
     assert [(p.source, p.rows_improved, p.rows_failed) for p in points] == [
         ("precompute", 3, 1),

@@ -117,51 +117,65 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         best.record(outcome.proposals)
         store_seconds += time.perf_counter() - tick
         seconds = time.perf_counter() - began
-        proposed = sum(len(part) for part in outcome.proposals.values())
-        finite = outcome.best_loss[np.isfinite(outcome.best_loss)]
-        record = {
-            "step": step,
-            "rank": rank,
-            "pid": os.getpid(),
-            "seconds": seconds,
-            "store_seconds": store_seconds,
-            "data_seconds": data_seconds,
-            "proposed": proposed,
-            "proposed_per_dataset": {name: len(part) for name, part in outcome.proposals.items()},
-            "samples_per_dataset": {
-                name: int((batch.dataset == index).sum()) for index, name in enumerate(config.names)
-            },
-            "datasets": batch.dataset.tolist(),  # the samples drawn (checked on resume)
-            "rows": batch.rows.tolist(),
-            "valid": int(outcome.valid.sum()),
-            "batch": len(batch),
-            "best_fit_loss": float(finite.mean()) if finite.size else None,
-            "snapshot": best.snapshot_id,
-            "phases": outcome.seconds,
-            **outcome.losses,
-        }
+        record = _step_record(
+            config, step, rank, batch, outcome, best.snapshot_id, seconds, store_seconds, data_seconds
+        )
         _append(progress, record)
         if rank == 0:
             _summarise(summaries, config, step, record, optimizer, batch, outcome, step_fn)
         if rank == 0 and (step % 10 == 0 or step + 1 == config.steps):
-            logger.info(
-                "step %d/%d loss %.3f (keypoints %.4f, pose %.4f) proposed %d, valid %d/%d, "
-                "%.2f s/step (store %.1f%%, waiting on data %.1f%%)",
-                step + 1,
-                config.steps,
-                outcome.losses["total"],
-                outcome.losses["keypoint"],
-                outcome.losses["pose"],
-                proposed,
-                int(outcome.valid.sum()),
-                len(batch),
-                seconds,
-                100 * store_seconds / seconds,
-                100 * data_seconds / seconds,
-            )
+            _log_step(config, step, record, outcome)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             _report(config, rank, model, optimizer, step + 1, writer, outcome.losses)
     summaries.close()
+
+
+def _step_record(
+    config, step, rank, batch, outcome, snapshot_id, seconds, store_seconds, data_seconds
+) -> dict[str, Any]:
+    """One step's line of ``progress/rank<r>.jsonl``: losses, seconds by phase, fits proposed."""
+    finite = outcome.best_loss[np.isfinite(outcome.best_loss)]
+    return {
+        "step": step,
+        "rank": rank,
+        "pid": os.getpid(),
+        "seconds": seconds,
+        "store_seconds": store_seconds,
+        "data_seconds": data_seconds,
+        "proposed": sum(len(part) for part in outcome.proposals.values()),
+        "proposed_per_dataset": {name: len(part) for name, part in outcome.proposals.items()},
+        "samples_per_dataset": {
+            name: int((batch.dataset == index).sum()) for index, name in enumerate(config.names)
+        },
+        "datasets": batch.dataset.tolist(),  # the samples drawn (checked on resume)
+        "rows": batch.rows.tolist(),
+        "valid": int(outcome.valid.sum()),
+        "batch": len(batch),
+        "best_fit_loss": float(finite.mean()) if finite.size else None,
+        "snapshot": snapshot_id,
+        "phases": outcome.seconds,
+        **outcome.losses,
+    }
+
+
+def _log_step(config, step, record, outcome) -> None:
+    """rank 0's log line of a step: losses, proposals, seconds and where they went."""
+    seconds = record["seconds"]
+    logger.info(
+        "step %d/%d loss %.3f (keypoints %.4f, pose %.4f) proposed %d, valid %d/%d, "
+        "%.2f s/step (store %.1f%%, waiting on data %.1f%%)",
+        step + 1,
+        config.steps,
+        outcome.losses["total"],
+        outcome.losses["keypoint"],
+        outcome.losses["pose"],
+        record["proposed"],
+        record["valid"],
+        record["batch"],
+        seconds,
+        100 * record["store_seconds"] / seconds,
+        100 * record["data_seconds"] / seconds,
+    )
 
 
 def _summarise(summaries, config, step, record, optimizer, batch, outcome, step_fn) -> None:

@@ -158,7 +158,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if store.body_model.is_standin:
         print("WARNING: stand-in body model: these fits are for tests and demos only")
     print(f"branches:    {', '.join(sorted(store.repository.list_branches()))}")
-    tags = store.tags()
+    tags = store.history.tags()
     print(f"tags:        {', '.join(f'{k}={v}' for k, v in tags.items()) or 'none'}")
     print(f"checksums:   {checksum_status(store, snapshot, args.store)}")
     rows, failed = [], {}
@@ -220,7 +220,7 @@ def cmd_log(args: argparse.Namespace) -> int:
             "-" if v.rows_improved is None else v.rows_improved,
             v.who or "-",
         ]
-        for v in store.log(args.version, args.limit)
+        for v in store.history.log(args.version, args.limit)
     ]
     print(table(rows, ["id", "time", "message", "rows improved", "who"]))
     return 0
@@ -229,17 +229,17 @@ def cmd_log(args: argparse.Namespace) -> int:
 def cmd_tag(args: argparse.Namespace) -> int:
     store = open_store(args)
     if args.name is None:
-        tags = store.tags()
+        tags = store.history.tags()
         print(table([[k, v] for k, v in tags.items()], ["tag", "id"]) if tags else "no tags")
         return 0
-    snapshot = store.tag(args.name, args.version)
+    snapshot = store.history.tag(args.name, args.version)
     print(f"tagged {snapshot} as {args.name}")
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     store = open_store(args)
-    diff = store.diff(args.dataset, args.from_version, args.to_version)
+    diff = store.history.diff(args.dataset, args.from_version, args.to_version)
     s = diff.summary()
     print(f"{args.dataset}: {diff.from_snapshot} -> {diff.to_snapshot}")
     print(
@@ -267,7 +267,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     store = open_store(args)
-    old = store.rollback(args.version)
+    old = store.history.rollback(args.version)
     print(
         f"rolled {store.branch} back from {old} to {store.tip()}; undo with: spinfits store rollback {args.store} {old}"
     )

@@ -1,4 +1,4 @@
-"""``spinfits store gc``: expire old snapshots and delete what nothing reaches (glue over ``FitStore.gc``).
+"""``spinfits store gc``: expire old snapshots and delete what nothing reaches (glue over ``FitStore.history.gc``).
 
 Kept: branch tips, tags, the commits newer than the cut (``--older-than DAYS``, default 7 days, or
 the ``--keep-last N`` newest commits of each branch) and every snapshot that a checkpoint of a run
@@ -95,7 +95,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
     keep = checkpoint_snapshots(args.keep_run)
     store = open_store(args)
     older_than = None if args.older_than is None else datetime.timedelta(days=args.older_than)
-    report = store.gc(older_than=older_than, keep_last=args.keep_last, keep=keep, dry_run=args.dry_run)
+    report = store.history.gc(
+        older_than=older_than, keep_last=args.keep_last, keep=keep, dry_run=args.dry_run
+    )
     print(f"gc of {store.location}{' (dry run: nothing changed)' if report.dry_run else ''}")
     print(f"cut:     {utc_time(report.cut)}; commits written before it expire")
     print("kept:")

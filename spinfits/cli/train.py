@@ -125,6 +125,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Ray Train storage: checkpoints in RUNS_DIR/RUN (default ./%(default)s)",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run from its latest checkpoint")
+    _add_compute_arguments(parser)
+    _add_model_arguments(parser)
+    _add_supervision_arguments(parser)
+    _add_timing_arguments(parser)
+    add_s3_arguments(parser)
+    parser.set_defaults(func=_run, config=None)
+
+
+def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
+    """The workers, their threads and devices, and the precision of the forward."""
     compute = parser.add_argument_group("workers and devices")
     compute.add_argument(
         "--workers", type=int, default=_default("workers"), help="training workers (default %(default)s)"
@@ -155,6 +165,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the network's forward: auto = bf16 autocast on GPUs with native bf16 (Ampere and "
         "later), float32 elsewhere; SMPLify stays float32, TF32 off (default %(default)s)",
     )
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The regressor and its optimiser."""
     model = parser.add_argument_group("model and optimiser")
     model.add_argument(
         "--backbone",
@@ -190,6 +204,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=_default("learning_rate"),
         help="Adam learning rate, constant (default %(default)s, SPIN's)",
     )
+
+
+def _add_supervision_arguments(parser: argparse.ArgumentParser) -> None:
+    """SPIN's supervision: SMPLify in the loop and the loss weights."""
     spin = parser.add_argument_group("SPIN's supervision (defaults: SPIN's train_options.py)")
     spin.add_argument(
         "--no-smplify",
@@ -222,6 +240,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             default=getattr(losses, field_name),
             help=f"SPIN's {spin_name} (default %(default)s)",
         )
+
+
+def _add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """Checkpoints, store traffic, logging and the seed."""
     timing = parser.add_argument_group("checkpoints, store traffic, logging")
     for flag, field_name, meta, text in (
         ("--checkpoint-every", "checkpoint_every", "STEPS", "steps between checkpoints"),
@@ -252,8 +274,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="random seed: sample order, mix, augmentation (default %(default)s)",
     )
     timing.add_argument("--report", type=Path, help="write a report PNG here")
-    add_s3_arguments(parser)
-    parser.set_defaults(func=_run, config=None)
 
 
 def _datasets(args: argparse.Namespace) -> tuple[TrainDataset, ...]:

@@ -46,7 +46,7 @@ def build_report(
             f"pictures given for {unknown}, which the store does not hold at {snapshot}; its datasets "
             f"are {sorted(datasets) or 'none'}"
         )
-    history = store.log(snapshot)
+    history = store.history.log(snapshot)
     standin = store.body_model.is_standin
     body_note = " | stand-in body model" if standin else ""
     hint = (
@@ -69,7 +69,7 @@ def build_report(
             hint,
         )
         sections.append((name, section))
-    tags = store.tags()
+    tags = store.history.tags()
     header = {
         "store": store.location,
         "version": f"{snapshot} ({version or 'tip of ' + store.branch})",

@@ -107,7 +107,7 @@ class DatasetSummary:
 
 
 def dataset_commits(name: str, history: list[Version]) -> list[CommitPoint]:
-    """The commits of ``history`` (newest first, as ``FitStore.log``) that changed dataset
+    """The commits of ``history`` (newest first, as ``FitStore.history.log``) that changed dataset
     ``name``, oldest first."""
     points = []
     for version in reversed(history):

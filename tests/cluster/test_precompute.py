@@ -120,7 +120,7 @@ def test_driver_killed_mid_run_resumes(tmp_path, local_ray, small_dataset, stand
     committed = 0
     while time.time() < deadline and driver.poll() is None:
         try:
-            committed = sum("precompute" in v.message for v in FitStore.open(store).log())
+            committed = sum("precompute" in v.message for v in FitStore.open(store).history.log())
         except Exception:  # the store may not exist yet
             committed = 0
         if committed >= 2:
@@ -205,7 +205,7 @@ def test_two_jobs_on_one_store_lose_no_improvement(tmp_path, small_dataset, stan
     opened = FitStore.open(store)
     fits = opened.read("people")
     _assert_equal_to_reference(fits, reference[1])
-    precompute_commits = [v for v in opened.log() if v.message.startswith("precompute")]
+    precompute_commits = [v for v in opened.history.log() if v.message.startswith("precompute")]
     assert len(precompute_commits) >= 2
     assert sum(v.rows_improved for v in precompute_commits) >= 95
 
@@ -250,7 +250,7 @@ def test_an_interrupted_run_commits_what_it_merged(
         run_precompute(config(small_dataset, store, standin_dir, commit_every_s=1e9))
     monkeypatch.undo()
     opened = FitStore.open(store)
-    assert opened.log()[0].message.endswith("interrupted after 32 rows")
+    assert opened.history.log()[0].message.endswith("interrupted after 32 rows")
     assert np.isfinite(opened.read("people").loss).sum() == sum(merges) == 32
 
 

@@ -148,7 +148,7 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> str:
 def commits(url: str, s3: S3Options, prefix: str) -> list:
     """The store's commits whose message starts with ``prefix`` (none while it does not exist)."""
     try:
-        return [v for v in FitStore.open(url, s3=s3).log() if v.message.startswith(prefix)]
+        return [v for v in FitStore.open(url, s3=s3).history.log() if v.message.startswith(prefix)]
     except Exception:  # the job may not have created the store yet
         return []
 
@@ -322,7 +322,7 @@ def test_training_across_two_nodes_into_s3_resumes_on_a_replacement_node(
         assert resumed_at >= killed_at and resumed_at % 3 == 0, (rank, resumed_at, killed_at)
         assert max(r["step"] for r in records) == steps - 1
     store = FitStore.open(url, s3=s3)
-    training = [v for v in store.log() if v.metadata.get("source") == "training"]
+    training = [v for v in store.history.log() if v.metadata.get("source") == "training"]
     assert training and all(v.metadata["run"] == "two-nodes" for v in training)
     assert np.all(store.read(DATASET).loss <= before)
 

@@ -42,7 +42,11 @@ def test_conflicting_commit_reapplies_the_merge_rule(shared, store_path):
     expected = best_by_row([worker_batch(1, 0), worker_batch(2, 0)], N_ROWS)
     np.testing.assert_array_equal(a.read("coco").loss, expected)
     # rows_improved counts the rows A changed on top of B's commit
-    assert version.rows_improved == a.diff("coco", b_version.snapshot_id, version.snapshot_id).n_changed > 0
+    assert (
+        version.rows_improved
+        == a.history.diff("coco", b_version.snapshot_id, version.snapshot_id).n_changed
+        > 0
+    )
 
 
 def test_two_processes_committing_concurrently_lose_no_improvement(shared, store_path, tmp_path):
@@ -61,7 +65,7 @@ def test_two_processes_committing_concurrently_lose_no_improvement(shared, store
     ]
     assert len(attempts) == 8
     print("commit attempts per commit:", attempts)
-    committed = [v.message for v in final.log() if v.message.startswith("worker")]
+    committed = [v.message for v in final.history.log() if v.message.startswith("worker")]
     assert len(committed) == len(set(committed)) == sum(a > 0 for a in attempts)
     # every row holds exactly the fit of the proposal that had its best loss
     fits = final.read("coco")
@@ -105,14 +109,14 @@ def test_writer_killed_mid_commit_loses_nothing_committed(shared, store_path, tm
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     reopened = FitStore.open(store_path)
-    history = reopened.log()
+    history = reopened.history.log()
     last = int(history[0].message.split()[1])
     assert [v.message for v in history[: last + 1]] == [f"batch {k}" for k in range(last, -1, -1)]
     for k, version in enumerate(history[last::-1]):
         expected = best_by_row([worker_batch(98, i) for i in range(k + 1)], N_ROWS)
         np.testing.assert_array_equal(reopened.read("coco", version.snapshot_id).loss, expected)
     tip = reopened.read("coco")
-    report = reopened.gc(keep_last=1)
+    report = reopened.history.gc(keep_last=1)
     assert reopened.read("coco").equals(tip) and report.freed["bytes"] > 0
     reopened.merge("coco", worker_batch(6, 0))
     assert reopened.commit("after the crash") is not None

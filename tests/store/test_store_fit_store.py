@@ -187,7 +187,7 @@ def test_log_tag_read_past_version_rollback_and_forward(store):
     first = snapshot_bytes(store)
     store.merge("coco", random_proposals(rng, 50, 30, losses=np.full(30, 0.001, dtype=np.float32)))
     v2 = store.commit("v2")
-    log = store.log()
+    log = store.history.log()
     assert [v.message for v in log[:4]] == [
         "v2",
         "v1",
@@ -195,39 +195,39 @@ def test_log_tag_read_past_version_rollback_and_forward(store):
         "create spinfits store",
     ]
     assert log[0].parent_id == v1.snapshot_id and log[0].rows_improved == v2.rows_improved
-    assert store.tag("good", v1.snapshot_id) == v1.snapshot_id
-    assert store.tags() == {"good": v1.snapshot_id}
+    assert store.history.tag("good", v1.snapshot_id) == v1.snapshot_id
+    assert store.history.tags() == {"good": v1.snapshot_id}
     assert snapshot_bytes(store, version="good") == first
     assert snapshot_bytes(store, version=v1.snapshot_id) == first
-    old_tip = store.rollback("good")
+    old_tip = store.history.rollback("good")
     assert old_tip == v2.snapshot_id and store.tip() == v1.snapshot_id
-    assert snapshot_bytes(store) == first and store.log()[0].message == "v1"
-    store.rollback(old_tip)  # forward again
+    assert snapshot_bytes(store) == first and store.history.log()[0].message == "v1"
+    store.history.rollback(old_tip)  # forward again
     assert store.tip() == v2.snapshot_id
 
 
 def test_tag_and_version_errors(store):
-    store.tag("t")
+    store.history.tag("t")
     with pytest.raises(InputError, match="already names a tag or branch"):
-        store.tag("t")
+        store.history.tag("t")
     with pytest.raises(InputError, match=r"unknown version 'ZZZZ': expected a branch \(main\), a tag \(t\)"):
         store.read("coco", "ZZZZ")
     with pytest.raises(InputError, match="tag name must be"):
-        store.tag("a/b")
+        store.history.tag("a/b")
 
 
 def test_rollback_refuses_pending_and_unrelated(store):
     base = store.tip()
     store.merge("coco", random_proposals(np.random.default_rng(9), 50, 5))
     with pytest.raises(InputError, match="commit or discard the pending merges before rolling back"):
-        store.rollback(base)
+        store.history.rollback(base)
     lost = store.commit("lost").snapshot_id
-    store.rollback(base)
+    store.history.rollback(base)
     store.merge("coco", random_proposals(np.random.default_rng(10), 50, 5))
     kept = store.commit("kept").snapshot_id
     # "lost" is neither an ancestor nor a descendant of the tip any more
     with pytest.raises(InputError, match="is not in the history of branch 'main'"):
-        store.rollback(lost)
+        store.history.rollback(lost)
     assert store.tip() == kept
 
 
@@ -248,12 +248,12 @@ def test_diff_reports_improved_rows_and_amounts(store):
     v1 = store.commit("v1")
     store.merge("coco", mk([4.0, 6.0, 2.0]))
     v2 = store.commit("v2")
-    diff = store.diff("coco", v1.snapshot_id, v2.snapshot_id)
+    diff = store.history.diff("coco", v1.snapshot_id, v2.snapshot_id)
     assert diff.rows.tolist() == [1, 3]
     assert diff.loss_from.tolist() == [5.0, np.inf] and diff.loss_to.tolist() == [4.0, 2.0]
     assert diff.improvement.tolist() == [1.0, np.inf]
     assert diff.summary()["improved"] == 2 and diff.summary()["first_fit"] == 1
-    backwards = store.diff("coco", v2.snapshot_id, v1.snapshot_id)
+    backwards = store.history.diff("coco", v2.snapshot_id, v1.snapshot_id)
     assert backwards.n_worse == 2 and backwards.n_improved == 0
 
 

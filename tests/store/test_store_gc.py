@@ -1,4 +1,4 @@
-"""``FitStore.gc`` and ``spinfits store gc``: what stays readable, what goes, what is freed."""
+"""``FitStore.history.gc`` and ``spinfits store gc``: what stays readable, what goes, what is freed."""
 
 import datetime
 import os
@@ -36,10 +36,10 @@ def history(tmp_path):
         store.merge("coco", random_proposals(rng, 300, 40, losses=np.full(40, 1.0 / (k + 1), np.float32)))
         versions[f"c{k}"] = (store.commit(f"c{k}").snapshot_id, store.read("coco"))
         if k == 1:
-            store.tag("static")
+            store.history.tag("static")
     store.merge("coco", random_proposals(rng, 300, 40, losses=np.zeros(40, np.float32)))
     versions["rolled back"] = (store.commit("rolled back").snapshot_id, store.read("coco"))
-    store.rollback(versions["c5"][0])
+    store.history.rollback(versions["c5"][0])
     return store, path, versions
 
 
@@ -54,10 +54,10 @@ def readable(store: FitStore, snapshot: str) -> bool:
 def check_store(path: Path) -> None:
     """The store opens, every commit on its branch and every tag reads, and it takes a commit."""
     store = FitStore.open(path, body_model=BODY)
-    for version in store.log():
+    for version in store.history.log():
         if version.message.startswith("c") or version.message == "after gc":
             store.read("coco", version.snapshot_id)
-    for snapshot in store.tags().values():
+    for snapshot in store.history.tags().values():
         store.read("coco", snapshot)
     assert not [b for b in store.repository.list_branches() if b.startswith(KEEP_BRANCH_PREFIX)]
     store.merge("coco", random_proposals(np.random.default_rng(9), 300, 5, losses=np.zeros(5, np.float32)))
@@ -67,7 +67,7 @@ def check_store(path: Path) -> None:
 def test_gc_keeps_tips_tags_and_pins_and_collects_the_rest(history):
     store, path, versions = history
     pinned = versions["c3"][0]
-    report = store.gc(keep_last=1, keep={pinned: "checkpoint runs/a/checkpoint_3"})
+    report = store.history.gc(keep_last=1, keep={pinned: "checkpoint runs/a/checkpoint_3"})
     for name in ("c5", "c1", "c3"):  # tip, tag, pin: the same fits as before
         snapshot, fits = versions[name]
         assert store.read("coco", snapshot).equals(fits), name
@@ -77,7 +77,7 @@ def test_gc_keeps_tips_tags_and_pins_and_collects_the_rest(history):
     for name in ("c0", "c2", "c4", "rolled back"):
         assert not readable(store, versions[name][0]), name
     assert {versions[name][0] for name in ("c0", "c2", "c4")} <= set(report.expired)
-    assert [v.message for v in store.log()] == ["c5", "Repository initialized"]
+    assert [v.message for v in store.history.log()] == ["c5", "Repository initialized"]
     assert report.freed["bytes"] > 0 and report.freed["snapshots"] >= 5
     assert report.size_after < report.size_before
     check_store(path)
@@ -86,21 +86,21 @@ def test_gc_keeps_tips_tags_and_pins_and_collects_the_rest(history):
 def test_dry_run_changes_nothing_and_names_what_would_expire(history):
     store, path, versions = history
     before = files(path)
-    dry = store.gc(keep_last=2, dry_run=True)
+    dry = store.history.gc(keep_last=2, dry_run=True)
     assert files(path) == before and dry.dry_run
     assert all(readable(store, snapshot) for snapshot, _ in versions.values())
     assert dry.freed["snapshots"] >= 1  # the commit rolled back from is unreachable already
-    real = store.gc(keep_last=2)
+    real = store.history.gc(keep_last=2)
     assert real.expired == dry.expired and versions["c3"][0] in real.expired
     assert readable(store, versions["c4"][0]) and not readable(store, versions["c3"][0])
 
 
 def test_older_than_keeps_recent_commits_and_zero_keeps_only_tips_and_tags(history):
     store, path, versions = history
-    report = store.gc(older_than=datetime.timedelta(days=1))
+    report = store.history.gc(older_than=datetime.timedelta(days=1))
     assert report.expired == () and all(readable(store, versions[f"c{k}"][0]) for k in range(6))
     assert not readable(store, versions["rolled back"][0])  # off every branch: collected anyway
-    report = store.gc(older_than=datetime.timedelta(0))
+    report = store.history.gc(older_than=datetime.timedelta(0))
     assert [name for name in versions if readable(store, versions[name][0])] == ["c1", "c5"]
     check_store(path)
 
@@ -108,18 +108,18 @@ def test_older_than_keeps_recent_commits_and_zero_keeps_only_tips_and_tags(histo
 def test_pins_hold_for_the_gc_that_names_them_and_missing_ones_are_reported(history):
     store, _, versions = history
     pinned = versions["c2"][0]
-    store.gc(keep_last=1, keep={pinned: "checkpoint x"})
+    store.history.gc(keep_last=1, keep={pinned: "checkpoint x"})
     assert readable(store, pinned)
-    store.gc(keep_last=1)
+    store.history.gc(keep_last=1)
     assert not readable(store, pinned)
-    report = store.gc(keep_last=1, keep={pinned: "checkpoint x"})
+    report = store.history.gc(keep_last=1, keep={pinned: "checkpoint x"})
     assert report.missing == {pinned: "checkpoint x"} and pinned not in report.kept
 
 
 def test_a_reader_pinned_at_an_expired_snapshot_reloads_the_tip(history):
     store, _, versions = history
     reader = store.reader("coco", versions["c2"][0])
-    store.gc(keep_last=1)
+    store.history.gc(keep_last=1)
     assert reader.refresh() and reader.refreshed_rows is None
     assert reader.read_all().equals(versions["c5"][1])
 
@@ -128,7 +128,7 @@ def test_another_process_reading_a_collected_version_gets_a_clear_error(history)
     store, path, versions = history
     other = FitStore.open(path)
     other.read("coco", versions["c2"][0])  # its repository object now knows that snapshot
-    store.gc(keep_last=1)
+    store.history.gc(keep_last=1)
     with pytest.raises(InputError, match=r"version \w+ is no longer in the store \(expired and collected"):
         other.read("coco", versions["c2"][0])
 
@@ -137,7 +137,7 @@ def test_pending_merges_survive_a_gc(history):
     store, path, _ = history
     batch = random_proposals(np.random.default_rng(5), 300, 10, losses=np.full(10, 1e-4, np.float32))
     store.merge("coco", batch)
-    store.gc(keep_last=1)
+    store.history.gc(keep_last=1)
     store.commit("after gc")
     np.testing.assert_array_equal(FitStore.open(path).read("coco").loss[batch.rows], batch.loss)
 
@@ -155,7 +155,7 @@ def test_gc_exceptions_change_nothing(history, options, message):
     store, path, _ = history
     before = files(path)
     with pytest.raises(InputError, match=message):
-        store.gc(**options)
+        store.history.gc(**options)
     assert files(path) == before
 
 

@@ -285,4 +285,4 @@ def test_disk_full_during_a_merge_keeps_the_last_commit(small_filesystem):
         store.commit("too big")
     reopened = FitStore.open(fs.path / "fits")
     assert reopened.tip() == tip and reopened.read("coco").equals(before)
-    assert reopened.log()[0].message == "fits before the disk filled"
+    assert reopened.history.log()[0].message == "fits before the disk filled"

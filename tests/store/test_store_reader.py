@@ -30,7 +30,7 @@ def test_reader_is_pinned_until_refresh(store):
 def test_reader_at_past_version_and_returned_arrays_are_copies(store):
     store.merge("coco", random_proposals(np.random.default_rng(1), 50, 40))
     v1 = store.commit("v1")
-    store.tag("v1", v1.snapshot_id)
+    store.history.tag("v1", v1.snapshot_id)
     reader = store.reader("coco", "v1")
     batch = reader.read_rows([1, 2])
     batch.loss[:] = -5

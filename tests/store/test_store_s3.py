@@ -12,7 +12,7 @@ import pytest
 from store_helpers import BODY, best_by_row, random_proposals
 
 from spinfits.errors import InputError, StorageError
-from spinfits.store import FitStore, S3Options, StoreLocation, fit_store
+from spinfits.store import FitStore, S3Options, StoreLocation, write_session
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_create_merge_commit_reopen_on_s3(options, request, monkeypatch):
         store.merge("coco", p)
     version = store.commit("on s3")
     reopened = FitStore.open(url, body_model=BODY, s3=options)
-    assert reopened.log()[0].snapshot_id == version.snapshot_id
+    assert reopened.history.log()[0].snapshot_id == version.snapshot_id
     np.testing.assert_array_equal(reopened.read("coco").loss, best_by_row(batches, 60))
     # a second writer commits while the first is writing its commit: the first loses the race
     # (conditional writes on S3), re-reads the tip and re-applies the merge rule
@@ -80,7 +80,7 @@ def test_create_merge_commit_reopen_on_s3(options, request, monkeypatch):
     other = random_proposals(rng, 60, 5, losses=np.zeros(5, dtype=np.float32))
     store.merge("coco", more)
     reopened.merge("coco", other)
-    write_dataset, raced = fit_store.write_dataset, []
+    write_dataset, raced = write_session.write_dataset, []
 
     def racing_write(*args, **kwargs):
         if not raced:
@@ -88,7 +88,7 @@ def test_create_merge_commit_reopen_on_s3(options, request, monkeypatch):
             raced[0] = reopened.commit("second writer")
         return write_dataset(*args, **kwargs)
 
-    monkeypatch.setattr(fit_store, "write_dataset", racing_write)
+    monkeypatch.setattr(write_session, "write_dataset", racing_write)
     version = store.commit("first writer")
     assert version.metadata["attempts"] == 2 and version.parent_id == raced[0].snapshot_id
     final = FitStore.open(url, s3=options).read("coco")
@@ -120,7 +120,7 @@ def test_without_credentials_reads_with_the_environments_keys(options, request, 
     """What Ray workers get (``without_credentials()``) opens the store with the keys of the
     process's own AWS chain, here the environment."""
     url = f"s3://fits/{request.node.name}"
-    version = FitStore.create(url, BODY, s3=options).log()[0]
+    version = FitStore.create(url, BODY, s3=options).history.log()[0]
     remote = options.without_credentials()
     assert remote.access_key_id is None and remote.secret_access_key is None
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
@@ -132,7 +132,7 @@ def test_without_credentials_reads_with_the_environments_keys(options, request, 
         FitStore.open(url, s3=remote)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    assert FitStore.open(url, s3=remote).log()[0].snapshot_id == version.snapshot_id
+    assert FitStore.open(url, s3=remote).history.log()[0].snapshot_id == version.snapshot_id
 
 
 def test_precompute_hints_on_s3_are_runnable_as_printed(options, s3_endpoint, monkeypatch, capsys, tmp_path):

@@ -104,7 +104,7 @@ class StoreMachine(RuleBasedStateMachine):
     def rollback(self, data):
         index = data.draw(st.integers(0, len(self.history) - 1))
         snapshot, model = self.history[index]
-        self.store.rollback(snapshot)
+        self.store.history.rollback(snapshot)
         self.history = self.history[: index + 1]
         self.committed = dict(model)
         self._reset_working()
@@ -125,12 +125,12 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.history) > 1)
     @rule(keep=st.integers(1, 3))
     def gc(self, keep):
-        branch = [version.snapshot_id for version in self.store.log()]  # newest first
-        report = self.store.gc(keep_last=keep)
+        branch = [version.snapshot_id for version in self.store.history.log()]  # newest first
+        report = self.store.history.gc(keep_last=keep)
         expired = set(report.expired)
         kept = branch[:keep] + [snapshot for snapshot in branch[-1:] if snapshot not in branch[:keep]]
         assert expired == set(branch) - set(kept)  # icechunk keeps the repository's first snapshot
-        assert [version.snapshot_id for version in self.store.log()] == kept
+        assert [version.snapshot_id for version in self.store.history.log()] == kept
         self.history = [(snapshot, model) for snapshot, model in self.history if snapshot not in expired]
         for snapshot in expired:
             try:

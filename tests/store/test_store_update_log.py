@@ -106,7 +106,7 @@ def test_the_log_settles_and_folds_when_full_and_readers_follow_every_step(tmp_p
     fold = ways.index("fold")
     assert states[fold] == ((1, 0), (states[fold - 1][1][0] + 1, 0))
     # every version reads the rows it committed, from any reader
-    for k, version in enumerate(store.log(limit=8)[::-1]):
+    for k, version in enumerate(store.history.log(limit=8)[::-1]):
         assert store.read("coco", version.snapshot_id).equals(expected_after(batches[: k + 1], 40))
 
 
@@ -118,7 +118,7 @@ def test_a_reader_reloads_everything_after_a_rollback(tmp_path):
     store.merge("coco", random_proposals(rng, 40, 3, losses=np.zeros(3, np.float32)))
     store.commit("second")
     reader = store.reader("coco")
-    store.rollback(first.snapshot_id)
+    store.history.rollback(first.snapshot_id)
     store.merge("coco", random_proposals(rng, 40, 5, losses=np.full(5, 1e-3, np.float32)))
     store.commit("third, on the rolled back branch")
     assert reader.refresh() and reader.refreshed_rows is None

@@ -76,9 +76,9 @@ def test_many_merges_keep_their_proposals_reduced_and_a_replay_equals_the_rule(t
     """A writer keeps the proposals merged since its last commit for a replay onto another
     writer's newer commit; they are reduced by the rule as they grow (here after every doubling),
     and the replayed commit equals the rule over every batch."""
-    from spinfits.store import fit_store
+    from spinfits.store import write_session
 
-    monkeypatch.setattr(fit_store, "_PENDING_SLACK", 0)
+    monkeypatch.setattr(write_session, "PENDING_SLACK", 0)
     rng = np.random.default_rng(5)
     n_rows = 30
     first = FitStore.create(tmp_path / "s", BODY)
@@ -87,7 +87,7 @@ def test_many_merges_keep_their_proposals_reduced_and_a_replay_equals_the_rule(t
     batches = [random_proposals(rng, n_rows, 8, losses=rng.choice([0.5, 1.0, 2.0], 8)) for _ in range(40)]
     for batch in batches[:-1]:
         first.merge("coco", batch)
-    kept = first._pending[("coco", False)]
+    kept = first._session.pending[("coco", False)]
     assert len(kept) < 10 and sum(len(part) for part in kept) < 2 * n_rows + 8
     second.merge("coco", batches[-1])
     other = second.commit("the other writer first")

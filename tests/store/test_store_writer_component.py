@@ -38,7 +38,7 @@ def test_commits_every_n_rows_with_the_jobs_message_and_metadata(store, store_pa
     assert store.tip() == tip  # 2 < 4 rows: not due
     writer.record_failures(np.array([9]), ["the fit diverged"])
     writer.propose(_proposals([2, 3], [1.0, np.nan]))  # 4 rows proposed: due
-    version = FitStore.open(store_path).log(limit=1)[0]
+    version = FitStore.open(store_path).history.log(limit=1)[0]
     assert version.message == "precompute coco: 4 rows proposed" and version.who == "tester"
     assert version.metadata["source"] == "precompute" and version.metadata["dataset"] == "coco"
     assert version.metadata["rows_failed"] == {"coco": 1} and version.rows_improved == 3
@@ -54,7 +54,7 @@ def test_commit_every_zero_seconds_commits_each_proposal_and_close_stops(store):
         writer.propose(_proposals([row], [1.0]))
     assert writer.stats().commits == 3
     tip = writer.close()  # nothing pending: no commit
-    assert store.tip() == tip and store.log(limit=1)[0].message == "j: 3 rows proposed"
+    assert store.tip() == tip and store.history.log(limit=1)[0].message == "j: 3 rows proposed"
     writer.propose(_proposals([8], [1.0]))  # merged, never committed after close
     assert store.tip() == tip and np.isinf(store.read("coco").loss[8])
 
@@ -63,7 +63,7 @@ def test_close_with_a_note_commits_what_is_pending(store):
     writer = StoreWriter(store, "coco", job="j", source="precompute", commit_every_s=1e9)
     writer.propose(_proposals([0, 1], [1.0, 1.0]))
     writer.close(note="interrupted after 2 rows")
-    version = store.log(limit=1)[0]
+    version = store.history.log(limit=1)[0]
     assert version.message == "j: 2 rows proposed, interrupted after 2 rows"
     assert version.metadata["note"] == "interrupted after 2 rows"
 

@@ -96,12 +96,12 @@ def test_flush_commits_attributed_to_the_run(writer_for, fit_store, training_set
     writer = writer_for(run="spin-7")
     before = fit_store.tip()
     assert writer.flush() == before  # nothing pending: no commit
-    assert writer.stats().commits == 0 and fit_store.log(limit=1)[0].snapshot_id == before
+    assert writer.stats().commits == 0 and fit_store.history.log(limit=1)[0].snapshot_id == before
     writer.propose(_proposals([0], [5.0], step=30))
     writer.propose(_proposals([7, 12], [4.0, 3.0], step=np.array([12, 21])))
     snapshot = writer.flush()
     assert snapshot != before and snapshot == fit_store.tip()
-    version = fit_store.log(limit=1)[0]
+    version = fit_store.history.log(limit=1)[0]
     assert version.snapshot_id == snapshot
     assert version.message == "training spin-7: steps 12-30"
     assert version.metadata["source"] == "training" and version.metadata["run"] == "spin-7"
@@ -112,7 +112,7 @@ def test_flush_commits_attributed_to_the_run(writer_for, fit_store, training_set
     writer.propose(_proposals([0], [1.0], step=40))
     writer.propose(_proposals([0], [2.0], step=41))  # worse: merged by the rule, still counted
     writer.flush()
-    version = fit_store.log(limit=1)[0]
+    version = fit_store.history.log(limit=1)[0]
     assert version.message == "training spin-7: steps 40-41"
     assert version.rows_improved == 1
     assert writer.stats().steps == (12, 41) and writer.stats().commits == 2
@@ -125,7 +125,7 @@ def test_commits_happen_on_the_clock_and_close_stops_it(writer_for, fit_store, t
     assert _wait_for(lambda: fit_store.tip() != start), "no commit within 20 s"
     assert _wait_for(lambda: writer.stats().commits == 1)
     first = fit_store.tip()
-    assert fit_store.log(limit=1)[0].message == "training clocked: steps 1-1"
+    assert fit_store.history.log(limit=1)[0].message == "training clocked: steps 1-1"
     writer.propose(_proposals([7], [4.0], step=2))
     assert _wait_for(lambda: fit_store.tip() != first), "no second commit within 20 s"
     assert _wait_for(lambda: writer.stats().commits == 2)
@@ -189,7 +189,7 @@ def test_a_workers_fit_reaches_another_worker_after_the_writers_commit(
         seen = worker_b.read(np.array([row]))
         assert seen.loss[0] == np.float32(0.5) and seen.pose[0, 0] == 3.0
         assert seen.source[0] == int(Source.IN_LOOP) and seen.step[0] == 7
-        latest = FitStore.open(fit_store.location.path).log(limit=1)[0]
+        latest = FitStore.open(fit_store.location.path).history.log(limit=1)[0]
         assert latest.message == "training visible: steps 7-7"
         assert latest.metadata["source"] == "training" and latest.metadata["run"] == "visible"
         # A killed writer restarts by itself; later proposals land; nothing committed is lost.

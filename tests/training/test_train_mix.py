@@ -141,7 +141,7 @@ def test_mix_from_a_spin_checkpoint_killed_resumed_and_rerun_from_its_config(
     store = FitStore.open(mixed_store.location)
     h36m = store.read("h36m")
     assert np.isfinite(h36m.loss).any() and (h36m.source[np.isfinite(h36m.loss)] == int(Source.IN_LOOP)).all()
-    assert any(v.metadata.get("run") == "mix" for v in store.log())
+    assert any(v.metadata.get("run") == "mix" for v in store.history.log())
 
     # The saved config reruns the run (and flags after --config change it); TensorBoard wrote events.
     saved = json.loads((run_dir / "config.json").read_text())

@@ -164,7 +164,9 @@ def test_killed_worker_is_recovered_and_store_improves(tmp_path, training_set, r
     in_loop = after.source == int(Source.IN_LOOP)
     assert in_loop.sum() >= 3
     assert np.all(after.step[in_loop] >= 0) and np.all(after.step[in_loop] < steps)
-    commits = [v for v in FitStore.open(rough_store.location).log() if v.metadata.get("source") == "training"]
+    commits = [
+        v for v in FitStore.open(rough_store.location).history.log() if v.metadata.get("source") == "training"
+    ]
     assert commits and all(v.metadata["run"] == "tiny" for v in commits)
     assert all(v.message.startswith("training tiny: steps") for v in commits)
 
@@ -252,7 +254,9 @@ def test_ctrl_c_stops_the_run_with_its_commits_kept_and_says_how_to_resume(
     assert process.returncode == 130, output[-3000:]
     assert "spinfits train: interrupted: training run 'tiny' was stopped" in output, output[-3000:]
     assert "rerun with --resume to continue" in output
-    commits = [v for v in FitStore.open(rough_store.location).log() if v.metadata.get("run") == "tiny"]
+    commits = [
+        v for v in FitStore.open(rough_store.location).history.log() if v.metadata.get("run") == "tiny"
+    ]
     assert commits and f"last {commits[0].snapshot_id}" in output  # the writer's last commit, named
 
 
@@ -268,5 +272,7 @@ def test_training_runs_as_a_submitted_job(ray_head, tmp_path, training_set, roug
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"last checkpoint: step {steps}" in done.stdout + done.stderr
     assert latest_checkpoint_step(runs / "tiny") == steps
-    commits = [v for v in FitStore.open(rough_store.location).log() if v.metadata.get("run") == "tiny"]
+    commits = [
+        v for v in FitStore.open(rough_store.location).history.log() if v.metadata.get("run") == "tiny"
+    ]
     assert commits
