@@ -97,6 +97,27 @@ def worker_config(config: TrainConfig) -> TrainConfig:
     )
 
 
+def _torch_trainer(config: TrainConfig) -> TorchTrainer:
+    """Ray Train's trainer of the run: ``config.workers`` workers (threads or a GPU share each),
+    checkpoints kept under the run's folder, ``max_failures`` recoveries."""
+    resources = (
+        {"CPU": config.threads} if config.device == "cpu" else {"CPU": 1, "GPU": config.gpus_per_worker}
+    )
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": config},
+        scaling_config=ScalingConfig(
+            num_workers=config.workers, use_gpu=config.device == "cuda", resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=config.run,
+            storage_path=str(config.run_dir.parent),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=3),
+        ),
+    )
+
+
 def run_training(
     config: TrainConfig, announce: Callable[[str], None] = logger.info, checked: CheckedInputs | None = None
 ) -> TrainSummary:
@@ -132,22 +153,7 @@ def run_training(
     writer = start_store_writer(
         config.store, config.names, store.body_model.fingerprint, config.run, config.commit_every_s, config.s3
     )
-    resources = (
-        {"CPU": config.threads} if config.device == "cpu" else {"CPU": 1, "GPU": config.gpus_per_worker}
-    )
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"config": config},
-        scaling_config=ScalingConfig(
-            num_workers=config.workers, use_gpu=config.device == "cuda", resources_per_worker=resources
-        ),
-        run_config=RunConfig(
-            name=config.run,
-            storage_path=str(config.run_dir.parent),
-            failure_config=FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=3),
-        ),
-    )
+    trainer = _torch_trainer(config)
     follower = ProgressFollower(
         config.run_dir / "progress" / "rank0.jsonl", config.steps, config.run, show=config.show_progress
     )

@@ -62,6 +62,35 @@ def _depth_levels(parents: np.ndarray) -> list[np.ndarray]:
     return [np.nonzero(depth == level)[0] for level in range(1, depth.max() + 1)]
 
 
+def _point_regressors(files: BodyModelFiles) -> np.ndarray:
+    """(21 + 9, V): the vertex keypoints (one vertex each) and ``J_regressor_extra``'s rows."""
+    smpl = files.smpl
+    regressors = np.zeros((len(SMPL_VERTEX_KEYPOINTS) + files.J_regressor_extra.shape[0], smpl.num_vertices))
+    for row, (_, vertex) in enumerate(SMPL_VERTEX_KEYPOINTS):
+        regressors[row, vertex] = 1.0
+    regressors[len(SMPL_VERTEX_KEYPOINTS) :] = files.J_regressor_extra
+    return regressors
+
+
+def _regressed_pairs(regressors: np.ndarray, smpl, shapedirs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The (regressed point, bone) pairs with non-zero skinning influence (P' of them): point (P',),
+    bone (P',), weight ``s`` (P',), moment ``m`` (P', 3), shape (P', 3, 10), pose (P', 3, 207)
+    or (P', 3, 0) when the model has no pose correctives."""
+    # Influence of each bone on each regressed point.
+    influence = np.abs(regressors) @ smpl.weights  # (21 + 9, 24)
+    point, bone = np.nonzero(influence > 0)
+    weighted = regressors[point] * smpl.weights[:, bone].T  # (P', V): R_jv w_vb
+    pair_weight = weighted.sum(1)
+    pair_moment = weighted @ smpl.v_template
+    pair_shape = np.einsum("pv,vcs->pcs", weighted, shapedirs)
+    pair_pose = (
+        np.einsum("pv,vcf->pcf", weighted, smpl.posedirs)
+        if np.any(smpl.posedirs != 0)
+        else np.zeros((len(point), 3, 0))
+    )
+    return point, bone, pair_weight, pair_moment, pair_shape, pair_pose
+
+
 class JointsOnlyBody(torch.nn.Module):
     """SPIN's 49 joints of a SMPL-format model, evaluated without the mesh (see module doc).
 
@@ -87,25 +116,11 @@ class JointsOnlyBody(torch.nn.Module):
         joint_template = smpl.J_regressor @ smpl.v_template  # (24, 3)
         joint_shape = np.einsum("jv,vcs->jcs", smpl.J_regressor, shapedirs)  # (24, 3, 10)
 
-        regressors = np.zeros(
-            (len(SMPL_VERTEX_KEYPOINTS) + files.J_regressor_extra.shape[0], smpl.num_vertices)
+        regressors = _point_regressors(files)
+        point, bone, pair_weight, pair_moment, pair_shape, pair_pose = _regressed_pairs(
+            regressors, smpl, shapedirs
         )
-        for row, (_, vertex) in enumerate(SMPL_VERTEX_KEYPOINTS):
-            regressors[row, vertex] = 1.0
-        regressors[len(SMPL_VERTEX_KEYPOINTS) :] = files.J_regressor_extra
-        # Influence of each bone on each regressed point.
-        influence = np.abs(regressors) @ smpl.weights  # (21 + 9, 24)
-        point, bone = np.nonzero(influence > 0)
-        weighted = regressors[point] * smpl.weights[:, bone].T  # (P', V): R_jv w_vb
-        pair_weight = weighted.sum(1)
-        pair_moment = weighted @ smpl.v_template
-        pair_shape = np.einsum("pv,vcs->pcs", weighted, shapedirs)
         has_pose_correctives = bool(np.any(smpl.posedirs != 0))
-        pair_pose = (
-            np.einsum("pv,vcf->pcf", weighted, smpl.posedirs)
-            if has_pose_correctives
-            else np.zeros((len(point), 3, 0))
-        )
 
         skeleton = np.arange(NUM_BONES)
         self.has_pose_correctives = has_pose_correctives
@@ -191,25 +206,7 @@ class JointsOnlyBody(torch.nn.Module):
         rel_shape = self.joint_shape - self.joint_shape[self.parent_of]
         rel_shape = torch.cat([self.joint_shape[:1], rel_shape[1:]], dim=0)  # (24, 3, 10)
 
-        # World rotation Rw (B, 24, 3, 3), world joint o (B, 24, 3), do/dbetas (B, 24, 3, 10).
-        world_rot = [rot[:, 0]] + [None] * (NUM_BONES - 1)
-        world_pos = [relative[:, 0]] + [None] * (NUM_BONES - 1)
-        world_pos_shape = [rel_shape[0].expand(batch, 3, NUM_BETAS)] + [None] * (NUM_BONES - 1)
-        for level in self.levels:
-            parent = self.parents[level]
-            parent_rot = torch.stack([world_rot[p] for p in parent], 1)  # (B, L, 3, 3)
-            new_rot = parent_rot @ rot[:, level]
-            new_pos = (
-                torch.stack([world_pos[p] for p in parent], 1)
-                + (parent_rot @ relative[:, level, :, None])[..., 0]
-            )
-            new_shape = torch.stack([world_pos_shape[p] for p in parent], 1) + (parent_rot @ rel_shape[level])
-            for index, joint in enumerate(level):
-                world_rot[joint] = new_rot[:, index]
-                world_pos[joint] = new_pos[:, index]
-                world_pos_shape[joint] = new_shape[:, index]
-        world_rot_t = torch.stack(world_rot, 1)
-        world_pos_t = torch.stack(world_pos, 1)
+        world_rot_t, world_pos_t, world_pos_shape = self._world_transforms(rot, relative, rel_shape)
 
         bone_rot = world_rot_t[:, self.pair_bone]  # (B, P, 3, 3)
         weight = self.pair_weight[:, None]  # (P, 1)
@@ -250,13 +247,7 @@ class JointsOnlyBody(torch.nn.Module):
         jacobian = joints.new_zeros(batch, joints.shape[1] * rows * NUM_PARAMS)
         jacobian[:, self._block_positions(rows)] = blocks.reshape(batch, count * rows * 3)
         jacobian = jacobian.reshape(batch, joints.shape[1], rows, NUM_PARAMS)
-        computed = None
-        if isinstance(corrective_jacobian, torch.Tensor):
-            corrective = corrective_jacobian
-        elif self.has_pose_correctives and corrective_jacobian:
-            corrective = computed = self._pose_corrective_jacobian(rot, right_jac, bone_rot)
-        else:
-            corrective = None
+        corrective, computed = self._corrective_share(corrective_jacobian, rot, right_jac, bone_rot)
         if corrective is not None:
             jacobian[..., 3:NUM_POSE_PARAMS] += corrective if left is None else left @ corrective
         # Shape part: Rw_b (dm - dJ_b s) + do_b s.
@@ -267,6 +258,47 @@ class JointsOnlyBody(torch.nn.Module):
         d_shape = self._sum_pairs(d_pair_shape)[:, self.spin_source]
         jacobian[..., NUM_POSE_PARAMS:] = d_shape if left is None else left @ d_shape
         return JointsEvaluation(joints, jacobian, computed)
+
+    def _corrective_share(
+        self,
+        corrective_jacobian: bool | torch.Tensor,
+        rot: torch.Tensor,
+        right_jac: torch.Tensor,
+        bone_rot: torch.Tensor,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The pose correctives' share of the Jacobian as ``evaluate`` is asked for it (given,
+        computed, or None), and the one computed here (None unless computed)."""
+        if isinstance(corrective_jacobian, torch.Tensor):
+            return corrective_jacobian, None
+        if self.has_pose_correctives and corrective_jacobian:
+            computed = self._pose_corrective_jacobian(rot, right_jac, bone_rot)
+            return computed, computed
+        return None, None
+
+    def _world_transforms(
+        self, rot: torch.Tensor, relative: torch.Tensor, rel_shape: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Forward kinematics, one depth level at a time: world rotation Rw (B, 24, 3, 3), world
+        joint o (B, 24, 3) and do/dbetas (24 of (B, 3, 10)), from each bone's rotation (B, 24, 3, 3),
+        its offset from its parent (B, 24, 3) and that offset's shape directions (24, 3, 10)."""
+        batch = rot.shape[0]
+        world_rot = [rot[:, 0]] + [None] * (NUM_BONES - 1)
+        world_pos = [relative[:, 0]] + [None] * (NUM_BONES - 1)
+        world_pos_shape = [rel_shape[0].expand(batch, 3, NUM_BETAS)] + [None] * (NUM_BONES - 1)
+        for level in self.levels:
+            parent = self.parents[level]
+            parent_rot = torch.stack([world_rot[p] for p in parent], 1)  # (B, L, 3, 3)
+            new_rot = parent_rot @ rot[:, level]
+            new_pos = (
+                torch.stack([world_pos[p] for p in parent], 1)
+                + (parent_rot @ relative[:, level, :, None])[..., 0]
+            )
+            new_shape = torch.stack([world_pos_shape[p] for p in parent], 1) + (parent_rot @ rel_shape[level])
+            for index, joint in enumerate(level):
+                world_rot[joint] = new_rot[:, index]
+                world_pos[joint] = new_pos[:, index]
+                world_pos_shape[joint] = new_shape[:, index]
+        return torch.stack(world_rot, 1), torch.stack(world_pos, 1), world_pos_shape
 
     def _block_positions(self, rows: int) -> torch.Tensor:
         """(K * rows * 3,) where block (j, k)'s entries (row m, axis i) go in a flattened
