@@ -165,3 +165,43 @@ def test_no_module_imports_another_modules_private_names():
                     if a.name.startswith("_")
                 ]
     assert wrong == []
+
+
+#: Longest class and function in product code, in lines (decorators and docstring included). A
+#: longer one says why on its ``def``/``class`` line: ``def solve_pool(  # long: the hot loop ...``.
+MAX_CLASS_LINES, MAX_FUNCTION_LINES = 300, 80
+
+
+def oversized(source: str) -> list[tuple[str, int]]:
+    """(name, lines) of the classes over ``MAX_CLASS_LINES`` and functions over
+    ``MAX_FUNCTION_LINES`` in ``source`` whose first line carries no ``# long:`` reason."""
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        length = node.end_lineno - first + 1
+        limit = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES
+        if length > limit and "# long:" not in lines[node.lineno - 1]:
+            found.append((node.name, length))
+    return found
+
+
+def test_no_oversized_class_or_function_without_a_reason():
+    wrong = [
+        f"{name}.{item} ({length} lines)"
+        for name, path in product_modules().items()
+        for item, length in oversized(path.read_text())
+    ]
+    assert wrong == [], f"split these, or say why on the def line (# long: reason): {wrong}"
+
+
+def test_oversized_finds_long_functions_and_honours_a_reason():
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    assert oversized(f"def short():\n    return 1\n\n\ndef long():\n{body}") == [
+        ("long", MAX_FUNCTION_LINES + 1)
+    ]
+    assert oversized(f"def long():  # long: a hot loop\n{body}") == []
+    methods = "".join(f"    def m{i}(self):\n        return {i}\n" for i in range(MAX_CLASS_LINES // 2))
+    assert oversized(f"class Big:\n{methods}") == [("Big", MAX_CLASS_LINES + 1)]

@@ -53,7 +53,7 @@ def _loss(r: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(loss), loss, torch.full_like(loss, float("inf")))
 
 
-def solve_pool(
+def solve_pool(  # long: the solver's hot loop; the pool's nine state tensors live in its locals
     problem: LeastSquaresProblem,
     rows: torch.Tensor,
     num_params: int,

@@ -156,18 +156,7 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
     swapped = rng.random(count) < config.swap_fraction
     openpose_flip = list(SPIN_JOINTS_FLIP_PERM[:NUM_OPENPOSE_JOINTS])
     noisy[swapped, :NUM_OPENPOSE_JOINTS] = noisy[swapped][:, openpose_flip]
-    outliers = np.zeros((count, NUM_SPIN_JOINTS), dtype=bool)
-    if config.outlier_fraction > 0:  # (no draws otherwise: older datasets stay identical)
-        # one or two wildly wrong detections: confident keypoints moved 30-80 px away
-        chosen = rng.random(count) < config.outlier_fraction
-        for row in np.nonzero(chosen)[0]:
-            candidates = np.nonzero(confidence[row] > 0)[0]
-            if candidates.size:
-                picked = rng.choice(candidates, min(candidates.size, rng.integers(1, 3)), replace=False)
-                angle = rng.uniform(0, 2 * np.pi, picked.size)
-                distance = rng.uniform(*config.outlier_px, picked.size)
-                noisy[row, picked] += distance[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
-                outliers[row, picked] = True
+    outliers = _add_outliers(noisy, confidence, config, rng)
 
     # An image box per person: the crop is a square of side 200*scale around `center`.
     scale = rng.uniform(1.0, 3.0, count)
@@ -197,6 +186,27 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
         "body_model": np.array(f"{'STAND-IN ' if files.is_standin else ''}fingerprint {files.fingerprint}"),
         "joint_names": np.array(SPIN_JOINT_NAMES),
     }
+
+
+def _add_outliers(
+    noisy: np.ndarray, confidence: np.ndarray, config: SyntheticConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """Move one or two confident keypoints of ``config.outlier_fraction`` of the people 30-80 px
+    away, in place in ``noisy`` (N, 49, 2) crop pixels; returns (N, 49) bool, the moved ones."""
+    count = noisy.shape[0]
+    outliers = np.zeros((count, NUM_SPIN_JOINTS), dtype=bool)
+    if config.outlier_fraction > 0:  # (no draws otherwise: older datasets stay identical)
+        # one or two wildly wrong detections: confident keypoints moved 30-80 px away
+        chosen = rng.random(count) < config.outlier_fraction
+        for row in np.nonzero(chosen)[0]:
+            candidates = np.nonzero(confidence[row] > 0)[0]
+            if candidates.size:
+                picked = rng.choice(candidates, min(candidates.size, rng.integers(1, 3)), replace=False)
+                angle = rng.uniform(0, 2 * np.pi, picked.size)
+                distance = rng.uniform(*config.outlier_px, picked.size)
+                noisy[row, picked] += distance[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+                outliers[row, picked] = True
+    return outliers
 
 
 @torch.no_grad()

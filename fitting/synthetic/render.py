@@ -87,7 +87,7 @@ def _check(vertices: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor) -
 
 
 @torch.no_grad()
-def rasterize(
+def rasterize(  # long: one z-buffer pass, its chunk loop updating the buffers in place
     vertices: torch.Tensor,
     faces: torch.Tensor,
     image_size: tuple[int, int],
