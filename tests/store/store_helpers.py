@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from spinfits.store import BodyModelInfo, Fits, Proposals, Source, WritePolicy, best_per_row, merge_into
+from spinfits.store import (
+    BodyModelInfo,
+    Fits,
+    FitStore,
+    Proposals,
+    Source,
+    WritePolicy,
+    best_per_row,
+    merge_into,
+)
 
 BODY = BodyModelInfo("smpl-test-0001", is_standin=True)
 
@@ -88,3 +97,8 @@ def batches(draw, max_batches=4, max_size=6):
             )
         )
     return out
+
+
+def reopen(store: FitStore, **options) -> FitStore:
+    """A second ``FitStore`` on ``store``'s location (same back end and credentials)."""
+    return FitStore.open(store.location, **options)

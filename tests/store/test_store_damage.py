@@ -117,6 +117,7 @@ def test_a_truncated_manifest_is_one_line_in_every_command(pristine, tmp_path, c
     assert main(["store", "verify", str(path)]) == 2
 
 
+@pytest.mark.local_only("the command lines name the store by its path")
 def test_a_loss_flipped_negative_never_locks_its_row(store, tmp_path, capsys):
     """A store without checksums whose loss was damaged to -0.09: readers report the row, and an
     honest fit still lands on it."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from store_helpers import BODY, best_by_row, random_proposals
+from store_helpers import BODY, best_by_row, random_proposals, reopen
 from store_helpers import SMALL_ROWS as N_ROWS
 from store_helpers import batches as merge_batches
 
@@ -21,8 +21,8 @@ def snapshot_bytes(store, dataset="coco", version=None):
 
 
 # ----------------------------------------------------------------------- create / open
-def test_create_records_body_model_and_dataset_attributes(store, store_path):
-    reopened = FitStore.open(store_path, body_model=BODY)
+def test_create_records_body_model_and_dataset_attributes(store):
+    reopened = reopen(store, body_model=BODY)
     assert reopened.body_model == BODY
     info = reopened.dataset("coco")
     assert (info.n_rows, info.dataset_fingerprint, info.chunk_rows) == (50, "coco-npz-1", 16)
@@ -31,14 +31,14 @@ def test_create_records_body_model_and_dataset_attributes(store, store_path):
     assert np.isinf(fits.loss).all() and (fits.source == Source.NONE).all() and (fits.step == -1).all()
 
 
-def test_open_with_other_body_model_is_an_error(store, store_path):
+def test_open_with_other_body_model_is_an_error(store):
     with pytest.raises(
         InputError,
         match=r"holds fits of body model 'smpl-test-0001 \(stand-in body model\)'.*uses body model 'other'",
     ):
-        FitStore.open(store_path, body_model=BodyModelInfo("other"))
+        reopen(store, body_model=BodyModelInfo("other"))
     with pytest.raises(InputError, match="must not mix"):
-        FitStore.open(store_path, body_model="other")
+        reopen(store, body_model="other")
 
 
 def test_open_missing_path(tmp_path):
@@ -115,12 +115,12 @@ def test_merge_commit_and_read_back(store):
     np.testing.assert_array_equal(store.read("coco").loss, best_by_row(batches, 50))
 
 
-def test_uncommitted_merges_are_invisible_and_dropped_on_reopen(store, store_path):
+def test_uncommitted_merges_are_invisible_and_dropped_on_reopen(store):
     tip = store.tip()
     store.merge("coco", random_proposals(np.random.default_rng(2), 50, 20))
     assert store.has_pending and store.tip() == tip
     assert np.isinf(store.read("coco").loss).all()
-    reopened = FitStore.open(store_path)
+    reopened = reopen(store)
     assert not reopened.has_pending and reopened.commit("nothing") is None
     assert np.isinf(reopened.read("coco").loss).all()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from store_helpers import BODY, best_by_row, random_proposals
+from store_helpers import BODY, best_by_row, random_proposals, reopen
 from store_worker import N_ROWS, worker_batch
 
 from spinfits.cli import main
@@ -192,13 +192,13 @@ def test_failed_rows_are_recorded_committed_and_cleared_by_a_fit(store, store_pa
     assert np.flatnonzero(store.failures("coco").mask).tolist() == [20, 22]
 
 
-def test_pending_failures_survive_a_concurrent_commit(store, store_path):
-    other = FitStore.open(store_path)
+def test_pending_failures_survive_a_concurrent_commit(store):
+    other = reopen(store)
     store.record_failures("coco", np.array([7]), ["diverged"])
     other.merge("coco", poisoned(np.array([1]), loss=0.2))
     other.commit("other first")
     store.commit("failures after")
-    reopened = FitStore.open(store_path)
+    reopened = reopen(store)
     assert reopened.failures("coco").reason(7) == "diverged" and reopened.read("coco").loss[1] == np.float32(
         0.2
     )

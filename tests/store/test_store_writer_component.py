@@ -3,9 +3,10 @@ failures, commits when due (time or rows), attributes commits to its job, stops 
 
 import numpy as np
 import pytest
+from store_helpers import reopen
 
 from spinfits.errors import InputError
-from spinfits.store import FitStore, Proposals, Source, StoreWriter
+from spinfits.store import Proposals, Source, StoreWriter
 
 
 def _proposals(rows, loss, step=-1):
@@ -22,7 +23,7 @@ def _proposals(rows, loss, step=-1):
     )
 
 
-def test_commits_every_n_rows_with_the_jobs_message_and_metadata(store, store_path):
+def test_commits_every_n_rows_with_the_jobs_message_and_metadata(store):
     writer = StoreWriter(
         store,
         "coco",
@@ -38,11 +39,11 @@ def test_commits_every_n_rows_with_the_jobs_message_and_metadata(store, store_pa
     assert store.tip() == tip  # 2 < 4 rows: not due
     writer.record_failures(np.array([9]), ["the fit diverged"])
     writer.propose(_proposals([2, 3], [1.0, np.nan]))  # 4 rows proposed: due
-    version = FitStore.open(store_path).history.log(limit=1)[0]
+    version = reopen(store).history.log(limit=1)[0]
     assert version.message == "precompute coco: 4 rows proposed" and version.who == "tester"
     assert version.metadata["source"] == "precompute" and version.metadata["dataset"] == "coco"
     assert version.metadata["rows_failed"] == {"coco": 1} and version.rows_improved == 3
-    assert FitStore.open(store_path).failures("coco").reason(9) == "the fit diverged"
+    assert reopen(store).failures("coco").reason(9) == "the fit diverged"
     stats = writer.stats()
     assert (stats.proposals, stats.rows_improved, stats.commits, stats.rows_failed) == (4, 3, 1, 1)
     assert stats.steps is None and stats.last_commit == version.snapshot_id
