@@ -33,6 +33,20 @@ _SLOW_DOWN = (
 _SLOW_DOWN_BODY = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
 
 
+def moto_options(url: str):
+    """``S3Options`` reaching the S3 service at ``url`` with the credentials moto accepts."""
+    from spinfits.store import S3Options
+
+    return S3Options(
+        endpoint_url=url,
+        region=CREDENTIALS["AWS_DEFAULT_REGION"],
+        allow_http=True,
+        force_path_style=True,
+        access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from s3_service import CREDENTIALS, FaultyEndpoint, MotoServer
+from s3_service import CREDENTIALS, FaultyEndpoint, MotoServer, moto_options
 
 from spinfits.cli import main
 from spinfits.fitting.data.dataset import load_spin_npz
@@ -87,14 +87,7 @@ def two_nodes(cluster):
 
 def s3_options(endpoint: FaultyEndpoint) -> S3Options:
     """Options of the test process itself (the jobs get the same without keys, from flags)."""
-    return S3Options(
-        endpoint_url=endpoint.url,
-        region=CREDENTIALS["AWS_DEFAULT_REGION"],
-        allow_http=True,
-        force_path_style=True,
-        access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
+    return moto_options(endpoint.url)
 
 
 def s3_flags(endpoint: FaultyEndpoint) -> list[str]:

@@ -40,19 +40,12 @@ def backend(request) -> str:
 @pytest.fixture(scope="session")
 def moto_s3() -> S3Options:
     """Options reaching a moto S3 server with bucket ``fits`` (one server for the session)."""
-    from s3_service import CREDENTIALS, MotoServer
+    from s3_service import MotoServer, moto_options
 
     server = MotoServer()
     try:
         server.create_bucket("fits")
-        yield S3Options(
-            endpoint_url=server.url,
-            region=CREDENTIALS["AWS_DEFAULT_REGION"],
-            allow_http=True,
-            force_path_style=True,
-            access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        yield moto_options(server.url)
     finally:
         server.stop()
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from s3_service import CREDENTIALS, FaultyEndpoint, MotoServer
+from s3_service import FaultyEndpoint, MotoServer, moto_options
 from store_helpers import BODY, random_proposals
 
 from spinfits.errors import StorageError
@@ -24,14 +24,7 @@ def moto():
 
 
 def s3(url: str) -> S3Options:
-    return S3Options(
-        endpoint_url=url,
-        region=CREDENTIALS["AWS_DEFAULT_REGION"],
-        allow_http=True,
-        force_path_style=True,
-        access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
+    return moto_options(url)
 
 
 def test_a_commit_and_a_refresh_fail_in_bounded_time_when_the_service_stalls(moto, monkeypatch):
