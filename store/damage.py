@@ -139,12 +139,10 @@ def where_in_store(array: zarr.Array) -> tuple[str, str]:
     return dataset or "(root)", name
 
 
-def chunk_damage(
-    array: zarr.Array, start: int = 0, stop: int | None = None, unit: str = "rows"
-) -> list[Damage]:
-    """Every chunk of ``array`` (chunked along axis 0) over ``start:stop`` that cannot be read,
-    each read alone; consecutive chunks with the same problem are one ``Damage``."""
-    dataset, name = where_in_store(array)
+def damaged_spans(array: zarr.Array, start: int = 0, stop: int | None = None) -> list[tuple[int, int, str]]:
+    """(first, stop, problem) of the chunks of ``array`` (chunked along axis 0) over
+    ``start:stop`` that cannot be read, each read alone; consecutive chunks with the same problem
+    are one span."""
     stop = array.shape[0] if stop is None else min(stop, array.shape[0])
     size = array.chunks[0]
     found: list[tuple[int, int, str]] = []
@@ -158,8 +156,22 @@ def chunk_damage(
                 found[-1] = (found[-1][0], last, problem)
             else:
                 found.append((first, last, problem))
+    return found
+
+
+def span_damage(array: zarr.Array, spans: list[tuple[int, int, str]], unit: str = "rows") -> list[Damage]:
+    """One ``Damage`` per span of ``damaged_spans(array, ...)``."""
+    dataset, name = where_in_store(array)
     suffix = " of the update log (the rows they update cannot be told)" if unit == "records" else ""
-    return [Damage(dataset, name, span_text(a, b, unit) + suffix, problem) for a, b, problem in found]
+    return [Damage(dataset, name, span_text(a, b, unit) + suffix, problem) for a, b, problem in spans]
+
+
+def chunk_damage(
+    array: zarr.Array, start: int = 0, stop: int | None = None, unit: str = "rows"
+) -> list[Damage]:
+    """Every chunk of ``array`` (chunked along axis 0) over ``start:stop`` that cannot be read
+    (``damaged_spans``), as ``Damage``."""
+    return span_damage(array, damaged_spans(array, start, stop), unit)
 
 
 def read_rows_checked(array: zarr.Array, rows: np.ndarray) -> np.ndarray:
@@ -221,11 +233,3 @@ def implausible_rows(fits: Fits) -> dict[str, np.ndarray]:
     }
     reasons.update({reason: mask for reason, mask in extra.items() if mask.any()})
     return reasons
-
-
-def row_damage(dataset: str, array: str, reasons: dict[str, np.ndarray], rows: np.ndarray) -> list[Damage]:
-    """``Damage`` per reason of ``implausible_rows`` (masks over ``rows``, the (M,) row numbers)."""
-    return [
-        Damage(dataset, array, rows_text(rows[np.flatnonzero(mask)]), f"implausible row ({reason})")
-        for reason, mask in reasons.items()
-    ]

@@ -3,9 +3,12 @@ what is damaged.
 
 For each version: the snapshot and its manifests must read; every chunk of every array of every
 dataset is read on its own (checksum, decompression, missing object: ``damage.chunk_damage``);
-when a dataset's chunks all read, its rows (columns with the update log applied, as readers see
-them) must be plausible (``damage.implausible_rows``). Arrays written before checksums are
-listed as unchecked: damage in them shows only where it makes a row implausible.
+the rows readers see (the columns, or a row's latest update-log record) must be plausible
+(``damage.implausible_rows``). Arrays written before checksums are listed as unchecked: damage
+in them shows only where it makes a row implausible.
+
+Memory is bounded whatever the dataset's size (``spinfits.store.dataset_check``): a block of
+65,536 rows or log records at a time (24 MB), plus 8 B per row the update log holds.
 """
 
 from __future__ import annotations
@@ -15,27 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import icechunk
-import numpy as np
-import zarr
 
 from spinfits.store.checksums import unchecked_arrays
-from spinfits.store.damage import (
-    READ_ERRORS,
-    Damage,
-    DamagedStoreError,
-    chunk_damage,
-    icechunk_reason,
-    implausible_rows,
-    row_damage,
-)
-from spinfits.store.layout import list_datasets, load_dataset
-from spinfits.store.update_log import LEVELS, array_name
+from spinfits.store.damage import READ_ERRORS, Damage, DamagedStoreError, icechunk_reason
+from spinfits.store.dataset_check import check_dataset
+from spinfits.store.layout import list_datasets
 from spinfits.store.versions import snapshot_store
 
 if TYPE_CHECKING:
     from spinfits.store.fit_store import FitStore
-
-_LOG_ARRAYS = {array_name(level) for level in LEVELS}
 
 
 @dataclass(frozen=True)
@@ -66,26 +57,8 @@ def verify_version(
         return VersionCheck(snapshot_id, (Damage("-", "-", "all rows", problem),), ())
     damage: list[Damage] = []
     for name, info in infos.items():
-        if datasets is not None and name not in datasets:
-            continue
-        found = []
-        try:
-            arrays = dict(zarr.open_group(store, path=name, mode="r").arrays())
-        except READ_ERRORS as error:
-            damage.append(
-                Damage(name, "-", "all rows", f"group metadata cannot be read ({icechunk_reason(error)})")
-            )
-            continue
-        for key, array in sorted(arrays.items()):
-            found += chunk_damage(array, unit="records" if key in _LOG_ARRAYS else "rows")
-        if not found:  # every chunk reads: are the rows readers see plausible?
-            try:
-                fits = load_dataset(store, name)[0]
-            except DamagedStoreError as error:
-                found += error.damage
-            else:
-                found += row_damage(name, "rows", implausible_rows(fits), np.arange(info.n_rows))
-        damage += found
+        if datasets is None or name in datasets:
+            damage += check_dataset(store, info).damage
     return VersionCheck(snapshot_id, tuple(damage), tuple(unchecked))
 
 
