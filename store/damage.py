@@ -53,10 +53,19 @@ class Damage:
         return f"dataset {self.dataset}, array {self.array}, {self.rows}: {self.problem}"
 
 
-def repair_advice(where: str) -> str:
+def repair_advice(where: str, refit_repairs: bool = True) -> str:
+    """How to repair a damaged store at ``where``; ``refit_repairs``: whether refitting the
+    corrupt rows can (not for damage that names no rows: update-log records, the failure
+    record, metadata)."""
+    refit = (
+        "refit the corrupt rows (`spinfits precompute --refit-corrupt --dataset NPZ --store "
+        f"{where} --model-dir DIR` resets exactly them to no fit in one commit and refits them), or "
+        if refit_repairs
+        else "a refit cannot repair this damage (the rows it holds cannot be told): "
+    )
     return (
-        f"`spinfits store verify {where}` lists every damaged place. Repair: roll back to the last "
-        f"good version (`spinfits store verify {where} --all-versions` shows which versions are "
+        f"`spinfits store verify {where}` lists every damaged place. Repair: {refit}roll back to the "
+        f"last good version (`spinfits store verify {where} --all-versions` shows which versions are "
         f"whole, `spinfits store rollback {where} VERSION` moves the branch there), then rerun "
         "the precompute or training that wrote the later commits (they resume and refit)"
     )
@@ -64,21 +73,26 @@ def repair_advice(where: str) -> str:
 
 class DamagedStoreError(StorageError):
     """A read met damaged chunks or implausible rows; ``damage`` lists them. Nothing damaged was
-    returned as data."""
+    returned as data. ``refit_repairs``: whether ``precompute --refit-corrupt`` can repair it
+    (the advice says so)."""
 
-    def __init__(self, damage: Sequence[Damage], where: str | None = None) -> None:
+    def __init__(
+        self, damage: Sequence[Damage], where: str | None = None, *, refit_repairs: bool = True
+    ) -> None:
         self.damage = tuple(damage)
         self.where = where
+        self.refit_repairs = refit_repairs
         store = f"the store at {where}" if where else "the store"
         listed = "; ".join(d.describe() for d in self.damage[:LISTED])
         more = f"; and {len(self.damage) - LISTED} more" if len(self.damage) > LISTED else ""
         super().__init__(
-            f"{store} is damaged: {listed}{more}. No damaged value was used. {repair_advice(where or 'STORE')}"
+            f"{store} is damaged: {listed}{more}. No damaged value was used. "
+            f"{repair_advice(where or 'STORE', refit_repairs)}"
         )
 
     def at(self, where: str) -> DamagedStoreError:
         """The same error naming the store's location."""
-        return DamagedStoreError(self.damage, where)
+        return DamagedStoreError(self.damage, where, refit_repairs=self.refit_repairs)
 
 
 @contextmanager
@@ -195,14 +209,15 @@ def read_all_checked(
     arrays: dict[str, zarr.Array], start: int = 0, stop: int | None = None
 ) -> dict[str, np.ndarray]:
     """``read_checked`` of each array; one ``DamagedStoreError`` listing the damage of all."""
-    values, damage = {}, []
+    values, damage, repairs = {}, [], True
     for key, array in arrays.items():
         try:
             values[key] = read_checked(array, start, stop)
         except DamagedStoreError as error:
             damage += error.damage
+            repairs &= error.refit_repairs
     if damage:
-        raise DamagedStoreError(damage)
+        raise DamagedStoreError(damage, refit_repairs=repairs)
     return values
 
 
@@ -216,7 +231,7 @@ def read_checked(
         damage = chunk_damage(array, start, stop, unit)
         if not damage:  # not the chunks: let the original error through
             raise
-        raise DamagedStoreError(damage) from None
+        raise DamagedStoreError(damage, refit_repairs=unit == "rows") from None
 
 
 def implausible_rows(fits: Fits) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ most ``WritePolicy.max_log_records``). Before this, the check loaded the whole d
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -61,14 +61,16 @@ _NO_ROWS = np.zeros(0, dtype=np.int64)
 @dataclass(frozen=True)
 class DatasetCheck:
     """What ``check_dataset`` found in one dataset: ``damage`` (every damaged place),
-    ``corrupt`` ((C,) sorted int64 rows whose fit cannot be trusted: implausible rows and every
-    row of a column chunk that cannot be read) and ``unrepairable`` (the damage among
-    ``damage`` that names no rows a refit could repair: update-log records, the failure record,
-    metadata)."""
+    ``corrupt`` ((C,) sorted int64 rows whose fit readers cannot trust: implausible rows, and the
+    rows of a column chunk that cannot be read, but those the update log holds: readers see
+    their log record, checked on its own), ``unrepairable`` (the damage among ``damage`` that
+    names no rows a refit could repair: update-log records, the failure record, metadata) and
+    ``logged`` ((L,) sorted rows the update log holds; empty when it cannot be read)."""
 
     damage: tuple[Damage, ...]
     corrupt: np.ndarray
     unrepairable: tuple[Damage, ...]
+    logged: np.ndarray = field(default_factory=lambda: _NO_ROWS)
 
     @property
     def whole(self) -> bool:
@@ -115,9 +117,10 @@ def check_dataset(store: Any, info: DatasetInfo) -> DatasetCheck:
         Damage(name, "rows", rows_text(rows), f"implausible row ({reason})")
         for reason, rows in implausible.items()
     ]
-    corrupt = np.unique(np.concatenate([_NO_ROWS, *broken, *implausible.values()])).astype(np.int64)
+    unread = np.setdiff1d(np.concatenate([_NO_ROWS, *broken]), logged)
+    corrupt = np.unique(np.concatenate([unread, *implausible.values()])).astype(np.int64)
     damage = tuple(sorted(column_damage, key=lambda d: d.array)) + tuple(unrepairable) + tuple(row_damage)
-    return DatasetCheck(damage, corrupt, tuple(unrepairable))
+    return DatasetCheck(damage, corrupt, tuple(unrepairable), logged)
 
 
 _COLUMN_NAMES = tuple(c.name for c in COLUMNS)

@@ -31,12 +31,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class VersionCheck:
-    """What ``verify_version`` found in one snapshot: its ``damage`` and its arrays without
-    checksums (``unchecked``, ``dataset/array``)."""
+    """What ``verify_version`` found in one snapshot: its ``damage``, its arrays without
+    checksums (``unchecked``, ``dataset/array``) and ``unrepairable``."""
 
     snapshot_id: str
     damage: tuple[Damage, ...]
     unchecked: tuple[str, ...]
+    #: the damage among ``damage`` that a refit of the corrupt rows cannot repair (no rows named)
+    unrepairable: tuple[Damage, ...] = ()
 
     @property
     def whole(self) -> bool:
@@ -54,12 +56,16 @@ def verify_version(
         unchecked = unchecked_arrays(store)
     except READ_ERRORS as error:
         problem = f"snapshot or its metadata cannot be read ({icechunk_reason(error)})"
-        return VersionCheck(snapshot_id, (Damage("-", "-", "all rows", problem),), ())
+        whole_snapshot = (Damage("-", "-", "all rows", problem),)
+        return VersionCheck(snapshot_id, whole_snapshot, (), whole_snapshot)
     damage: list[Damage] = []
+    unrepairable: list[Damage] = []
     for name, info in infos.items():
         if datasets is None or name in datasets:
-            damage += check_dataset(store, info).damage
-    return VersionCheck(snapshot_id, tuple(damage), tuple(unchecked))
+            check = check_dataset(store, info)
+            damage += check.damage
+            unrepairable += check.unrepairable
+    return VersionCheck(snapshot_id, tuple(damage), tuple(unchecked), tuple(unrepairable))
 
 
 def kept_versions(repo: icechunk.Repository, branch: str) -> list[str]:
@@ -85,5 +91,5 @@ def check_whole(store: FitStore, datasets: Sequence[str]) -> VersionCheck:
     damaged (what ``precompute`` and ``train`` do before they start)."""
     check = verify_version(store.repository, store.tip(), datasets)
     if check.damage:
-        raise DamagedStoreError(check.damage, str(store.location))
+        raise DamagedStoreError(check.damage, str(store.location), refit_repairs=not check.unrepairable)
     return check
