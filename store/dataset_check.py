@@ -13,7 +13,7 @@ each makes corrupt:
   cannot be told), the failure record, the group's metadata. Only a rollback repairs these.
 
 Memory does not grow with the dataset: the columns are read ``CHECK_BLOCK`` rows at a time
-(65,536 rows: 24 MB), the update log ``CHECK_BLOCK`` records at a time, newest first (a row's
+(16,384 rows: 6 MB), the update log ``CHECK_BLOCK`` records at a time, newest first (a row's
 first record met is the one readers apply), keeping the rows it has met (8 B per logged row, at
 most ``WritePolicy.max_log_records``). Before this, the check loaded the whole dataset at once
 (361 B a row: 361 MB at a million rows).
@@ -51,8 +51,10 @@ from spinfits.store.update_log import (
     read_records,
 )
 
-#: Rows (or update-log records) read at a time.
-CHECK_BLOCK = 1 << 16
+#: Rows (or update-log records) read at a time, rounded to whole chunks (one chunk of the default
+#: 16,384 rows: 6 MB). A 65,536-row block peaked at +204 MB at a million rows, this one at about
+#: a third of it (``bench/million_rows.py``, planning; ``bench/RESULTS.md``).
+CHECK_BLOCK = 1 << 14
 
 _LOG_ARRAYS = {array_name(level) for level in LEVELS}
 _NO_ROWS = np.zeros(0, dtype=np.int64)

@@ -8,7 +8,7 @@ the rows readers see (the columns, or a row's latest update-log record) must be 
 in them shows only where it makes a row implausible.
 
 Memory is bounded whatever the dataset's size (``spinfits.store.dataset_check``): a block of
-65,536 rows or log records at a time (24 MB), plus 8 B per row the update log holds.
+16,384 rows or log records at a time (6 MB), plus 8 B per row the update log holds.
 """
 
 from __future__ import annotations
