@@ -265,6 +265,7 @@ def plan_as_driver(link: Link, config: PrecomputeConfig) -> dict[str, Any]:
 
     measure(FitStore, "losses", "read the stored losses")
     measure(FitStore, "failures", "read the failed rows")
+    measure(precompute, "check_whole", "verify the dataset (every chunk and row)")
     measure(precompute, "load_spin_rows", "read the dataset npz (keeps the rows without a fit)")
     measure(precompute, "_prepare_store", "open the store, check the dataset")
     measure(precompute, "plan_rows", "find the rows to fit, cut shards")
@@ -291,6 +292,27 @@ def plan_as_driver(link: Link, config: PrecomputeConfig) -> dict[str, Any]:
         "pending": len(plan.pending),
         "shards": len(plan.shards),
     }
+
+
+def verify_memory(link: Link, location: str, name: str, how: str) -> dict[str, Any]:
+    """Peak RSS above the start of one check of dataset ``name``, in this fresh process: ``how``
+    "block-wise" (``check_whole``, what precompute and train run) or "whole load" (the check
+    before it: every row loaded at once, ``layout.load_dataset``, then judged)."""
+    from spinfits.store.damage import implausible_rows
+    from spinfits.store.layout import load_dataset
+    from spinfits.store.verify import check_whole
+
+    icechunk.set_logs_filter("error")
+    store = FitStore.open(location)
+    snapshot = snapshot_store(store.repository, store.tip())
+    baseline = rss_bytes()
+    reset_peak_rss()
+    start = time.perf_counter()
+    if how == "block-wise":
+        check_whole(store, [name])
+    else:
+        implausible_rows(load_dataset(snapshot, name)[0])
+    return {"seconds": time.perf_counter() - start, "peak": peak_rss_bytes() - baseline}
 
 
 def precompute_as_driver(link: Link, config: PrecomputeConfig) -> dict[str, Any]:
@@ -459,6 +481,17 @@ def planning(work: Work) -> None:
     )
     rows.append(["rows to fit / shards"] + [f"{r['pending']:,} / {r['shards']:,}" for r in runs.values()])
     table(["step"] + list(runs), rows)
+    print(
+        f"\nthe store check alone on the {n:,}-row store (each in a fresh process; peak RSS above its start):"
+    )
+    checks = {
+        how: run_in_child(verify_memory, str(path), dataset_name(n), how)
+        for how in ("whole load", "block-wise")
+    }
+    table(
+        ["check", "time", "peak above start"],
+        [[how, f"{c['seconds']:.2f} s", f"+{mb(c['peak'])}"] for how, c in checks.items()],
+    )
 
 
 def merge(work: Work) -> None:

@@ -42,6 +42,7 @@ from spinfits.npy_files import load_npy
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
 from spinfits.store.layout import check_dataset_name
 from spinfits.store.merge_rule import any_reason, refusals
+from spinfits.store.repair import reset_corrupt_rows
 from spinfits.store.schema import LOSS_UNIT
 from spinfits.store.verify import check_whole
 from spinfits.store.writer import StoreWriter
@@ -59,7 +60,8 @@ class PrecomputeConfig:
     """One precompute run. ``shard_size``: dataset rows per shard, the unit an actor fits and
     the driver merges (not SMPLify's ``batch_size``, its solver slots). ``init``: "offline"
     (keypoints alone), "store" (refine the store's current fits; rows without one start offline)
-    or a SPIN ``*_fits.npy`` path to refine.
+    or a SPIN ``*_fits.npy`` path to refine. ``refit_corrupt``: refit exactly the rows ``store verify``
+    reports as corrupt, after resetting them to "no fit" in one commit (``spinfits.store.repair``).
 
     ``workers`` None (default) fills the Ray cluster: on CPU one actor per CPU the cluster has
     (``threads_per_worker`` threads each, default 1: torch's threads spin-wait for each other, so
@@ -86,6 +88,7 @@ class PrecomputeConfig:
     shard_size: int = 256
     solver_slots: int | None = None
     refit: bool = False
+    refit_corrupt: bool = False
     retry_failed: bool = False
     init: str = "offline"
     commit_every_s: float = 10.0
@@ -116,6 +119,11 @@ class PrecomputeConfig:
         if self.start_timeout_s is not None and not self.start_timeout_s > 0:
             raise InputError(
                 f"start_timeout_s must be > 0 or None (wait for ever), got {self.start_timeout_s}"
+            )
+        if self.refit_corrupt and (self.refit or self.retry_failed):
+            raise InputError(
+                "refit_corrupt refits exactly the corrupt rows (failed ones included); drop "
+                f"{'refit' if self.refit else 'retry_failed'}, or run it separately"
             )
         if self.init not in ("offline", "store") and not str(self.init).endswith(".npy"):
             raise InputError(f"init must be 'offline', 'store' or a SPIN *_fits.npy file, got {self.init!r}")
@@ -317,13 +325,16 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     StoreLocation.parse(config.store, config.s3).check_writable()
     files = load_body_model_files(config.model_dir)
     config = dataclasses.replace(config, fitting=config.fitting_for(files))
-    refit = config.refit or config.init != "offline"
-    stored = _stored_record(config, _existing_store(config, files))  # nothing created before the checks
-    dataset = load_spin_rows(
-        config.dataset,
-        None if stored is None or refit else _may_need_a_fit(*stored, config.retry_failed),
-        counted_joints=COUNTED_JOINTS,
-    )
+    refit = (config.refit or config.init != "offline") and not config.refit_corrupt
+    existing = _existing_store(config, files)  # nothing created before the checks
+    corrupt = _reset_corrupt(config, existing) if config.refit_corrupt else None
+    stored = _stored_record(config, existing)
+    if corrupt is not None:
+        keep = np.zeros(len(stored[0]), dtype=bool)
+        keep[corrupt] = True
+    else:
+        keep = None if stored is None or refit else _may_need_a_fit(*stored, config.retry_failed)
+    dataset = load_spin_rows(config.dataset, keep, counted_joints=COUNTED_JOINTS)
     store = _prepare_store(config, files, dataset)
     initial = _initial_fits(config, store, dataset.n_rows)
     losses, failed = stored or _stored_record(config, store)  # a new dataset: no fits, no failures
@@ -334,6 +345,7 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
         shard_size=config.shard_size,
         min_keypoints=config.fitting.smplify.min_keypoints,
         failed=None if config.retry_failed else failed,
+        only=corrupt,
     )
     logger.info(
         "%s; dataset %s (%d rows) -> store %s", files.description, config.name, dataset.n_rows, store.location
@@ -365,11 +377,38 @@ def _stored_record(config: PrecomputeConfig, store: FitStore | None) -> tuple[np
     info = None if store is None else store.datasets().get(config.name)
     if info is None:
         return None
+    _check_row_count(config, info)
+    check_whole(store, [config.name])  # every chunk and row of the dataset: stop on damage
+    return store.losses(config.name), store.failures(config.name).mask
+
+
+def _check_row_count(config: PrecomputeConfig, info) -> None:
+    """``InputError`` when the dataset file has another row count than store dataset ``info``
+    (read from its header: before the file is read)."""
     file_rows = npz_row_count(config.dataset)
     if file_rows is not None and file_rows != info.n_rows:
         raise _another_file(config, info.n_rows, info.dataset_fingerprint, file_rows, "not computed")
-    check_whole(store, [config.name])  # every chunk and row of the dataset: stop on damage
-    return store.losses(config.name), store.failures(config.name).mask
+
+
+def _reset_corrupt(config: PrecomputeConfig, store: FitStore | None) -> np.ndarray:
+    """``refit_corrupt``: reset the rows ``store verify`` reports as corrupt to "no fit" in one
+    commit (``spinfits.store.repair``); returns them ((C,) sorted int64), the rows to refit."""
+    info = None if store is None else store.datasets().get(config.name)
+    if info is None:
+        raise InputError(
+            f"refit_corrupt: store {config.store} holds no dataset {config.name!r}, so no corrupt "
+            "rows; run precompute without it to fill the store"
+        )
+    _check_row_count(config, info)
+    reset = reset_corrupt_rows(store, config.name, who=_who())
+    if reset.snapshot is not None:
+        logger.warning(
+            "%s: %d corrupt rows reset to no fit (commit %s); refitting exactly them",
+            config.name,
+            len(reset.rows),
+            reset.snapshot,
+        )
+    return reset.rows
 
 
 def _may_need_a_fit(losses: np.ndarray, failed: np.ndarray, retry_failed: bool) -> np.ndarray:
@@ -483,7 +522,7 @@ def _fit_plan(
     writer = StoreWriter(
         store,
         config.name,
-        job=f"precompute {config.name}",
+        job=f"precompute {config.name}" + (" --refit-corrupt" if config.refit_corrupt else ""),
         source="precompute",
         commit_every_s=config.commit_every_s,
         commit_every_rows=config.commit_every_rows,

@@ -8,12 +8,55 @@ size with the bytes after it and only then reads the array (never unpickling).
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from spinfits.errors import InputError
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """What a .npy header says.
+
+    Fields:
+        shape: the array's shape, () for a 0-d array.
+        dtype: its dtype.
+        fortran_order: True when the data is stored in Fortran (column-major) order.
+        data_offset: bytes from the start of the .npy data to its first array byte.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    data_offset: int
+
+    @property
+    def data_bytes(self) -> int:
+        """Bytes of array data the header declares (0 for an object array: not known)."""
+        return 0 if self.dtype.hasobject else math.prod(self.shape) * self.dtype.itemsize
+
+
+def read_npy_header(stream: IO[bytes]) -> NpyHeader:
+    """The header of the .npy data at the start of ``stream`` (a file or an npz member), leaving
+    the stream at the first array byte. Versions 1.0, 2.0 and 3.0 (3.0 is 2.0 with a UTF-8
+    header: an ASCII header, what every numeric array has, reads the same). ``ValueError`` (or
+    ``EOFError``) for anything else: not a .npy file, a later version, a damaged header."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise ValueError(
+            f".npy format version {version[0]}.{version[1]}; versions 1.0, 2.0 and 3.0 are read "
+            "(save the array again with np.save / np.savez)"
+        )
+    return NpyHeader(tuple(shape), dtype, bool(fortran_order), stream.tell())
 
 
 def check_npy_header(path: str | os.PathLike, what: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -22,31 +65,24 @@ def check_npy_header(path: str | os.PathLike, what: str) -> tuple[tuple[int, ...
     path = Path(path)
     try:
         with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read(handle)
-            data_start = handle.tell()
+            header = read_npy_header(handle)
     except (ValueError, OSError, EOFError, SyntaxError) as error:
         raise InputError(f"{what} file {str(path)!r} is not a readable .npy array: {error}") from None
-    del fortran
+    shape, dtype = header.shape, header.dtype
     if dtype.hasobject:
         raise InputError(
             f"{what} file {str(path)!r} holds Python objects, which would need unpickling (never "
             "done); save a numeric array"
         )
-    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-    present = path.stat().st_size - data_start
+    declared = header.data_bytes
+    present = path.stat().st_size - header.data_offset
     if declared > present:
         raise InputError(
             f"{what} file {str(path)!r} declares a {shape} {dtype} array ({declared} bytes) but holds "
             f"{present} bytes after its header: the file is truncated or its header is forged; "
             "nothing was allocated. Write the file again (np.save)"
         )
-    return tuple(shape), dtype
+    return shape, dtype
 
 
 def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:

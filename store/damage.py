@@ -53,10 +53,19 @@ class Damage:
         return f"dataset {self.dataset}, array {self.array}, {self.rows}: {self.problem}"
 
 
-def repair_advice(where: str) -> str:
+def repair_advice(where: str, refit_repairs: bool = True) -> str:
+    """How to repair a damaged store at ``where``; ``refit_repairs``: whether refitting the
+    corrupt rows can (not for damage that names no rows: update-log records, the failure
+    record, metadata)."""
+    refit = (
+        "refit the corrupt rows (`spinfits precompute --refit-corrupt --dataset NPZ --store "
+        f"{where} --model-dir DIR` resets exactly them to no fit in one commit and refits them), or "
+        if refit_repairs
+        else "a refit cannot repair this damage (the rows it holds cannot be told): "
+    )
     return (
-        f"`spinfits store verify {where}` lists every damaged place. Repair: roll back to the last "
-        f"good version (`spinfits store verify {where} --all-versions` shows which versions are "
+        f"`spinfits store verify {where}` lists every damaged place. Repair: {refit}roll back to the "
+        f"last good version (`spinfits store verify {where} --all-versions` shows which versions are "
         f"whole, `spinfits store rollback {where} VERSION` moves the branch there), then rerun "
         "the precompute or training that wrote the later commits (they resume and refit)"
     )
@@ -64,21 +73,26 @@ def repair_advice(where: str) -> str:
 
 class DamagedStoreError(StorageError):
     """A read met damaged chunks or implausible rows; ``damage`` lists them. Nothing damaged was
-    returned as data."""
+    returned as data. ``refit_repairs``: whether ``precompute --refit-corrupt`` can repair it
+    (the advice says so)."""
 
-    def __init__(self, damage: Sequence[Damage], where: str | None = None) -> None:
+    def __init__(
+        self, damage: Sequence[Damage], where: str | None = None, *, refit_repairs: bool = True
+    ) -> None:
         self.damage = tuple(damage)
         self.where = where
+        self.refit_repairs = refit_repairs
         store = f"the store at {where}" if where else "the store"
         listed = "; ".join(d.describe() for d in self.damage[:LISTED])
         more = f"; and {len(self.damage) - LISTED} more" if len(self.damage) > LISTED else ""
         super().__init__(
-            f"{store} is damaged: {listed}{more}. No damaged value was used. {repair_advice(where or 'STORE')}"
+            f"{store} is damaged: {listed}{more}. No damaged value was used. "
+            f"{repair_advice(where or 'STORE', refit_repairs)}"
         )
 
     def at(self, where: str) -> DamagedStoreError:
         """The same error naming the store's location."""
-        return DamagedStoreError(self.damage, where)
+        return DamagedStoreError(self.damage, where, refit_repairs=self.refit_repairs)
 
 
 @contextmanager
@@ -139,12 +153,10 @@ def where_in_store(array: zarr.Array) -> tuple[str, str]:
     return dataset or "(root)", name
 
 
-def chunk_damage(
-    array: zarr.Array, start: int = 0, stop: int | None = None, unit: str = "rows"
-) -> list[Damage]:
-    """Every chunk of ``array`` (chunked along axis 0) over ``start:stop`` that cannot be read,
-    each read alone; consecutive chunks with the same problem are one ``Damage``."""
-    dataset, name = where_in_store(array)
+def damaged_spans(array: zarr.Array, start: int = 0, stop: int | None = None) -> list[tuple[int, int, str]]:
+    """(first, stop, problem) of the chunks of ``array`` (chunked along axis 0) over
+    ``start:stop`` that cannot be read, each read alone; consecutive chunks with the same problem
+    are one span."""
     stop = array.shape[0] if stop is None else min(stop, array.shape[0])
     size = array.chunks[0]
     found: list[tuple[int, int, str]] = []
@@ -158,8 +170,22 @@ def chunk_damage(
                 found[-1] = (found[-1][0], last, problem)
             else:
                 found.append((first, last, problem))
+    return found
+
+
+def span_damage(array: zarr.Array, spans: list[tuple[int, int, str]], unit: str = "rows") -> list[Damage]:
+    """One ``Damage`` per span of ``damaged_spans(array, ...)``."""
+    dataset, name = where_in_store(array)
     suffix = " of the update log (the rows they update cannot be told)" if unit == "records" else ""
-    return [Damage(dataset, name, span_text(a, b, unit) + suffix, problem) for a, b, problem in found]
+    return [Damage(dataset, name, span_text(a, b, unit) + suffix, problem) for a, b, problem in spans]
+
+
+def chunk_damage(
+    array: zarr.Array, start: int = 0, stop: int | None = None, unit: str = "rows"
+) -> list[Damage]:
+    """Every chunk of ``array`` (chunked along axis 0) over ``start:stop`` that cannot be read
+    (``damaged_spans``), as ``Damage``."""
+    return span_damage(array, damaged_spans(array, start, stop), unit)
 
 
 def read_rows_checked(array: zarr.Array, rows: np.ndarray) -> np.ndarray:
@@ -183,14 +209,15 @@ def read_all_checked(
     arrays: dict[str, zarr.Array], start: int = 0, stop: int | None = None
 ) -> dict[str, np.ndarray]:
     """``read_checked`` of each array; one ``DamagedStoreError`` listing the damage of all."""
-    values, damage = {}, []
+    values, damage, repairs = {}, [], True
     for key, array in arrays.items():
         try:
             values[key] = read_checked(array, start, stop)
         except DamagedStoreError as error:
             damage += error.damage
+            repairs &= error.refit_repairs
     if damage:
-        raise DamagedStoreError(damage)
+        raise DamagedStoreError(damage, refit_repairs=repairs)
     return values
 
 
@@ -204,7 +231,7 @@ def read_checked(
         damage = chunk_damage(array, start, stop, unit)
         if not damage:  # not the chunks: let the original error through
             raise
-        raise DamagedStoreError(damage) from None
+        raise DamagedStoreError(damage, refit_repairs=unit == "rows") from None
 
 
 def implausible_rows(fits: Fits) -> dict[str, np.ndarray]:
@@ -221,11 +248,3 @@ def implausible_rows(fits: Fits) -> dict[str, np.ndarray]:
     }
     reasons.update({reason: mask for reason, mask in extra.items() if mask.any()})
     return reasons
-
-
-def row_damage(dataset: str, array: str, reasons: dict[str, np.ndarray], rows: np.ndarray) -> list[Damage]:
-    """``Damage`` per reason of ``implausible_rows`` (masks over ``rows``, the (M,) row numbers)."""
-    return [
-        Damage(dataset, array, rows_text(rows[np.flatnonzero(mask)]), f"implausible row ({reason})")
-        for reason, mask in reasons.items()
-    ]

@@ -144,7 +144,8 @@ def check_record_rows(array: zarr.Array, records: np.ndarray, n_rows: int) -> No
                     rows_text(np.unique(rows[bad])),
                     f"log records name rows outside [0, {n_rows})",
                 )
-            ]
+            ],
+            refit_repairs=False,
         )
 
 

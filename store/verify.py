@@ -3,9 +3,12 @@ what is damaged.
 
 For each version: the snapshot and its manifests must read; every chunk of every array of every
 dataset is read on its own (checksum, decompression, missing object: ``damage.chunk_damage``);
-when a dataset's chunks all read, its rows (columns with the update log applied, as readers see
-them) must be plausible (``damage.implausible_rows``). Arrays written before checksums are
-listed as unchecked: damage in them shows only where it makes a row implausible.
+the rows readers see (the columns, or a row's latest update-log record) must be plausible
+(``damage.implausible_rows``). Arrays written before checksums are listed as unchecked: damage
+in them shows only where it makes a row implausible.
+
+Memory is bounded whatever the dataset's size (``spinfits.store.dataset_check``): a block of
+16,384 rows or log records at a time (6 MB), plus 8 B per row the update log holds.
 """
 
 from __future__ import annotations
@@ -15,37 +18,27 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import icechunk
-import numpy as np
-import zarr
 
 from spinfits.store.checksums import unchecked_arrays
-from spinfits.store.damage import (
-    READ_ERRORS,
-    Damage,
-    DamagedStoreError,
-    chunk_damage,
-    icechunk_reason,
-    implausible_rows,
-    row_damage,
-)
-from spinfits.store.layout import list_datasets, load_dataset
-from spinfits.store.update_log import LEVELS, array_name
+from spinfits.store.damage import READ_ERRORS, Damage, DamagedStoreError, icechunk_reason
+from spinfits.store.dataset_check import check_dataset
+from spinfits.store.layout import list_datasets
 from spinfits.store.versions import snapshot_store
 
 if TYPE_CHECKING:
     from spinfits.store.fit_store import FitStore
 
-_LOG_ARRAYS = {array_name(level) for level in LEVELS}
-
 
 @dataclass(frozen=True)
 class VersionCheck:
-    """What ``verify_version`` found in one snapshot: its ``damage`` and its arrays without
-    checksums (``unchecked``, ``dataset/array``)."""
+    """What ``verify_version`` found in one snapshot: its ``damage``, its arrays without
+    checksums (``unchecked``, ``dataset/array``) and ``unrepairable``."""
 
     snapshot_id: str
     damage: tuple[Damage, ...]
     unchecked: tuple[str, ...]
+    #: the damage among ``damage`` that a refit of the corrupt rows cannot repair (no rows named)
+    unrepairable: tuple[Damage, ...] = ()
 
     @property
     def whole(self) -> bool:
@@ -63,30 +56,16 @@ def verify_version(
         unchecked = unchecked_arrays(store)
     except READ_ERRORS as error:
         problem = f"snapshot or its metadata cannot be read ({icechunk_reason(error)})"
-        return VersionCheck(snapshot_id, (Damage("-", "-", "all rows", problem),), ())
+        whole_snapshot = (Damage("-", "-", "all rows", problem),)
+        return VersionCheck(snapshot_id, whole_snapshot, (), whole_snapshot)
     damage: list[Damage] = []
+    unrepairable: list[Damage] = []
     for name, info in infos.items():
-        if datasets is not None and name not in datasets:
-            continue
-        found = []
-        try:
-            arrays = dict(zarr.open_group(store, path=name, mode="r").arrays())
-        except READ_ERRORS as error:
-            damage.append(
-                Damage(name, "-", "all rows", f"group metadata cannot be read ({icechunk_reason(error)})")
-            )
-            continue
-        for key, array in sorted(arrays.items()):
-            found += chunk_damage(array, unit="records" if key in _LOG_ARRAYS else "rows")
-        if not found:  # every chunk reads: are the rows readers see plausible?
-            try:
-                fits = load_dataset(store, name)[0]
-            except DamagedStoreError as error:
-                found += error.damage
-            else:
-                found += row_damage(name, "rows", implausible_rows(fits), np.arange(info.n_rows))
-        damage += found
-    return VersionCheck(snapshot_id, tuple(damage), tuple(unchecked))
+        if datasets is None or name in datasets:
+            check = check_dataset(store, info)
+            damage += check.damage
+            unrepairable += check.unrepairable
+    return VersionCheck(snapshot_id, tuple(damage), tuple(unchecked), tuple(unrepairable))
 
 
 def kept_versions(repo: icechunk.Repository, branch: str) -> list[str]:
@@ -112,5 +91,5 @@ def check_whole(store: FitStore, datasets: Sequence[str]) -> VersionCheck:
     damaged (what ``precompute`` and ``train`` do before they start)."""
     check = verify_version(store.repository, store.tip(), datasets)
     if check.damage:
-        raise DamagedStoreError(check.damage, str(store.location))
+        raise DamagedStoreError(check.damage, str(store.location), refit_repairs=not check.unrepairable)
     return check

@@ -64,3 +64,32 @@ def test_truncated_npy_is_refused_and_a_good_one_loads(tmp_path):
         load_npy(tmp_path / "cut.npy", "SPIN fits")
     with pytest.raises(InputError, match="is a directory"):
         load_npy(tmp_path, "SPIN fits")
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_one_header_reader_for_npy_files_and_npz_members(tmp_path, version):
+    """``.npy`` files and npz members are read by the same header reader: versions 1.0-3.0 read
+    alike in both, a later version is refused alike, naming it."""
+    import zipfile
+
+    from spinfits.fitting.data.npz_members import NpzMembers
+
+    array = np.arange(12, dtype=np.float32).reshape(4, 3)
+    path, archive = tmp_path / "a.npy", tmp_path / "a.npz"
+    with open(path, "wb") as handle:
+        np.lib.format.write_array(handle, array, version=version)
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(path, "a.npy")
+    assert np.array_equal(load_npy(path, "test"), array)
+    with NpzMembers(archive) as members:
+        assert members.shape("a") == (4, 3) and np.array_equal(members.read("a"), array)
+        assert np.array_equal(np.concatenate([block for _, block in members.blocks("a", 3)]), array)
+    data = bytearray(path.read_bytes())
+    data[6] = 4  # format 4.0: not a version numpy writes
+    path.write_bytes(bytes(data))
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(path, "a.npy")
+    with pytest.raises(InputError, match=r"format version 4\.0"):
+        load_npy(path, "test")
+    with NpzMembers(archive) as members, pytest.raises(InputError, match=r"format version 4\.0"):
+        members.shape("a")

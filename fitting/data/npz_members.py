@@ -19,13 +19,13 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
 from spinfits.errors import InputError
+from spinfits.npy_files import NpyHeader, read_npy_header
 
 #: Errors that reading a damaged archive raises (zipfile, zlib, numpy's header parser).
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError)
@@ -37,23 +37,6 @@ def unreadable(path: Path, reason: str, expected: str) -> InputError:
         f"{path} is not a readable npz archive ({reason}); the file may be truncated or of "
         f"another format: expected {expected}"
     )
-
-
-@dataclass(frozen=True)
-class NpyHeader:
-    """What a member's .npy header says.
-
-    Fields:
-        shape: the array's shape, () for a 0-d array.
-        dtype: its dtype.
-        fortran_order: True when the data is stored in Fortran (column-major) order.
-        data_offset: bytes from the start of the member to its first data byte.
-    """
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    fortran_order: bool
-    data_offset: int
 
 
 class NpzMembers:
@@ -174,24 +157,14 @@ class NpzMembers:
             raise self._unreadable(f"member '{name}': {type(error).__name__}: {error}") from None
 
     def _read_header(self, name: str, stream: IO[bytes]) -> NpyHeader:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise self._unreadable(
-                f"member '{name}' is .npy format version {version[0]}.{version[1]}; this reader "
-                f"reads versions 1.0 and 2.0 (re-save the arrays with np.savez)"
-            )
-        header = NpyHeader(tuple(shape), dtype, bool(fortran_order), stream.tell())
-        if not dtype.hasobject:
-            size = header.data_offset + math.prod(header.shape) * dtype.itemsize
+        header = read_npy_header(stream)  # a damaged or foreign header: ``_member`` says so
+        if not header.dtype.hasobject:
+            size = header.data_offset + header.data_bytes
             stored = self._zip.getinfo(self._entries[name]).file_size
             if stored != size:
                 raise self._unreadable(
                     f"member '{name}' holds {stored} bytes, its header declares {size} "
-                    f"({header.shape} {dtype})"
+                    f"({header.shape} {header.dtype})"
                 )
         return header
 

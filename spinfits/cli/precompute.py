@@ -29,6 +29,7 @@ FLAGS = {
     "shard_size": "--shard-size",
     "solver_slots": "--solver-slots",
     "refit": "--refit",
+    "refit_corrupt": "--refit-corrupt",
     "retry_failed": "--retry-failed",
     "init": "--init",
     "commit_every_s": "--commit-every",
@@ -96,6 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--refit", action="store_true", help="refit rows that already hold a fit (the better fit is kept)"
     )
     parser.add_argument(
+        "--refit-corrupt",
+        action="store_true",
+        help="refit exactly the rows `spinfits store verify` reports as corrupt (damaged chunks, "
+        "implausible rows): one commit resets them to no fit, then they are fitted",
+    )
+    parser.add_argument(
         "--retry-failed",
         action="store_true",
         help="fit again the rows an earlier run could not fit (skipped by default; "
@@ -133,6 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         solver_slots=args.solver_slots,
         refit=args.refit,
+        refit_corrupt=args.refit_corrupt,
         retry_failed=args.retry_failed,
         init=args.init,
         commit_every_s=args.commit_every,

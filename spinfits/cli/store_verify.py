@@ -65,7 +65,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.all_versions:
         print(f"newest whole version: {whole[0] if whole else 'none'}")
     damage = [d for check in checks for d in check.damage]
-    raise DamagedStoreError(damage, str(store.location))
+    # a refit repairs the tip (the rows it names); older versions are repaired by rolling back
+    raise DamagedStoreError(damage, str(store.location), refit_repairs=not checks[0].unrepairable)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:

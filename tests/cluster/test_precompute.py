@@ -400,3 +400,96 @@ def test_fits_the_store_would_refuse_are_named_with_their_reason():
     assert reasons == ["the fit was refused by the store: joint rotation beyond 4 pi"]
     plausible = dataclasses.replace(proposals, pose=np.zeros((3, 72)))
     assert _refused_by_the_store(plausible)[0].size == 0
+
+
+def _flip(path: Path, count: int = 16) -> None:
+    data = bytearray(path.read_bytes())
+    start = max(0, len(data) // 2 - count // 2)
+    for k in range(start, min(start + count, len(data))):
+        data[k] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_store_stops_precompute_with_the_verify_message(
+    tmp_path, reference, small_dataset, standin_dir, capsys
+):
+    """Every chunk flipped: precompute stops before any work with the damage and the repair
+    (verify, refit-corrupt, rollback) in one line, instead of reporting success; nothing is
+    committed."""
+    from spinfits.cli import main
+
+    summary, _ = reference
+    store = tmp_path / "store"
+    shutil.copytree(summary.store, store)
+    tip = FitStore.open(store).tip()
+    for chunk in (store / "chunks").iterdir():
+        _flip(chunk)
+    command = ["precompute", "--dataset", str(small_dataset), "--store", str(store)]
+    assert main([*command, "--model-dir", str(standin_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "is damaged" in err and "fails its checksum" in err and err.count("\n") == 1, err
+    assert "store verify" in err and "store rollback" in err
+    assert FitStore.open(store).tip() == tip
+
+
+def _store_with_corrupt_rows(path: Path, reference) -> FitStore:
+    """The reference fits in a store of 16-row chunks (one commit folds them into the columns),
+    then two rows whose update-log records are garbage (a pose of 1.6e38) and a flipped pose
+    chunk."""
+    from spinfits.store import Proposals
+    from spinfits.store.update_log import append_records, level_state, open_level
+
+    summary, good = reference
+    source = FitStore.open(summary.store)
+    info = source.dataset("people")
+    store = FitStore.create(path, source.body_model)
+    store.create_dataset("people", info.n_rows, dataset_fingerprint=info.dataset_fingerprint, chunk_rows=16)
+    fitted = np.flatnonzero(np.isfinite(good.loss))
+    store.merge("people", Proposals.from_fits(fitted, good.take(fitted)))
+    store.commit("the reference fits")
+    garbage = good.take(np.array([40, 41]))
+    garbage.pose[:, 0] = 1.6e38
+    session = store.repository.writable_session("main")
+    state = level_state(open_level(session.store, "people", "recent"))
+    append_records(session.store, "people", "recent", np.array([40, 41]), garbage, state, 64)
+    session.commit("damage: implausible records")
+    _flip(max((path / "chunks").iterdir(), key=lambda p: p.stat().st_size))  # a pose chunk
+    return FitStore.open(path)
+
+
+def test_refit_corrupt_refits_exactly_the_rows_verify_reports(
+    tmp_path, local_ray, reference, small_dataset, standin_dir
+):
+    """verify finds the rows of a flipped chunk and two implausible rows; precompute
+    --refit-corrupt resets exactly those in one commit (saying the others are untouched),
+    refits them, and verify is clean after; every other row is as it was, bit for bit."""
+    from spinfits.store.dataset_check import check_dataset
+    from spinfits.store.verify import verify_store
+    from spinfits.store.versions import snapshot_store
+
+    _, good = reference
+    path = tmp_path / "store"
+    store = _store_with_corrupt_rows(path, reference)
+    info = store.dataset("people")
+    corrupt = check_dataset(snapshot_store(store.repository, store.tip()), info).corrupt
+    span = np.setdiff1d(corrupt, [40, 41])
+    assert {40, 41} <= set(corrupt.tolist()) and 0 < span.size <= 16
+    assert not verify_store(store)[0].whole
+
+    summary = run_precompute(config(small_dataset, path, standin_dir, refit_corrupt=True))
+    fittable = np.setdiff1d(corrupt, [5])  # row 5 has no keypoints
+    assert summary.rows_planned == len(fittable) and summary.rows_fitted == len(fittable)
+    after = FitStore.open(path)
+    assert verify_store(after)[0].whole
+    messages = [version.message for version in after.log()]
+    reset = next(m for m in messages if m.startswith("refit-corrupt:"))
+    assert f"{len(corrupt)} corrupt rows of people" in reset
+    assert f"the other {info.n_rows - len(corrupt)} rows untouched" in reset
+    assert any(m.startswith("precompute people --refit-corrupt") for m in messages)
+    fits = after.read("people")
+    others = np.setdiff1d(np.arange(info.n_rows), corrupt)
+    assert fits.take(others).equals(good.take(others))
+    refitted = fits.take(fittable)
+    assert np.isfinite(refitted.loss).all() and (np.abs(refitted.pose) < 10).all()
+    again = run_precompute(config(small_dataset, path, standin_dir, refit_corrupt=True))
+    assert again.rows_planned == 0 and "no corrupt rows" in again.nothing_to_do

@@ -90,6 +90,7 @@ def test_verify_lists_dataset_array_rows_and_the_repair(pristine, tmp_path, caps
     assert "coco" in out and "pose" in out and "checksum" in out
     assert "rows " in out
     assert "store rollback" in err and "--all-versions" in err and err.count("\n") == 1
+    assert "--refit-corrupt" in err  # a damaged column chunk: its rows can be refitted
     assert main(["store", "export", str(path), "coco", str(tmp_path / "out_fits.npy")]) == 2
     assert not (tmp_path / "out_fits.npy").exists()
 
@@ -184,3 +185,87 @@ def test_fits_helper_is_plain():  # keeps the helpers honest: an empty row is pl
     from spinfits.store.damage import implausible_rows
 
     assert implausible_rows(Fits.empty(3)) == {}
+
+
+def _implausible_log_records(store: FitStore, rows: np.ndarray, good: Fits) -> None:
+    """Append to the update log records of ``rows`` whose pose is garbage (as a flipped bit in an
+    unchecked store would leave them): readers see these records."""
+    from spinfits.store.update_log import append_records, level_state, open_level
+
+    garbage = good.take(rows)
+    garbage.pose[:, 0] = 1.6e38
+    session = store.repository.writable_session("main")
+    state = level_state(open_level(session.store, "coco", "recent"))
+    append_records(session.store, "coco", "recent", rows, garbage, state, 64)
+    session.commit("damage (implausible log records)")
+
+
+def test_reset_makes_exactly_the_corrupt_rows_no_fit_and_an_honest_fit_lands(pristine, tmp_path):
+    """``precompute --refit-corrupt``'s first step: the rows verify reports (a flipped column chunk,
+    implausible log records) read as no fit after one commit, every other row is untouched, any
+    honest fit lands on them, and the rule still keeps NaN and worse fits off good rows."""
+    from spinfits.store.dataset_check import check_dataset
+    from spinfits.store.repair import reset_corrupt_rows
+    from spinfits.store.versions import snapshot_store
+
+    _, good, _ = pristine
+    path = damaged_copy(pristine, tmp_path)
+    store = FitStore.open(path)
+    _implausible_log_records(store, np.array([3, 150]), good)
+    flip(max((path / "chunks").iterdir(), key=lambda p: p.stat().st_size))  # a pose chunk
+    store = FitStore.open(path)
+    info = store.dataset("coco")
+    check = check_dataset(snapshot_store(store.repository, store.tip()), info)
+    assert not check.unrepairable and {3, 150} <= set(check.corrupt.tolist())
+    span = np.setdiff1d(check.corrupt, [3, 150])
+    assert span.size and span.max() - span.min() < 32  # the rows of one 32-row chunk
+    assert any(d.array == "pose" and "checksum" in d.problem for d in check.damage)
+
+    reset = reset_corrupt_rows(store, "coco")
+    assert reset.rows.tolist() == check.corrupt.tolist()
+    assert verify_store(FitStore.open(path))[0].whole
+    after = FitStore.open(path).read("coco")
+    others = np.setdiff1d(np.arange(N_ROWS), reset.rows)
+    assert after.take(others).equals(good.take(others))  # untouched, bit for bit
+    assert np.isinf(after.loss[reset.rows]).all() and (after.source[reset.rows] == Source.NONE).all()
+    message = FitStore.open(path).log(limit=1)[0].message
+    assert (
+        f"{len(reset.rows)} corrupt rows of coco" in message
+        and f"other {N_ROWS - len(reset.rows)} rows untouched" in message
+    )
+
+    honest = FitStore.open(path)
+    m = len(reset.rows)
+    plain = dict(pose=np.zeros((m, 72)), betas=np.zeros((m, 10)), cam_t=np.tile([0.0, 0.0, 30.0], (m, 1)))
+    # a loss worse than any stored fit: lands only because the rows were reset
+    assert honest.merge("coco", Proposals(rows=reset.rows, loss=np.full(m, 50.0), **plain)) == m
+    fitted = others[np.isfinite(good.loss[others])][:10]
+    worse = Proposals(
+        rows=fitted, loss=np.r_[np.full(5, 50.0), np.full(5, np.nan)], **{k: v[:10] for k, v in plain.items()}
+    )
+    assert honest.merge("coco", worse) == 0  # worse and NaN fits never replace a good one
+    honest.commit("refit")
+    assert verify_store(honest)[0].whole
+    final = honest.read("coco")
+    assert (final.loss[reset.rows] == 50.0).all() and final.take(others).equals(good.take(others))
+
+
+def test_damage_naming_no_rows_is_not_reset_and_says_roll_back(pristine, tmp_path):
+    """A damaged update-log chunk: the rows its records update cannot be told, so refit-corrupt
+    refuses (nothing committed) and the message says to roll back."""
+    from spinfits.store.repair import reset_corrupt_rows
+
+    path = damaged_copy(pristine, tmp_path)
+    store = FitStore.open(path)
+    assert verify_store(store)[0].whole
+    tip = store.tip()
+    newest_log_chunk = max((path / "chunks").iterdir(), key=os.path.getmtime)  # the last commit's records
+    flip(newest_log_chunk)
+    store = FitStore.open(path)
+    checks = verify_store(store)
+    if not any("update" in d.array for d in checks[0].damage):
+        pytest.skip("the newest chunk file is not an update-log chunk in this icechunk version")
+    with pytest.raises(DamagedStoreError, match="a refit cannot repair this damage") as raised:
+        reset_corrupt_rows(store, "coco")
+    assert "store rollback" in str(raised.value) and "--refit-corrupt --dataset" not in str(raised.value)
+    assert FitStore.open(path).tip() == tip
