@@ -384,7 +384,9 @@ def test_attach_openpose_by_image_name(capsys, shared_data, tmp_path):
     detection = read_openpose_json(shared_data / "im1010_openpose.json")[0]  # (25, 3)
     center = detection[detection[:, 2] > 0, :2].mean(axis=0)
     part = np.zeros((3, 24, 3))
-    part[:, :12, :2] = detection[list(OPENPOSE_FOR_SPIN_GT_LIMBS), :2] + np.array([3.0, 0.0, 500.0])[:, None, None]
+    part[:, :12, :2] = (
+        detection[list(OPENPOSE_FOR_SPIN_GT_LIMBS), :2] + np.array([3.0, 0.0, 500.0])[:, None, None]
+    )
     part[:, :12, 2] = 1.0
     rows = {
         "imgname": np.array(["images/im1010.jpg", "images/im1011.jpg", "images/im2000.jpg"]),
