@@ -17,7 +17,6 @@ rule) and are counted.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -29,6 +28,7 @@ from spinfits.fitting.converters.image_files import check_folder
 from spinfits.fitting.converters.openpose_folder import OPENPOSE_JSON_SUFFIXES
 from spinfits.fitting.data.dataset import load_spin_npz, read_openpose_json
 from spinfits.fitting.data.dataset_joint_maps import OPENPOSE_FOR_SPIN_GT_LIMBS
+from spinfits.fitting.data.npz_members import NpzMembers
 from spinfits.fitting.data.spin_crop import BOX_SCALE_PX
 
 _LIMB_SLOTS = list(range(len(OPENPOSE_FOR_SPIN_GT_LIMBS)))
@@ -117,17 +117,11 @@ def attach_openpose(
     path = Path(dataset_npz)
     keypoints_dir = check_folder(keypoints_dir, "--keypoints", "OpenPose JSON files")
     load_spin_npz(path)  # its checks: rows, boxes, keypoints
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+    with NpzMembers(path, "SPIN's dataset npz") as members:
+        arrays = {name: members.read(name) for name in members.names}
+    if "imgname" not in arrays:
         raise InputError(
-            f"{path} is not a readable npz ({type(error).__name__}: {error}); expected SPIN's dataset npz"
-        ) from None
-    missing = [key for key in ("imgname", "center", "scale") if key not in arrays]
-    if missing:
-        raise InputError(
-            f"{path} has no {', '.join(map(repr, missing))} (it has {sorted(arrays)}); expected SPIN's dataset npz"
+            f"{path} has no 'imgname' (it has {sorted(arrays)}); the detections are matched to rows by image name"
         )
     imgname = arrays["imgname"].astype(str)
     rows = len(imgname)
