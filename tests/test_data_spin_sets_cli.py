@@ -58,6 +58,18 @@ def test_from_lsp_matches_spins_rows(capsys, tmp_path, lsp_people, layout, axes,
         assert converted["imgname"][-1] == name
 
 
+def test_from_lsp_splits_spins_train_and_test(capsys, tmp_path, lsp_people):
+    joints = np.tile(np.transpose(lsp_people["part"][:, :14], (2, 1, 0)), (1, 1, 400))  # 3 x 14 x 2400
+    scipy.io.savemat(tmp_path / "joints.mat", {"joints": joints[..., :2000]})
+    status, out, _ = run(
+        capsys, "from-lsp", "--joints", tmp_path / "joints.mat", tmp_path / "test.npz", "--split", "test"
+    )
+    assert status == 0 and "wrote 1000 rows (1000 images)" in out
+    with np.load(tmp_path / "test.npz") as converted:
+        assert converted["imgname"][[0, -1]].tolist() == ["im1001.jpg", "im2000.jpg"]
+        np.testing.assert_allclose(converted["part"][0], lsp_people["part"][1000 % 6])
+
+
 def test_from_lsp_errors(capsys, tmp_path, lsp_people):
     mat = tmp_path / "joints.mat"
     scipy.io.savemat(mat, {"joints": np.zeros((2, 14, 5))})
@@ -135,12 +147,16 @@ def test_from_mpii(capsys, tmp_path):
         mpii_image("000001163.jpg", [test_person]),
         mpii_image("000003072.jpg", [mpii_person(16, scale=3.0)]),
     ]
-    write_mpii(tmp_path / "mpii.mat", images, [1, 0, 1])
+    unplaced = mpii_person(16)
+    unplaced["objpos"] = np.zeros(0)  # MATLAB's []
+    images.append(mpii_image("000004812.jpg", [unplaced]))
+    write_mpii(tmp_path / "mpii.mat", images, [1, 0, 1, 1])
     out_file = tmp_path / "mpii.npz"
     status, out, _ = run(capsys, "from-mpii", "--annotations", tmp_path / "mpii.mat", out_file)
     assert status == 0 and "wrote 2 rows (2 images)" in out
     assert "skipped 1 people without joint annotations (MPII's test images)" in out
     assert "skipped 1 people with fewer than 16 of 16 joints labelled" in out
+    assert "skipped 1 people without a position (objpos) or scale" in out
     with np.load(out_file) as converted:
         assert converted["imgname"].tolist() == ["015601864.jpg", "000003072.jpg"]
         assert converted["scale"].tolist() == [2.0, 3.0] and converted["center"][0].tolist() == [120.0, 80.0]
@@ -168,11 +184,10 @@ def test_from_mpii_errors(capsys, tmp_path):
         err,
     )
     person = mpii_person(16)
-    del person["objpos"]
+    person["objpos"] = {"y": 3.0}
     write_mpii(mat, [mpii_image("a.jpg", [person])], [1])
-    assert "annorect(1) of a.jpg has no field 'objpos'" in error(
-        capsys, "from-mpii", "--annotations", mat, tmp_path / "o.npz"
-    )
+    err = error(capsys, "from-mpii", "--annotations", mat, tmp_path / "o.npz")
+    assert "annorect(1) of a.jpg.objpos has no field 'x'" in err
 
 
 # -- 3DPW --------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ SPIN's rows (it reads the same people from pose-hg's ``train.h5``, made from thi
 person with at least ``min_joints`` of the 16 joints labelled (SPIN: all 16); ``part`` (N, 24, 3)
 with the joints in SPIN's slots (``MPII_TO_SPIN_GT``), labelled joints of confidence 1, visible
 or not; ``center`` = ``objpos``, ``scale`` = MPII's ``scale`` x ``rescale`` (SPIN's 1: as the
-file has it); ``imgname`` the image's name, relative to MPII's ``images/`` folder. No OpenPose
+file has it; people without them are skipped and counted); ``imgname`` the image's name, relative to MPII's ``images/`` folder. No OpenPose
 detections (``spinfits data attach-openpose`` adds them), ``has_smpl`` 0.
 """
 
@@ -62,6 +62,11 @@ def _items(value: Any) -> list[Any]:
     return [value]
 
 
+def _empty(value: Any) -> bool:
+    """A field MATLAB left empty (``[]``) or that the struct array lacks."""
+    return value is None or (isinstance(value, np.ndarray) and value.size == 0)
+
+
 def _field(struct: Any, name: str, where: str) -> Any:
     if not hasattr(struct, name):
         fields = getattr(struct, "_fieldnames", None)
@@ -85,7 +90,7 @@ def _number(value: Any, where: str) -> float:
 def _joints(rect: Any, where: str) -> np.ndarray | None:
     """(16, 3) x, y, labelled of one person, or None when it has no ``annopoints``."""
     points_struct = getattr(rect, "annopoints", None)
-    if points_struct is None or (isinstance(points_struct, np.ndarray) and points_struct.size == 0):
+    if _empty(points_struct):
         return None
     joints = np.zeros((NUM_MPII_JOINTS, 3))
     for point in _items(_field(points_struct, "point", f"{where}.annopoints")):
@@ -112,7 +117,7 @@ def convert_mpii(
         raise InputError(f"{path} has no 'RELEASE' struct (it has {sorted(variables)}); expected {_EXPECTED}")
     annolist = _items(_field(variables["RELEASE"], "annolist", f"{path}: RELEASE"))
     imgnames, centers, scales, parts = [], [], [], []
-    unlabelled = few = 0
+    unlabelled = few = unplaced = 0
     for index, image in enumerate(annolist):
         where = f"{path}: RELEASE.annolist({index + 1})"
         name = str(_field(_field(image, "image", where), "name", f"{where}.image"))
@@ -125,9 +130,12 @@ def convert_mpii(
             if joints[:, 2].sum() < config.min_joints:
                 few += 1
                 continue
-            objpos = _field(rect, "objpos", at)
+            objpos, scale = getattr(rect, "objpos", None), getattr(rect, "scale", None)
+            if _empty(objpos) or _empty(scale):
+                unplaced += 1
+                continue
             center = [_number(_field(objpos, axis, f"{at}.objpos"), f"{at}.objpos.{axis}") for axis in "xy"]
-            scale = _number(_field(rect, "scale", at), f"{at}.scale")
+            scale = _number(scale, f"{at}.scale")
             if scale <= 0:
                 raise InputError(f"{at}.scale is {scale}, expected > 0 (person height / 200 px)")
             part = np.zeros((NUM_GT_JOINTS, 3))
@@ -141,6 +149,7 @@ def convert_mpii(
         for reason, count in (
             ("people without joint annotations (MPII's test images)", unlabelled),
             (f"people with fewer than {config.min_joints} of 16 joints labelled", few),
+            ("people without a position (objpos) or scale", unplaced),
         )
         if count
     )
