@@ -128,6 +128,15 @@ def test_show_refuses_what_does_not_belong_to_the_store(
     argv[argv.index(str(h36m.npz))] = str(other)
     assert main(argv) == 2
     assert f"store dataset '{NAME}' was made from another file" in capsys.readouterr().err
+    argv[argv.index("--npz")] = "--dataset"  # the old name of the file: still read, with a warning
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"warning: `spinfits store show --dataset {other}` is deprecated: the file is --npz {other}" in err
+    assert f"store dataset '{NAME}' was made from another file" in err
+    argv.remove("--dataset")
+    argv.remove(str(other))
+    assert main(argv) == 2
+    assert "`spinfits store show` needs --npz DATA.npz" in capsys.readouterr().err
 
     assert main(show_argv(h36m, standin_dir, tmp_path / "c", "--rows", "1,2-9")) == 2
     assert "rows [4, 5, 6, 7, 8, 9] are outside the dataset's 0..3" in capsys.readouterr().err
