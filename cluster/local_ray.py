@@ -11,6 +11,12 @@ workers at niceness 0 instead, unless ``RAY_worker_niceness`` is already set in 
 
 A cluster started with ``ray start`` keeps the niceness it was started with: start its nodes
 with ``RAY_worker_niceness=0 ray start ...`` (``docs/cluster.md``).
+
+Ray 2.60 warns on every local start that it turned token authentication on ("Token
+authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out...").
+That is Ray's default and the safe one, so the warning is held back during ``ray.init()`` and one
+INFO line of ours says it instead; every other Ray message (the warning that authentication is
+*disabled* included) passes as it is.
 """
 
 from __future__ import annotations
@@ -54,10 +60,48 @@ def connect_or_start_ray() -> bool:
     """
     if ray.is_initialized():
         return False
-    with _variable_default(WORKER_NICENESS_VARIABLE, str(EMBEDDED_WORKER_NICENESS)):
+    with (
+        _variable_default(WORKER_NICENESS_VARIABLE, str(EMBEDDED_WORKER_NICENESS)),
+        quiet_token_banner() as banner,
+    ):
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     restrict_token_file()
+    if banner.seen:
+        logger.info("Ray: token authentication on (Ray's default; its token in %s, owner-only)", TOKEN_FILE)
     return True
+
+
+#: The Ray logger that warns, on each local start, that token authentication was turned on.
+TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+#: The start of that warning.
+TOKEN_BANNER = "Token authentication is enabled for this Ray cluster"
+
+
+class _TokenBannerFilter(logging.Filter):
+    """Drops Ray's "token authentication is enabled" warning, remembering that it came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith(TOKEN_BANNER):
+            self.seen = True
+            return False
+        return True
+
+
+@contextmanager
+def quiet_token_banner() -> Iterator[_TokenBannerFilter]:
+    """Hold back Ray's token banner for the block (see the module docstring); the filter
+    yielded says whether it came (``.seen``)."""
+    banner = _TokenBannerFilter()
+    source = logging.getLogger(TOKEN_SETUP_LOGGER)
+    source.addFilter(banner)
+    try:
+        yield banner
+    finally:
+        source.removeFilter(banner)
 
 
 #: Where Ray keeps the token of its token authentication (written world-readable by Ray 2.60).

@@ -3,7 +3,8 @@
 One Parquet row per dataset row: ``row`` int64, ``pose`` fixed_size_list<float32>[72],
 ``betas`` [10], ``cam_t`` [3], ``loss`` float32 (+inf = no scored fit), ``source`` int8
 (``Source``), ``source_name`` dictionary string, ``step`` int64, ``time`` float64 unix seconds,
-``failure`` string (why the row could not be fitted; null when it did not fail).
+``failure`` string (why the row could not be fitted; null when it did not fail), and ``imgname``
+string (the row's image, from the dataset npz) when the exporter is given the names.
 The file's schema metadata records the store, dataset, snapshot id and fingerprints.
 """
 
@@ -17,16 +18,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spinfits.errors import InputError
 from spinfits.store.failures import Failures
 from spinfits.store.fits import Fits
 from spinfits.store.schema import DatasetInfo, Source
 
 
 def fits_table(
-    fits: Fits, metadata: dict[str, Any] | None = None, failures: Failures | None = None
+    fits: Fits,
+    metadata: dict[str, Any] | None = None,
+    failures: Failures | None = None,
+    imgname: np.ndarray | None = None,
 ) -> pa.Table:
-    """The Parquet table of a dataset's fits (see the module docstring for its columns)."""
+    """The Parquet table of a dataset's fits (see the module docstring for its columns);
+    ``imgname`` (N,) str, when given, adds each row's image."""
     n = len(fits)
+    if imgname is not None and np.shape(imgname) != (n,):
+        raise InputError(
+            f"imgname has shape {np.shape(imgname)}, the dataset {n} rows: pass the dataset npz the "
+            f"store's fits were made for"
+        )
 
     def fixed(values: np.ndarray) -> pa.Array:
         width = values.shape[1]
@@ -50,13 +61,24 @@ def fits_table(
             "failure": pa.array((failures or Failures.none(n)).reason_texts().tolist(), type=pa.string()),
         }
     )
+    if imgname is not None:
+        table = table.add_column(
+            1, "imgname", pa.array(np.asarray(imgname).astype(str).tolist(), type=pa.string())
+        )
     if metadata:
         table = table.replace_schema_metadata({"spinfits": json.dumps(metadata, default=str)})
     return table
 
 
-def export_parquet(store: Any, dataset: str, path: str | os.PathLike, version: str | None = None) -> str:
-    """Write ``dataset`` at ``version`` (branch, tag, snapshot id; None = tip) to ``path``.
+def export_parquet(
+    store: Any,
+    dataset: str,
+    path: str | os.PathLike,
+    version: str | None = None,
+    imgname: np.ndarray | None = None,
+) -> str:
+    """Write ``dataset`` at ``version`` (branch, tag, snapshot id; None = tip) to ``path``, with
+    each row's ``imgname`` (N,) when given (the dataset npz's; its length is checked).
 
     Returns the snapshot id exported.
     """
@@ -71,6 +93,6 @@ def export_parquet(store: Any, dataset: str, path: str | os.PathLike, version: s
         "version": version or store.branch,
         **info.to_json(),
     }
-    table = fits_table(reader.read_all(), metadata, store.failures(dataset, snapshot))
+    table = fits_table(reader.read_all(), metadata, store.failures(dataset, snapshot), imgname)
     pq.write_table(table, os.fspath(path))
     return snapshot

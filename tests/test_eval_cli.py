@@ -211,6 +211,8 @@ def test_store_eval_ground_truth_fits_score_zero_and_static_fits_worse(setup, st
         out_json,
     )
     assert status == 0, err
+    # --dataset (the file, before issue 26's one naming) still works and says what replaced it
+    assert f"warning: `spinfits store eval --dataset {setup.path}` is deprecated: the file is --npz" in err
     header = next(line for line in out.splitlines() if line.startswith("protocol"))
     assert "MPJPE static" in header and "PA-MPJPE main" in header
     assert "rows evaluated: static 6, main 6" in out
@@ -266,7 +268,12 @@ def test_eval_errors(setup, standin_dir, tmp_path, capsys, other_model_copy):
         "--images", tmp_path, "--model-dir", standin_dir,
     )  # fmt: skip
     assert status == 2 and "row 0's image) is missing" in err
-    store_args = ["store", "eval", setup.store, NAME, "--dataset", setup.path]
+    store_args = ["store", "eval", setup.store, NAME, "--npz", setup.path]
+    status, _, err = run(capsys, "store", "eval", setup.store, NAME, "--model-dir", standin_dir)
+    assert (
+        status == 2
+        and "`spinfits store eval` needs --npz DATA.npz: the SPIN .npz file of the store's dataset" in err
+    )
     status, _, err = run(capsys, *store_args, "--model-dir", standin_dir, "--version", "nope")
     assert status == 2 and "spinfits store: error: unknown version 'nope'" in err
     status, _, err = run(capsys, *store_args, "--model-dir", standin_dir, "--pck-alpha", "0")
@@ -274,13 +281,13 @@ def test_eval_errors(setup, standin_dir, tmp_path, capsys, other_model_copy):
     status, _, err = run(capsys, *store_args, "--model-dir", other_model_copy(standin_dir))
     assert status == 2 and "holds fits of body model" in err
     status, _, err = run(
-        capsys, "store", "eval", setup.store, NAME, "--dataset", tmp_path / "short.npz",
+        capsys, "store", "eval", setup.store, NAME, "--npz", tmp_path / "short.npz",
         "--model-dir", standin_dir,
     )  # fmt: skip
     assert status == 2 and "dataset file" in err
     np.savez(tmp_path / "short.npz", **{k: v[:5] for k, v in np.load(setup.path).items() if np.ndim(v)})
     status, _, err = run(
-        capsys, "store", "eval", setup.store, NAME, "--dataset", tmp_path / "short.npz",
+        capsys, "store", "eval", setup.store, NAME, "--npz", tmp_path / "short.npz",
         "--model-dir", standin_dir,
     )  # fmt: skip
     assert status == 2 and "has 5 rows, dataset 'people' of the store 8" in err

@@ -40,7 +40,7 @@ def show_argv(h36m, standin_dir, out, *extra):
         "show",
         str(h36m.path),
         NAME,
-        "--dataset",
+        "--npz",
         str(h36m.npz),
         "--images",
         str(h36m.images),
@@ -128,6 +128,15 @@ def test_show_refuses_what_does_not_belong_to_the_store(
     argv[argv.index(str(h36m.npz))] = str(other)
     assert main(argv) == 2
     assert f"store dataset '{NAME}' was made from another file" in capsys.readouterr().err
+    argv[argv.index("--npz")] = "--dataset"  # the old name of the file: still read, with a warning
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"warning: `spinfits store show --dataset {other}` is deprecated: the file is --npz {other}" in err
+    assert f"store dataset '{NAME}' was made from another file" in err
+    argv.remove("--dataset")
+    argv.remove(str(other))
+    assert main(argv) == 2
+    assert "`spinfits store show` needs --npz DATA.npz" in capsys.readouterr().err
 
     assert main(show_argv(h36m, standin_dir, tmp_path / "c", "--rows", "1,2-9")) == 2
     assert "rows [4, 5, 6, 7, 8, 9] are outside the dataset's 0..3" in capsys.readouterr().err
@@ -202,10 +211,10 @@ def test_report_is_one_page_that_shows_everything(h36m, standin_dir, tmp_path, c
     page = tmp_path / "report.html"
     argv = ["store", "report", str(h36m.path), "--out", str(page), "--top", "2"]
     argv += [
-        "--dataset",
+        "--npz",
         f"{NAME}={h36m.npz}",
-        "--images",
-        f"{NAME}={h36m.images}",
+        "--images-root",
+        str(h36m.images),
         "--model-dir",
         str(standin_dir),
     ]
@@ -236,7 +245,7 @@ def test_report_without_images_lists_the_fits(h36m, tmp_path, capsys):
     page = tmp_path / "plain.html"
     assert main(["store", "report", str(h36m.path), "--out", str(page), "--version", h36m.versions[0]]) == 0
     text = page.read_text()
-    assert "--dataset NAME=DATA.npz --images NAME=DIR --model-dir DIR" in text
+    assert "--npz NAME=DATA.npz --images-root DIR --model-dir DIR" in text
     assert text.count("<img") == 2 and 'class="gallery"' not in text
     assert h36m.versions[1] not in text  # version 1's report knows nothing of version 2
     dom, console = open_in_browser(page, tmp_path / "profile")
@@ -245,11 +254,21 @@ def test_report_without_images_lists_the_fits(h36m, tmp_path, capsys):
 
 def test_report_input_errors_exit_2(h36m, standin_dir, tmp_path, capsys):
     base = ["store", "report", str(h36m.path), "--out", str(tmp_path / "r.html")]
-    assert main([*base, "--dataset", str(h36m.npz)]) == 2
-    assert "--dataset and --images go in pairs" in capsys.readouterr().err
+    assert main([*base, "--npz", str(h36m.npz)]) == 2
+    assert (
+        f"--npz {NAME}=... needs its images: add --images-root DIR (or {NAME}=DIR)" in capsys.readouterr().err
+    )
+    assert main([*base, "--images-root", f"{NAME}={h36m.images}"]) == 2
+    assert f"--images-root names ['{NAME}'], which no --npz gives" in capsys.readouterr().err
+    assert main([*base, "--npz", str(h36m.npz), "--images-root", str(h36m.images)]) == 2
+    assert "--npz draws fits with the body model: add --model-dir DIR" in capsys.readouterr().err
+    # the old names still work, with a warning that names the new ones
     assert main([*base, "--dataset", str(h36m.npz), "--images", str(h36m.images)]) == 2
-    assert "--dataset draws fits with the body model: add --model-dir DIR" in capsys.readouterr().err
-    assert main([*base, "--dataset", f"coco={h36m.npz}"]) == 2
+    err = capsys.readouterr().err
+    assert f"warning: `spinfits store report --dataset {h36m.npz}` is deprecated: the file is --npz" in err
+    assert "`spinfits store report --images" in err and "is deprecated: use --images-root DIR" in err
+    assert "--npz draws fits with the body model" in err
+    assert main([*base, "--npz", f"coco={h36m.npz}"]) == 2
     assert "the store has no dataset 'coco'; it holds ['h36m']" in capsys.readouterr().err
     assert main([*base, "--top", "0"]) == 2
     assert "top must be an integer >= 1, got 0" in capsys.readouterr().err

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from spinfits.cli import data_spin_sets
+from spinfits.cli.data_spin_sets import write_converted
 from spinfits.cli.options import default_of, make_config
 from spinfits.fitting.body.model_files import load_body_model_files
 from spinfits.fitting.converters.coco import CocoConfig, convert_coco
 from spinfits.fitting.converters.mmpose_3dhp import UNIT_METRES, Mmpose3dhpConfig, convert_mmpose_3dhp
 from spinfits.fitting.converters.openpose_folder import OpenPoseFolderConfig, convert_openpose_folder
-from spinfits.fitting.converters.spin_rows import ConvertedDataset, write_spin_npz
 from spinfits.fitting.data.dataset import load_spin_npz
 from spinfits.fitting.data.spin_crop import CROP_RES
 from spinfits.fitting.mocap.joints import MocapConfig, mocap_joints, write_mocap_joints
@@ -38,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.set_defaults(func=_make_synthetic)
 
     _register_converters(commands)
+    data_spin_sets.register(commands)
     _register_from_bvh(commands)
 
     info = commands.add_parser(
@@ -182,32 +184,19 @@ def _from_openpose(args: argparse.Namespace) -> int:
         min_keypoints=args.min_keypoints,
         detection_threshold=args.detection_threshold,
     )
-    return _write(convert_openpose_folder(args.keypoints, args.images, config), args.output)
+    return write_converted(convert_openpose_folder(args.keypoints, args.images, config), args.output)
 
 
 def _from_coco(args: argparse.Namespace) -> int:
     config = make_config(CocoConfig, COCO_FLAGS, min_body_joints=args.min_body_joints)
-    return _write(convert_coco(args.annotations, args.images, config), args.output)
+    return write_converted(convert_coco(args.annotations, args.images, config), args.output)
 
 
 def _from_mmpose_3dhp(args: argparse.Namespace) -> int:
     config = make_config(
         Mmpose3dhpConfig, MMPOSE_3DHP_FLAGS, min_visible_joints=args.min_visible_joints, s_unit=args.s_unit
     )
-    return _write(convert_mmpose_3dhp(args.npz, args.images, config), args.output)
-
-
-def _write(converted: ConvertedDataset, output: str) -> int:
-    dataset = write_spin_npz(converted, output)
-    images = len(set(converted.imgname.tolist()))
-    print(
-        f"wrote {len(dataset)} rows ({images} images) to {dataset.source}, fingerprint {dataset.fingerprint}"
-    )
-    for reason, count in converted.skipped:
-        print(f"  skipped {count} {reason}")
-    has_3d = "with 3D joints (S)" if converted.S is not None else "no 3D joints"
-    print(f"  no SMPL ground truth (has_smpl 0), {has_3d}")
-    return 0
+    return write_converted(convert_mmpose_3dhp(args.npz, args.images, config), args.output)
 
 
 def _make_synthetic(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import logging
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -138,3 +139,41 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
 def utc_time(moment: datetime.datetime) -> str:
     """A commit's time as the store commands print it: ``2026-12-05 09:10:00 UTC``."""
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+#: The one convention of ``store show / eval / report``: the positional DATASET is a dataset's
+#: name in the store, ``--npz`` its SPIN .npz file; ``--dataset`` (the file, before) still works
+#: and warns.
+NPZ_HELP = "the dataset's SPIN .npz file (DATASET is its name in the store)"
+
+
+def add_npz_argument(parser: argparse.ArgumentParser, help: str = NPZ_HELP, *, repeat: bool = False) -> None:
+    """``--npz`` (dest ``npz``) and the deprecated ``--dataset`` (hidden) that names the same file."""
+    action = "append" if repeat else "store"
+    metavar = "NAME=DATA.npz" if repeat else "DATA.npz"
+    parser.add_argument("--npz", action=action, metavar=metavar, help=help)
+    parser.add_argument("--dataset", action=action, dest="deprecated_dataset", help=argparse.SUPPRESS)
+
+
+def npz_of(args: argparse.Namespace, command: str, *, required: bool = True) -> Any:
+    """The ``--npz`` value(s) of ``args``, with the deprecated ``--dataset`` merged in (a warning
+    on stderr); an ``InputError`` when neither is given and ``required``."""
+    npz, deprecated = args.npz, args.deprecated_dataset  # lists with repeat=True (None when absent)
+    if deprecated:
+        example = deprecated[0] if isinstance(deprecated, list) else deprecated
+        print(
+            f"warning: `spinfits {command} --dataset {example}` is deprecated: the file is --npz "
+            f"{example} (DATASET, the positional, is the dataset's name in the store)",
+            file=sys.stderr,
+        )
+        if isinstance(deprecated, list):
+            npz = [*(npz or []), *deprecated]
+        elif npz is not None:
+            raise InputError(f"--npz {npz} and --dataset {deprecated} both name the file: give --npz once")
+        else:
+            npz = deprecated
+    if required and not npz:
+        raise InputError(
+            f"`spinfits {command}` needs --npz DATA.npz: the SPIN .npz file of the store's dataset"
+        )
+    return npz

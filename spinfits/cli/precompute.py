@@ -159,6 +159,6 @@ def _run(args: argparse.Namespace) -> int:
     store = store_argument(args.store, config.s3)
     print(
         f"inspect: spinfits store log {store}   |   "
-        f"spinfits store export {store} {shlex.quote(config.name)} fits.parquet"
+        f"spinfits store export {store} {shlex.quote(config.name)} fits.parquet --npz {shlex.quote(str(args.dataset))}"
     )
     return 0

@@ -69,6 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="OUT_fits.npy (SPIN layout) or OUT.parquet")
     p.add_argument("--version", help="branch, tag or snapshot id (default: tip of main)")
     p.add_argument("--losses-out", help="with .npy output: also write the (N,) losses here")
+    p.add_argument(
+        "--npz",
+        metavar="DATA.npz",
+        help="with .parquet output: the dataset's SPIN .npz, for an imgname column",
+    )
     p.set_defaults(func=cmd_export)
 
     p = commands.add_parser("import", parents=[where], help="merge SPIN static fits (*_fits.npy)")
@@ -282,9 +287,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.suffix == ".parquet":
         if args.losses_out:
             raise InputError("--losses-out is for .npy output; Parquet has a loss column already")
-        snapshot = export_parquet(store, args.dataset, out, args.version)
-        print(f"wrote {args.dataset} at {snapshot} to {out}")
+        imgname = _imgname(args.npz) if args.npz else None
+        snapshot = export_parquet(store, args.dataset, out, args.version, imgname)
+        print(f"wrote {args.dataset} at {snapshot} to {out}" + (" with imgname" if args.npz else ""))
         return 0
+    if args.npz:
+        raise InputError("--npz adds an imgname column to .parquet output; SPIN's .npy has no such column")
     if out.suffix != ".npy":
         raise InputError(f"output must end in .npy (SPIN layout) or .parquet, got {str(out)!r}")
     snapshot = store.resolve(args.version)
@@ -295,6 +303,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         np.save(args.losses_out, losses)
         print(f"wrote losses to {args.losses_out} ({int(np.isfinite(losses).sum())} scored)")
     return 0
+
+
+def _imgname(npz: str) -> np.ndarray:
+    """(N,) str image names of a SPIN dataset npz (only that member read)."""
+    from spinfits.fitting.data.npz_members import NpzMembers
+
+    with NpzMembers(npz, "SPIN's dataset npz") as members:
+        if "imgname" not in members:
+            raise InputError(
+                f"--npz {npz} has no 'imgname' (it has {list(members.names)}); expected SPIN's dataset npz"
+            )
+        return members.read("imgname").astype(str).reshape(-1)
 
 
 def _score(args: argparse.Namespace, fits):

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``eval`` to the ``spinfits store`` subcommands."""
     from spinfits.cli.eval import add_evaluation_arguments
-    from spinfits.cli.options import add_s3_arguments
+    from spinfits.cli.options import NPZ_HELP, add_npz_argument, add_s3_arguments
 
     parser = commands.add_parser(
         "eval",
@@ -37,9 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("store", metavar="STORE", help="store directory or s3://bucket/prefix")
     parser.add_argument("dataset_name", metavar="DATASET", help="dataset name in the store")
-    parser.add_argument(
-        "--dataset", required=True, help="the dataset's SPIN .npz (ground truth: S, pose/shape, part)"
-    )
+    add_npz_argument(parser, NPZ_HELP + ": ground truth S, pose/shape, part")
     parser.add_argument(
         "--version",
         action="append",
@@ -55,7 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def cmd_store_eval(args: argparse.Namespace) -> int:
     from spinfits.cli.eval import device_of, make_evaluator, print_figures, write_json
-    from spinfits.cli.options import s3_options
+    from spinfits.cli.options import npz_of, s3_options
     from spinfits.fitting.evaluation.summary import summary_of
     from spinfits.fitting.evaluation.targets import load_eval_targets
     from spinfits.store import FitStore, Source
@@ -63,14 +61,15 @@ def cmd_store_eval(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")
     device = device_of(args)
-    targets = load_eval_targets(args.dataset, args.ground_truth)
+    npz = npz_of(args, "store eval")
+    targets = load_eval_targets(npz, args.ground_truth)
     files, evaluator = make_evaluator(args, device)
     store = FitStore.open(args.store, body_model=files.fingerprint, s3=s3_options(args))
     versions = args.versions or [None]
     if len(set(versions)) != len(versions):
         raise InputError(f"--version names a version twice ({', '.join(map(str, versions))}); name each once")
     print(f"store:         {store.location} ({args.dataset_name})")
-    print(f"dataset:       {args.dataset} ({len(targets)} rows)")
+    print(f"dataset:       {npz} ({len(targets)} rows)")
     print(f"body model:    {files.description}")
     print(
         f"H36M joints:   {evaluator.h36m.description if evaluator.h36m else 'none (LSP-14 from 49 joints only)'}"
@@ -82,13 +81,13 @@ def cmd_store_eval(args: argparse.Namespace) -> int:
         info = store.dataset(args.dataset_name, snapshot)
         if info.n_rows != len(targets):
             raise InputError(
-                f"{args.dataset} has {len(targets)} rows, dataset {args.dataset_name!r} of the store "
+                f"{npz} has {len(targets)} rows, dataset {args.dataset_name!r} of the store "
                 f"{info.n_rows}: pass the npz the store's fits were made for"
             )
         if info.dataset_fingerprint not in ("unknown", targets.fingerprint):
             log.warning(
                 "%s's fingerprint differs from the one %s recorded for %s: are they the same dataset?",
-                args.dataset,
+                npz,
                 store.location,
                 args.dataset_name,
             )
@@ -122,7 +121,7 @@ def cmd_store_eval(args: argparse.Namespace) -> int:
             {
                 "store": str(store.location),
                 "dataset_name": args.dataset_name,
-                "dataset": str(args.dataset),
+                "dataset": str(npz),
                 "body_model": files.description,
                 "body_model_is_standin": files.is_standin,
                 "h36m_regressor": None if evaluator.h36m is None else str(evaluator.h36m.path),

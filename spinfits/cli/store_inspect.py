@@ -4,13 +4,14 @@ Thin glue. ``show`` draws chosen rows of a dataset over their real images (PNG p
 image's own size: the mesh in SMPL part colours, blended, depth-correct, and the keypoints the
 fit was made against); ``report`` writes one self-contained HTML page about the whole store
 (``spinfits.report.store_report``), with the worst and best fits over their images for the datasets
-given with ``--dataset NAME=DATA.npz --images NAME=DIR``.
+given with ``--npz NAME=DATA.npz --images-root DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``show`` and ``report`` to the ``spinfits store`` subcommands."""
-    from spinfits.cli.options import add_s3_arguments
+    from spinfits.cli.options import NPZ_HELP, add_npz_argument, add_s3_arguments
 
     p = commands.add_parser(
         "show",
@@ -32,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("store", metavar="STORE", help="store directory or s3://bucket/prefix")
     p.add_argument("dataset_name", metavar="DATASET", help="dataset name in the store")
-    p.add_argument("--dataset", required=True, type=Path, help="the dataset's SPIN .npz (boxes, keypoints)")
+    add_npz_argument(p, NPZ_HELP + ": boxes, keypoints")
     p.add_argument("--images", required=True, type=Path, help="folder its imgname paths are relative to")
     p.add_argument("--model-dir", required=True, type=Path, help="the store's body model folder")
     p.add_argument("--out", required=True, type=Path, help="folder for the PNGs")
@@ -51,24 +52,28 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="one self-contained HTML page: losses per version, timeline, worst/best fits, failures",
         description="Per dataset: the loss histogram of each version, the improvement timeline "
         "across commits (precompute versus training), the worst and best fits (over their images "
-        "for datasets given with --dataset and --images) and the failed rows with their reasons. "
+        "for datasets given with --npz and --images-root) and the failed rows with their reasons. "
         "The page holds its pictures inline: it opens from disk, without a server.",
     )
     p.add_argument("store", metavar="STORE", help="store directory or s3://bucket/prefix")
     p.add_argument("--out", required=True, type=Path, help="the HTML file to write (report.html)")
     p.add_argument("--version", help="branch, tag or snapshot id (default: tip of main)")
+    add_npz_argument(
+        p,
+        "a dataset's SPIN .npz, for pictures of its fits: NAME=DATA.npz, NAME its name in the store "
+        "(repeatable; NAME= may be left out when the store holds one dataset)",
+        repeat=True,
+    )
     p.add_argument(
-        "--dataset",
+        "--images-root",
         action="append",
         default=[],
-        metavar="NAME=DATA.npz",
-        help="a dataset's SPIN .npz, for pictures of its fits (repeatable; NAME may be left out "
-        "when the store holds one dataset)",
+        metavar="DIR",
+        help="the folder the --npz files' imgname paths are relative to, for all of them; or "
+        "NAME=DIR for one dataset (repeatable)",
     )
-    p.add_argument(
-        "--images", action="append", default=[], metavar="NAME=DIR", help="its image folder (repeatable)"
-    )
-    p.add_argument("--model-dir", type=Path, help="the store's body model folder (with --dataset)")
+    p.add_argument("--images", action="append", default=[], dest="deprecated_images", help=argparse.SUPPRESS)
+    p.add_argument("--model-dir", type=Path, help="the store's body model folder (with --npz)")
     p.add_argument("--top", type=int, default=4, help="worst and best fits shown per dataset (default 4)")
     p.add_argument("--versions", type=int, default=6, help="versions whose losses are plotted (default 6)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -118,14 +123,15 @@ def _overlays(store, name: str, dataset_path: Path, images: Path, model_dir: Pat
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from spinfits.cli.options import s3_options
+    from spinfits.cli.options import npz_of, s3_options
     from spinfits.report.png import add_caption, write_png
     from spinfits.store import FitStore, Source
 
     store = FitStore.open(args.store, s3=s3_options(args))
     snapshot = store.resolve(args.version)
     info = store.dataset(args.dataset_name, snapshot)
-    overlays = _overlays(store, args.dataset_name, args.dataset, args.images, args.model_dir, args.device)
+    npz = Path(npz_of(args, "store show"))
+    overlays = _overlays(store, args.dataset_name, npz, args.images, args.model_dir, args.device)
     fits = store.read(args.dataset_name, snapshot)
     failures = store.failures(args.dataset_name, snapshot)
     has_fit = fits.source != int(Source.NONE)
@@ -171,8 +177,38 @@ def _named(values: list[str], option: str, datasets: list[str]) -> dict[str, Pat
     return named
 
 
+def _image_roots(args: argparse.Namespace, drawn: list[str], datasets: list[str]) -> dict[str, Path]:
+    """The image folder of each dataset in ``drawn``: ``--images-root DIR`` for all, or
+    ``NAME=DIR`` each (the deprecated ``--images NAME=DIR`` too, with a warning)."""
+    if args.deprecated_images:
+        print(
+            f"warning: `spinfits store report --images {args.deprecated_images[0]}` is deprecated: use "
+            f"--images-root DIR (one folder for every --npz) or --images-root NAME=DIR",
+            file=sys.stderr,
+        )
+    given = [*args.images_root, *args.deprecated_images]
+    shared = [value for value in given if "=" not in value]
+    if len(shared) > 1:
+        raise InputError(
+            f"--images-root {shared[0]} and {shared[1]}: give one folder for all, or NAME=DIR each"
+        )
+    roots = _named([value for value in given if "=" in value], "--images-root", datasets)
+    roots = {name: roots.get(name, Path(shared[0]) if shared else None) for name in drawn} | roots
+    extra = sorted(set(roots) - set(drawn))
+    if extra:
+        raise InputError(
+            f"--images-root names {extra}, which no --npz gives: add --npz NAME=DATA.npz for each"
+        )
+    missing = sorted(name for name, root in roots.items() if root is None)
+    if missing:
+        raise InputError(
+            f"--npz {missing[0]}=... needs its images: add --images-root DIR (or {missing[0]}=DIR)"
+        )
+    return roots
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from spinfits.cli.options import s3_options
+    from spinfits.cli.options import npz_of, s3_options
     from spinfits.report.store_report import ReportConfig, build_report, write_report
     from spinfits.store import FitStore
 
@@ -182,15 +218,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = FitStore.open(args.store, s3=s3_options(args))
     snapshot = store.resolve(args.version)
     datasets = sorted(store.datasets(snapshot))
-    data = _named(args.dataset, "--dataset", datasets)
-    images = _named(args.images, "--images", datasets)
-    if set(data) != set(images):
-        raise InputError(
-            f"--dataset and --images go in pairs, one of each per dataset: --dataset for "
-            f"{sorted(data)}, --images for {sorted(images)}"
-        )
+    data = _named(npz_of(args, "store report", required=False) or [], "--npz", datasets)
+    images = _image_roots(args, sorted(data), datasets)
     if data and args.model_dir is None:
-        raise InputError("--dataset draws fits with the body model: add --model-dir DIR")
+        raise InputError("--npz draws fits with the body model: add --model-dir DIR")
     pictures = {
         name: _overlays(store, name, data[name], images[name], args.model_dir, args.device).thumbnails
         for name in data

@@ -51,7 +51,7 @@ def build_report(
     body_note = " | stand-in body model" if standin else ""
     hint = (
         "to see these fits over their images, give `spinfits store report` the dataset file, its "
-        "images and the body model: --dataset NAME=DATA.npz --images NAME=DIR --model-dir DIR"
+        "images and the body model: --npz NAME=DATA.npz --images-root DIR --model-dir DIR"
     )
     sections = []
     for name in sorted(datasets):

@@ -82,6 +82,17 @@ def test_init_info_import_log_tag_diff_export_rollback(files, capsys):
     np.testing.assert_array_equal(np.load(tmp / "old_losses.npy"), losses.astype(np.float32))
     assert run(capsys, "export", store, "coco", tmp / "new.parquet")[0] == 0
     assert pq.read_table(tmp / "new.parquet").num_rows == 40
+    # with the dataset npz, each row's image name (issue 26): the rows are the npz's rows
+    names = np.array([f"train2014/COCO_{row:04d}.jpg" for row in range(40)])
+    np.savez(tmp / "coco.npz", imgname=names, scale=np.ones(40))
+    status, out, _ = run(capsys, "export", store, "coco", tmp / "named.parquet", "--npz", tmp / "coco.npz")
+    assert status == 0 and "with imgname" in out
+    table = pq.read_table(tmp / "named.parquet")
+    assert table.column_names[:2] == ["row", "imgname"] and table["imgname"].to_pylist() == names.tolist()
+    np.savez(tmp / "short.npz", imgname=names[:5])
+    status, _, err = run(capsys, "export", store, "coco", tmp / "short.parquet", "--npz", tmp / "short.npz")
+    assert status == 2 and "imgname has shape (5,), the dataset 40 rows" in err
+    assert not (tmp / "short.parquet").exists()
     status, out, _ = run(capsys, "rollback", store, "static")
     assert status == 0 and "undo with: spinfits store rollback" in out
     status, out, _ = run(capsys, "log", store, "--limit", "1")

@@ -8,6 +8,7 @@ import urllib.request
 
 import boto3
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from store_helpers import BODY, best_by_row, random_proposals
 
@@ -163,4 +164,9 @@ def test_precompute_hints_on_s3_are_runnable_as_printed(options, s3_endpoint, mo
     assert main(shlex.split(log)[1:]) == 0
     assert "create dataset people" in capsys.readouterr().out
     out = tmp_path / "fits.parquet"
-    assert main([*shlex.split(export)[1:-1], str(out)]) == 0 and out.is_file()
+    export_argv = shlex.split(export)[1:]
+    assert export_argv[-2:] == ["--npz", str(tmp_path / "people.npz")]  # the Parquet file gets imgname
+    np.savez(tmp_path / "people.npz", imgname=np.array([f"im{row}.jpg" for row in range(4)]))
+    export_argv[export_argv.index("fits.parquet")] = str(out)
+    assert main(export_argv) == 0 and out.is_file()
+    assert pq.read_table(out)["imgname"].to_pylist() == ["im0.jpg", "im1.jpg", "im2.jpg", "im3.jpg"]
