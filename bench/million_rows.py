@@ -51,7 +51,7 @@ from precompute_common import private_ray
 from store_growth import fill, folder_bytes, new_store, proposals, scattered, timed_refreshes
 
 from spinfits.cluster import precompute
-from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
+from spinfits.cluster.precompute import CPU_SHARD_ROWS, PrecomputeConfig, run_precompute
 from spinfits.fitting.body.joints import NUM_OPENPOSE_JOINTS
 from spinfits.fitting.body.model_files import load_body_model_files
 from spinfits.fitting.data.dataset import crop_to_image, image_to_crop, load_spin_npz
@@ -496,7 +496,7 @@ def planning(work: Work) -> None:
 
 def merge(work: Work) -> None:
     n = work.args.rows
-    shard, every = PRECOMPUTE_DEFAULTS["shard_size"], PRECOMPUTE_DEFAULTS["commit_every_rows"]
+    shard, every = CPU_SHARD_ROWS, PRECOMPUTE_DEFAULTS["commit_every_rows"]
     print(
         f"\n== merge and commit: precompute's writer over {n:,} rows (shards of {shard}, a commit every "
         f"{every:,} rows), then in-loop commits of {IN_LOOP_ROWS} scattered rows"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -13,7 +14,13 @@ import torch
 
 from spinfits.fitting.body.joints import NUM_SPIN_JOINTS
 from spinfits.fitting.body.model_files import load_body_model_files
-from spinfits.fitting.device import is_device_failure, is_out_of_memory, pin_ieee_float32
+from spinfits.fitting.device import (
+    device_memory,
+    is_device_failure,
+    is_out_of_memory,
+    pin_ieee_float32,
+    solver_slots_for,
+)
 from spinfits.fitting.offline.config import OfflineConfig
 from spinfits.fitting.offline.fitter import OfflineFitter
 from spinfits.fitting.offline.refine import refine_fits
@@ -54,12 +61,27 @@ class FitterActor:
     dataset) and the dataset file need not be reachable from its node.
     """
 
-    def __init__(self, model_dir: str, config: OfflineConfig, device: str, threads: int) -> None:
+    def __init__(
+        self,
+        model_dir: str,
+        config: OfflineConfig,
+        device: str,
+        threads: int,
+        device_share: float | None = None,
+    ) -> None:
+        """``device_share``: the share of a CUDA device this actor holds (``--gpus-per-worker``)
+        when its solver slots are to be chosen from the device's memory (``solver_slots_for``);
+        None keeps ``config``'s."""
         if device == "cpu":
             torch.set_num_threads(threads)
         pin_ieee_float32()  # no TF32 in this process, whatever the node's defaults
+        config = slots_for_device(config, device, device_share)
         self.fitter = OfflineFitter(load_body_model_files(model_dir), config, device=device)
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
+
+    def solver_slots(self) -> int:
+        """The solver slots this actor fits with (``SmplifyConfig.batch_size``)."""
+        return self.fitter.config.smplify.batch_size
 
     def pid(self) -> int:
         return os.getpid()
@@ -163,6 +185,24 @@ class FitterActor:
             & np.isfinite(out["cam_t"][positions]).all(1)
         )
         reasons.update({int(k): DIVERGED for k in positions[diverged]})
+
+
+def slots_for_device(config: OfflineConfig, device: str, device_share: float | None) -> OfflineConfig:
+    """``config`` with solver slots chosen from the memory of the CUDA ``device`` for an actor
+    holding ``device_share`` of it (``fitting.device.solver_slots_for``); unchanged on the CPU or
+    when ``device_share`` is None (slots given by the user)."""
+    if device_share is None or torch.device(device).type != "cuda":
+        return config
+    memory = device_memory(device)
+    slots = solver_slots_for(memory, device_share)
+    logger.info(
+        "fitter on %s: %d solver slots for %.2g of %.1f GiB (pass --solver-slots to choose)",
+        device,
+        slots,
+        device_share,
+        memory / 2**30,
+    )
+    return dataclasses.replace(config, smplify=dataclasses.replace(config.smplify, batch_size=slots))
 
 
 #: Exit status of a fitter actor that ends itself after a device failure (Ray restarts it).

@@ -37,6 +37,7 @@ from spinfits.errors import ConflictError, InputError, StorageError
 from spinfits.fitting.body.joints import NUM_SPIN_JOINTS, SMPLIFY_IGNORED_JOINTS
 from spinfits.fitting.body.model_files import BodyModelFiles, load_body_model_files
 from spinfits.fitting.data.dataset import DatasetRows, load_spin_rows, npz_row_count
+from spinfits.fitting.device import MAX_DEVICE_SLOTS
 from spinfits.fitting.offline.config import OfflineConfig, default_offline_config
 from spinfits.npy_files import load_npy
 from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source, StoreLocation
@@ -51,6 +52,11 @@ logger = logging.getLogger(__name__)
 
 #: Fitter actors are named ``spinfits-fitter-<run>-<index>`` (see ``ray.util.list_named_actors``).
 FITTER_NAME_PREFIX = "spinfits-fitter-"
+#: Rows per shard by default on the CPU (an actor fits a shard in a few seconds)...
+CPU_SHARD_ROWS = 256
+#: ...and on a GPU: the most solver slots an actor chooses there (``MAX_DEVICE_SLOTS``), so a
+#: shard can fill the largest pool.
+GPU_SHARD_ROWS = MAX_DEVICE_SLOTS
 #: ``step`` recorded with precompute's fits (training records its step).
 PRECOMPUTE_STEP = -1
 
@@ -71,8 +77,11 @@ class PrecomputeConfig:
     machine's CPUs / workers).
 
     ``solver_slots``: SMPLify's solver slots on each actor (``SmplifyConfig.batch_size``, the
-    rows its device optimises together); None keeps the fitting configuration's (256), a size
-    for a CPU core. A GPU wants thousands: raise it with ``shard_size`` (docs/cluster.md).
+    rows its device optimises together); None: on the CPU the fitting configuration's (256, a
+    size for a CPU core), on a GPU chosen by each actor from the memory of its share of the
+    device (``fitting.device.solver_slots_for``: up to 8192). ``shard_size`` None:
+    ``CPU_SHARD_ROWS``, or ``GPU_SHARD_ROWS`` with ``gpus_per_worker`` (a shard then fills
+    the largest pool; docs/cluster.md).
 
     ``start_timeout_s``: an actor still pending this long (no room for it: e.g. another job
     holds the GPUs) is given up and its shards go to the started ones; none started: the job
@@ -85,7 +94,7 @@ class PrecomputeConfig:
     workers: int | None = None
     threads_per_worker: int | None = None
     gpus_per_worker: float = 0.0
-    shard_size: int = 256
+    shard_size: int | None = None
     solver_slots: int | None = None
     refit: bool = False
     refit_corrupt: bool = False
@@ -108,7 +117,7 @@ class PrecomputeConfig:
             raise InputError(
                 f"commit_every_s must be a finite number of seconds >= 0 (0: commit as often as possible), got {self.commit_every_s}"
             )
-        if self.shard_size < 1:
+        if self.shard_size is not None and self.shard_size < 1:
             raise InputError(f"shard_size must be >= 1, got {self.shard_size}")
         if self.solver_slots is not None and self.solver_slots < 1:
             raise InputError(
@@ -140,6 +149,21 @@ class PrecomputeConfig:
     @property
     def name(self) -> str:
         return self.dataset_name or Path(self.dataset).stem
+
+    @property
+    def shard_rows(self) -> int:
+        """Rows per shard: ``shard_size``, or its default for the device."""
+        if self.shard_size is not None:
+            return self.shard_size
+        return GPU_SHARD_ROWS if self.gpus_per_worker > 0 else CPU_SHARD_ROWS
+
+    @property
+    def device_share(self) -> float | None:
+        """The share of a GPU each actor chooses its solver slots for (None: the slots are
+        ``fitting``'s: on the CPU, or given by ``solver_slots``)."""
+        if self.gpus_per_worker > 0 and self.solver_slots is None:
+            return min(self.gpus_per_worker, 1.0)
+        return None
 
     @property
     def threads(self) -> int:
@@ -342,7 +366,7 @@ def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
         losses,
         dataset.confident,
         refit=refit,
-        shard_size=config.shard_size,
+        shard_size=config.shard_rows,
         min_keypoints=config.fitting.smplify.min_keypoints,
         failed=None if config.retry_failed else failed,
         only=corrupt,
@@ -470,6 +494,7 @@ def _start_fitters(config) -> list:
             config.fitting,
             device,
             config.threads,
+            config.device_share,
         )
         for index in range(config.actor_count(ray.cluster_resources()))
     ]

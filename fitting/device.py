@@ -125,3 +125,35 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or (
         isinstance(error, RuntimeError) and "out of memory" in str(error)
     )
+
+
+#: Memory one solver slot takes on the device (bytes): the LM pool's Jacobians, normal equations and
+#: joints-only evaluation of one row (every hypothesis of it). Measured on the CPU with the stand-in
+#: and precompute's default fitting (peak resident memory of ``OfflineFitter.fit`` over 512 and 2048
+#: slots: 450 and 515 KiB per slot); a CUDA device has not measured it yet (bench/gpu.sh).
+SLOT_BYTES = 512 * 1024
+#: Slots chosen for a CUDA device never exceed this: past a few thousand rows an LM iteration is
+#: bound by the device's arithmetic, and a larger pool only lengthens the tail of a shard.
+#: Not yet measured on a GPU (bench/gpu.sh --slots), so a round number with room on either side.
+MAX_DEVICE_SLOTS = 8192
+#: Slots are chosen in steps of this many rows (and never fewer: a CPU core's default).
+SLOT_STEP = 256
+
+
+def solver_slots_for(memory_bytes: int, share: float) -> int:
+    """Solver slots for an actor that holds ``share`` (0 < share <= 1, e.g. ``--gpus-per-worker``)
+    of a device with ``memory_bytes`` of memory: half its share (the rest for the body model,
+    torch's allocator cache and the other actors' contexts) in ``SLOT_BYTES`` per slot, rounded
+    down to ``SLOT_STEP``, between ``SLOT_STEP`` and ``MAX_DEVICE_SLOTS``. E.g. 80 GB at 0.25:
+    8192; 16 GiB at 0.25: 4096; 16 GiB at 0.1: 1536."""
+    if not (memory_bytes > 0 and 0 < share <= 1):
+        raise ValueError(
+            f"expected device memory > 0 bytes and a share in (0, 1], got {memory_bytes} and {share}"
+        )
+    slots = int(memory_bytes * min(share, 1.0) * 0.5 // SLOT_BYTES) // SLOT_STEP * SLOT_STEP
+    return max(SLOT_STEP, min(MAX_DEVICE_SLOTS, slots))
+
+
+def device_memory(device: torch.device | str) -> int:
+    """Total memory of the CUDA ``device`` in bytes."""
+    return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)

@@ -15,7 +15,7 @@ from spinfits.cli.options import (
     make_config,
     s3_options,
 )
-from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
+from spinfits.cluster.precompute import CPU_SHARD_ROWS, GPU_SHARD_ROWS, PrecomputeConfig, run_precompute
 
 #: PrecomputeConfig field -> the flag that sets it (its messages name fields; see cli.options).
 FLAGS = {
@@ -74,15 +74,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--shard-size",
         type=int,
         default=_default("shard_size"),
-        help="dataset rows per shard, the unit of work an actor fits and the "
-        "driver merges (default %(default)s)",
+        help="dataset rows per shard, the unit of work an actor fits and the driver merges "
+        f"(default: {CPU_SHARD_ROWS} on the CPU, {GPU_SHARD_ROWS} with --gpus-per-worker)",
     )
     parser.add_argument(
         "--solver-slots",
         type=int,
         default=_default("solver_slots"),
         help="rows SMPLify's solver optimises together on an actor's device (its batch; default: "
-        "the fitting configuration's, 256); on a GPU raise it (e.g. 4096) with --shard-size",
+        "the fitting configuration's, 256, on the CPU; on a GPU chosen from the memory of the "
+        "actor's share of it, up to 8192)",
     )
     parser.add_argument(
         "--batch",

@@ -493,3 +493,33 @@ def test_refit_corrupt_refits_exactly_the_rows_verify_reports(
     assert np.isfinite(refitted.loss).all() and (np.abs(refitted.pose) < 10).all()
     again = run_precompute(config(small_dataset, path, standin_dir, refit_corrupt=True))
     assert again.rows_planned == 0 and "no corrupt rows" in again.nothing_to_do
+
+
+def test_shard_and_slot_defaults_follow_the_device(tmp_path):
+    """CPU: 256-row shards and the fitting config's slots; GPU: shards that fill the largest pool,
+    and each actor chooses its slots for its share of the device (unless --solver-slots)."""
+    paths = (tmp_path / "d.npz", tmp_path / "store", tmp_path)
+    cpu = config(*paths, shard_size=None)
+    assert (cpu.shard_rows, cpu.device_share) == (256, None)
+    gpu = config(*paths, shard_size=None, gpus_per_worker=0.25)
+    assert (gpu.shard_rows, gpu.device_share) == (8192, 0.25)
+    assert config(*paths, shard_size=None, gpus_per_worker=2.0).device_share == 1.0
+    chosen = config(*paths, shard_size=512, gpus_per_worker=0.25, solver_slots=1024)
+    assert (chosen.shard_rows, chosen.device_share) == (512, None)
+
+
+def test_an_actor_on_cuda_sizes_its_slots_from_the_device_memory(monkeypatch, standin_files):
+    """The actor's own path (``slots_for_device``, run in ``FitterActor.__init__``), with the
+    device's memory read from a stand-in for ``torch.cuda.get_device_properties``."""
+    from spinfits.cluster import fitter_actor
+    from spinfits.fitting.offline.config import default_offline_config
+
+    asked = []
+    monkeypatch.setattr(fitter_actor, "device_memory", lambda device: asked.append(str(device)) or 16 * 2**30)
+    base = default_offline_config(standin_files)
+    on_gpu = fitter_actor.slots_for_device(base, "cuda:1", 0.25)
+    assert on_gpu.smplify.batch_size == 4096 and asked == ["cuda:1"]
+    assert on_gpu.smplify.solver == base.smplify.solver  # only the slots change
+    assert fitter_actor.slots_for_device(base, "cuda", None) is base  # --solver-slots given
+    assert fitter_actor.slots_for_device(base, "cpu", 0.25) is base
+    assert asked == ["cuda:1"]

@@ -107,3 +107,27 @@ def test_tf32_is_off_inside_the_fit_and_restored_after(body_files, tf32_on, monk
 def test_device_failures_are_told_from_row_errors(error, failure, oom):
     assert is_device_failure(error) is failure
     assert is_out_of_memory(error) is oom
+
+
+@pytest.mark.parametrize(
+    "memory, share, slots",
+    [
+        (80 * 10**9, 0.25, 8192),  # capped: MAX_DEVICE_SLOTS
+        (16 * 2**30, 0.25, 4096),  # 2 GiB for the pool at 512 KiB a slot
+        (16 * 2**30, 0.1, 1536),  # rounded down to SLOT_STEP
+        (2**30, 0.1, 256),  # never below a CPU core's default
+    ],
+)
+def test_solver_slots_follow_the_device_memory(memory, share, slots):
+    from spinfits.fitting.device import solver_slots_for
+
+    assert solver_slots_for(memory, share) == slots
+
+
+def test_solver_slots_need_memory_and_a_share():
+    from spinfits.fitting.device import solver_slots_for
+
+    with pytest.raises(ValueError, match=r"a share in \(0, 1\], got 1000 and 0"):
+        solver_slots_for(1000, 0)
+    with pytest.raises(ValueError, match="expected device memory > 0 bytes"):
+        solver_slots_for(0, 0.5)
