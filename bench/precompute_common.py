@@ -196,6 +196,9 @@ class QualityJudge:
     """Scores fits (N, ...) of a synthetic dataset against its ground truth (``bench/fit_quality``'s
     measures)."""
 
+    header = QUALITY_HEADER
+    columns = 4
+
     def __init__(self, files: BodyModelFiles, dataset_path: Path, keypoints: np.ndarray) -> None:
         raw = np.load(dataset_path)
         self.model = SpinBodyModel(files)
@@ -239,6 +242,83 @@ class QualityJudge:
             float(wrong[ok].float().mean()),
             float(loss[ok].median()),
         )
+
+
+@dataclass(frozen=True)
+class KeypointQuality:
+    """Per configuration on real keypoints (no 3D truth): 2D error median (crop px, the fit's
+    projected joints against the annotated keypoints, confident joints), the share of rows above
+    10 px, fit loss median (SPIN's)."""
+
+    error_2d: float
+    above_10px: float
+    loss_median: float
+
+    def cells(self) -> str:
+        return f"{self.error_2d:.2f} | {self.above_10px:.1%} | {self.loss_median:.2f}"
+
+
+class KeypointJudge:
+    """Scores fits (N, ...) of a real dataset against its own keypoints (``keypoints``: (N, 49, 3)
+    crop pixels + confidence): what a user without 3D truth can check."""
+
+    header = "2D err median vs annotation (crop px) | rows > 10 px | fit loss median"
+    columns = 3
+
+    def __init__(self, files: BodyModelFiles, keypoints: np.ndarray) -> None:
+        self.model = SpinBodyModel(files)
+        self.keypoints = torch.as_tensor(keypoints)
+        used = torch.ones(49, dtype=torch.bool)
+        used[list(SMPLIFY_IGNORED_JOINTS)] = False
+        self.visible = (self.keypoints[..., 2] > 0) & used
+
+    def __call__(self, pose, betas, cam_t, loss, rows: slice = slice(None)) -> KeypointQuality:
+        pose, betas, cam_t, loss = (
+            torch.as_tensor(np.asarray(v)).float() for v in (pose, betas, cam_t, loss)
+        )
+        ok = torch.isfinite(loss)
+        with torch.no_grad():
+            joints = torch.cat(
+                [self.model(pose[i : i + 512], betas[i : i + 512]).joints for i in range(0, len(pose), 512)]
+            )
+        camera = joints + cam_t[:, None]
+        pixels = FOCAL_LENGTH * camera[..., :2] / camera[..., 2:3] + CROP_CENTER
+        distance = (pixels - self.keypoints[rows, :, :2]).norm(dim=-1)
+        visible = self.visible[rows]
+        error = ((distance * visible).sum(1) / visible.sum(1).clamp_min(1))[ok]
+        return KeypointQuality(
+            float(error.median()), float((error > 10).float().mean()), float(loss[ok].median())
+        )
+
+
+def real_like_rows(source: Path, path: Path, repeat: int, noise_px: float, seed: int) -> Path:
+    """``source`` (a SPIN npz) with its rows ``repeat`` times: the first copy as it is, each other
+    with fresh N(0, noise_px) noise (image pixels) on every annotated keypoint ('part', and
+    'openpose' where present), written to ``path``."""
+    arrays = dict(np.load(source))
+    rows = len(arrays["scale"])
+    generator = np.random.default_rng(seed)
+    out = {}
+    for key, value in arrays.items():
+        if value.ndim == 0 or len(value) != rows:
+            out[key] = value
+            continue
+        copies = [value] * repeat
+        if key in ("part", "openpose"):
+            copies = [value] + [
+                np.concatenate(
+                    [
+                        value[..., :2]
+                        + generator.normal(0, noise_px, value[..., :2].shape) * (value[..., 2:] > 0),
+                        value[..., 2:],
+                    ],
+                    axis=-1,
+                ).astype(value.dtype)
+                for _ in range(repeat - 1)
+            ]
+        out[key] = np.concatenate(copies)
+    np.savez(path, **out)
+    return path
 
 
 _BURN = """
