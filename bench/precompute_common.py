@@ -61,7 +61,7 @@ KEYPOINT_SETS: dict[str, tuple[str, dict[str, object]]] = {
 
 
 def config_variant(base: OfflineConfig, text: str) -> OfflineConfig:
-    """``base`` with one field set from ``FIELD=VALUE`` text.
+    """``base`` with one field set from ``FIELD=VALUE`` text (several: ``F1=V1;F2=V2``, in order).
 
     FIELD is a top-level field (``back_hypothesis=True``) or a dotted path into nested frozen
     dataclasses (``smplify.weights.pose_prior_weight=2.39``: each level is rebuilt with
@@ -71,6 +71,10 @@ def config_variant(base: OfflineConfig, text: str) -> OfflineConfig:
     (``stages=((404, 100, 10), (4.78, 5, 30))`` -> ``(PriorStage(404, 100, 10), ...)``); else the
     field's own type (an int where the field is None).
     """
+    if ";" in text:  # several fields: FIELD=VALUE;FIELD=VALUE, set in order
+        for part in text.split(";"):
+            base = config_variant(base, part.strip())
+        return base
     if "=" not in text:
         raise ValueError(f"a config variant is FIELD=VALUE (e.g. back_hypothesis=True), got {text!r}")
     key, value = text.split("=", 1)

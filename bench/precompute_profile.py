@@ -4,7 +4,8 @@
         [--threads 2] [--keypoints SET[,SET...]] [--skip-ray]
 
 SET: "lsp" or "openpose" (synthetic look-alikes, ``precompute_common.KEYPOINT_SETS``, --rows rows)
-or a SPIN npz path (real keypoints, e.g. ``../shared/data/lsp_train_keypoints.npz``, all rows).
+or a SPIN npz path (real keypoints, e.g. ``../shared/data/lsp_train_keypoints.npz``: all rows in
+(b), the first --rows in (a)).
 Per set, in this process: (a) ``OfflineFitter.fit`` on shards of --shard-size rows, its steps
 timed by wrapping them (swap check, hypotheses set-up, camera stage, each prior stage of the body
 stage, hypothesis selection, outlier detection and refit, the final loss): seconds, share, rows
@@ -390,7 +391,9 @@ def keypoint_set(text: str, files, work: Path, rows: int, seed: int) -> tuple[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", help="standin (default), toy (pose correctives) or a folder")
-    parser.add_argument("--rows", type=int, default=512, help="rows of each synthetic set")
+    parser.add_argument(
+        "--rows", type=int, default=512, help="rows of each set in (a), of synthetic sets in (b)"
+    )
     parser.add_argument("--shard-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="actors in (b) (threads / workers each)")
@@ -418,7 +421,7 @@ def main() -> None:
     timer = StepTimer()
     instrument(timer)
     for label, path in sets:
-        profile_fitter(files, label, load_spin_npz(path).keypoints, args.shard_size, timer)
+        profile_fitter(files, label, load_spin_npz(path).keypoints[: args.rows], args.shard_size, timer)
 
 
 if __name__ == "__main__":
