@@ -193,6 +193,20 @@ class Quality:
         )
 
 
+def as_float_tensors(*arrays) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.as_tensor(np.asarray(v)).float() for v in arrays)
+
+
+def projected_joints(model: SpinBodyModel, pose, betas, cam_t) -> torch.Tensor:
+    """(N, 49, 2) crop pixels of the fits' joints: pose (N, 72), betas (N, 10), cam_t (N, 3)."""
+    with torch.no_grad():
+        joints = torch.cat(
+            [model(pose[i : i + 512], betas[i : i + 512]).joints for i in range(0, len(pose), 512)]
+        )
+    camera = joints + cam_t[:, None]
+    return FOCAL_LENGTH * camera[..., :2] / camera[..., 2:3] + CROP_CENTER
+
+
 QUALITY_HEADER = "2D err median (px) | PA-MPJPE mean / median (mm) | wrong-facing | fit loss median"
 
 
@@ -223,17 +237,11 @@ class QualityJudge:
     def __call__(self, pose, betas, cam_t, loss, rows: slice = slice(None)) -> Quality:
         """Fits of the dataset's ``rows`` (all by default): pose (N, 72), betas (N, 10), cam_t
         (N, 3), loss (N,); rows whose loss is not finite are left out."""
-        pose, betas, cam_t, loss = (
-            torch.as_tensor(np.asarray(v)).float() for v in (pose, betas, cam_t, loss)
-        )
+        pose, betas, cam_t, loss = as_float_tensors(pose, betas, cam_t, loss)
         ok = torch.isfinite(loss)
+        pixels = projected_joints(self.model, pose, betas, cam_t)
         with torch.no_grad():
-            joints = torch.cat(
-                [self.model(pose[i : i + 512], betas[i : i + 512]).joints for i in range(0, len(pose), 512)]
-            )
             fit = self._smpl_joints(pose, betas)
-        camera = joints + cam_t[:, None]
-        pixels = FOCAL_LENGTH * camera[..., :2] / camera[..., 2:3] + CROP_CENTER
         distance = (pixels - self.gt_keypoints[rows, :, :2]).norm(dim=-1)
         visible = self.visible[rows]
         error_2d = (distance * visible).sum(1) / visible.sum(1).clamp_min(1)
@@ -277,16 +285,9 @@ class KeypointJudge:
         self.visible = (self.keypoints[..., 2] > 0) & used
 
     def __call__(self, pose, betas, cam_t, loss, rows: slice = slice(None)) -> KeypointQuality:
-        pose, betas, cam_t, loss = (
-            torch.as_tensor(np.asarray(v)).float() for v in (pose, betas, cam_t, loss)
-        )
+        pose, betas, cam_t, loss = as_float_tensors(pose, betas, cam_t, loss)
         ok = torch.isfinite(loss)
-        with torch.no_grad():
-            joints = torch.cat(
-                [self.model(pose[i : i + 512], betas[i : i + 512]).joints for i in range(0, len(pose), 512)]
-            )
-        camera = joints + cam_t[:, None]
-        pixels = FOCAL_LENGTH * camera[..., :2] / camera[..., 2:3] + CROP_CENTER
+        pixels = projected_joints(self.model, pose, betas, cam_t)
         distance = (pixels - self.keypoints[rows, :, :2]).norm(dim=-1)
         visible = self.visible[rows]
         error = ((distance * visible).sum(1) / visible.sum(1).clamp_min(1))[ok]
