@@ -189,6 +189,8 @@ def profile_fitter(files, label: str, keypoints: np.ndarray, shard_size: int, ti
     print("| stage | rows | p10 / p50 / p90 / max | mean | cap | stopped by the cap (never converged) |")
     print("|---|---|---|---|---|---|")
     for name, records in timer.records.items():
+        if records[0][2] == 0:  # a stage with no iterations (the outlier refit's camera)
+            continue
         its = np.concatenate([r[0] for r in records])
         conv = np.concatenate([r[1] for r in records])
         cap = records[0][2]
