@@ -61,7 +61,7 @@ KEYPOINT_SETS: dict[str, tuple[str, dict[str, object]]] = {
 
 
 def config_variant(base: OfflineConfig, text: str) -> OfflineConfig:
-    """``base`` with one field set from ``FIELD=VALUE`` text.
+    """``base`` with one field set from ``FIELD=VALUE`` text (several: ``F1=V1;F2=V2``, in order).
 
     FIELD is a top-level field (``back_hypothesis=True``) or a dotted path into nested frozen
     dataclasses (``smplify.weights.pose_prior_weight=2.39``: each level is rebuilt with
@@ -71,6 +71,10 @@ def config_variant(base: OfflineConfig, text: str) -> OfflineConfig:
     (``stages=((404, 100, 10), (4.78, 5, 30))`` -> ``(PriorStage(404, 100, 10), ...)``); else the
     field's own type (an int where the field is None).
     """
+    if ";" in text:  # several fields: FIELD=VALUE;FIELD=VALUE, set in order
+        for part in text.split(";"):
+            base = config_variant(base, part.strip())
+        return base
     if "=" not in text:
         raise ValueError(f"a config variant is FIELD=VALUE (e.g. back_hypothesis=True), got {text!r}")
     key, value = text.split("=", 1)
@@ -189,12 +193,29 @@ class Quality:
         )
 
 
+def as_float_tensors(*arrays) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.as_tensor(np.asarray(v)).float() for v in arrays)
+
+
+def projected_joints(model: SpinBodyModel, pose, betas, cam_t) -> torch.Tensor:
+    """(N, 49, 2) crop pixels of the fits' joints: pose (N, 72), betas (N, 10), cam_t (N, 3)."""
+    with torch.no_grad():
+        joints = torch.cat(
+            [model(pose[i : i + 512], betas[i : i + 512]).joints for i in range(0, len(pose), 512)]
+        )
+    camera = joints + cam_t[:, None]
+    return FOCAL_LENGTH * camera[..., :2] / camera[..., 2:3] + CROP_CENTER
+
+
 QUALITY_HEADER = "2D err median (px) | PA-MPJPE mean / median (mm) | wrong-facing | fit loss median"
 
 
 class QualityJudge:
     """Scores fits (N, ...) of a synthetic dataset against its ground truth (``bench/fit_quality``'s
     measures)."""
+
+    header = QUALITY_HEADER
+    columns = 4
 
     def __init__(self, files: BodyModelFiles, dataset_path: Path, keypoints: np.ndarray) -> None:
         raw = np.load(dataset_path)
@@ -216,17 +237,11 @@ class QualityJudge:
     def __call__(self, pose, betas, cam_t, loss, rows: slice = slice(None)) -> Quality:
         """Fits of the dataset's ``rows`` (all by default): pose (N, 72), betas (N, 10), cam_t
         (N, 3), loss (N,); rows whose loss is not finite are left out."""
-        pose, betas, cam_t, loss = (
-            torch.as_tensor(np.asarray(v)).float() for v in (pose, betas, cam_t, loss)
-        )
+        pose, betas, cam_t, loss = as_float_tensors(pose, betas, cam_t, loss)
         ok = torch.isfinite(loss)
+        pixels = projected_joints(self.model, pose, betas, cam_t)
         with torch.no_grad():
-            joints = torch.cat(
-                [self.model(pose[i : i + 512], betas[i : i + 512]).joints for i in range(0, len(pose), 512)]
-            )
             fit = self._smpl_joints(pose, betas)
-        camera = joints + cam_t[:, None]
-        pixels = FOCAL_LENGTH * camera[..., :2] / camera[..., 2:3] + CROP_CENTER
         distance = (pixels - self.gt_keypoints[rows, :, :2]).norm(dim=-1)
         visible = self.visible[rows]
         error_2d = (distance * visible).sum(1) / visible.sum(1).clamp_min(1)
@@ -239,6 +254,76 @@ class QualityJudge:
             float(wrong[ok].float().mean()),
             float(loss[ok].median()),
         )
+
+
+@dataclass(frozen=True)
+class KeypointQuality:
+    """Per configuration on real keypoints (no 3D truth): 2D error median (crop px, the fit's
+    projected joints against the annotated keypoints, confident joints), the share of rows above
+    10 px, fit loss median (SPIN's)."""
+
+    error_2d: float
+    above_10px: float
+    loss_median: float
+
+    def cells(self) -> str:
+        return f"{self.error_2d:.2f} | {self.above_10px:.1%} | {self.loss_median:.2f}"
+
+
+class KeypointJudge:
+    """Scores fits (N, ...) of a real dataset against its own keypoints (``keypoints``: (N, 49, 3)
+    crop pixels + confidence): what a user without 3D truth can check."""
+
+    header = "2D err median vs annotation (crop px) | rows > 10 px | fit loss median"
+    columns = 3
+
+    def __init__(self, files: BodyModelFiles, keypoints: np.ndarray) -> None:
+        self.model = SpinBodyModel(files)
+        self.keypoints = torch.as_tensor(keypoints)
+        used = torch.ones(49, dtype=torch.bool)
+        used[list(SMPLIFY_IGNORED_JOINTS)] = False
+        self.visible = (self.keypoints[..., 2] > 0) & used
+
+    def __call__(self, pose, betas, cam_t, loss, rows: slice = slice(None)) -> KeypointQuality:
+        pose, betas, cam_t, loss = as_float_tensors(pose, betas, cam_t, loss)
+        ok = torch.isfinite(loss)
+        pixels = projected_joints(self.model, pose, betas, cam_t)
+        distance = (pixels - self.keypoints[rows, :, :2]).norm(dim=-1)
+        visible = self.visible[rows]
+        error = ((distance * visible).sum(1) / visible.sum(1).clamp_min(1))[ok]
+        return KeypointQuality(
+            float(error.median()), float((error > 10).float().mean()), float(loss[ok].median())
+        )
+
+
+def real_like_rows(source: Path, path: Path, repeat: int, noise_px: float, seed: int) -> Path:
+    """``source`` (a SPIN npz) with its rows ``repeat`` times: the first copy as it is, each other
+    with fresh N(0, noise_px) noise (image pixels) on every annotated keypoint ('part', and
+    'openpose' where present), written to ``path``."""
+    arrays = dict(np.load(source))
+    rows = len(arrays["scale"])
+    generator = np.random.default_rng(seed)
+    out = {}
+    for key, value in arrays.items():
+        if value.ndim == 0 or len(value) != rows:
+            out[key] = value
+            continue
+        copies = [value] * repeat
+        if key in ("part", "openpose"):
+            copies = [value] + [
+                np.concatenate(
+                    [
+                        value[..., :2]
+                        + generator.normal(0, noise_px, value[..., :2].shape) * (value[..., 2:] > 0),
+                        value[..., 2:],
+                    ],
+                    axis=-1,
+                ).astype(value.dtype)
+                for _ in range(repeat - 1)
+            ]
+        out[key] = np.concatenate(copies)
+    np.savez(path, **out)
+    return path
 
 
 _BURN = """

@@ -21,6 +21,7 @@ import math
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -344,42 +345,123 @@ def _who() -> str:
 
 def run_precompute(config: PrecomputeConfig) -> PrecomputeSummary:
     """Fill the store with fits of every row of the dataset that has none (see module doc)."""
+    return run_precompute_datasets([config])[0]
+
+
+def run_precompute_datasets(configs: Sequence[PrecomputeConfig]) -> tuple[PrecomputeSummary, ...]:
+    """One job for several datasets (SPIN trains on six): ``configs`` differ only in their
+    ``dataset``, ``dataset_name`` and ``init`` (``check_one_job``). Every input of every dataset
+    is checked before any work; their rows are planned together, one queue of shards dataset
+    after dataset, which one set of actors (started once, warm across datasets) fits; one writer
+    merges each dataset's rows under its own name and commits as soon as a dataset is complete,
+    so a job stopped between datasets resumes with the next one. One summary per dataset, in
+    the order given."""
+    configs = check_one_job(configs)
     start = time.perf_counter()
-    check_outputs_outlive_the_job({"store": config.store})
-    StoreLocation.parse(config.store, config.s3).check_writable()
-    files = load_body_model_files(config.model_dir)
-    config = dataclasses.replace(config, fitting=config.fitting_for(files))
-    refit = (config.refit or config.init != "offline") and not config.refit_corrupt
-    existing = _existing_store(config, files)  # nothing created before the checks
-    corrupt = _reset_corrupt(config, existing) if config.refit_corrupt else None
-    stored = _stored_record(config, existing)
+    first = configs[0]
+    check_outputs_outlive_the_job({"store": first.store})
+    StoreLocation.parse(first.store, first.s3).check_writable()
+    files = load_body_model_files(first.model_dir)
+    fitting = first.fitting_for(files)
+    configs = [dataclasses.replace(config, fitting=fitting) for config in configs]
+    existing = _existing_store(first, files)  # nothing created before the checks
+    records, rows, corrupts = [], [], []
+    for config in configs:  # every file checked before anything is created (but refit_corrupt's reset)
+        corrupt = _reset_corrupt(config, existing) if config.refit_corrupt else None
+        stored = _stored_record(config, existing)
+        records.append(stored)
+        corrupts.append(corrupt)
+        keep = _rows_to_keep(config, stored, corrupt)
+        rows.append(load_spin_rows(config.dataset, keep, counted_joints=COUNTED_JOINTS))
+    store = None
+    work = []
+    for index, config in enumerate(configs):
+        dataset = rows[index]
+        store = _prepare_store(config, files, dataset)
+        initial = _initial_fits(config, store, dataset.n_rows)
+        losses, failed = records[index] or _stored_record(config, store)  # a new dataset: no fits
+        plan = plan_rows(
+            losses,
+            dataset.confident,
+            refit=_refits(config),
+            shard_size=config.shard_rows,
+            min_keypoints=config.fitting.smplify.min_keypoints,
+            failed=None if config.retry_failed else failed,
+            only=corrupts[index],
+        )
+        logger.info(
+            "%s; dataset %s (%d rows) -> store %s",
+            files.description,
+            config.name,
+            dataset.n_rows,
+            store.location,
+        )
+        if not plan.shards:
+            logger.debug("%s: nothing to do: %s", config.name, plan.nothing_to_do())  # the CLI says it
+        work.append(_DatasetWork(config, plan, initial, PlannedKeypoints(plan.pending, dataset)))
+        rows[index] = None  # the driver keeps only the keypoints of the rows it fits
+    del rows, records
+    if not any(item.plan.shards for item in work):
+        return tuple(
+            _summary(item.config, store, files, item.plan, 0, 0, 0, 0, None, start, ()) for item in work
+        )
+    return _fit_plans(work, store, files, start)
+
+
+def _refits(config: PrecomputeConfig) -> bool:
+    """Whether the plan refits rows that hold a fit (``refit``, or a start from other fits)."""
+    return (config.refit or config.init != "offline") and not config.refit_corrupt
+
+
+def _rows_to_keep(config: PrecomputeConfig, stored, corrupt: np.ndarray | None) -> np.ndarray | None:
+    """(N,) bool rows of the dataset file the driver reads (None: all of them): the corrupt rows
+    with ``refit_corrupt``, else the rows the plan may pick."""
     if corrupt is not None:
         keep = np.zeros(len(stored[0]), dtype=bool)
         keep[corrupt] = True
-    else:
-        keep = None if stored is None or refit else _may_need_a_fit(*stored, config.retry_failed)
-    dataset = load_spin_rows(config.dataset, keep, counted_joints=COUNTED_JOINTS)
-    store = _prepare_store(config, files, dataset)
-    initial = _initial_fits(config, store, dataset.n_rows)
-    losses, failed = stored or _stored_record(config, store)  # a new dataset: no fits, no failures
-    plan = plan_rows(
-        losses,
-        dataset.confident,
-        refit=refit,
-        shard_size=config.shard_rows,
-        min_keypoints=config.fitting.smplify.min_keypoints,
-        failed=None if config.retry_failed else failed,
-        only=corrupt,
-    )
-    logger.info(
-        "%s; dataset %s (%d rows) -> store %s", files.description, config.name, dataset.n_rows, store.location
-    )
-    if not plan.shards:
-        logger.debug("nothing to do: %s", plan.nothing_to_do())  # the command line says it
-        return _summary(config, store, files, plan, 0, 0, 0, 0, None, start, ())
-    keypoints = PlannedKeypoints(plan.pending, dataset)
-    del dataset, losses, failed, stored  # the driver keeps only the keypoints of the rows it fits
-    return _fit_plan(config, store, files, plan, initial, start, keypoints)
+        return keep
+    if stored is None or _refits(config):
+        return None
+    return _may_need_a_fit(*stored, config.retry_failed)
+
+
+def check_one_job(configs: Sequence[PrecomputeConfig]) -> list[PrecomputeConfig]:
+    """``configs`` as a list, when they can be one job: at least one, every field but
+    ``dataset``, ``dataset_name`` and ``init`` the same, and distinct dataset names; else
+    ``InputError`` naming what differs."""
+    configs = list(configs)
+    if not configs:
+        raise InputError("no dataset given: pass one PrecomputeConfig (one --dataset) or more")
+    first = configs[0]
+    own = {"dataset", "dataset_name", "init"}
+    for config in configs[1:]:
+        for field_ in dataclasses.fields(PrecomputeConfig):
+            if field_.name not in own and getattr(config, field_.name) != getattr(first, field_.name):
+                raise InputError(
+                    f"the datasets of one job share every setting but dataset, dataset_name and "
+                    f"init: {field_.name} is {getattr(first, field_.name)!r} for {first.dataset} and "
+                    f"{getattr(config, field_.name)!r} for {config.dataset}; run separate jobs"
+                )
+    names = [config.name for config in configs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(
+            f"two datasets of the job have the store name {twice[0]!r} "
+            f"({', '.join(str(c.dataset) for c in configs if c.name == twice[0])}); "
+            "give each its own dataset_name"
+        )
+    return configs
+
+
+@dataclass(frozen=True)
+class _DatasetWork:
+    """One dataset of a job: its config, plan, initial fits (None: offline) and the keypoints of
+    its planned rows."""
+
+    config: PrecomputeConfig
+    plan: Plan
+    initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    keypoints: PlannedKeypoints
 
 
 #: The keypoints that count towards a row's ``min_keypoints`` (SMPLify ignores the others).
@@ -507,17 +589,20 @@ def _start_fitters(config) -> list:
     return actors
 
 
-def _shard_submitter(initial, keypoints: PlannedKeypoints):
-    """submit(actor, rows) -> the actor's ``fit_shard`` call on ``rows``, from the stored fits
-    (``initial``: pose, betas, usable) when every row has one to refine."""
+def _shard_submitter(work: list[_DatasetWork]):
+    """submit(actor, (dataset index, rows)) -> the actor's ``fit_shard`` call on those rows of
+    ``work[index]``, from its stored fits (``initial``: pose, betas, usable) when every row has
+    one to refine."""
 
-    def submit(actor, rows):
+    def submit(actor, shard):
+        index, rows = shard
+        keypoints, initial = work[index].keypoints[rows], work[index].initial
         if initial is None:
-            return actor.fit_shard.remote(rows, keypoints[rows])
+            return actor.fit_shard.remote(rows, keypoints)
         pose, betas, usable = initial
         if not usable[rows].all():  # rows without a fit to refine start from keypoints alone
-            return actor.fit_shard.remote(rows, keypoints[rows])
-        return actor.fit_shard.remote(rows, keypoints[rows], pose[rows], betas[rows])
+            return actor.fit_shard.remote(rows, keypoints)
+        return actor.fit_shard.remote(rows, keypoints, pose[rows], betas[rows])
 
     return submit
 
@@ -535,58 +620,69 @@ def _proposals_of(result: ShardResult) -> Proposals:
     )
 
 
-def _fit_plan(
-    config, store, files, plan: Plan, initial, start, keypoints: PlannedKeypoints
-) -> PrecomputeSummary:
-    """Fit the plan's shards on Ray actors; each shard's keypoints (``keypoints[rows]``, (S, 49, 3))
-    travel with it."""
+def _fit_plans(
+    work: list[_DatasetWork], store: FitStore, files, start: float
+) -> tuple[PrecomputeSummary, ...]:
+    """Fit the datasets' shards, one queue dataset after dataset, on one set of Ray actors; each
+    shard's keypoints (``keypoints[rows]``, (S, 49, 3)) travel with it."""
+    config = work[0].config  # the job's settings (check_one_job)
     started_ray = _ray_with_room(config.actor_demand)
     demand = config.actor_demand
     actors = _start_fitters(config)
-    submit = _shard_submitter(initial, keypoints)
+    shards = [(index, rows) for index, item in enumerate(work) for rows in item.plan.shards]
+    submit = _shard_submitter(work)
+    names = [item.config.name for item in work]
     writer = StoreWriter(
         store,
-        config.name,
-        job=f"precompute {config.name}" + (" --refit-corrupt" if config.refit_corrupt else ""),
+        names,
+        job=f"precompute {', '.join(names)}" + (" --refit-corrupt" if config.refit_corrupt else ""),
         source="precompute",
         commit_every_s=config.commit_every_s,
         commit_every_rows=config.commit_every_rows,
         who=_who(),
-        metadata={"dataset": config.name, "body_model_standin": files.is_standin},
+        metadata={
+            **({"dataset": names[0]} if len(names) == 1 else {"datasets": names}),
+            "body_model_standin": files.is_standin,
+        },
     )
-    fitted = failed = 0
-    fitting_seconds = 0.0
-    timeline = []
-    finite_sum, finite_count = 0.0, 0
+    progress = [_Progress(len(item.plan.shards)) for item in work]
     bar = tqdm(
-        total=len(plan.pending),
+        total=sum(len(item.plan.pending) for item in work),
         unit="fit",
-        desc=f"precompute {config.name}",
+        desc=f"precompute {', '.join(names)}",
         disable=not config.show_progress,
         dynamic_ncols=True,
     )
+    fitted = failed = 0
+    finite_sum, finite_count = 0.0, 0
     try:
         # two slots per actor: a shard queued while the driver commits
         result: ShardResult
-        for result in ShardScheduler(
+        scheduler = ShardScheduler(
             actors, submit, slots_per_actor=2, start_timeout_s=config.start_timeout_s, demand=demand
-        ).results(list(plan.shards)):
+        )
+        for shard, result in scheduler.indexed_results(shards):
+            index = shards[shard][0]
+            name, done = names[index], progress[index]
             if result.failed_rows.size:
-                writer.record_failures(result.failed_rows, result.failed_reasons)
+                writer.record_failures(result.failed_rows, result.failed_reasons, dataset=name)
             proposals = _proposals_of(result)
             refused_rows, refused_reasons = _refused_by_the_store(proposals)
             if refused_rows.size:  # recorded: a rerun skips them, as other failed rows
-                writer.record_failures(refused_rows, refused_reasons)
-            writer.propose(proposals)
+                writer.record_failures(refused_rows, refused_reasons, dataset=name)
+            done.improved += writer.propose(proposals, dataset=name)
             finite = np.isfinite(result.loss)
             failed += int(result.failed_rows.size)
             fitted += len(result.rows)
-            fitting_seconds += result.seconds
+            done.add(result, time.perf_counter() - start)
             finite_sum += float(result.loss[finite].sum())
             finite_count += int(finite.sum())
-            timeline.append((time.perf_counter() - start, fitted))
             bar.update(len(result.rows))
             bar.set_postfix(mean_loss=f"{finite_sum / max(finite_count, 1):.2f}", failed=failed)
+            if done.shards_left == 0 and any(other.shards_left for other in progress):
+                # a dataset is complete: committed now, so that a job stopped later resumes after it
+                writer.flush(note=f"dataset {name} complete")
+                logger.info("dataset %s: all %d planned rows fitted", name, done.fitted)
         writer.close()
     except BaseException as error:  # interrupted (Ctrl-C, a failure): keep what was merged
         _commit_interrupted(writer, store, error, fitted)
@@ -597,21 +693,53 @@ def _fit_plan(
             ray.kill(actor)
         if started_ray:
             ray.shutdown()
-    stats = writer.stats()
-    summary = _summary(
-        config,
-        store,
-        files,
-        plan,
-        fitted,
-        stats.rows_improved,
-        failed,
-        stats.commits,
-        stats.last_commit,
-        start,
-        tuple(timeline),
-    )
-    return dataclasses.replace(summary, fitting_seconds=fitting_seconds)
+    return _summaries(work, progress, store, files, writer.stats(), start)
+
+
+def _summaries(work, progress, store, files, stats, start: float) -> tuple[PrecomputeSummary, ...]:
+    """One summary per dataset of a job that ran (``progress``: what was merged of each)."""
+    last = max(range(len(work)), key=lambda index: progress[index].finished or 0.0)
+    summaries = []
+    for index, (item, done) in enumerate(zip(work, progress, strict=True)):
+        summary = _summary(
+            item.config,
+            store,
+            files,
+            item.plan,
+            done.fitted,
+            done.improved,
+            done.failed,
+            stats.commits,
+            stats.last_commit,
+            start,
+            tuple(done.timeline),
+        )
+        # the dataset that finished last ran to the job's end (last commit, Ray's shut-down)
+        seconds = summary.seconds if index == last or done.finished is None else done.finished
+        summaries.append(dataclasses.replace(summary, fitting_seconds=done.fitting_seconds, seconds=seconds))
+    return tuple(summaries)
+
+
+@dataclass
+class _Progress:
+    """What the driver merged of one dataset so far (mutable: one per dataset of a running job)."""
+
+    shards_left: int
+    fitted: int = 0
+    improved: int = 0
+    failed: int = 0
+    fitting_seconds: float = 0.0
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    finished: float | None = None  #: seconds since the job's start when its last shard merged
+
+    def add(self, result: ShardResult, since_start: float) -> None:
+        self.shards_left -= 1
+        self.fitted += len(result.rows)
+        self.failed += int(result.failed_rows.size)
+        self.fitting_seconds += result.seconds
+        self.timeline.append((since_start, self.fitted))
+        if self.shards_left == 0:
+            self.finished = since_start
 
 
 def check_room(demand: dict[str, float], nodes: list[dict]) -> None:

@@ -22,6 +22,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import ray
@@ -40,8 +41,9 @@ class ShardScheduler:
     """Fits shards on ``actors`` (fitter actor handles, with ``node_id()``), ``slots_per_actor``
     shards queued on each at a time (the next one waits while the driver merges).
 
-    submit(actor, rows) -> ObjectRef of the actor's ``ShardResult`` for ``rows`` ((S,) dataset
-    rows); check_every_s: how often, while waiting, the nodes are checked for a lost one.
+    submit(actor, shard) -> ObjectRef of the actor's ``ShardResult`` for ``shard`` (one item of
+    the shards given to ``results``: (S,) dataset rows, or what the caller makes a shard of);
+    check_every_s: how often, while waiting, the nodes are checked for a lost one.
     start_timeout_s: an actor that has not started this long after ``results`` began (pending: the
     cluster has no room for it, e.g. another job holds the GPUs) is given up and its shards go
     to the started actors; when none has started, ``FittersLostError`` says which resources
@@ -52,7 +54,7 @@ class ShardScheduler:
     def __init__(
         self,
         actors: Sequence[ray.actor.ActorHandle],
-        submit: Callable[[ray.actor.ActorHandle, np.ndarray], ray.ObjectRef],
+        submit: Callable[[ray.actor.ActorHandle, Any], ray.ObjectRef],
         slots_per_actor: int = 2,
         check_every_s: float = 2.0,
         start_timeout_s: float | None = 600.0,
@@ -71,6 +73,12 @@ class ShardScheduler:
     def results(self, shards: Sequence[np.ndarray]) -> Iterator[ShardResult]:
         """Yield the ``ShardResult`` of every shard once, in the order they finish. An error
         raised by ``fit_shard`` comes through; ``FittersLostError`` when no actor is left."""
+        for _, result in self.indexed_results(shards):
+            yield result
+
+    def indexed_results(self, shards: Sequence[Any]) -> Iterator[tuple[int, ShardResult]]:
+        """``results``, each with the index of its shard in ``shards``; a shard is whatever
+        ``submit`` takes (precompute's: (dataset index, rows))."""
         pending = deque(range(len(shards)))
         live = list(range(len(self._actors)))
         load: Counter[int] = Counter()
@@ -96,9 +104,9 @@ class ShardScheduler:
                     actor = hello.pop(ref)
                     nodes[actor] = self._started(actor, ref)
                     continue
-                _, actor = in_flight.pop(ref)
+                shard, actor = in_flight.pop(ref)
                 load[actor] -= 1
-                yield ray.get(ref)
+                yield shard, ray.get(ref)
             if self._clock() - checked >= self._check_every_s:
                 checked = self._clock()
                 dead = {node["NodeID"] for node in ray.nodes() if not node["Alive"]}

@@ -127,10 +127,10 @@ def test_ctrl_c_is_reported_with_what_stays_and_exit_status_130(tmp_path, capsys
     stays and how to continue, status 130 as a shell reports SIGINT; no traceback."""
     from spinfits.cli import precompute
 
-    def interrupted(config):
+    def interrupted(configs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(precompute, "run_precompute", interrupted)
+    monkeypatch.setattr(precompute, "run_precompute_datasets", interrupted)
     status = main(
         [
             "precompute",

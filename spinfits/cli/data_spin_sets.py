@@ -21,6 +21,15 @@ ATTACH_FLAGS = {"max_distance": "--max-distance", "min_shared_joints": "--min-sh
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """The converters of SPIN's training and evaluation sets (one parser each)."""
+    _register_lsp(commands)
+    _register_mpii(commands)
+    _register_3dpw(commands)
+    _register_humandata(commands)
+    _register_attach_openpose(commands)
+
+
+def _register_lsp(commands: argparse._SubParsersAction) -> None:
     lsp = commands.add_parser(
         "from-lsp",
         help="LSP / LSP-extended joints.mat -> SPIN's npz (as SPIN's lsp_dataset*.py)",
@@ -46,6 +55,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     lsp.set_defaults(func=_from_lsp)
 
+
+def _register_mpii(commands: argparse._SubParsersAction) -> None:
     mpii = commands.add_parser(
         "from-mpii",
         help="MPII's mpii_human_pose_v1_u12_1.mat -> SPIN's npz (as SPIN's mpii.py)",
@@ -71,6 +82,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     mpii.set_defaults(func=_from_mpii)
 
+
+def _register_3dpw(commands: argparse._SubParsersAction) -> None:
     pw3d = commands.add_parser(
         "from-3dpw",
         help="3DPW sequence pickles -> SPIN's npz with SMPL ground truth and gender (as SPIN's pw3d.py)",
@@ -86,6 +99,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     pw3d.set_defaults(func=_from_3dpw)
 
+
+def _register_humandata(commands: argparse._SubParsersAction) -> None:
     human_data = commands.add_parser(
         "from-humandata",
         help="mmhuman3d's HumanData .npz -> SPIN's npz (keypoints, boxes, SMPL, gender)",
@@ -104,6 +119,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     human_data.set_defaults(func=_from_humandata)
 
+
+def _register_attach_openpose(commands: argparse._SubParsersAction) -> None:
     attach = commands.add_parser(
         "attach-openpose",
         help="add OpenPose detections to the rows of a SPIN npz (its openpose member), by image name",

@@ -1,4 +1,5 @@
-"""``spinfits precompute``: fill the store with fits of a whole dataset, on Ray."""
+"""``spinfits precompute``: fill the store with fits of whole datasets, on Ray (one job for all
+the ``--dataset`` given: one set of actors, a summary and a resume point per dataset)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from spinfits.cli.options import (
     make_config,
     s3_options,
 )
-from spinfits.cluster.precompute import CPU_SHARD_ROWS, GPU_SHARD_ROWS, PrecomputeConfig, run_precompute
+from spinfits.cluster.precompute import (
+    CPU_SHARD_ROWS,
+    GPU_SHARD_ROWS,
+    PrecomputeConfig,
+    run_precompute_datasets,
+)
+from spinfits.errors import InputError
 
 #: PrecomputeConfig field -> the flag that sets it (its messages name fields; see cli.options).
 FLAGS = {
@@ -43,14 +50,68 @@ def _default(name: str):
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "precompute",
-        help="fit every row of a dataset that has no fit yet, on Ray, into the store",
+        help="fit every row of datasets that has no fit yet, on Ray, into the store",
         description="Plans the rows without a fit from the store's record, fits them in Ray "
-        "actors and commits as it goes; rerun the same command to resume.",
+        "actors and commits as it goes; rerun the same command to resume. Several --dataset: "
+        "one job (the actors stay warm from one dataset to the next), each dataset under its "
+        "own name in the store, committed as soon as it is complete.",
     )
-    parser.add_argument("--dataset", required=True, type=Path, help="SPIN dataset .npz")
+    _add_input_arguments(parser)
+    _add_compute_arguments(parser)
+    parser.add_argument(
+        "--refit", action="store_true", help="refit rows that already hold a fit (the better fit is kept)"
+    )
+    parser.add_argument(
+        "--refit-corrupt",
+        action="store_true",
+        help="refit exactly the rows `spinfits store verify` reports as corrupt (damaged chunks, "
+        "implausible rows): one commit resets them to no fit, then they are fitted",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="fit again the rows an earlier run could not fit (skipped by default; "
+        "`spinfits store info` lists them with their reasons)",
+    )
+    parser.add_argument(
+        "--init",
+        default=_default("init"),
+        help="'offline' (keypoints alone), 'store' (refine the store's fits) or a "
+        "SPIN *_fits.npy to refine (default %(default)s)",
+    )
+    parser.add_argument(
+        "--commit-every",
+        type=float,
+        default=_default("commit_every_s"),
+        metavar="SECONDS",
+        help="seconds between commits (default %(default)s)",
+    )
+    parser.add_argument("--report", type=Path, help="write a report PNG here")
+    add_s3_arguments(parser)
+    parser.set_defaults(func=_run)
+
+
+def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dataset (repeatable), --store, --model-dir, --name (repeatable)."""
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        type=Path,
+        action="append",
+        help="SPIN dataset .npz; repeat it for several datasets in one job",
+    )
     parser.add_argument("--store", required=True, help="store path (created if absent) or s3:// URL")
     parser.add_argument("--model-dir", required=True, type=Path, help="body model folder")
-    parser.add_argument("--name", help="dataset name in the store (default: the file's stem)")
+    parser.add_argument(
+        "--name",
+        action="append",
+        help="dataset name in the store (default: the file's stem); with several --dataset, "
+        "give one --name per --dataset, in the same order",
+    )
+
+
+def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the job is spread: actors, threads, GPUs, shard and solver sizes."""
     parser.add_argument(
         "--workers",
         type=int,
@@ -94,72 +155,69 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=argparse.SUPPRESS,
         help=argparse.SUPPRESS,
     )  # the old name of --shard-size
-    parser.add_argument(
-        "--refit", action="store_true", help="refit rows that already hold a fit (the better fit is kept)"
-    )
-    parser.add_argument(
-        "--refit-corrupt",
-        action="store_true",
-        help="refit exactly the rows `spinfits store verify` reports as corrupt (damaged chunks, "
-        "implausible rows): one commit resets them to no fit, then they are fitted",
-    )
-    parser.add_argument(
-        "--retry-failed",
-        action="store_true",
-        help="fit again the rows an earlier run could not fit (skipped by default; "
-        "`spinfits store info` lists them with their reasons)",
-    )
-    parser.add_argument(
-        "--init",
-        default=_default("init"),
-        help="'offline' (keypoints alone), 'store' (refine the store's fits) or a "
-        "SPIN *_fits.npy to refine (default %(default)s)",
-    )
-    parser.add_argument(
-        "--commit-every",
-        type=float,
-        default=_default("commit_every_s"),
-        metavar="SECONDS",
-        help="seconds between commits (default %(default)s)",
-    )
-    parser.add_argument("--report", type=Path, help="write a report PNG here")
-    add_s3_arguments(parser)
-    parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = make_config(
-        PrecomputeConfig,
-        FLAGS,
-        dataset=args.dataset,
-        store=args.store,
-        model_dir=args.model_dir,
-        dataset_name=args.name,
-        workers=args.workers,
-        threads_per_worker=args.threads_per_worker,
-        gpus_per_worker=args.gpus_per_worker,
-        shard_size=args.shard_size,
-        solver_slots=args.solver_slots,
-        refit=args.refit,
-        refit_corrupt=args.refit_corrupt,
-        retry_failed=args.retry_failed,
-        init=args.init,
-        commit_every_s=args.commit_every,
-        s3=s3_options(args),
-    )
+    datasets, names = args.dataset, args.name or [None] * len(args.dataset)
+    if len(names) != len(datasets):
+        raise InputError(
+            f"--name was given {len(names)} time(s) for {len(datasets)} --dataset: give one --name "
+            "per --dataset, in the same order, or none (each dataset is named by its file's stem)"
+        )
+    if len(datasets) > 1 and str(args.init).endswith(".npy"):
+        raise InputError(
+            f"--init {args.init}: a SPIN fits file belongs to one dataset, and this job has "
+            f"{len(datasets)}; run that dataset alone with --init, or use --init offline|store"
+        )
+    configs = [
+        make_config(
+            PrecomputeConfig,
+            FLAGS,
+            dataset=dataset,
+            store=args.store,
+            model_dir=args.model_dir,
+            dataset_name=name,
+            workers=args.workers,
+            threads_per_worker=args.threads_per_worker,
+            gpus_per_worker=args.gpus_per_worker,
+            shard_size=args.shard_size,
+            solver_slots=args.solver_slots,
+            refit=args.refit,
+            refit_corrupt=args.refit_corrupt,
+            retry_failed=args.retry_failed,
+            init=args.init,
+            commit_every_s=args.commit_every,
+            s3=s3_options(args),
+        )
+        for dataset, name in zip(datasets, names, strict=True)
+    ]
     with flags_in_errors(FLAGS):
-        summary = run_precompute(config)
-    for line in summary.lines():
-        print(line)
-    if summary.rows_planned == 0:
-        print(f"nothing to do: {summary.nothing_to_do}")
-    if args.report:
-        from spinfits.report.plots import plot_precompute_report
+        summaries = run_precompute_datasets(configs)
+    for summary in summaries:
+        for line in summary.lines():
+            print(line)
+        if summary.rows_planned == 0:
+            print(f"nothing to do: {summary.nothing_to_do}")
+        if args.report:
+            from spinfits.report.plots import plot_precompute_report
 
-        print(f"report: {plot_precompute_report(summary, args.report)}")
-    store = store_argument(args.store, config.s3)
-    print(
-        f"inspect: spinfits store log {store}   |   "
-        f"spinfits store export {store} {shlex.quote(config.name)} fits.parquet --npz {shlex.quote(str(args.dataset))}"
+            path = args.report
+            if len(summaries) > 1:  # one report per dataset: report-<name>.png
+                path = path.with_name(f"{path.stem}-{summary.dataset}{path.suffix}")
+            print(f"report: {plot_precompute_report(summary, path)}")
+    if len(summaries) > 1:
+        fitted = sum(summary.rows_fitted for summary in summaries)
+        seconds = max(summary.seconds for summary in summaries)
+        print(
+            f"job: {len(summaries)} datasets, {fitted} rows fitted in {seconds:.1f} s "
+            f"({fitted / seconds if seconds > 0 else 0.0:.1f} fits/s)"
+        )
+    store = store_argument(args.store, configs[0].s3)
+    exports = "   |   ".join(
+        f"spinfits store export {store} {shlex.quote(config.name)} "
+        f"{shlex.quote(config.name) + '_' if len(configs) > 1 else ''}fits.parquet "
+        f"--npz {shlex.quote(str(config.dataset))}"
+        for config in configs
     )
+    print(f"inspect: spinfits store log {store}   |   {exports}")
     return 0

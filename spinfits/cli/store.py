@@ -64,6 +64,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("version")
     p.set_defaults(func=cmd_rollback)
 
+    _register_transfers(commands, where)
+    store_eval.register(commands)
+    store_inspect.register(commands)
+    store_gc.register(commands)
+    store_verify.register(commands)
+
+
+def _register_transfers(commands: argparse._SubParsersAction, where: argparse.ArgumentParser) -> None:
+    """``store export`` and ``store import``: fits out of and into the store."""
     p = commands.add_parser("export", parents=[where], help="write a version as SPIN .npy or Parquet")
     p.add_argument("dataset")
     p.add_argument("output", help="OUT_fits.npy (SPIN layout) or OUT.parquet")
@@ -96,10 +105,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _dataset_options(p)
     p.set_defaults(func=cmd_import)
-    store_eval.register(commands)
-    store_inspect.register(commands)
-    store_gc.register(commands)
-    store_verify.register(commands)
 
 
 def _dataset_options(parser: argparse.ArgumentParser) -> None:

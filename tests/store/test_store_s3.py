@@ -148,7 +148,7 @@ def test_precompute_hints_on_s3_are_runnable_as_printed(options, s3_endpoint, mo
     FitStore.create(url, BODY, s3=options).create_dataset("people", 4, dataset_fingerprint="f")
     done = SimpleNamespace(lines=lambda: ["fitted 0 rows"], rows_planned=1)
     monkeypatch.setattr(
-        "spinfits.cli.precompute.run_precompute", lambda config: done
+        "spinfits.cli.precompute.run_precompute_datasets", lambda configs: (done,)
     )  # the run itself: not here
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
