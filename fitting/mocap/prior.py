@@ -77,8 +77,6 @@ def learn_pose_prior(
     fit: MoshFit, held_out: tuple[str, ...], components: int = 8, seed: int = 0
 ) -> LearnedPrior:
     """The mixture of the held-in poses of ``fit`` (module doc)."""
-    from sklearn.mixture import GaussianMixture
-
     if components < 1:
         raise InputError(f"components must be >= 1, got {components}")
     keep = ~np.isin(fit.clip, list(held_out))
@@ -87,8 +85,21 @@ def learn_pose_prior(
             f"{int(keep.sum())} frames left after holding out {len(held_out)} clips: too few for "
             f"{components} components; give more clips"
         )
-    poses = fit.pose[keep, 3:]
-    data = np.concatenate([poses, mirror_body_pose(poses)])
+    return mixture_of(fit.pose[keep, 3:], fit.clip[keep], components, seed)
+
+
+def mixture_of(body_poses: np.ndarray, clips: np.ndarray, components: int = 8, seed: int = 0) -> LearnedPrior:
+    """The mixture of ``body_poses`` (N, 69) and their mirror images; ``clips`` (N,) names the
+    clip of each pose (recorded, not filtered: ``learn_pose_prior`` holds clips out)."""
+    from sklearn.mixture import GaussianMixture
+
+    body_poses = np.asarray(body_poses, dtype=np.float64)
+    if body_poses.ndim != 2 or body_poses.shape[1] != 69 or len(body_poses) != len(clips):
+        raise InputError(
+            f"expected body poses (N, 69) and N clip names, got poses {body_poses.shape} and "
+            f"{len(clips)} clip names"
+        )
+    data = np.concatenate([body_poses, mirror_body_pose(body_poses)])
     gmm = GaussianMixture(
         n_components=components, covariance_type="full", reg_covar=1e-3, random_state=seed, max_iter=300
     ).fit(data)
@@ -96,8 +107,8 @@ def learn_pose_prior(
         means=gmm.means_.astype(np.float64),
         covars=gmm.covariances_.astype(np.float64),
         weights=gmm.weights_.astype(np.float64),
-        clips=tuple(dict.fromkeys(fit.clip[keep].tolist())),
-        frames=int(keep.sum()),
+        clips=tuple(dict.fromkeys(np.asarray(clips).tolist())),
+        frames=len(body_poses),
         log_likelihood=float(gmm.score(data)),
     )
 

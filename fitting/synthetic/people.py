@@ -1,6 +1,9 @@
 """Synthetic datasets in SPIN's npz layout, with known ground truth.
 
-People are drawn with natural poses (``natural_poses``), plausible shapes (betas ~ N(0, 0.8²),
+People are drawn with real poses (``mocap_fraction`` of them, 0.75 by default: body poses of CMU
+motion capture shipped with the stand-in, ``standin.mocap_prior``, from held-in clips only; each
+mirrored with probability 1/2) and the rest from the anatomy sampler (``natural_poses``, for
+coverage of what the clips lack), plausible shapes (betas ~ N(0, 0.8²),
 clipped to ±2.5), orientations mostly towards the camera (some side-on, some from behind), and
 a camera that frames them in SPIN's crop (224 px, focal 5000). Keypoints are the body model's
 49 joints projected into the crop, then mapped to an image through a random box (center, scale)
@@ -45,8 +48,10 @@ from spinfits.fitting.body.joints import (
 )
 from spinfits.fitting.body.model_files import BodyModelFiles
 from spinfits.fitting.data.dataset import CROP_RES, FOCAL_LENGTH, crop_to_image
+from spinfits.fitting.mocap.prior import mirror_body_pose
 from spinfits.fitting.synthetic.natural_poses import sample_body_poses
 from spinfits.fitting.synthetic.render import part_face_colours, render
+from spinfits.fitting.synthetic.standin.mocap_prior import load_mocap_poses
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ class SyntheticConfig:
     facing_away_fraction: float = 0.1
     side_fraction: float = 0.2
     image_size: int = 1000
+    mocap_fraction: float = 0.75
 
     def __post_init__(self) -> None:
         if self.rows < 1:
@@ -79,6 +85,7 @@ class SyntheticConfig:
             "outlier_fraction",
             "facing_away_fraction",
             "side_fraction",
+            "mocap_fraction",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -102,6 +109,27 @@ def _global_orients(count: int, config: SyntheticConfig, rng: np.random.Generato
     return rotation.as_rotvec()
 
 
+def _mix_mocap_poses(body_pose: np.ndarray, config: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Replace ``mocap_fraction`` of the (N, 69) anatomy poses by shipped mocap poses (held-in
+    clips), half of them mirrored; returns the poses and each row's source (``anatomy`` or
+    ``mocap:folder/stem:frame``, ``+mirror`` when mirrored)."""
+    poses = load_mocap_poses()
+    rng = np.random.default_rng([config.seed, 23])
+    count = len(body_pose)
+    chosen = np.nonzero(rng.random(count) < config.mocap_fraction)[0]
+    rows = rng.integers(0, len(poses), len(chosen))
+    mirrored = rng.random(len(chosen)) < 0.5
+    drawn = poses.body_pose[rows]
+    drawn[mirrored] = mirror_body_pose(drawn[mirrored])
+    mixed = body_pose.copy()
+    mixed[chosen] = drawn
+    source = np.full(count, "anatomy", dtype=object)
+    source[chosen] = [
+        f"mocap:{poses.clip[r]}:{poses.frame[r]}{'+mirror' if m else ''}" for r, m in zip(rows, mirrored)
+    ]
+    return mixed, source
+
+
 def _project(points: np.ndarray, cam_t: np.ndarray) -> np.ndarray:
     camera = points + cam_t[:, None, :]
     return FOCAL_LENGTH * camera[..., :2] / camera[..., 2:3] + CROP_RES / 2.0
@@ -115,6 +143,9 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
     model = SpinBodyModel(files)
     pose = np.zeros((count, 72))
     pose[:, 3:] = sample_body_poses(count, rng)
+    pose_source = np.full(count, "anatomy", dtype=object)
+    if config.mocap_fraction > 0:  # its own stream: everything else is drawn as without mocap
+        pose[:, 3:], pose_source = _mix_mocap_poses(pose[:, 3:], config)
     pose[:, :3] = _global_orients(count, config, rng)
     betas = np.clip(rng.normal(0.0, config.betas_std, (count, 10)), -2.5, 2.5)
     joints = np.concatenate(
@@ -185,6 +216,7 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
         "outliers": outliers,
         "body_model": np.array(f"{'STAND-IN ' if files.is_standin else ''}fingerprint {files.fingerprint}"),
         "joint_names": np.array(SPIN_JOINT_NAMES),
+        "pose_source": pose_source.astype(str),
     }
 
 

@@ -4,7 +4,9 @@
 model files (``fitting.offline.keypoint_regressor.save_keypoint_regressor``). Training keypoints are the
 noise-free crop keypoints of synthetic people (``people.make_synthetic_dataset``); each batch
 gets pixel noise and randomly removed keypoints (``RegressorTraining.noise_px``,
-``max_dropout``). Targets: the 24 rotations (as matrices) and 10 betas that drew each person.
+``max_dropout``). Targets: the 24 rotations (as matrices) and 10 betas that drew each person. The people's
+poses are ``SyntheticConfig``'s default mix (mostly CMU mocap poses of held-in clips, the rest from
+the anatomy sampler); the share of mocap poses is saved with the figures (``mocap_pose_fraction``).
 """
 
 from __future__ import annotations
@@ -69,5 +71,6 @@ def train_keypoint_regressor(
         "held_out_rows": float(held_out),
         "global_orient_error_deg_median": float(angle[:, 0].median()),
         "body_joint_error_deg_mean": float(angle[:, 1:].mean()),
+        "mocap_pose_fraction": float(np.char.startswith(data["pose_source"].astype(str), "mocap:").mean()),
     }
     return model, figures

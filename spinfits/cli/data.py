@@ -30,6 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--model-dir", required=True, help="body model folder")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument(
+        "--mocap-fraction",
+        type=float,
+        default=SyntheticConfig.mocap_fraction,
+        metavar="F",
+        help="share of people posed from CMU motion capture (MoSh-lite poses of the held-in clips, "
+        "shipped with the stand-in); the rest from the anatomy sampler (default %(default)s)",
+    )
+    make.add_argument(
         "--images",
         metavar="DIR",
         default=None,
@@ -202,9 +210,21 @@ def _from_mmpose_3dhp(args: argparse.Namespace) -> int:
 def _make_synthetic(args: argparse.Namespace) -> int:
     files = load_body_model_files(args.model_dir)
     path = write_synthetic_dataset(
-        args.output, files, SyntheticConfig(rows=args.n, seed=args.seed), images_dir=args.images
+        args.output,
+        files,
+        make_config(
+            SyntheticConfig,
+            {"mocap_fraction": "--mocap-fraction"},
+            rows=args.n,
+            seed=args.seed,
+            mocap_fraction=args.mocap_fraction,
+        ),
+        images_dir=args.images,
     )
     print(f"wrote {args.n} synthetic people to {path}, drawn with {files.description}")
+    print(
+        f"  poses: {args.mocap_fraction:.0%} (on average) from CMU motion capture, the rest from the anatomy sampler"
+    )
     if args.images is not None:
         print(
             f"  rendered their {CROP_RES}-px crops to {args.images}/synthetic/*.png "

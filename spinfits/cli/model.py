@@ -8,6 +8,12 @@ import numpy as np
 
 from spinfits.fitting.body.model_files import convert_smpl_pickle, load_body_model_files
 from spinfits.fitting.synthetic.standin import write_standin_files
+from spinfits.fitting.synthetic.standin.files import DEFAULT_PRIOR, PRIORS
+
+PRIOR_WHAT = {
+    "mocap": "learned from CMU motion capture, held-out clips excluded",
+    "anatomy": "fitted to the anatomy sampler, no motion capture",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     make.add_argument("directory", help="output folder (SPIN's data/ layout)")
     make.add_argument("--overwrite", action="store_true", help="replace existing model files")
+    make.add_argument(
+        "--prior",
+        choices=tuple(PRIORS),
+        default=DEFAULT_PRIOR,
+        help="the GMM pose prior written as gmm_08.pkl: mocap (learned from CMU motion capture, "
+        "held-out clips excluded) or anatomy (fitted to the anatomy sampler, the older stand-in "
+        "prior) (default %(default)s)",
+    )
     make.set_defaults(func=_make_standin)
 
     info = commands.add_parser("info", help="check a model folder and print its fingerprint")
@@ -65,11 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _make_standin(args: argparse.Namespace) -> int:
-    paths = write_standin_files(args.directory, overwrite=args.overwrite)
+    paths = write_standin_files(args.directory, overwrite=args.overwrite, prior=args.prior)
     files = load_body_model_files(args.directory)
     print(f"wrote {files.description}")
     for path in (paths.smpl, paths.extra_regressor, paths.gmm, paths.h36m_regressor, paths.readme):
         print(f"  {path}")
+    print(f"  pose prior: {args.prior} ({PRIOR_WHAT[args.prior]})")
     print("These are STAND-IN files, not the licensed SMPL model: see STANDIN.md.")
     return 0
 

@@ -89,3 +89,44 @@ def test_cli_make_synthetic(tmp_path, standin_dir, capsys):
     assert "20 rows" in capsys.readouterr().out
     assert main(["data", "make-synthetic", str(out), "--n", "5", "--model-dir", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_poses_mix_mocap_of_held_in_clips_and_the_anatomy_sampler(standin_files, synthetic):
+    from spinfits.fitting.mocap.prior import mirror_body_pose, read_held_out
+    from spinfits.fitting.synthetic.natural_poses import sample_body_poses
+    from spinfits.fitting.synthetic.people import make_synthetic_dataset
+    from spinfits.fitting.synthetic.standin.mocap_prior import load_mocap_poses
+
+    raw = np.load(synthetic)
+    source = raw["pose_source"]
+    mocap = np.char.startswith(source, "mocap:")
+    assert 0.65 < mocap.mean() < 0.85  # default 0.75 of 300 people
+    assert set(source[~mocap]) == {"anatomy"}
+    held_out = set(read_held_out())
+    clips = {name.split(":")[1] for name in source[mocap]}
+    assert clips and not clips & held_out
+    # each mocap person carries the shipped pose of its clip and frame (mirrored when it says so)
+    shipped = load_mocap_poses()
+    index = {f"{c}:{f}": i for i, (c, f) in enumerate(zip(shipped.clip, shipped.frame))}
+    for row in np.nonzero(mocap)[0][:20]:
+        name = source[row].removeprefix("mocap:")
+        body = shipped.body_pose[index[name.removesuffix("+mirror")]]
+        if name.endswith("+mirror"):
+            body = mirror_body_pose(body[None])[0]
+        np.testing.assert_array_equal(raw["pose"][row, 3:], body)
+    # without mocap, the poses are the anatomy sampler's and everything else is drawn as with it
+    plain = make_synthetic_dataset(standin_files, SyntheticConfig(rows=300, seed=3, mocap_fraction=0.0))
+    assert set(plain["pose_source"]) == {"anatomy"}
+    np.testing.assert_array_equal(plain["pose"][:, 3:], sample_body_poses(300, np.random.default_rng(3)))
+    np.testing.assert_array_equal(plain["pose"][:, :3], raw["pose"][:, :3])
+    np.testing.assert_array_equal(plain["shape"], raw["shape"])
+
+
+def test_cli_mocap_fraction_is_checked(tmp_path, standin_dir, capsys):
+    out = tmp_path / "d.npz"
+    argv = ["data", "make-synthetic", str(out), "--n", "20", "--model-dir", str(standin_dir)]
+    assert main([*argv, "--mocap-fraction", "1"]) == 0
+    assert "100% (on average) from CMU motion capture" in capsys.readouterr().out
+    assert all(name.startswith("mocap:") for name in np.load(out)["pose_source"])
+    assert main([*argv, "--mocap-fraction", "1.5"]) == 2
+    assert "--mocap-fraction must be within [0, 1], got 1.5" in capsys.readouterr().err

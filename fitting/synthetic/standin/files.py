@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import pickle
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +36,19 @@ from spinfits.fitting.body.model_files import (
 )
 from spinfits.fitting.evaluation.h36m_regressor import STANDIN_H36M_REGRESSOR_NAME
 from spinfits.fitting.evaluation.metrics import H36M_TO_GT24
+from spinfits.fitting.synthetic.standin.mocap_prior import MOCAP_BUILD_COMMAND, MOCAP_EVERY
+from spinfits.fitting.synthetic.standin.package_data import (
+    BODY_SOURCE,
+    CORRECTIVES_SOURCE,
+    MOCAP_POSES,
+    MOCAP_PRIOR,
+    PRIOR_SOURCE,
+    PROVENANCE,
+    packaged,
+)
 
 logger = logging.getLogger(__name__)
 
-BODY_SOURCE = "standin_body.npz"
-CORRECTIVES_SOURCE = "standin_correctives.npz"
-PRIOR_SOURCE = "standin_pose_prior.npz"
-PROVENANCE = "PROVENANCE.md"
 _ROOT_PARENT = np.int64(4294967295)  # how SMPL's pickle stores the root's parent (uint32 -1)
 
 
@@ -54,22 +59,6 @@ class StandinPaths:
     gmm: Path
     readme: Path
     h36m_regressor: Path
-
-
-_BUILDERS = {
-    CORRECTIVES_SOURCE: "tools/build_standin_correctives.py",
-    PRIOR_SOURCE: "tools/build_standin_prior.py",
-}
-
-
-def _packaged(name: str) -> Path:
-    path = Path(str(resources.files("spinfits.fitting.synthetic.standin") / name))
-    if not path.is_file():
-        raise InputError(
-            f"the stand-in source file {name} is missing from the installed package ({path}); "
-            f"reinstall spinfits or rebuild it with {_BUILDERS.get(name, 'tools/build_standin_source.py')}"
-        )
-    return path
 
 
 def _mirror_indices(vertices: np.ndarray) -> np.ndarray:
@@ -102,7 +91,7 @@ def standin_correctives(num_vertices: int) -> StandinCorrectives:
     below 2**53, so the float64 expansion is exact, the same with any BLAS on any machine (the
     body model's fingerprint hashes posedirs).
     """
-    with np.load(_packaged(CORRECTIVES_SOURCE)) as source:
+    with np.load(packaged(CORRECTIVES_SOURCE)) as source:
         weights = source["feature_weights"]
         basis = source["vertex_basis"]
         exponent = int(source["scale_exponent"])
@@ -133,7 +122,7 @@ def standin_correctives(num_vertices: int) -> StandinCorrectives:
 
 def standin_smpl_dict() -> dict[str, object]:
     """The stand-in SMPL model as the dict the official pickle holds (same keys and dtypes)."""
-    with np.load(_packaged(BODY_SOURCE)) as source:
+    with np.load(packaged(BODY_SOURCE)) as source:
         v_template = source["v_template"].astype(np.float64)
         shapedirs = source["shapedirs"].astype(np.float64)
         weights = source["weights"].astype(np.float64)
@@ -188,8 +177,22 @@ def standin_h36m_regressor(j_regressor: np.ndarray, j_regressor_extra: np.ndarra
     return np.stack(rows).astype(np.float64)
 
 
-def write_standin_files(directory: str | Path, overwrite: bool = False) -> StandinPaths:
-    """Write the complete stand-in set into ``directory`` (SPIN's ``data/`` layout)."""
+#: The stand-in's pose priors by name: the shipped file written out as ``gmm_08.pkl``.
+PRIORS = {"mocap": MOCAP_PRIOR, "anatomy": PRIOR_SOURCE}
+DEFAULT_PRIOR = "mocap"
+
+
+def write_standin_files(
+    directory: str | Path, overwrite: bool = False, prior: str = DEFAULT_PRIOR
+) -> StandinPaths:
+    """Write the complete stand-in set into ``directory`` (SPIN's ``data/`` layout).
+
+    ``prior`` names the GMM written as ``gmm_08.pkl``: ``mocap`` (learned from CMU motion capture,
+    ``mocap_prior``) or ``anatomy`` (fitted to the anatomy sampler ``natural_poses``, the stand-in's
+    prior before motion capture came in).
+    """
+    if prior not in PRIORS:
+        raise InputError(f"unknown stand-in prior {prior!r}; choose one of {', '.join(PRIORS)}")
     directory = Path(directory)
     paths = StandinPaths(
         smpl=directory / SMPL_RELATIVE_PATH,
@@ -208,34 +211,56 @@ def write_standin_files(directory: str | Path, overwrite: bool = False) -> Stand
 
     with open(paths.smpl, "wb") as handle:
         pickle.dump(standin_smpl_dict(), handle, protocol=2)
-    with np.load(_packaged(BODY_SOURCE)) as source:
+    with np.load(packaged(BODY_SOURCE)) as source:
         regressor = source["J_regressor"].astype(np.float64)
         extra = source["J_regressor_extra"].astype(np.float64)
     np.save(paths.extra_regressor, extra)
     np.save(paths.h36m_regressor, standin_h36m_regressor(regressor, extra))
-    with np.load(_packaged(PRIOR_SOURCE)) as prior:
+    with np.load(packaged(PRIORS[prior])) as source:
         gmm = {
-            "means": prior["means"],
-            "covars": prior["covars"],
-            "weights": prior["weights"],
-            STANDIN_KEY: str(prior["provenance"]),
+            "means": source["means"],
+            "covars": source["covars"],
+            "weights": source["weights"],
+            STANDIN_KEY: str(source["provenance"]),
         }
     with open(paths.gmm, "wb") as handle:
         pickle.dump(gmm, handle, protocol=2)
-    paths.readme.write_text(_readme_text())
-    logger.info("wrote STAND-IN body model files (not SMPL) to %s", directory)
+    paths.readme.write_text(_readme_text(prior))
+    logger.info("wrote STAND-IN body model files (not SMPL, %s prior) to %s", prior, directory)
     return paths
 
 
-def _readme_text() -> str:
-    provenance = _packaged(PROVENANCE).read_text()
+def _readme_text(prior: str) -> str:
+    provenance = packaged(PROVENANCE).read_text()
+    if prior == "mocap":
+        with np.load(packaged(MOCAP_PRIOR)) as source:
+            clips = [str(c) for c in source["clips"]]
+        with np.load(packaged(MOCAP_POSES)) as source:
+            held_out = [str(c) for c in source["held_out"]]
+        gmm_text = (
+            f"`gmm_08.pkl` here is the stand-in's pose prior learned from CMU motion capture "
+            f"(`{MOCAP_PRIOR}`, provenance below). Rebuilt bit for bit from ../shared/data/mocap, "
+            f"in a spinfits checkout, by\n\n    {MOCAP_BUILD_COMMAND}\n\n"
+            f"Learned from these {len(clips)} clips (every {MOCAP_EVERY}th frame): "
+            + ", ".join(clips)
+            + f".\n\nNever learned from (held out for evaluation, spinfits/fitting/mocap/"
+            f"held_out_clips.txt): {', '.join(held_out)}.\n\n"
+            "`spinfits model make-standin --prior anatomy` writes the older anatomy prior instead.\n\n"
+        )
+    else:
+        gmm_text = (
+            f"`gmm_08.pkl` here is the stand-in's anatomy prior (`{PRIOR_SOURCE}`, fitted to the "
+            "anatomy sampler, no motion capture), written by `--prior anatomy`; the default "
+            "(`--prior mocap`) is learned from CMU motion capture.\n\n"
+        )
     return (
         "# STAND-IN body model files (not SMPL)\n\n"
         "Written by `spinfits model make-standin`. These files have the formats and names of "
         "SPIN's SMPL_NEUTRAL.pkl, J_regressor_extra.npy and gmm_08.pkl, but they are NOT the "
         "licensed SMPL model or SMPLify's prior: fits, losses and reports made with them are "
         "stand-in results. Point `--model-dir` at the real files for real results.\n\n"
-        "The pose-corrective blend shapes (`posedirs`) are stand-ins too: learned from this body "
+        + gmm_text
+        + "The pose-corrective blend shapes (`posedirs`) are stand-ins too: learned from this body "
         "posed with a richer rig, not from scans of people (see the provenance of "
         "`standin_correctives.npz` below).\n\n"
         f"`{STANDIN_H36M_REGRESSOR_NAME}` is a STAND-IN for SPIN's J_regressor_h36m.npy (the 17 "
