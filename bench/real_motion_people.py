@@ -9,6 +9,12 @@ Sources (``../shared/data``, see its README), each person also mirrored left/rig
 - ``3dhp-joints``: the four MPI-INF-3DHP frames' 17 recorded joints (mmpose's npz), put in SPIN's
   slots. For both ``-joints`` sources the fitted body's skeleton is not the recorded one: scores
   include that mismatch, the same for every method compared.
+- ``mocap-heldout`` (``load_mocap_people``, not mirrored): the MoSh-lite bodies (pose and shape
+  fitted to the recorded joints, ``spinfits model fit-prior``'s cached fits npz) of the clips in
+  ``fitting/mocap/held_out_clips.txt``, which no learned prior or synthetic pose saw; a number of
+  frames spread evenly over the clips and over each clip's frames. Posed on the body model given,
+  like ``h36m-smpl`` (exact ground truth in the model's skeleton, every keypoint layout). How far
+  those bodies are from the recorded joints is the MoSh residual (``MocapPeople.residual_mm``).
 
 Views (``View``): the person's own facing (from the hips, in the horizontal plane of the
 recording, whose cameras are level: up is -y) is turned to face the camera, then turned by
@@ -41,6 +47,10 @@ from spinfits.fitting.data.dataset_joint_maps import MMPOSE_3DHP_TO_SPIN_GT
 from spinfits.fitting.data.spin_crop import CROP_CENTER, CROP_RES, FOCAL_LENGTH
 
 SOURCES = ("h36m-smpl", "h36m-joints", "3dhp-joints")
+#: The source of held-out motion capture (``load_mocap_people``).
+MOCAP_SOURCE = "mocap-heldout"
+#: Mocap's frame (y up) to a camera's (y down, z forward): a half turn about x.
+_Y_UP_TO_CAMERA = Rotation.from_euler("x", 180, degrees=True)
 #: SPIN's 24 ground-truth slots of the hips (right, left).
 _HIPS = (2, 3)
 #: Share of the crop the person's joints span.
@@ -112,6 +122,72 @@ def load_real_people(shared_data: Path, source: str, model: SpinBodyModel) -> Re
     else:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     return RealPeople(source, np.concatenate([joints, mirror_joints(joints)]))
+
+
+@dataclass(frozen=True)
+class MocapPeople:
+    """The held-out mocap people of ``load_mocap_people``: the people and where they came from.
+
+    clip: (P,) str clip names; frame: (P,) int frame numbers (the BVH's);
+    residual_mm: (P,) mean distance (mm) of the MoSh body's skeleton joints from the recorded
+        ones, over the joints the rig has: how far the ground truth here is from the recording.
+    """
+
+    people: RealPeople
+    clip: np.ndarray
+    frame: np.ndarray
+    residual_mm: np.ndarray
+
+
+def spread_rows(clip: np.ndarray, frame: np.ndarray, clips: tuple[str, ...], count: int) -> np.ndarray:
+    """Indices of ``count`` rows spread over ``clips`` (as evenly as counts allow, earlier clips
+    get the remainder) and, within a clip, evenly over its frames in order (first and last
+    included). Clips with fewer rows than their share give all they have.
+
+    clip, frame: (N,) each row's clip and frame number. Returns (<= count,) int indices.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1 frames, got {count}")
+    missing = [c for c in clips if not np.any(clip == c)]
+    if missing:
+        raise ValueError(
+            f"clips {missing} have no rows in the fits given; fit them first (spinfits model "
+            "fit-prior fits every clip, held-out ones included)"
+        )
+    chosen = []
+    for k, name in enumerate(clips):
+        share = count // len(clips) + (1 if k < count % len(clips) else 0)
+        if share == 0:
+            continue
+        rows = np.flatnonzero(clip == name)
+        rows = rows[np.argsort(frame[rows], kind="stable")]
+        picks = np.unique(np.round(np.linspace(0, len(rows) - 1, min(share, len(rows)))).astype(int))
+        chosen.append(rows[picks])
+    return np.concatenate(chosen)
+
+
+def load_mocap_people(fits: Path, held_out: tuple[str, ...], count: int, model: SpinBodyModel) -> MocapPeople:
+    """``count`` frames of the ``held_out`` clips' MoSh bodies in ``fits`` (module doc), turned
+    from mocap's frame (y up) to a camera's (y down) like the recorded sources."""
+    with np.load(fits) as data:
+        missing = {"pose", "betas", "residual", "clip", "frame"} - set(data.files)
+        if missing:
+            raise ValueError(
+                f"{fits} is not a MoSh fits npz (spinfits model fit-prior's cache): no {sorted(missing)}"
+            )
+        clip, frame = data["clip"].astype(str), data["frame"]
+        rows = spread_rows(clip, frame, held_out, count)
+        pose, betas = data["pose"][rows].astype(np.float64), data["betas"][rows].astype(np.float64)
+        residual = data["residual"][rows]
+    pose[:, :3] = (_Y_UP_TO_CAMERA * Rotation.from_rotvec(pose[:, :3])).as_rotvec()
+    joints = _model_joints(model, pose, betas)[:, NUM_OPENPOSE_JOINTS:]
+    joints = np.concatenate([joints, np.ones((*joints.shape[:2], 1))], axis=-1)
+    return MocapPeople(
+        RealPeople(MOCAP_SOURCE, joints, pose, betas),
+        clip[rows],
+        frame[rows],
+        1000 * np.nanmean(residual, axis=1),
+    )
 
 
 def _model_joints(model: SpinBodyModel, pose: np.ndarray, betas: np.ndarray) -> np.ndarray:

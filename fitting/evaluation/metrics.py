@@ -255,6 +255,52 @@ def pa_mpjpe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return mpjpe(similarity_align(pred, gt), gt)
 
 
+#: Right hip, left hip, right shoulder, left shoulder among the 14 LSP joints (``LSP14_JOINT_NAMES``).
+LSP14_TORSO: tuple[int, int, int, int] = (2, 3, 8, 9)
+
+
+def torso_normal(joints: torch.Tensor, torso: tuple[int, int, int, int] = LSP14_TORSO) -> torch.Tensor:
+    """The direction the torso faces: (B, J, 3) joints -> (B, 3) unit vectors.
+
+    Convention: ``torso`` indexes (right hip, left hip, right shoulder, left shoulder); across =
+    right -> left (hips and shoulders averaged), up = mid-hips -> mid-shoulders, normal =
+    across x up (the chest's side for a person upright in a right-handed frame), normalised. A
+    collapsed torso (no area) gives a zero vector.
+    """
+    _check_joints("joints", joints)
+    if len(torso) != 4 or any(not 0 <= i < joints.shape[1] for i in torso):
+        raise InputError(
+            f"torso must name 4 joints (right hip, left hip, right shoulder, left shoulder) in "
+            f"[0, {joints.shape[1]}), got {torso}"
+        )
+    r_hip, l_hip, r_shoulder, l_shoulder = (joints[:, i] for i in torso)
+    across = (l_hip - r_hip + l_shoulder - r_shoulder) / 2
+    up = (r_shoulder + l_shoulder - r_hip - l_hip) / 2
+    normal = torch.linalg.cross(across, up)
+    length = normal.norm(dim=-1, keepdim=True)
+    return torch.where(length > 0, normal / length.clamp_min(torch.finfo(normal.dtype).tiny), 0.0)
+
+
+def facing_error(
+    pred: torch.Tensor, gt: torch.Tensor, torso: tuple[int, int, int, int] = LSP14_TORSO
+) -> torch.Tensor:
+    """Angle (radians, in [0, pi]) between the torso normals of ``pred`` and ``gt`` (``torso_normal``).
+
+    Compares joints in the same (camera) frame, never after Procrustes alignment: a fit that
+    faces away from the camera while the person faces it has an error near pi. "Wrong-facing"
+    is an error above pi / 2. A collapsed torso on either side gives pi / 2.
+
+    Args:
+        pred, gt: (B, J, 3) joints in one frame (e.g. the 14 LSP joints, ``select_predicted``).
+
+    Returns:
+        (B,) angles.
+    """
+    _check_pair(pred, gt)
+    cosine = (torso_normal(pred, torso) * torso_normal(gt, torso)).sum(-1).clamp(-1.0, 1.0)
+    return torch.arccos(cosine)
+
+
 def pck(
     pred: torch.Tensor, gt: torch.Tensor, threshold: float | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

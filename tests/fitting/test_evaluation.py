@@ -24,6 +24,8 @@ from spinfits.fitting.evaluation.metrics import (
     J24_TO_J17,
     LSP14,
     LSP14_JOINT_NAMES,
+    LSP14_TORSO,
+    facing_error,
     h36m_action,
     mpjpe,
     pa_mpjpe,
@@ -31,6 +33,7 @@ from spinfits.fitting.evaluation.metrics import (
     select_gt24,
     select_predicted,
     similarity_align,
+    torso_normal,
 )
 from spinfits.fitting.evaluation.summary import summary_of
 from spinfits.fitting.evaluation.targets import load_eval_targets
@@ -146,6 +149,63 @@ def test_pa_mpjpe_of_collapsed_prediction_is_the_spread_of_the_truth():
     centred = gt - gt.mean(1, keepdim=True)
     assert torch.isfinite(error).all()
     assert torch.allclose(error, centred.norm(dim=-1).mean(-1))
+
+
+# ---------------------------------------------------------------------------- wrong-facing
+def _upright_lsp14(facing_degrees: float) -> torch.Tensor:
+    """(1, 14, 3) LSP-14 joints of a person upright (y up), turned ``facing_degrees`` about y
+    from facing +z; the torso joints at their places, the others at the origin."""
+    joints = torch.zeros(1, 14, 3, dtype=torch.float64)
+    r_hip, l_hip, r_shoulder, l_shoulder = LSP14_TORSO
+    joints[0, r_hip] = torch.tensor([-0.1, 0.0, 0.0])
+    joints[0, l_hip] = torch.tensor([0.1, 0.0, 0.0])
+    joints[0, r_shoulder] = torch.tensor([-0.2, 0.5, 0.0])
+    joints[0, l_shoulder] = torch.tensor([0.2, 0.5, 0.0])
+    angle = math.radians(facing_degrees)
+    turn = torch.tensor(
+        [[math.cos(angle), 0.0, math.sin(angle)], [0.0, 1.0, 0.0], [-math.sin(angle), 0.0, math.cos(angle)]],
+        dtype=torch.float64,
+    )
+    return joints @ turn.T
+
+
+def test_torso_normal_is_the_chests_side():
+    """SMPL's frame: y up, the person's left at +x, facing +z."""
+    assert torch.allclose(
+        torso_normal(_upright_lsp14(0.0)), torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    )
+    assert torch.allclose(
+        torso_normal(_upright_lsp14(90.0)), torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+    )
+
+
+@pytest.mark.parametrize("turn", [0.0, 45.0, 89.0, 91.0, 135.0, 180.0])
+def test_facing_error_is_the_turn_between_torsos(turn):
+    truth = _upright_lsp14(30.0)
+    error = facing_error(_upright_lsp14(30.0 + turn), truth)
+    assert error.shape == (1,)
+    assert math.isclose(math.degrees(error.item()), turn, abs_tol=1e-6)
+    assert bool(error > math.pi / 2) == (turn > 90)
+
+
+def test_facing_error_ignores_limbs_and_scale_but_not_a_mirror():
+    truth = _upright_lsp14(0.0)
+    moved = 2.0 * truth + torch.tensor([0.3, -1.0, 4.0], dtype=torch.float64)
+    moved[0, 0] = torch.tensor([5.0, 5.0, 5.0])  # a limb joint elsewhere
+    assert facing_error(moved, truth).item() < 1e-6
+    # left and right exchanged: the same torso seen as facing the other way
+    swapped = truth[:, [0, 1, 3, 2, 4, 5, 6, 7, 9, 8, 10, 11, 12, 13]]
+    assert math.isclose(facing_error(swapped, truth).item(), math.pi, abs_tol=1e-6)
+
+
+def test_facing_error_of_a_collapsed_torso_is_a_right_angle_and_errors_are_named():
+    assert math.isclose(
+        facing_error(torch.zeros(1, 14, 3), _upright_lsp14(0.0).float()).item(), math.pi / 2, abs_tol=1e-6
+    )
+    with pytest.raises(InputError, match=r"same shape \(B, J, 3\)"):
+        facing_error(torch.zeros(2, 14, 3), torch.zeros(2, 17, 3))
+    with pytest.raises(InputError, match=r"torso must name 4 joints .*right hip.*in \[0, 3\)"):
+        torso_normal(torch.zeros(1, 3, 3))
 
 
 # ------------------------------------------------------------------------------- selections
