@@ -481,7 +481,7 @@ def test_refit_corrupt_refits_exactly_the_rows_verify_reports(
     assert summary.rows_planned == len(fittable) and summary.rows_fitted == len(fittable)
     after = FitStore.open(path)
     assert verify_store(after)[0].whole
-    messages = [version.message for version in after.log()]
+    messages = [version.message for version in after.history.log()]
     reset = next(m for m in messages if m.startswith("refit-corrupt:"))
     assert f"{len(corrupt)} corrupt rows of people" in reset
     assert f"the other {info.n_rows - len(corrupt)} rows untouched" in reset

@@ -71,7 +71,7 @@ def test_one_job_for_two_datasets_equals_two_jobs(
     opened = FitStore.open(store)
     for name in ("first", "second"):
         assert_same_fits(opened.read(name), one_job_per_dataset[name])
-    messages = [version.message for version in opened.log()]
+    messages = [version.message for version in opened.history.log()]
     assert any(m.endswith("dataset first complete") for m in messages)  # its resume point
 
 

@@ -228,7 +228,7 @@ def test_reset_makes_exactly_the_corrupt_rows_no_fit_and_an_honest_fit_lands(pri
     others = np.setdiff1d(np.arange(N_ROWS), reset.rows)
     assert after.take(others).equals(good.take(others))  # untouched, bit for bit
     assert np.isinf(after.loss[reset.rows]).all() and (after.source[reset.rows] == Source.NONE).all()
-    message = FitStore.open(path).log(limit=1)[0].message
+    message = FitStore.open(path).history.log(limit=1)[0].message
     assert (
         f"{len(reset.rows)} corrupt rows of coco" in message
         and f"other {N_ROWS - len(reset.rows)} rows untouched" in message
