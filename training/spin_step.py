@@ -7,8 +7,9 @@ Per batch (B samples, augmented as the network sees them):
    (``fit_loss``: SPIN's loss, camera by SPIN's least squares) against the un-augmented keypoints,
    so its loss is comparable with the stored one whatever augmentation it was found under;
 4. per sample, the better of the new and the stored fit by the store's merge rule
-   (``spinfits.store.merge_rule.replaces``) is the best fit; new fits that replace the stored
-   one become ``Proposals`` for the store writer;
+   (``spinfits.store.merge_rule.replaces``), guarded by the pose prior unless
+   ``TrainConfig.in_loop_rule`` is SPIN's ``"fit_loss"`` (``training.in_loop_rule``), is the
+   best fit; new fits that replace the stored one become ``Proposals`` for the store writer;
 5. the network is supervised with the best fit seen through the batch's augmentation (SPIN's
    losses). Fits with loss above ``smplify_threshold`` are not used; implausible betas are
    replaced by zeros; rows with ground-truth SMPL use it when ``use_gt_smpl`` (SPIN).
@@ -39,6 +40,7 @@ from spinfits.store import Fits, Proposals, Source
 from spinfits.store.merge_rule import replaces
 from spinfits.training.augmentation import Augmentation, augment_pose, unaugment_pose
 from spinfits.training.data import TrainingBatch
+from spinfits.training.in_loop_rule import pose_prior_not_worse
 from spinfits.training.regressor import RegressorOutput, camera_translation
 from spinfits.training.spin_losses import SupervisionTargets, spin_losses
 from spinfits.training.train_config import TrainConfig
@@ -148,6 +150,10 @@ class SpinTrainingStep:
             lap("smplify")
             candidates = self._candidates(batch.rows, new, step)
             keep = replaces(stored, candidates)  # the store's merge rule, per sample
+            if False:
+                keep &= (
+                    pose_prior_not_worse(self.smplify.prior, new.pose, best_pose, stored_loss).cpu().numpy()
+                )
             better = torch.as_tensor(keep, device=self.device)
             best_pose = torch.where(better[:, None], new.pose, best_pose)
             best_betas = torch.where(better[:, None], new.betas, best_betas)

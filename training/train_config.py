@@ -18,6 +18,7 @@ from spinfits.fitting.smplify.config import SmplifyConfig
 from spinfits.store import S3Options
 from spinfits.training.augmentation import AugmentationConfig
 from spinfits.training.config_file import config_from_dict, config_to_dict
+from spinfits.training.in_loop_rule import IN_LOOP_RULES, InLoopRule
 from spinfits.training.spin_losses import SpinLossWeights
 
 #: How often the training run's store writer commits by default, seconds.
@@ -75,6 +76,9 @@ class TrainConfig:
     ground-truth SMPL with it (SPIN); False makes every row learn from its best fit.
     run_smplify: SMPLify in the loop (SPIN's ``--run_smplify``); False: supervise with the
     store's fits only (static fits, SPIN's default mode), nothing is proposed.
+    in_loop_rule: when a new in-loop fit replaces the stored one (``training.in_loop_rule``):
+    "fit_loss_and_prior" (default): its fit loss is lower and its pose no less likely under the
+    GMM pose prior; "fit_loss": SPIN's, its fit loss is lower.
     smplify_threshold: best fits with a larger fit loss are not used as supervision (SPIN: 100).
     max_abs_betas: best fits with any |beta| above it are implausible: their betas are replaced
     by zeros for supervision, SPIN's fallback (SPIN: 3).
@@ -110,6 +114,7 @@ class TrainConfig:
     use_gt_smpl: bool = True
     run_smplify: bool = True
     smplify: SmplifyConfig = field(default_factory=in_loop_smplify)
+    in_loop_rule: InLoopRule = "fit_loss_and_prior"
     smplify_threshold: float = 100.0
     max_abs_betas: float = 3.0
     losses: SpinLossWeights = field(default_factory=SpinLossWeights)
@@ -168,6 +173,11 @@ class TrainConfig:
             )
         if not self.learning_rate > 0:
             raise InputError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.in_loop_rule not in IN_LOOP_RULES:
+            raise InputError(
+                f"in_loop_rule must be one of {', '.join(IN_LOOP_RULES)} (SPIN's is 'fit_loss'), "
+                f"got {self.in_loop_rule!r}"
+            )
         if self.precision not in ("auto", "fp32", "bf16"):
             raise InputError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.max_failures < -1:

@@ -10,6 +10,7 @@ from typing import Any
 from spinfits.cli.hints import store_argument
 from spinfits.cli.options import add_s3_arguments, default_of, flags_in_errors, make_config, s3_options
 from spinfits.errors import InputError
+from spinfits.training.in_loop_rule import IN_LOOP_RULES
 from spinfits.training.spin_losses import SpinLossWeights
 from spinfits.training.train_config import TrainConfig, TrainDataset
 
@@ -32,6 +33,7 @@ FLAGS = {
     "pretrained": "--pretrained",
     "learning_rate": "--lr",
     "smplify_threshold": "--smplify-threshold",
+    "in_loop_rule": "--in-loop-rule",
     "precision": "--precision",
     "loader_workers": "--loader-workers",
     "checkpoint_every": "--checkpoint-every",
@@ -222,6 +224,13 @@ def _add_supervision_arguments(parser: argparse.ArgumentParser) -> None:
         help="in-loop SMPLify body iterations (LM's cap; default %(default)s; SPIN's Adam loop runs 100)",
     )
     spin.add_argument(
+        "--in-loop-rule",
+        choices=IN_LOOP_RULES,
+        default=_default("in_loop_rule"),
+        help="when an in-loop fit replaces the stored one: fit_loss_and_prior (default): a lower fit "
+        "loss and a pose no less likely under the GMM pose prior; fit_loss: a lower fit loss (SPIN's)",
+    )
+    spin.add_argument(
         "--smplify-threshold",
         type=float,
         default=_default("smplify_threshold"),
@@ -340,6 +349,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
         "pretrained": args.pretrained,
         "learning_rate": args.lr,
         "smplify_threshold": args.smplify_threshold,
+        "in_loop_rule": args.in_loop_rule,
         "checkpoint_every": args.checkpoint_every,
         "refresh_every": args.refresh_every,
         "summary_every": args.summary_every,

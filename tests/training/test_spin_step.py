@@ -12,9 +12,11 @@ from spinfits.fitting.body.joints_only import JointsOnlyBody
 from spinfits.fitting.body.rotations import axis_angle_to_matrix
 from spinfits.fitting.smplify.config import SmplifyConfig
 from spinfits.fitting.smplify.fit_loss import fit_loss
+from spinfits.fitting.smplify.priors import GmmPosePrior
 from spinfits.store import Fits, Source
 from spinfits.training.augmentation import Augmentation, AugmentationConfig, augment_pose
 from spinfits.training.data import TrainingData
+from spinfits.training.in_loop_rule import pose_prior_not_worse
 from spinfits.training.spin_step import SpinTrainingStep, unaugmented_fits
 from spinfits.training.train_config import TrainConfig, TrainDataset
 
@@ -152,10 +154,12 @@ def _fresh_step_outcome(standin_files, small_regressor, batch, stored, **overrid
 
 
 def test_step_proposes_only_strictly_better_finite_fits(data, standin_files, small_regressor):
+    """SPIN's rule (``in_loop_rule="fit_loss"``): the fit loss alone decides."""
     batch = data.batch(ROWS, _aug(**MIXED))
     n = len(ROWS)
+    spin = dict(in_loop_rule="fit_loss")
     # First: nothing stored, so every new fit with a finite loss is proposed.
-    first = _fresh_step_outcome(standin_files, small_regressor, batch, _stored(np.full(n, np.inf)))
+    first = _fresh_step_outcome(standin_files, small_regressor, batch, _stored(np.full(n, np.inf)), **spin)
     new_loss = first.best_loss  # (n,) the new fits' losses (+inf: not a fit)
     assert np.isinf(new_loss[NO_KEYPOINTS])
     fitted = np.flatnonzero(np.isfinite(new_loss))
@@ -168,7 +172,7 @@ def test_step_proposes_only_strictly_better_finite_fits(data, standin_files, sma
     stored_loss[[2, 6]] = new_loss[[2, 6]] * 0.5  # stored is better
     stored_loss[4] = np.nan  # a broken stored fit counts as no fit: the new one replaces it
     stored_loss[NO_KEYPOINTS] = np.inf
-    second = _fresh_step_outcome(standin_files, small_regressor, batch, _stored(stored_loss))
+    second = _fresh_step_outcome(standin_files, small_regressor, batch, _stored(stored_loss), **spin)
     np.testing.assert_array_equal(second.proposals["unused"].rows, [1, 4, 5])
     np.testing.assert_array_equal(second.proposals["unused"].loss, new_loss[[1, 4, 5]])
     assert second.best_loss[4] == new_loss[4] and second.valid[4]
@@ -240,6 +244,61 @@ def test_non_finite_fits_never_become_proposals_or_targets(data, standin_files, 
     torch.manual_seed(0)
     again = _step(standin_files, small_regressor)(batch, _stored(np.full(n, np.inf)), 3)
     assert np.isinf(again.best_loss[NO_KEYPOINTS]) and not again.valid[NO_KEYPOINTS]
+
+
+def _most_likely_pose(files) -> np.ndarray:
+    """(72,) the GMM prior's most likely pose: the mean of the component with the smallest
+    constant (every component's NLL is its constant plus a non-negative quadratic)."""
+    prior = GmmPosePrior(files.gmm, dtype=torch.float64)
+    pose = np.zeros(72, dtype=np.float32)
+    pose[3:] = prior.means[int(torch.argmin(prior.constants))].numpy()
+    return pose
+
+
+def test_pose_prior_not_worse_compares_the_body_poses_and_lets_unscored_rows_go(standin_files):
+    prior = GmmPosePrior(standin_files.gmm)
+    likely = torch.as_tensor(_most_likely_pose(standin_files))
+    unlikely = likely.clone()
+    unlikely[3:] += 1.2  # every body joint bent by 1.2 rad about each axis
+    turned = likely.clone()
+    turned[:3] = torch.tensor([0.0, 3.0, 0.0])  # the global orientation is not the prior's
+    new = torch.stack([unlikely, likely, turned, unlikely, unlikely, torch.full((72,), float("nan"))])
+    stored = torch.stack([likely, unlikely, likely, likely, likely, likely])
+    loss = torch.tensor([1.0, 1.0, 1.0, float("inf"), float("nan"), 1.0])
+    np.testing.assert_array_equal(
+        pose_prior_not_worse(prior, new, stored, loss).numpy(), [False, True, True, True, True, False]
+    )
+
+
+def test_the_prior_guard_keeps_likelier_stored_fits_that_spins_rule_would_replace(
+    data, standin_files, small_regressor
+):
+    """in_loop_rule "fit_loss_and_prior" (the default): a new fit with a lower fit loss replaces
+    a stored fit only if its pose is no less likely under the GMM prior. Stored fits at the
+    prior's most likely pose keep their rows; implausible stored fits are replaced, as SPIN's
+    rule replaces both."""
+    assert _config().in_loop_rule == "fit_loss_and_prior"
+    batch = data.batch(ROWS, _aug(**MIXED))
+    n = len(ROWS)
+    new_loss = _fresh_step_outcome(
+        standin_files, small_regressor, batch, _stored(np.full(n, np.inf))
+    ).best_loss
+    likely = ROWS % 2 == 0
+    pose = np.where(likely[:, None], _most_likely_pose(standin_files), 1.2).astype(np.float32)
+    pose[:, :3] = 0.0
+    stored = _stored(np.where(np.isfinite(new_loss), 2 * new_loss, 50.0).astype(np.float32), pose)
+    spin = _fresh_step_outcome(standin_files, small_regressor, batch, stored, in_loop_rule="fit_loss")
+    np.testing.assert_array_equal(spin.proposals["unused"].rows, np.setdiff1d(ROWS, [NO_KEYPOINTS]))
+    guarded = _fresh_step_outcome(standin_files, small_regressor, batch, stored)
+    np.testing.assert_array_equal(guarded.proposals["unused"].rows, [1, 5, 7])  # 3 has no keypoints
+    # the kept stored fits are the best fits that supervise
+    np.testing.assert_array_equal(guarded.best_loss[likely], stored.loss[likely])
+    np.testing.assert_array_equal(guarded.best_loss[[1, 5, 7]], new_loss[[1, 5, 7]])
+
+
+def test_in_loop_rule_must_be_known():
+    with pytest.raises(InputError, match="in_loop_rule must be one of fit_loss, fit_loss_and_prior"):
+        _config(in_loop_rule="objective")
 
 
 # ------------------------------------------------------------------ supervision

@@ -165,6 +165,10 @@ def test_config_file_then_flags(args, tmp_path, capsys, monkeypatch):
         main(["train", "--config", str(saved), "--batch", "3"])
     config = seen["config"]
     assert (config.steps, config.batch_size, config.datasets[0].name, config.resume) == (7, 3, "x", False)
+    assert config.in_loop_rule == "fit_loss_and_prior"  # the default
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(saved), "--in-loop-rule", "fit_loss"])
+    assert seen["config"].in_loop_rule == "fit_loss" and seen["config"].steps == 7  # SPIN's rule
     _fails(["train", "--config", str(saved), "--steps", "0"], capsys, "--steps must be >= 1")
 
 
