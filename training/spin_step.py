@@ -126,7 +126,6 @@ class SpinTrainingStep:
             out = self.model(batch.images)
         if dtype is not None:  # the body model, SMPLify and the losses stay float32
             out = RegressorOutput(out.rotmat.float(), out.betas.float(), out.camera.float())
-        size = out.rotmat.shape[0]
         pred = self.body.forward_rotmat(out.rotmat, out.betas, return_vertices=True)
         pred_cam_t = camera_translation(out.camera, self.focal_length, CROP_RES)
         lap("forward")
@@ -138,27 +137,10 @@ class SpinTrainingStep:
         best_loss = stored_loss
         proposals: dict[str, Proposals] = {}
         if self.config.run_smplify:
-            fit = self.smplify.fit(
-                matrix_to_axis_angle(out.rotmat.detach()).reshape(size, 72),
-                out.betas.detach(),
-                pred_cam_t.detach(),
-                batch.keypoints,
-            )
-            new = unaugmented_fits(
-                self.scorer, fit.pose, fit.betas, batch.keypoints_crop, batch.augmentation, self.focal_length
+            best_pose, best_betas, best_loss, proposals = self._fit_and_compare(
+                batch, out, pred_cam_t, stored, step
             )
             lap("smplify")
-            candidates = self._candidates(batch.rows, new, step)
-            keep = replaces(stored, candidates)  # the store's merge rule, per sample
-            if False:
-                keep &= (
-                    pose_prior_not_worse(self.smplify.prior, new.pose, best_pose, stored_loss).cpu().numpy()
-                )
-            better = torch.as_tensor(keep, device=self.device)
-            best_pose = torch.where(better[:, None], new.pose, best_pose)
-            best_betas = torch.where(better[:, None], new.betas, best_betas)
-            best_loss = torch.where(better, new.loss, stored_loss)
-            proposals = self._by_dataset(batch, candidates, keep)
 
         targets, valid = self._targets(batch, best_pose, best_betas, best_loss)
         losses = spin_losses(
@@ -191,6 +173,42 @@ class SpinTrainingStep:
                 "cam_t": pred_cam_t.detach().cpu(),
             },
         )
+
+    def _fit_and_compare(
+        self,
+        batch: TrainingBatch,
+        out: RegressorOutput,
+        pred_cam_t: torch.Tensor,
+        stored: Fits,
+        step: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Proposals]]:
+        """SMPLify from the prediction, un-augmented and compared with ``stored`` by the store's
+        merge rule (and the pose-prior guard of ``config.in_loop_rule``): the best fits' pose
+        (B, 72), betas (B, 10), loss (B,) and the new fits that replace stored ones."""
+        size = out.rotmat.shape[0]
+        stored_loss = torch.as_tensor(stored.loss, device=self.device)
+        stored_loss = torch.where(torch.isnan(stored_loss), float("inf"), stored_loss)  # NaN: no fit
+        stored_pose = torch.as_tensor(stored.pose, device=self.device)
+        fit = self.smplify.fit(
+            matrix_to_axis_angle(out.rotmat.detach()).reshape(size, 72),
+            out.betas.detach(),
+            pred_cam_t.detach(),
+            batch.keypoints,
+        )
+        new = unaugmented_fits(
+            self.scorer, fit.pose, fit.betas, batch.keypoints_crop, batch.augmentation, self.focal_length
+        )
+        candidates = self._candidates(batch.rows, new, step)
+        keep = replaces(stored, candidates)  # the store's merge rule, per sample
+        if self.config.in_loop_rule == "fit_loss_and_prior":
+            keep &= pose_prior_not_worse(self.smplify.prior, new.pose, stored_pose, stored_loss).cpu().numpy()
+        better = torch.as_tensor(keep, device=self.device)
+        best_pose = torch.where(better[:, None], new.pose, stored_pose)
+        best_betas = torch.where(
+            better[:, None], new.betas, torch.as_tensor(stored.betas, device=self.device)
+        )
+        best_loss = torch.where(better, new.loss, stored_loss)
+        return best_pose, best_betas, best_loss, self._by_dataset(batch, candidates, keep)
 
     def _by_dataset(
         self, batch: TrainingBatch, candidates: Proposals, keep: np.ndarray
