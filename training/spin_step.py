@@ -40,7 +40,7 @@ from spinfits.store import Fits, Proposals, Source
 from spinfits.store.merge_rule import replaces
 from spinfits.training.augmentation import Augmentation, augment_pose, unaugment_pose
 from spinfits.training.data import TrainingBatch
-from spinfits.training.in_loop_rule import pose_prior_not_worse
+from spinfits.training.in_loop_rule import not_swapped, pose_prior_not_worse
 from spinfits.training.regressor import RegressorOutput, camera_translation
 from spinfits.training.spin_losses import SupervisionTargets, spin_losses
 from spinfits.training.train_config import TrainConfig
@@ -202,6 +202,8 @@ class SpinTrainingStep:
         keep = replaces(stored, candidates)  # the store's merge rule, per sample
         if self.config.in_loop_rule == "fit_loss_and_prior":
             keep &= pose_prior_not_worse(self.smplify.prior, new.pose, stored_pose, stored_loss).cpu().numpy()
+        if self.config.in_loop_swap_check:
+            keep &= not_swapped(batch.keypoints_crop, stored_loss).cpu().numpy()
         better = torch.as_tensor(keep, device=self.device)
         best_pose = torch.where(better[:, None], new.pose, stored_pose)
         best_betas = torch.where(

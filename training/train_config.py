@@ -78,7 +78,8 @@ class TrainConfig:
     store's fits only (static fits, SPIN's default mode), nothing is proposed.
     in_loop_rule: when a new in-loop fit replaces the stored one (``training.in_loop_rule``):
     "fit_loss_and_prior" (default): its fit loss is lower and its pose no less likely under the
-    GMM pose prior; "fit_loss": SPIN's, its fit loss is lower.
+    GMM pose prior; "fit_loss": SPIN's, its fit loss is lower. in_loop_swap_check: rows whose
+    OpenPose left/right looks swapped (precompute's check) keep a scored stored fit.
     smplify_threshold: best fits with a larger fit loss are not used as supervision (SPIN: 100).
     max_abs_betas: best fits with any |beta| above it are implausible: their betas are replaced
     by zeros for supervision, SPIN's fallback (SPIN: 3).
@@ -115,6 +116,7 @@ class TrainConfig:
     run_smplify: bool = True
     smplify: SmplifyConfig = field(default_factory=in_loop_smplify)
     in_loop_rule: InLoopRule = "fit_loss_and_prior"
+    in_loop_swap_check: bool = True
     smplify_threshold: float = 100.0
     max_abs_betas: float = 3.0
     losses: SpinLossWeights = field(default_factory=SpinLossWeights)

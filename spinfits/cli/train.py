@@ -34,6 +34,7 @@ FLAGS = {
     "learning_rate": "--lr",
     "smplify_threshold": "--smplify-threshold",
     "in_loop_rule": "--in-loop-rule",
+    "in_loop_swap_check": "--in-loop-swap-check",
     "precision": "--precision",
     "loader_workers": "--loader-workers",
     "checkpoint_every": "--checkpoint-every",
@@ -231,6 +232,13 @@ def _add_supervision_arguments(parser: argparse.ArgumentParser) -> None:
         "loss and a pose no less likely under the GMM pose prior; fit_loss: a lower fit loss (SPIN's)",
     )
     spin.add_argument(
+        "--in-loop-swap-check",
+        action=argparse.BooleanOptionalAction,
+        default=_default("in_loop_swap_check"),
+        help="rows whose OpenPose left/right looks swapped keep their scored stored fit (precompute "
+        "fitted them with the swap undone; default on)",
+    )
+    spin.add_argument(
         "--smplify-threshold",
         type=float,
         default=_default("smplify_threshold"),
@@ -350,6 +358,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
         "learning_rate": args.lr,
         "smplify_threshold": args.smplify_threshold,
         "in_loop_rule": args.in_loop_rule,
+        "in_loop_swap_check": args.in_loop_swap_check,
         "checkpoint_every": args.checkpoint_every,
         "refresh_every": args.refresh_every,
         "summary_every": args.summary_every,

@@ -1,6 +1,7 @@
 """One SPIN training step with the store's fits in the loop: un-augmented scoring, proposals,
 supervision, and gradients that actually train the regressor."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,14 @@ import torch
 from spinfits.errors import InputError
 from spinfits.fitting.body.joints_only import JointsOnlyBody
 from spinfits.fitting.body.rotations import axis_angle_to_matrix
+from spinfits.fitting.offline.swap_check import swap_openpose_back
 from spinfits.fitting.smplify.config import SmplifyConfig
 from spinfits.fitting.smplify.fit_loss import fit_loss
 from spinfits.fitting.smplify.priors import GmmPosePrior
 from spinfits.store import Fits, Source
 from spinfits.training.augmentation import Augmentation, AugmentationConfig, augment_pose
 from spinfits.training.data import TrainingData
-from spinfits.training.in_loop_rule import pose_prior_not_worse
+from spinfits.training.in_loop_rule import not_swapped, pose_prior_not_worse
 from spinfits.training.spin_step import SpinTrainingStep, unaugmented_fits
 from spinfits.training.train_config import TrainConfig, TrainDataset
 
@@ -294,6 +296,31 @@ def test_the_prior_guard_keeps_likelier_stored_fits_that_spins_rule_would_replac
     # the kept stored fits are the best fits that supervise
     np.testing.assert_array_equal(guarded.best_loss[likely], stored.loss[likely])
     np.testing.assert_array_equal(guarded.best_loss[[1, 5, 7]], new_loss[[1, 5, 7]])
+
+
+def test_not_swapped_finds_openpose_left_right_swaps_of_scored_rows(training_set):
+    keypoints = torch.as_tensor(training_set.dataset.keypoints[[0, 1, 2]])
+    swapped = swap_openpose_back(keypoints, torch.tensor([False, True, True]))  # rows 1, 2 swapped
+    loss = torch.tensor([1.0, 1.0, float("inf")])  # row 2 holds no scored fit
+    np.testing.assert_array_equal(not_swapped(swapped, loss).numpy(), [True, False, True])
+
+
+def test_rows_with_swapped_openpose_keep_their_stored_fit(data, standin_files, small_regressor):
+    """in_loop_swap_check (default on): a row whose OpenPose left/right looks swapped keeps its
+    scored stored fit, whatever the new fit's loss; off, SPIN's rule replaces it."""
+    batch = data.batch(ROWS, _aug(**MIXED))
+    n = len(ROWS)
+    # the keypoints as stored: OpenPose's left/right swapped in rows 1 and 4
+    swapped = torch.as_tensor(np.isin(ROWS, [1, 4]))
+    batch = dataclasses.replace(batch, keypoints_crop=swap_openpose_back(batch.keypoints_crop, swapped))
+    stored = _stored(np.full(n, 1e4, dtype=np.float32))  # scored, and worse than any new fit
+    rule = dict(in_loop_rule="fit_loss")
+    checked = _fresh_step_outcome(standin_files, small_regressor, batch, stored, **rule)
+    np.testing.assert_array_equal(checked.proposals["unused"].rows, [0, 2, 5, 6, 7])
+    unchecked = _fresh_step_outcome(
+        standin_files, small_regressor, batch, stored, in_loop_swap_check=False, **rule
+    )
+    np.testing.assert_array_equal(unchecked.proposals["unused"].rows, np.setdiff1d(ROWS, [NO_KEYPOINTS]))
 
 
 def test_in_loop_rule_must_be_known():

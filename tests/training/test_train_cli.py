@@ -169,6 +169,10 @@ def test_config_file_then_flags(args, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["train", "--config", str(saved), "--in-loop-rule", "fit_loss"])
     assert seen["config"].in_loop_rule == "fit_loss" and seen["config"].steps == 7  # SPIN's rule
+    assert seen["config"].in_loop_swap_check  # the default
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(saved), "--no-in-loop-swap-check"])
+    assert not seen["config"].in_loop_swap_check
     _fails(["train", "--config", str(saved), "--steps", "0"], capsys, "--steps must be >= 1")
 
 
