@@ -11,6 +11,7 @@
 - ``config_variant``: an ``OfflineConfig`` with one field, top-level or nested (dotted path), set
   from ``FIELD=VALUE``.
 - ``BusyNeighbour``: an ordinary process (niceness 0) burning CPU beside a run.
+- ``timed_fit``: fits/s the way the GPU benches time them (warm-up outside, repeats, min/median).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -363,3 +365,32 @@ class BusyNeighbour:
         self.share = cpu / (wall * (os.cpu_count() or 1))
         self.process.kill()
         self.process.wait()
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+#: Rows of the warm-up fit (outside the timed part): enough for every kernel shape of the pool
+#: to be seen (and, with --compile, for the compiled graphs to be built).
+WARM_UP_ROWS = 64
+
+
+def timed_fit(fit: Callable[[np.ndarray], object], keypoints: np.ndarray, device: torch.device, repeats: int):
+    """(min seconds, median seconds, result) of ``repeats`` calls ``fit(keypoints)`` (keypoints
+    (N, 49, 3)), after a warm-up call on up to ``WARM_UP_ROWS`` rows that is not timed."""
+    fit(keypoints[: min(WARM_UP_ROWS, len(keypoints))])
+    synchronise(device)
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fit(keypoints)
+        synchronise(device)
+        seconds.append(time.perf_counter() - start)
+    return min(seconds), float(np.median(seconds)), result
+
+
+def with_slots(config: OfflineConfig, slots: int) -> OfflineConfig:
+    """``config`` with ``slots`` solver slots (the engine's batch size)."""
+    return dataclasses.replace(config, smplify=dataclasses.replace(config.smplify, batch_size=slots))

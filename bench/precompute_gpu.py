@@ -15,32 +15,43 @@ stand-in body model unless --model-dir), each timed after a warm-up on the same 
   run, one actor with the device: ``--gpus-per-worker 1`` on CUDA), shards of B rows; its time
   split into start-up (Ray, the actor, the body model, the store: wall time less the actor's
   fitting) and the actor's fitting (``PrecomputeSummary.fitting_seconds``);
-- ``--compile``: the engine again with ``torch.compile`` on the joints-only body evaluation.
+- ``--compile``: the engine again with ``torch.compile`` on the joints-only body evaluation;
+- ``--spin-repo DIR`` (a checkout of github.com/nkolot/SPIN): **SPIN's own code**, its
+  ``smplify/smplify.py`` ``SMPLify`` built and called as SPIN's trainer does (``step_size`` 1e-2,
+  100 + 100 iterations, focal length 5000, 224 px crop, batches of B) from the same start as
+  SPIN's loop, on the same device (``bench/spin_smplify.py`` says how it is loaded; SPIN's code
+  is not part of this project). Without it the table says it was not run.
 
 Every fit is warmed up on up to 64 rows outside the timed part (compilation included), then
 timed ``--repeats`` times: fits/s of the fastest run, the median's in brackets.
-Not yet beside it: SPIN's own ``smplify.py`` from a checkout of SPIN's repository (the column
-"SPIN's loop" is this project's re-implementation of it, ``OfflineConfig.spin_from_mean``).
 
-Printed: fits/s of each, the ratios to SPIN's loop, and the 2D error / PA-MPJPE of SPIN's loop and
-the engine (``bench/fit_quality.py``'s measures). Fails with a message when --device cuda has no
-CUDA device.
+Printed: fits/s of each, the ratios to SPIN's loop (and the engine's to SPIN's own code), and the
+2D error / PA-MPJPE of SPIN's own code (with --spin-repo), SPIN's loop and the engine
+(``bench/fit_quality.py``'s measures). Fails with a message when --device cuda has no CUDA device
+or --spin-repo is not a usable checkout of SPIN.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from precompute_common import QualityJudge, describe, model_folder, private_ray, write_keypoints
+from precompute_common import (
+    QualityJudge,
+    describe,
+    model_folder,
+    private_ray,
+    timed_fit,
+    with_slots,
+    write_keypoints,
+)
+from spin_smplify import SpinCheckoutError, SpinSmplify, load_spin_smplify
 
 from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
 from spinfits.fitting.body.model_files import load_body_model_files
@@ -48,34 +59,6 @@ from spinfits.fitting.data.dataset import load_spin_npz
 from spinfits.fitting.offline.config import OfflineConfig, default_offline_config
 from spinfits.fitting.offline.fitter import OfflineFitter
 from spinfits.fitting.smplify.config import SmplifyConfig
-
-
-def _synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-#: Rows of the warm-up fit (outside the timed part): enough for every kernel shape of the pool
-#: to be seen (and, with --compile, for the compiled graphs to be built).
-WARM_UP_ROWS = 64
-
-
-def timed_fit(fitter: OfflineFitter, keypoints: np.ndarray, device: torch.device, repeats: int):
-    """(min seconds, median seconds, result) of ``repeats`` fits of ``keypoints``, after a
-    warm-up fit of up to ``WARM_UP_ROWS`` rows that is not timed."""
-    fitter.fit(keypoints[: min(WARM_UP_ROWS, len(keypoints))])
-    _synchronise(device)
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fitter.fit(keypoints)
-        _synchronise(device)
-        seconds.append(time.perf_counter() - start)
-    return min(seconds), float(np.median(seconds)), result
-
-
-def with_slots(config: OfflineConfig, slots: int) -> OfflineConfig:
-    return dataclasses.replace(config, smplify=dataclasses.replace(config.smplify, batch_size=slots))
 
 
 def compiled(fitter: OfflineFitter) -> OfflineFitter:
@@ -103,6 +86,7 @@ def main() -> None:
         help="the engine's solver slots (default: the CLI's, %(default)s); SPIN's loop uses batches of B",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed fits per cell (min and median shown)")
+    parser.add_argument("--spin-repo", help="a checkout of github.com/nkolot/SPIN: its own SMPLify beside")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -113,6 +97,12 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+    if args.spin_repo is not None:
+        try:
+            load_spin_smplify(args.spin_repo)  # fail before any fit when the checkout is unusable
+        except SpinCheckoutError as error:
+            print(f"precompute_gpu: error: {error}", file=sys.stderr)
+            sys.exit(2)
     logging.basicConfig(level=logging.WARNING)
     import icechunk
 
@@ -131,38 +121,64 @@ def main() -> None:
     print(
         f"engine: {args.slots} solver slots (the CLI's); fits/s from the fastest of {args.repeats} (median in ())"
     )
-    header = "| batch | SPIN's loop fits/s | engine fits/s | engine / SPIN |"
+    own = args.spin_repo is not None
+    print(
+        f"SPIN's own smplify.py: from {args.spin_repo}"
+        if own
+        else "SPIN's own smplify.py: not run (pass --spin-repo DIR, a checkout of github.com/nkolot/SPIN)"
+    )
+    header = "| batch |"
+    if own:
+        header += " SPIN's smplify.py fits/s |"
+    header += " SPIN's loop fits/s | engine fits/s | engine / SPIN's loop |"
+    if own:
+        header += " engine / SPIN's smplify.py |"
     if args.compile:
-        header += " engine, compiled fits/s | compiled / SPIN |"
+        header += " engine, compiled fits/s | compiled / SPIN's loop |"
     if not args.skip_precompute:
-        header += " precompute fits/s (end to end) | start-up s | fitting s (actor) | precompute / SPIN |"
-    header += " 2D err SPIN / engine (px) | PA-MPJPE SPIN / engine (mm) |"
+        header += (
+            " precompute fits/s (end to end) | start-up s | fitting s (actor) | precompute / SPIN's loop |"
+        )
+    methods = ("smplify.py / " if own else "") + "SPIN's loop / engine"
+    header += f" 2D err {methods} (px) | PA-MPJPE {methods} (mm) |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for size in sizes:
         rows = keypoints[:size]
         subset = slice(0, size)
+        cells, fits = [f"{size}"], []
+        if own:
+            own_seconds, own_median, own_fit = timed_fit(
+                SpinSmplify(args.spin_repo, files, work / f"spin-{size}", size, device).fit,
+                rows,
+                device,
+                args.repeats,
+            )
+            cells.append(f"{size / own_seconds:.1f} ({size / own_median:.1f})")
+            fits.append(own_fit)
         spin_seconds, spin_median, spin = timed_fit(
-            OfflineFitter(files, with_slots(OfflineConfig.spin_from_mean(), size), device=device),
+            OfflineFitter(files, with_slots(OfflineConfig.spin_from_mean(), size), device=device).fit,
             rows,
             device,
             args.repeats,
         )
         engine_config = with_slots(default_offline_config(files), args.slots)
         engine_seconds, engine_median, engine = timed_fit(
-            OfflineFitter(files, engine_config, device=device), rows, device, args.repeats
+            OfflineFitter(files, engine_config, device=device).fit, rows, device, args.repeats
         )
+        fits += [spin, engine]
         spin_speed, engine_speed = size / spin_seconds, size / engine_seconds
-        cells = [
-            f"{size}",
+        cells += [
             f"{spin_speed:.1f} ({size / spin_median:.1f})",
             f"{engine_speed:.1f} ({size / engine_median:.1f})",
             f"{engine_speed / spin_speed:.1f}x",
         ]
+        if own:
+            cells.append(f"{own_seconds / engine_seconds:.1f}x")
         if args.compile:
             try:
                 fitter = compiled(OfflineFitter(files, engine_config, device=device))
-                compiled_seconds, compiled_median, _ = timed_fit(fitter, rows, device, args.repeats)
+                compiled_seconds, compiled_median, _ = timed_fit(fitter.fit, rows, device, args.repeats)
                 cells += [
                     f"{size / compiled_seconds:.1f} ({size / compiled_median:.1f})",
                     f"{size / compiled_seconds / spin_speed:.1f}x",
@@ -181,11 +197,11 @@ def main() -> None:
             ]
         quality = [
             judge(*(getattr(r, k).detach().cpu() for k in ("pose", "betas", "cam_t", "loss")), rows=subset)
-            for r in (spin, engine)
+            for r in fits
         ]
         cells += [
-            f"{quality[0].error_2d:.2f} / {quality[1].error_2d:.2f}",
-            f"{quality[0].pa_mpjpe_mean:.1f} / {quality[1].pa_mpjpe_mean:.1f}",
+            " / ".join(f"{q.error_2d:.2f}" for q in quality),
+            " / ".join(f"{q.pa_mpjpe_mean:.1f}" for q in quality),
         ]
         print("| " + " | ".join(cells) + " |", flush=True)
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")

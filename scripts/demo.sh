@@ -46,14 +46,14 @@ echo "== 7. evaluation: the trained regressor (SPIN's protocols) and the fits di
 spinfits eval --checkpoint "$OUT/runs/demo" --dataset "$OUT/synthetic.npz" --images "$OUT/images" \
     --model-dir "$OUT/model" --json "$OUT/eval.json"
 STATIC=$(spinfits store log "$OUT/store" --limit 1000 | awk '/precompute/ && !id {id = $1} END {print id}')  # the static fits
-spinfits store eval "$OUT/store" synthetic --dataset "$OUT/synthetic.npz" --model-dir "$OUT/model" \
+spinfits store eval "$OUT/store" synthetic --npz "$OUT/synthetic.npz" --model-dir "$OUT/model" \
     ${STATIC:+--version "$STATIC"} --version main
 
 echo "== 8. looking at fits: stored fits over their images, and the store's HTML report"
-spinfits store show "$OUT/store" synthetic --dataset "$OUT/synthetic.npz" --images "$OUT/images" \
+spinfits store show "$OUT/store" synthetic --npz "$OUT/synthetic.npz" --images "$OUT/images" \
     --model-dir "$OUT/model" --out "$OUT/show" --rows 0-3 --side
-spinfits store report "$OUT/store" --out "$OUT/report.html" --dataset "synthetic=$OUT/synthetic.npz" \
-    --images "synthetic=$OUT/images" --model-dir "$OUT/model"
+spinfits store report "$OUT/store" --out "$OUT/report.html" --npz "synthetic=$OUT/synthetic.npz" \
+    --images-root "synthetic=$OUT/images" --model-dir "$OUT/model"
 SPIN_EXAMPLE="$ROOT/../shared/data/im1010.jpg"
 if [ -f "$SPIN_EXAMPLE" ]; then  # SPIN's own demo image, where the development setup has it
     spinfits demo --image "$SPIN_EXAMPLE" --openpose "${SPIN_EXAMPLE%.jpg}_openpose.json" \

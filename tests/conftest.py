@@ -5,6 +5,24 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--spin-repo",
+        default=None,
+        help="a checkout of github.com/nkolot/SPIN: also run the tests of bench/spin_smplify.py "
+        "that run SPIN's own code (skipped without it)",
+    )
+
+
+@pytest.fixture(scope="session")
+def spin_repo(request) -> Path:
+    """The SPIN checkout given with --spin-repo; tests that need SPIN's code skip, with a reason, without it."""
+    given = request.config.getoption("--spin-repo")
+    if given is None:
+        pytest.skip("needs SPIN's own code: pass --spin-repo DIR, a checkout of github.com/nkolot/SPIN")
+    return Path(given)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data beside the checkout (../shared/data); tests that need it skip, with a reason, without it."""

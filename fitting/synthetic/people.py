@@ -140,7 +140,6 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
     """Draw a synthetic dataset; returns the arrays of SPIN's npz layout (+ ground truth)."""
     rng = np.random.default_rng(config.seed)
     count = config.rows
-    model = SpinBodyModel(files)
     pose = np.zeros((count, 72))
     pose[:, 3:] = sample_body_poses(count, rng)
     pose_source = np.full(count, "anatomy", dtype=object)
@@ -148,15 +147,7 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
         pose[:, 3:], pose_source = _mix_mocap_poses(pose[:, 3:], config)
     pose[:, :3] = _global_orients(count, config, rng)
     betas = np.clip(rng.normal(0.0, config.betas_std, (count, 10)), -2.5, 2.5)
-    joints = np.concatenate(
-        [
-            model(
-                torch.as_tensor(pose[i : i + 512], dtype=torch.float32),
-                torch.as_tensor(betas[i : i + 512], dtype=torch.float32),
-            ).joints.numpy()
-            for i in range(0, count, 512)
-        ]
-    ).astype(np.float64)
+    joints = _posed_joints(SpinBodyModel(files), pose, betas)  # (N, 49, 3) metres
 
     # Camera: the person's joints span ~75-95% of the crop, root near its centre.
     extent = (joints[..., :2].max(1) - joints[..., :2].min(1)).max(1)  # metres
@@ -218,6 +209,20 @@ def make_synthetic_dataset(files: BodyModelFiles, config: SyntheticConfig) -> di
         "joint_names": np.array(SPIN_JOINT_NAMES),
         "pose_source": pose_source.astype(str),
     }
+
+
+def _posed_joints(model: SpinBodyModel, pose: np.ndarray, betas: np.ndarray) -> np.ndarray:
+    """(N, 49, 3) float64 SPIN joints of the body posed by ``pose`` (N, 72) and ``betas``
+    (N, 10), in float32 batches of 512."""
+    return np.concatenate(
+        [
+            model(
+                torch.as_tensor(pose[i : i + 512], dtype=torch.float32),
+                torch.as_tensor(betas[i : i + 512], dtype=torch.float32),
+            ).joints.numpy()
+            for i in range(0, len(pose), 512)
+        ]
+    ).astype(np.float64)
 
 
 def _add_outliers(

@@ -98,6 +98,7 @@ def test_shards_of_an_actor_that_never_starts_go_to_the_started_ones(local_ray, 
     says what the pending one needed."""
     nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
     actors = [StandInFitter.remote(nodes[0]), StandInFitter.options(num_gpus=1).remote(nodes[0])]
+    ray.get(actors[0].node_id.remote(), timeout=120)  # started before the fake clock runs (under load too)
     scheduler = ShardScheduler(
         actors,
         submit,

@@ -13,7 +13,9 @@ from spinfits.fitting.body.joints import SMPL_JOINT_NAMES
 from spinfits.fitting.body.joints_only import JointsOnlyBody
 from spinfits.fitting.synthetic.natural_poses import mirror_body_pose, sample_body_poses
 from spinfits.fitting.synthetic.standin import files as standin_files_module
+from spinfits.fitting.synthetic.standin import package_data
 from spinfits.fitting.synthetic.standin.files import CORRECTIVES_SOURCE, standin_correctives
+from spinfits.fitting.synthetic.standin.package_data import packaged
 
 J = {name: index for index, name in enumerate(SMPL_JOINT_NAMES)}
 D = torch.float64
@@ -112,7 +114,7 @@ def test_symmetric_pose_gives_symmetric_correctives(standin_dir, standin_files):
 def test_expansion_is_exact_in_any_summation_order():
     """The fingerprint hashes posedirs: their float64 expansion must not depend on the BLAS."""
     expanded = standin_correctives(6890).posedirs.reshape(-1, 207).T  # (207, V*3)
-    with np.load(standin_files_module._packaged(CORRECTIVES_SOURCE)) as source:
+    with np.load(packaged(CORRECTIVES_SOURCE)) as source:
         weights, basis = source["feature_weights"], source["vertex_basis"]
         exponent = int(source["scale_exponent"])
     basis = basis.reshape(len(basis), -1)
@@ -123,11 +125,11 @@ def test_expansion_is_exact_in_any_summation_order():
 
 
 def test_a_corrupt_correctives_file_is_refused(tmp_path, monkeypatch):
-    with np.load(standin_files_module._packaged(CORRECTIVES_SOURCE)) as npz:
+    with np.load(packaged(CORRECTIVES_SOURCE)) as npz:
         source = dict(npz)
     source["vertex_basis"] = source["vertex_basis"].astype(np.float32)
     np.savez(tmp_path / CORRECTIVES_SOURCE, **source)
-    monkeypatch.setattr(standin_files_module, "_packaged", lambda name: tmp_path / name)
+    monkeypatch.setattr(standin_files_module, "packaged", lambda name: tmp_path / name)
     with pytest.raises(
         InputError, match=r"expected int32 \(207, k\).*rebuild it with tools/build_standin_corr"
     ):
@@ -135,7 +137,7 @@ def test_a_corrupt_correctives_file_is_refused(tmp_path, monkeypatch):
 
 
 def test_a_missing_correctives_file_names_the_tool_that_builds_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(standin_files_module.resources, "files", lambda package: tmp_path)
+    monkeypatch.setattr(package_data.resources, "files", lambda package: tmp_path)
     with pytest.raises(
         InputError, match="standin_correctives.npz is missing.*tools/build_standin_correctives.py"
     ):

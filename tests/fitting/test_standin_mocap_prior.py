@@ -58,7 +58,8 @@ def test_make_standin_writes_the_prior_it_is_asked_for(tmp_path, capsys, shipped
     gmm = pickle.loads((tmp_path / "a" / "gmm_08.pkl").read_bytes())
     with np.load(packaged(PRIOR_SOURCE)) as anatomy:
         np.testing.assert_array_equal(gmm["means"], anatomy["means"])
-    assert "older anatomy prior" not in (tmp_path / "a" / "STANDIN.md").read_text()
+    readme = (tmp_path / "a" / "STANDIN.md").read_text()
+    assert "here is the stand-in's anatomy prior" in readme and "Learned from these" not in readme
     with pytest.raises(SystemExit):
         main(["model", "make-standin", str(tmp_path / "x"), "--prior", "cmu"])
     assert "invalid choice: 'cmu' (choose from 'mocap', 'anatomy')" in capsys.readouterr().err

@@ -117,14 +117,19 @@ def test_mix_from_a_spin_checkpoint_killed_resumed_and_rerun_from_its_config(
     killed = latest_checkpoint_step(run_dir)
     assert killed < steps, "the kill came too late to test a resume"
 
-    output = _finish(_start(argv + ["--resume"]))
-    assert f"last checkpoint: step {steps}" in output
+    # Resumed from the saved config (a flag after --config changes it): the run the config
+    # describes, one step longer.
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert [d["name"] for d in saved["datasets"]] == ["people", "h36m"] and saved["pretrained"]
+    resume = ["train", "--config", str(run_dir / "config.json"), "--resume", "--steps", str(steps + 1)]
+    output = _finish(_start(resume))
+    assert f"last checkpoint: step {steps + 1}" in output
 
     sizes = [len(training_set.dataset), 4]
     for rank in range(WORKERS):
         records = read_progress(run_dir / "progress" / f"rank{rank}.jsonl")
         resumed = [r for r in records if r["pid"] not in first_pids]
-        assert resumed[0]["step"] == killed and resumed[-1]["step"] == steps - 1
+        assert resumed[0]["step"] == killed and resumed[-1]["step"] == steps
         for record in records:  # before the kill and after the resume: the sampler's draws
             assert (record["datasets"], record["rows"]) == _expected(record["step"], rank, sizes), record[
                 "step"
@@ -143,12 +148,6 @@ def test_mix_from_a_spin_checkpoint_killed_resumed_and_rerun_from_its_config(
     assert np.isfinite(h36m.loss).any() and (h36m.source[np.isfinite(h36m.loss)] == int(Source.IN_LOOP)).all()
     assert any(v.metadata.get("run") == "mix" for v in store.history.log())
 
-    # The saved config reruns the run (and flags after --config change it); TensorBoard wrote events.
-    saved = json.loads((run_dir / "config.json").read_text())
-    assert [d["name"] for d in saved["datasets"]] == ["people", "h36m"] and saved["pretrained"]
+    # TensorBoard wrote events.
     events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert events and sum(e.stat().st_size for e in events) > 1000
-    output = _finish(
-        _start(["train", "--config", str(run_dir / "config.json"), "--resume", "--steps", str(steps + 1)])
-    )
-    assert f"last checkpoint: step {steps + 1}" in output
