@@ -8,29 +8,20 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
+from precompute_helpers import precompute_config
 
 from spinfits.cluster.precompute import FITTER_NAME_PREFIX, PrecomputeConfig, run_precompute
 from spinfits.errors import InputError
 from spinfits.fitting.data.dataset import load_spin_rows
 from spinfits.store import FitStore
 
-
-def config(dataset, store, model_dir, **overrides):
-    base = dict(
-        dataset=dataset,
-        store=str(store),
-        model_dir=model_dir,
-        shard_size=16,
-        show_progress=False,
-        commit_every_s=0.0,
-    )
-    base.update(overrides)
-    return PrecomputeConfig(**base)
+config = partial(precompute_config, shard_size=16)
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,19 @@
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
 import torch
+from precompute_helpers import precompute_config
 
 from spinfits.cli import main
 from spinfits.cluster import fitter_actor
 from spinfits.cluster.fitter_actor import DIVERGED, NONFINITE_KEYPOINTS, FitterActor, remote_fitter_class
-from spinfits.cluster.precompute import PrecomputeConfig, run_precompute
+from spinfits.cluster.precompute import run_precompute
 from spinfits.errors import InputError, StorageError
 from spinfits.fitting.data.dataset import load_spin_npz
 from spinfits.fitting.offline.config import default_offline_config
@@ -33,17 +35,7 @@ def diverging_dataset(tmp_path_factory, standin_files):
     return path
 
 
-def config(dataset, store, model_dir, **overrides):
-    base = dict(
-        dataset=dataset,
-        store=str(store),
-        model_dir=model_dir,
-        shard_size=8,
-        show_progress=False,
-        commit_every_s=0.0,
-    )
-    base.update(overrides)
-    return PrecomputeConfig(**base)
+config = partial(precompute_config, shard_size=8)
 
 
 def test_a_row_that_raises_is_isolated_and_the_rest_of_the_shard_is_fitted(

@@ -1,11 +1,14 @@
 """One precompute job for several datasets: the same store as one job per dataset, a resume
 point per dataset, and every file checked before any work."""
 
+from functools import partial
+
 import numpy as np
 import pytest
+from precompute_helpers import precompute_config
 
 from spinfits.cli import main
-from spinfits.cluster.precompute import PrecomputeConfig, run_precompute, run_precompute_datasets
+from spinfits.cluster.precompute import run_precompute, run_precompute_datasets
 from spinfits.errors import InputError
 from spinfits.store import FitStore
 from spinfits.store.writer import StoreWriter
@@ -14,17 +17,8 @@ from spinfits.store.writer import StoreWriter
 ROWS = 24
 
 
-def config(dataset, store, model_dir, **overrides):
-    base = dict(
-        dataset=dataset,
-        store=str(store),
-        model_dir=model_dir,
-        shard_size=8,
-        show_progress=False,
-        commit_every_s=1e9,  # commits only when a dataset is complete and at the end
-    )
-    base.update(overrides)
-    return PrecomputeConfig(**base)
+#: commits only when a dataset is complete and at the end
+config = partial(precompute_config, shard_size=8, commit_every_s=1e9)
 
 
 @pytest.fixture(scope="module")
