@@ -29,7 +29,8 @@ import numpy as np
 import ray
 from tqdm import tqdm
 
-from spinfits.cluster.fitter_actor import ShardResult, remote_fitter_class
+from spinfits.cluster.fitter_actor import FitterActor, ShardResult, remote_fitter_class
+from spinfits.cluster.head_start import HeadStart, ShardQueue
 from spinfits.cluster.local_ray import connect_or_start_ray
 from spinfits.cluster.plan import Plan, plan_rows
 from spinfits.cluster.ray_job import check_outputs_outlive_the_job
@@ -86,7 +87,10 @@ class PrecomputeConfig:
 
     ``start_timeout_s``: an actor still pending this long (no room for it: e.g. another job
     holds the GPUs) is given up and its shards go to the started ones; none started: the job
-    ends saying which resources are missing (``ShardScheduler``; None: wait for ever)."""
+    ends saying which resources are missing (``ShardScheduler``; None: wait for ever).
+
+    ``head_start``: on the CPU, the driver fits the front of the queue itself (one thread, small
+    pieces) until the first actor has started (``cluster.head_start``); ignored on GPUs."""
 
     dataset: Path
     store: str
@@ -104,6 +108,7 @@ class PrecomputeConfig:
     commit_every_s: float = 10.0
     commit_every_rows: int = 20000
     start_timeout_s: float | None = 600.0
+    head_start: bool = True
     fitting: OfflineConfig | None = None  # None: default_offline_config(model files)
     s3: S3Options | None = None
     show_progress: bool = True
@@ -222,7 +227,8 @@ class PrecomputeSummary:
     store_losses: np.ndarray = field(repr=False)
     nothing_to_do: str = ""  #: why no row was planned (empty when rows were)
     timeline: tuple[tuple[float, int], ...] = field(repr=False, default=())
-    fitting_seconds: float = 0.0  #: the actors' time in ``fit_shard``, summed over shards
+    fitting_seconds: float = 0.0  #: the fitters' time in ``fit_shard``, summed over shards
+    rows_head_start: int = 0  #: rows of the job the driver fitted itself while Ray started
 
     @property
     def fits_per_second(self) -> float:
@@ -240,7 +246,12 @@ class PrecomputeSummary:
             f"already fitted {self.rows_already_fitted}"
             + (f", refused by the store {self.rows_refused}" if self.rows_refused else ""),
             f"time {self.seconds:.1f} s ({self.fits_per_second:.1f} fits/s), {self.commits} commits, "
-            f"last commit {self.last_commit or '-'}",
+            f"last commit {self.last_commit or '-'}"
+            + (
+                f"; the driver fitted {self.rows_head_start} rows while Ray started"
+                if self.rows_head_start
+                else ""
+            ),
             f"store now: {finite.size} of {self.rows_total} rows hold a fit, median fit loss {median}",
         ]
 
@@ -589,22 +600,22 @@ def _start_fitters(config) -> list:
     return actors
 
 
-def _shard_submitter(work: list[_DatasetWork]):
-    """submit(actor, (dataset index, rows)) -> the actor's ``fit_shard`` call on those rows of
-    ``work[index]``, from its stored fits (``initial``: pose, betas, usable) when every row has
-    one to refine."""
+def _shard_call(work: list[_DatasetWork]):
+    """call((dataset index, rows)) -> the positional arguments of ``fit_shard`` for those rows of
+    ``work[index]``: their keypoints ((S, 49, 3)), and their stored fits (``initial``: pose,
+    betas) when every row has one to refine."""
 
-    def submit(actor, shard):
+    def call(shard) -> tuple:
         index, rows = shard
         keypoints, initial = work[index].keypoints[rows], work[index].initial
         if initial is None:
-            return actor.fit_shard.remote(rows, keypoints)
+            return rows, keypoints
         pose, betas, usable = initial
         if not usable[rows].all():  # rows without a fit to refine start from keypoints alone
-            return actor.fit_shard.remote(rows, keypoints)
-        return actor.fit_shard.remote(rows, keypoints, pose[rows], betas[rows])
+            return rows, keypoints
+        return rows, keypoints, pose[rows], betas[rows]
 
-    return submit
+    return call
 
 
 def _proposals_of(result: ShardResult) -> Proposals:
@@ -623,16 +634,87 @@ def _proposals_of(result: ShardResult) -> Proposals:
 def _fit_plans(
     work: list[_DatasetWork], store: FitStore, files, start: float
 ) -> tuple[PrecomputeSummary, ...]:
-    """Fit the datasets' shards, one queue dataset after dataset, on one set of Ray actors; each
-    shard's keypoints (``keypoints[rows]``, (S, 49, 3)) travel with it."""
+    """Fit the datasets' shards, one queue dataset after dataset: the driver's head start
+    (``cluster.head_start``) fits the front of the queue while Ray and the actors start, then
+    the actors (``ShardScheduler``) fit the rest; each shard's keypoints travel with it."""
     config = work[0].config  # the job's settings (check_one_job)
-    started_ray = _ray_with_room(config.actor_demand)
-    demand = config.actor_demand
-    actors = _start_fitters(config)
-    shards = [(index, rows) for index, item in enumerate(work) for rows in item.plan.shards]
-    submit = _shard_submitter(work)
+    queue = ShardQueue([(index, rows) for index, item in enumerate(work) for rows in item.plan.shards])
+    call = _shard_call(work)
+    job = _JobMerge(work, _writer(work, store, files), start, config.show_progress)
+    head = _head_start(config, queue, call)
+    started_ray, actors = False, []
+    try:
+        started_ray = _ray_with_room(config.actor_demand)
+        actors = _start_fitters(config) if not queue.empty else []  # else: the head start did it all
+        if head is not None and actors:
+            _merge_head_start(head, actors, job)
+        shards = queue.rest()  # the head start takes no more
+        scheduler = ShardScheduler(  # two slots per actor: a shard queued while the driver commits
+            actors,
+            lambda actor, shard: actor.fit_shard.remote(*call(shard)),
+            slots_per_actor=2,
+            start_timeout_s=config.start_timeout_s,
+            demand=config.actor_demand,
+        )
+        for shard, result in scheduler.indexed_results(shards):
+            job.merge(shards[shard][0], result)
+            for index, piece in head.done() if head is not None else ():
+                job.merge(index, piece, by_driver=True)
+        for index, piece in head.finish() if head is not None else ():
+            job.merge(index, piece, by_driver=True)
+        job.writer.close()
+    except BaseException as error:  # interrupted (Ctrl-C, a failure): keep what was merged
+        _merge_stopped_head_start(head, job)
+        _commit_interrupted(job.writer, store, error, job.fitted)
+        raise
+    finally:
+        job.bar.close()
+        for actor in actors:
+            ray.kill(actor)
+        if started_ray:
+            ray.shutdown()
+    return _summaries(work, job.progress, store, files, job.writer.stats(), start)
+
+
+def _merge_stopped_head_start(head: HeadStart | None, job: _JobMerge) -> None:
+    """A job interrupted: stop the head start (no wait) and merge the pieces it had fitted."""
+    if head is None:
+        return
+    head.stop()
+    try:
+        for index, piece in head.done():
+            job.merge(index, piece, by_driver=True)
+    except Exception:  # the interruption's own error matters more
+        logger.exception("could not merge the rows the driver fitted before the interruption")
+
+
+def _head_start(config: PrecomputeConfig, queue: ShardQueue, call) -> HeadStart | None:
+    """The driver's head start on ``queue`` (started), for a job on the CPU that asks for it."""
+    if not config.head_start or config.gpus_per_worker > 0:
+        return None
+    model_dir, fitting = str(Path(config.model_dir).resolve()), config.fitting
+    return HeadStart(queue, lambda: FitterActor(model_dir, fitting, "cpu", threads=1), call).start()
+
+
+def _merge_head_start(head: HeadStart, actors: list, job: _JobMerge) -> None:
+    """Merge the head start's pieces until the first actor has started (or the head start has
+    emptied the queue), then stop it: its current piece is merged later."""
+    hello = [actor.node_id.remote() for actor in actors]
+    while head.running:
+        started, _ = ray.wait(hello, num_returns=1, timeout=0.25)
+        for index, piece in head.done():
+            job.merge(index, piece, by_driver=True)
+        if started:
+            break
+    head.stop()
+    logger.info("the driver fitted %d rows while Ray started", head.rows)
+
+
+def _writer(work: list[_DatasetWork], store: FitStore, files) -> StoreWriter:
+    """The job's one writer: merges every dataset's rows under its own name and commits."""
+    config = work[0].config
     names = [item.config.name for item in work]
-    writer = StoreWriter(
+    return StoreWriter(
         store,
         names,
         job=f"precompute {', '.join(names)}" + (" --refit-corrupt" if config.refit_corrupt else ""),
@@ -645,55 +727,52 @@ def _fit_plans(
             "body_model_standin": files.is_standin,
         },
     )
-    progress = [_Progress(len(item.plan.shards)) for item in work]
-    bar = tqdm(
-        total=sum(len(item.plan.pending) for item in work),
-        unit="fit",
-        desc=f"precompute {', '.join(names)}",
-        disable=not config.show_progress,
-        dynamic_ncols=True,
-    )
-    fitted = failed = 0
-    finite_sum, finite_count = 0.0, 0
-    try:
-        # two slots per actor: a shard queued while the driver commits
-        result: ShardResult
-        scheduler = ShardScheduler(
-            actors, submit, slots_per_actor=2, start_timeout_s=config.start_timeout_s, demand=demand
+
+
+class _JobMerge:
+    """The driver's side of a running job: merges each shard's result (the actors' or the head
+    start's) into the writer, records its failures and refusals, counts it per dataset, moves
+    the progress bar, and commits a dataset as soon as it is complete."""
+
+    def __init__(self, work: list[_DatasetWork], writer: StoreWriter, start: float, show: bool) -> None:
+        self.writer, self.start = writer, start
+        self.names = [item.config.name for item in work]
+        self.progress = [_Progress(sum(len(rows) for rows in item.plan.shards)) for item in work]
+        self.bar = tqdm(
+            total=sum(len(item.plan.pending) for item in work),
+            unit="fit",
+            desc=f"precompute {', '.join(self.names)}",
+            disable=not show,
+            dynamic_ncols=True,
         )
-        for shard, result in scheduler.indexed_results(shards):
-            index = shards[shard][0]
-            name, done = names[index], progress[index]
-            if result.failed_rows.size:
-                writer.record_failures(result.failed_rows, result.failed_reasons, dataset=name)
-            proposals = _proposals_of(result)
-            refused_rows, refused_reasons = _refused_by_the_store(proposals)
-            if refused_rows.size:  # recorded: a rerun skips them, as other failed rows
-                writer.record_failures(refused_rows, refused_reasons, dataset=name)
-            done.improved += writer.propose(proposals, dataset=name)
-            finite = np.isfinite(result.loss)
-            failed += int(result.failed_rows.size)
-            fitted += len(result.rows)
-            done.add(result, time.perf_counter() - start)
-            finite_sum += float(result.loss[finite].sum())
-            finite_count += int(finite.sum())
-            bar.update(len(result.rows))
-            bar.set_postfix(mean_loss=f"{finite_sum / max(finite_count, 1):.2f}", failed=failed)
-            if done.shards_left == 0 and any(other.shards_left for other in progress):
-                # a dataset is complete: committed now, so that a job stopped later resumes after it
-                writer.flush(note=f"dataset {name} complete")
-                logger.info("dataset %s: all %d planned rows fitted", name, done.fitted)
-        writer.close()
-    except BaseException as error:  # interrupted (Ctrl-C, a failure): keep what was merged
-        _commit_interrupted(writer, store, error, fitted)
-        raise
-    finally:
-        bar.close()
-        for actor in actors:
-            ray.kill(actor)
-        if started_ray:
-            ray.shutdown()
-    return _summaries(work, progress, store, files, writer.stats(), start)
+        self.fitted = self.failed = 0
+        self._finite_sum, self._finite_count = 0.0, 0
+
+    def merge(self, index: int, result: ShardResult, by_driver: bool = False) -> None:
+        """Merge dataset ``index``'s ``result`` (``by_driver``: a piece of the head start)."""
+        name, done, writer = self.names[index], self.progress[index], self.writer
+        done.by_driver += len(result.rows) if by_driver else 0
+        if result.failed_rows.size:
+            writer.record_failures(result.failed_rows, result.failed_reasons, dataset=name)
+        proposals = _proposals_of(result)
+        refused_rows, refused_reasons = _refused_by_the_store(proposals)
+        if refused_rows.size:  # recorded: a rerun skips them, as other failed rows
+            writer.record_failures(refused_rows, refused_reasons, dataset=name)
+        done.improved += writer.propose(proposals, dataset=name)
+        finite = np.isfinite(result.loss)
+        self.failed += int(result.failed_rows.size)
+        self.fitted += len(result.rows)
+        done.add(result, time.perf_counter() - self.start)
+        self._finite_sum += float(result.loss[finite].sum())
+        self._finite_count += int(finite.sum())
+        self.bar.update(len(result.rows))
+        self.bar.set_postfix(
+            mean_loss=f"{self._finite_sum / max(self._finite_count, 1):.2f}", failed=self.failed
+        )
+        if done.rows_left == 0 and any(other.rows_left for other in self.progress):
+            # a dataset is complete: committed now, so that a job stopped later resumes after it
+            writer.flush(note=f"dataset {name} complete")
+            logger.info("dataset %s: all %d planned rows fitted", name, done.fitted)
 
 
 def _summaries(work, progress, store, files, stats, start: float) -> tuple[PrecomputeSummary, ...]:
@@ -716,7 +795,11 @@ def _summaries(work, progress, store, files, stats, start: float) -> tuple[Preco
         )
         # the dataset that finished last ran to the job's end (last commit, Ray's shut-down)
         seconds = summary.seconds if index == last or done.finished is None else done.finished
-        summaries.append(dataclasses.replace(summary, fitting_seconds=done.fitting_seconds, seconds=seconds))
+        summaries.append(
+            dataclasses.replace(
+                summary, fitting_seconds=done.fitting_seconds, seconds=seconds, rows_head_start=done.by_driver
+            )
+        )
     return tuple(summaries)
 
 
@@ -724,8 +807,9 @@ def _summaries(work, progress, store, files, stats, start: float) -> tuple[Preco
 class _Progress:
     """What the driver merged of one dataset so far (mutable: one per dataset of a running job)."""
 
-    shards_left: int
+    rows_left: int
     fitted: int = 0
+    by_driver: int = 0
     improved: int = 0
     failed: int = 0
     fitting_seconds: float = 0.0
@@ -733,12 +817,12 @@ class _Progress:
     finished: float | None = None  #: seconds since the job's start when its last shard merged
 
     def add(self, result: ShardResult, since_start: float) -> None:
-        self.shards_left -= 1
+        self.rows_left -= len(result.rows)
         self.fitted += len(result.rows)
         self.failed += int(result.failed_rows.size)
         self.fitting_seconds += result.seconds
         self.timeline.append((since_start, self.fitted))
-        if self.shards_left == 0:
+        if self.rows_left == 0:
             self.finished = since_start
 
 

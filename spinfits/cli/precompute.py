@@ -35,6 +35,7 @@ FLAGS = {
     "gpus_per_worker": "--gpus-per-worker",
     "shard_size": "--shard-size",
     "solver_slots": "--solver-slots",
+    "head_start": "--no-head-start",
     "refit": "--refit",
     "refit_corrupt": "--refit-corrupt",
     "retry_failed": "--retry-failed",
@@ -147,6 +148,13 @@ def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
         "actor's share of it, up to 8192)",
     )
     parser.add_argument(
+        "--no-head-start",
+        dest="head_start",
+        action="store_false",
+        help="do not let the driver fit the first rows itself while Ray and the actors start "
+        "(it does by default on the CPU, one thread, until the first actor has started)",
+    )
+    parser.add_argument(
         "--batch",
         dest="shard_size",
         type=int,
@@ -182,6 +190,7 @@ def _run(args: argparse.Namespace) -> int:
             gpus_per_worker=args.gpus_per_worker,
             shard_size=args.shard_size,
             solver_slots=args.solver_slots,
+            head_start=args.head_start,
             refit=args.refit,
             refit_corrupt=args.refit_corrupt,
             retry_failed=args.retry_failed,

@@ -1,5 +1,7 @@
-"""The PrecomputeConfig of the precompute tests: tiny shards, no progress bar; each test module
-fixes its shard size (and commit period) with ``functools.partial``."""
+"""The PrecomputeConfig of the precompute tests: tiny shards, no progress bar, and no head start
+(these tests are about the actors: every shard goes to them, so runs split their rows the same
+way; tests/cluster/test_head_start.py tests the head start); each test module fixes its shard
+size (and commit period) with ``functools.partial``."""
 
 from spinfits.cluster.precompute import PrecomputeConfig
 
@@ -14,6 +16,7 @@ def precompute_config(dataset, store, model_dir, *, shard_size, commit_every_s=0
         shard_size=shard_size,
         show_progress=False,
         commit_every_s=commit_every_s,
+        head_start=False,
     )
     base.update(overrides)
     return PrecomputeConfig(**base)

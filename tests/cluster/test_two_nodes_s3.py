@@ -96,7 +96,8 @@ def s3_flags(endpoint: FaultyEndpoint) -> list[str]:
 
 
 def precompute_args(dataset: Path, store: str, model_dir: Path) -> list[str]:
-    # the same shards and one thread per actor in every run, so fits can be compared exactly
+    # the same shards (no head start) and one thread per actor in every run, so fits can be
+    # compared exactly
     return [
         "precompute",
         "--dataset",
@@ -113,6 +114,7 @@ def precompute_args(dataset: Path, store: str, model_dir: Path) -> list[str]:
         str(SHARD),
         "--commit-every",
         "0",
+        "--no-head-start",
     ]
 
 

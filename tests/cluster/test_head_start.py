@@ -1,0 +1,184 @@
+"""Precompute's head start: the driver fits the front of the queue while Ray and the actors
+start, then hands the rest to the actors; every row is fitted once, as the actors fit it."""
+
+import threading
+import time
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+from precompute_helpers import precompute_config
+
+from spinfits.cluster import precompute
+from spinfits.cluster.fitter_actor import FitterActor, ShardResult
+from spinfits.cluster.head_start import HeadStart, ShardQueue
+from spinfits.cluster.precompute import run_precompute
+from spinfits.store import FitStore
+
+config = partial(precompute_config, shard_size=16)
+
+
+def _shards(*sizes: int, dataset: int = 0) -> list:
+    start = np.cumsum((0, *sizes))
+    return [(dataset, np.arange(a, b)) for a, b in zip(start[:-1], start[1:], strict=True)]
+
+
+def test_queue_hands_out_pieces_from_the_front_and_the_rest_once():
+    queue = ShardQueue([*_shards(10, 3), (1, np.arange(100, 104))])
+    index, rows = queue.take_piece(4)
+    assert index == 0 and rows.tolist() == [0, 1, 2, 3]
+    assert queue.take_piece(8)[1].tolist() == [4, 5, 6, 7, 8, 9]  # the shard's rest, not the next one
+    rest = queue.rest()
+    assert [(i, r.tolist()) for i, r in rest] == [(0, [10, 11, 12]), (1, [100, 101, 102, 103])]
+    assert queue.empty and queue.take_piece(4) is None and queue.rest() == []
+
+
+class _CountingFitter:
+    """Fits a piece by writing its rows' numbers as their loss; ``gate`` holds each piece until
+    the test lets it go."""
+
+    def __init__(self, gate: threading.Semaphore | None = None, fail_on: int | None = None) -> None:
+        self.gate, self.fail_on = gate, fail_on
+        self.threads = torch.get_num_threads()
+
+    def fit_shard(self, rows, keypoints):
+        if self.gate is not None:
+            self.gate.acquire()
+        if self.fail_on is not None and self.fail_on in rows:
+            raise RuntimeError(f"row {self.fail_on} broke the fitter")
+        count = len(rows)
+        return ShardResult(
+            rows=rows,
+            pose=np.zeros((count, 72), np.float32),
+            betas=np.zeros((count, 10), np.float32),
+            cam_t=np.zeros((count, 3), np.float32),
+            loss=rows.astype(np.float32),
+            seconds=0.0,
+            worker="test",
+        )
+
+
+def _call(shard):
+    return shard[1], None
+
+
+def test_head_start_fits_pieces_until_stopped_and_leaves_the_rest_to_the_actors():
+    queue, gate, fitters = ShardQueue(_shards(16, 16)), threading.Semaphore(0), []
+
+    def make():
+        fitters.append(_CountingFitter(gate))
+        return fitters[-1]
+
+    threads = torch.get_num_threads()
+    head = HeadStart(queue, make, _call, piece_rows=6).start()
+    gate.release(2)  # two pieces fitted, the third taken and held
+    deadline = time.time() + 10
+    while head.rows < 12 and time.time() < deadline:
+        time.sleep(0.01)
+    pieces = head.done()
+    head.stop()
+    gate.release(10)
+    pieces += head.finish(timeout=10)
+    assert not head.running
+    fitted = np.concatenate([result.rows for _, result in pieces])
+    # three pieces in order: 6 rows, 6 rows, and the first shard's last 4 (a piece stays in a shard)
+    assert [len(result.rows) for _, result in pieces] == [6, 6, 4]
+    assert fitted.tolist() == list(range(16)) and head.rows == 16
+    assert all(np.array_equal(result.loss, result.rows) for _, result in pieces)
+    rest = queue.rest()  # what the actors get: every other row, once
+    assert np.concatenate([rows for _, rows in rest]).tolist() == list(range(16, 32))
+    assert fitters[0].threads == 1 and torch.get_num_threads() == threads  # one thread, then restored
+
+
+def test_head_start_empties_a_small_queue_and_stops():
+    queue = ShardQueue(_shards(5, 5))
+    head = HeadStart(queue, _CountingFitter, _call, piece_rows=4).start()
+    pieces = head.finish(timeout=10)
+    assert [result.rows.tolist() for _, result in pieces] == [[0, 1, 2, 3], [4], [5, 6, 7, 8], [9]]
+    assert queue.empty
+
+
+def test_an_error_in_the_head_start_comes_through_finish():
+    head = HeadStart(ShardQueue(_shards(8)), lambda: _CountingFitter(fail_on=5), _call, piece_rows=4)
+    head.start()
+    with pytest.raises(RuntimeError, match="row 5 broke the fitter"):
+        head.finish(timeout=10)
+    with pytest.raises(ValueError, match="piece_rows must be >= 1, got 0"):
+        HeadStart(ShardQueue([]), _CountingFitter, _call, piece_rows=0)
+
+
+# ---------------------------------------------------------------------- in precompute, on Ray
+
+
+def _actors_wait_for(monkeypatch, marker, seconds: float, started=None) -> None:
+    """Precompute's fitter actors start only once file ``marker`` exists, or after ``seconds``;
+    then they make file ``started``."""
+
+    class WaitsToStart(FitterActor):  # defined here: Ray's workers get it by value
+        def __init__(self, *args, **kwargs) -> None:
+            deadline = time.monotonic() + seconds
+            while not marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            super().__init__(*args, **kwargs)
+            if started is not None:
+                started.touch()
+
+    real = precompute.remote_fitter_class
+    monkeypatch.setattr(
+        precompute,
+        "remote_fitter_class",
+        lambda num_cpus, num_gpus: real(num_cpus, num_gpus, actor=WaitsToStart),
+    )
+
+
+def _wait_for(path, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_the_driver_fits_while_the_actors_start_and_the_actors_fit_the_rest(
+    tmp_path, local_ray, small_dataset, standin_dir, monkeypatch
+):
+    """The actors may start once the driver has fitted its first piece, and the driver's second
+    piece waits until one has started: the driver fits at least two pieces, the actors the rest."""
+    reference = run_precompute(config(small_dataset, tmp_path / "reference", standin_dir))
+    may_start, started, store = (
+        tmp_path / "actors may start",
+        tmp_path / "an actor started",
+        tmp_path / "store",
+    )
+    _actors_wait_for(monkeypatch, may_start, 120.0, started)
+
+    class DriverFitter(FitterActor):
+        def fit_shard(self, *args, **kwargs):
+            if may_start.exists():
+                _wait_for(started)
+            result = super().fit_shard(*args, **kwargs)
+            may_start.touch()
+            return result
+
+    monkeypatch.setattr(precompute, "FitterActor", DriverFitter)
+    summary = run_precompute(config(small_dataset, store, standin_dir, head_start=True))
+    assert started.exists()
+    assert 2 * 16 <= summary.rows_head_start < summary.rows_planned == reference.rows_planned
+    assert summary.rows_fitted == summary.rows_planned and summary.rows_failed == 0
+    assert f"the driver fitted {summary.rows_head_start} rows while Ray started" in summary.lines()[3]
+    fits, expected = FitStore.open(store).read("people"), FitStore.open(tmp_path / "reference").read("people")
+    assert np.array_equal(np.isfinite(fits.loss), np.isfinite(expected.loss))
+    finite = np.isfinite(fits.loss)  # the same fits, whoever fitted them (pieces or whole shards)
+    np.testing.assert_allclose(fits.loss[finite], expected.loss[finite], rtol=0.05, atol=0.05)
+    assert np.median(np.abs(fits.pose[finite] - expected.pose[finite])) < 1e-3
+
+
+def test_when_no_actor_starts_in_time_the_driver_fits_everything(
+    tmp_path, local_ray, small_dataset, standin_dir, monkeypatch
+):
+    _actors_wait_for(monkeypatch, tmp_path / "never", 120.0)
+    started = time.monotonic()
+    summary = run_precompute(config(small_dataset, tmp_path / "store", standin_dir, head_start=True))
+    assert summary.rows_head_start == summary.rows_fitted == summary.rows_planned == 95
+    assert time.monotonic() - started < 100  # it did not wait for the actors
+    losses = FitStore.open(tmp_path / "store").losses("people")
+    assert np.isfinite(np.delete(losses, 5)).all() and np.isinf(losses[5])
