@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from spinfits.cluster.fitter_actor import FitterActor, ShardResult
 
@@ -75,8 +76,8 @@ class HeadStart:
 
     ``call(shard)`` -> the positional arguments of ``FitterActor.fit_shard`` for a shard (its rows,
     their keypoints, the fits to refine). ``done()`` returns the pieces fitted since the last call,
-    as (dataset index, ``ShardResult``); ``finish()`` waits for the thread and returns the last
-    ones, raising what the thread raised. Torch runs on ``threads`` threads meanwhile; the
+    as (dataset index, ``ShardResult``); ``finish()`` waits for the thread to end and returns the
+    last ones, raising what the thread raised. Torch runs on ``threads`` threads meanwhile; the
     process's setting comes back when the thread ends.
     """
 
@@ -123,9 +124,9 @@ class HeadStart:
                 return pieces
 
     def finish(self, timeout: float | None = None) -> list[tuple[int, ShardResult]]:
-        """Stop, wait for the thread, and return the pieces not yet returned by ``done``; the
-        thread's error, if it raised one, comes through here."""
-        self.stop()
+        """Wait for the thread (it ends once the queue is empty or after ``stop``) and return the
+        pieces not yet returned by ``done``; the thread's error, if it raised one, comes
+        through here."""
         self._thread.join(timeout)
         if self._error is not None:
             raise self._error
@@ -133,6 +134,10 @@ class HeadStart:
 
     def _run(self) -> None:
         threads = torch.get_num_threads()
+        # numpy's OpenBLAS on the calling thread only: its worker threads are shut down by the
+        # fork of every process ``ray.init`` starts meanwhile in the driver's thread, and a
+        # threaded call in flight then waits for them for ever (seen in read_gmm's eigvalsh)
+        blas = threadpool_limits(limits=1, user_api="blas")
         try:
             torch.set_num_threads(self._threads)
             fitter = self._make_fitter()
@@ -147,3 +152,4 @@ class HeadStart:
             self._error = error
         finally:
             torch.set_num_threads(threads)
+            blas.restore_original_limits()

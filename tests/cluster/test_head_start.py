@@ -1,6 +1,8 @@
 """Precompute's head start: the driver fits the front of the queue while Ray and the actors
 start, then hands the rest to the actors; every row is fitted once, as the actors fit it."""
 
+import os
+import subprocess
 import threading
 import time
 from functools import partial
@@ -182,3 +184,26 @@ def test_when_no_actor_starts_in_time_the_driver_fits_everything(
     assert time.monotonic() - started < 100  # it did not wait for the actors
     losses = FitStore.open(tmp_path / "store").losses("people")
     assert np.isfinite(np.delete(losses, 5)).all() and np.isinf(losses[5])
+
+
+def test_numpy_blas_in_the_head_start_survives_the_drivers_forks():
+    """``ray.init`` forks processes from the driver's thread while the head start loads the model
+    (numpy's OpenBLAS: eigvalsh in read_gmm). A threaded OpenBLAS call in flight at a fork waits
+    for ever for the workers the fork shut down; the head start keeps BLAS on its own thread."""
+    matrices = np.random.default_rng(0).normal(size=(8, 300, 300))
+    matrices = matrices @ matrices.transpose(0, 2, 1)
+
+    class BlasHeavy(_CountingFitter):
+        def __init__(self) -> None:
+            super().__init__()
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                np.linalg.eigvalsh(matrices)
+
+    head = HeadStart(ShardQueue(_shards(4)), BlasHeavy, _call, piece_rows=4).start()
+    deadline = time.monotonic() + 30
+    while head.running and time.monotonic() < deadline:  # forks, as ray.init's process starts do
+        subprocess.run(["true"], check=True, preexec_fn=os.getpid)  # preexec_fn: a real fork()
+    head.stop()
+    assert not head.running, "the head start hung in numpy's BLAS after a fork"
+    assert [result.rows.tolist() for _, result in head.finish()] == [[0, 1, 2, 3]]
