@@ -1,12 +1,13 @@
 """The driver fits the first rows itself while Ray starts: precompute's head start.
 
-A local Ray cluster takes seconds to start on a small machine (``ray.init``; then each fitter
-actor's process imports torch and loads the body model): on 1000 real people and 2 cores that was
-15 of the job's 22 s (bench/RESULTS.md). The driver has imported torch already, so while Ray
-starts it fits the front of the job's queue of shards itself, on one torch thread, in pieces of
-``piece_rows`` rows, with the actors' own code (``FitterActor``: same fits, same failure
-records). As soon as the first actor has started, the head start finishes its current piece and
-stops; the actors take the rest of the queue. Its fits are merged by the driver like any shard's.
+A local Ray cluster takes seconds to start on a small machine (``ray.init``: 4.4 s on 2 cores,
+most of it waiting for Ray's processes). The driver has imported torch already, so while
+``ray.init`` runs it fits the front of the job's queue of shards itself, on one torch thread, in
+pieces of ``piece_rows`` rows, with the actors' own code (``FitterActor``: same fits, same
+failure records). Once Ray is up it finishes its current piece and stops, and the actors take
+the rest of the queue: kept running while the actors start (each imports torch and loads the
+model: CPU-bound), it slowed their start by more than it fitted (bench/RESULTS.md). Its fits
+are merged by the driver like any shard's.
 
 Only for jobs fitting on the CPU (the driver's node lends one core for the first seconds); a job
 on GPUs starts its actors at once (``PrecomputeConfig.head_start``).
@@ -30,8 +31,8 @@ from spinfits.cluster.fitter_actor import FitterActor, ShardResult
 logger = logging.getLogger(__name__)
 
 #: Rows the head start fits at a time: its last piece is the most the driver still fits once
-#: the actors have started (about a second on one core).
-HEAD_START_PIECE_ROWS = 64
+#: Ray is up (under a second on one core; pieces of 32 fit at 0.85x the speed of 256).
+HEAD_START_PIECE_ROWS = 32
 
 #: A shard of the job's queue: (dataset index in the job, (S,) dataset rows).
 Shard = tuple[int, np.ndarray]

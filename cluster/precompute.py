@@ -90,7 +90,7 @@ class PrecomputeConfig:
     ends saying which resources are missing (``ShardScheduler``; None: wait for ever).
 
     ``head_start``: on the CPU, the driver fits the front of the queue itself (one thread, small
-    pieces) until the first actor has started (``cluster.head_start``); ignored on GPUs."""
+    pieces) while Ray starts (``cluster.head_start``); ignored on GPUs."""
 
     dataset: Path
     store: str
@@ -228,7 +228,7 @@ class PrecomputeSummary:
     nothing_to_do: str = ""  #: why no row was planned (empty when rows were)
     timeline: tuple[tuple[float, int], ...] = field(repr=False, default=())
     fitting_seconds: float = 0.0  #: the fitters' time in ``fit_shard``, summed over shards
-    rows_head_start: int = 0  #: rows of the job the driver fitted itself while Ray started
+    rows_head_start: int = 0  #: rows of the dataset the driver fitted itself while Ray started
 
     @property
     def fits_per_second(self) -> float:
@@ -635,8 +635,8 @@ def _fit_plans(
     work: list[_DatasetWork], store: FitStore, files, start: float
 ) -> tuple[PrecomputeSummary, ...]:
     """Fit the datasets' shards, one queue dataset after dataset: the driver's head start
-    (``cluster.head_start``) fits the front of the queue while Ray and the actors start, then
-    the actors (``ShardScheduler``) fit the rest; each shard's keypoints travel with it."""
+    (``cluster.head_start``) fits the front of the queue while Ray starts, then the actors
+    (``ShardScheduler``) fit the rest; each shard's keypoints travel with it."""
     config = work[0].config  # the job's settings (check_one_job)
     queue = ShardQueue([(index, rows) for index, item in enumerate(work) for rows in item.plan.shards])
     call = _shard_call(work)
@@ -645,10 +645,13 @@ def _fit_plans(
     started_ray, actors = False, []
     try:
         started_ray = _ray_with_room(config.actor_demand)
-        actors = _start_fitters(config) if not queue.empty else []  # else: the head start did it all
-        if head is not None and actors:
-            _merge_head_start(head, actors, job)
+        if head is not None:  # Ray is up: the actors' start gets the CPU (bench/RESULTS.md)
+            head.stop()
+            for index, piece in head.done():
+                job.merge(index, piece, by_driver=True)
+            logger.info("the driver fitted %d rows while Ray started", head.rows)
         shards = queue.rest()  # the head start takes no more
+        actors = _start_fitters(config) if shards else []  # else: the head start did it all
         scheduler = ShardScheduler(  # two slots per actor: a shard queued while the driver commits
             actors,
             lambda actor, shard: actor.fit_shard.remote(*call(shard)),
@@ -694,20 +697,6 @@ def _head_start(config: PrecomputeConfig, queue: ShardQueue, call) -> HeadStart 
         return None
     model_dir, fitting = str(Path(config.model_dir).resolve()), config.fitting
     return HeadStart(queue, lambda: FitterActor(model_dir, fitting, "cpu", threads=1), call).start()
-
-
-def _merge_head_start(head: HeadStart, actors: list, job: _JobMerge) -> None:
-    """Merge the head start's pieces until the first actor has started (or the head start has
-    emptied the queue), then stop it: its current piece is merged later."""
-    hello = [actor.node_id.remote() for actor in actors]
-    while head.running:
-        started, _ = ray.wait(hello, num_returns=1, timeout=0.25)
-        for index, piece in head.done():
-            job.merge(index, piece, by_driver=True)
-        if started:
-            break
-    head.stop()
-    logger.info("the driver fitted %d rows while Ray started", head.rows)
 
 
 def _writer(work: list[_DatasetWork], store: FitStore, files) -> StoreWriter:

@@ -151,8 +151,8 @@ def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-head-start",
         dest="head_start",
         action="store_false",
-        help="do not let the driver fit the first rows itself while Ray and the actors start "
-        "(it does by default on the CPU, one thread, until the first actor has started)",
+        help="do not let the driver fit the first rows itself while Ray starts (it does by "
+        "default on the CPU, on one thread, until ray.init has returned)",
     )
     parser.add_argument(
         "--batch",

@@ -113,58 +113,45 @@ def test_an_error_in_the_head_start_comes_through_finish():
 # ---------------------------------------------------------------------- in precompute, on Ray
 
 
-def _actors_wait_for(monkeypatch, marker, seconds: float, started=None) -> None:
-    """Precompute's fitter actors start only once file ``marker`` exists, or after ``seconds``;
-    then they make file ``started``."""
+def _slow_ray(monkeypatch, until: threading.Event) -> None:
+    """``ray.init`` (precompute's ``_ray_with_room``) returns only once ``until`` is set (as a
+    local cluster takes seconds to start)."""
+    real = precompute._ray_with_room
 
-    class WaitsToStart(FitterActor):  # defined here: Ray's workers get it by value
-        def __init__(self, *args, **kwargs) -> None:
-            deadline = time.monotonic() + seconds
-            while not marker.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            super().__init__(*args, **kwargs)
-            if started is not None:
-                started.touch()
+    def slow(demand):
+        assert until.wait(120), "the driver never fitted what the test waits for"
+        return real(demand)
 
-    real = precompute.remote_fitter_class
-    monkeypatch.setattr(
-        precompute,
-        "remote_fitter_class",
-        lambda num_cpus, num_gpus: real(num_cpus, num_gpus, actor=WaitsToStart),
-    )
+    monkeypatch.setattr(precompute, "_ray_with_room", slow)
 
 
-def _wait_for(path, seconds: float = 120.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def test_the_driver_fits_while_the_actors_start_and_the_actors_fit_the_rest(
-    tmp_path, local_ray, small_dataset, standin_dir, monkeypatch
-):
-    """The actors may start once the driver has fitted its first piece, and the driver's second
-    piece waits until one has started: the driver fits at least two pieces, the actors the rest."""
-    reference = run_precompute(config(small_dataset, tmp_path / "reference", standin_dir))
-    may_start, started, store = (
-        tmp_path / "actors may start",
-        tmp_path / "an actor started",
-        tmp_path / "store",
-    )
-    _actors_wait_for(monkeypatch, may_start, 120.0, started)
+def _counting_driver(monkeypatch, pieces: int | None, reached: threading.Event) -> None:
+    """The head start's fitter sets ``reached`` once it has fitted ``pieces`` pieces (None: once
+    the whole dataset, 95 fittable rows, is fitted)."""
+    fitted = []
 
     class DriverFitter(FitterActor):
-        def fit_shard(self, *args, **kwargs):
-            if may_start.exists():
-                _wait_for(started)
-            result = super().fit_shard(*args, **kwargs)
-            may_start.touch()
+        def fit_shard(self, rows, *args, **kwargs):
+            result = super().fit_shard(rows, *args, **kwargs)
+            fitted.append(len(rows))
+            if (pieces is not None and len(fitted) >= pieces) or sum(fitted) >= 95:
+                reached.set()
             return result
 
     monkeypatch.setattr(precompute, "FitterActor", DriverFitter)
+
+
+def test_the_driver_fits_while_ray_starts_and_the_actors_fit_the_rest(
+    tmp_path, local_ray, small_dataset, standin_dir, monkeypatch
+):
+    """Ray is up once the driver has fitted two pieces: the driver fitted those (and at most
+    the one it was fitting), the actors the rest, and the fits are those of the actors alone."""
+    reference = run_precompute(config(small_dataset, tmp_path / "reference", standin_dir))
+    reached, store = threading.Event(), tmp_path / "store"
+    _counting_driver(monkeypatch, 2, reached)
+    _slow_ray(monkeypatch, reached)
     summary = run_precompute(config(small_dataset, store, standin_dir, head_start=True))
-    assert started.exists()
-    assert 2 * 16 <= summary.rows_head_start < summary.rows_planned == reference.rows_planned
+    assert 2 * 16 <= summary.rows_head_start <= 3 * 16 < summary.rows_planned == reference.rows_planned
     assert summary.rows_fitted == summary.rows_planned and summary.rows_failed == 0
     assert f"the driver fitted {summary.rows_head_start} rows while Ray started" in summary.lines()[3]
     fits, expected = FitStore.open(store).read("people"), FitStore.open(tmp_path / "reference").read("people")
@@ -174,14 +161,17 @@ def test_the_driver_fits_while_the_actors_start_and_the_actors_fit_the_rest(
     assert np.median(np.abs(fits.pose[finite] - expected.pose[finite])) < 1e-3
 
 
-def test_when_no_actor_starts_in_time_the_driver_fits_everything(
+def test_a_job_the_driver_finished_while_ray_started_starts_no_actor(
     tmp_path, local_ray, small_dataset, standin_dir, monkeypatch
 ):
-    _actors_wait_for(monkeypatch, tmp_path / "never", 120.0)
-    started = time.monotonic()
+    reached = threading.Event()
+    _counting_driver(monkeypatch, None, reached)
+    _slow_ray(monkeypatch, reached)
+    started = []
+    monkeypatch.setattr(precompute, "_start_fitters", lambda config: started.append(config) or [])
     summary = run_precompute(config(small_dataset, tmp_path / "store", standin_dir, head_start=True))
     assert summary.rows_head_start == summary.rows_fitted == summary.rows_planned == 95
-    assert time.monotonic() - started < 100  # it did not wait for the actors
+    assert started == []
     losses = FitStore.open(tmp_path / "store").losses("people")
     assert np.isfinite(np.delete(losses, 5)).all() and np.isinf(losses[5])
 
