@@ -79,13 +79,16 @@ def resolve_version(repo: icechunk.Repository, name: str) -> ResolvedVersion:
     return ResolvedVersion(name, "snapshot", name)
 
 
-def snapshot_store(repo: icechunk.Repository, snapshot_id: str) -> Any:
+def snapshot_store(repo: icechunk.Repository, snapshot_id: str, known_to_exist: bool = False) -> Any:
     """The zarr store of a read-only session at ``snapshot_id``; ``InputError`` when the
-    repository no longer holds that snapshot (expired and collected by ``FitStore.history.gc``)."""
+    repository no longer holds that snapshot (expired and collected by ``FitStore.history.gc``).
+    ``known_to_exist`` (a snapshot just committed): icechunk's error comes through as it is,
+    since "snapshot not found" then means the storage did not answer (icechunk says it of a
+    fetch that failed, e.g. a lost S3 endpoint)."""
     try:
         return repo.readonly_session(snapshot_id=snapshot_id).store
     except icechunk.IcechunkError as error:
-        if "snapshot not found" not in str(error):
+        if known_to_exist or "snapshot not found" not in str(error):
             raise
         raise InputError(
             f"version {snapshot_id} is no longer in the store (expired and collected by "

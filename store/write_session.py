@@ -317,8 +317,18 @@ class WriteSession:
         if self._pending_failures:
             record["rows_failed"] = {name: len(rows) for name, rows in self._pending_failures.items()}
         snapshot = session.commit(message, metadata=record)
+        self._last_known = snapshot
+        try:
+            committed = snapshot_store(self._repo, snapshot, known_to_exist=True)
+        except (icechunk.IcechunkError, OSError) as error:  # committed, then the storage went away
+            self.forget()
+            self._needs_replay = True  # a later commit re-reads the tip: these merges are in it
+            raise StorageError(
+                f"could not read back commit {snapshot} in the store at {self._location}: "
+                f"{icechunk_reason(error)}. The commit itself was made and holds every merge up to "
+                "it; fix the storage (connection) and rerun the job: it resumes from that commit"
+            ) from None
         # The working copies now equal the new snapshot.
-        committed = snapshot_store(self._repo, snapshot)
         for name, working in self._working.items():
             working.committed(committed, writes[name].log if name in writes else working.log)
         for mask in self._failures_changed.values():

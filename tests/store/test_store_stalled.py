@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import icechunk
 import numpy as np
 import pytest
 from s3_service import FaultyEndpoint, MotoServer, moto_options
@@ -78,3 +79,36 @@ def test_a_slow_call_that_still_answers_is_waited_for(monkeypatch):
 
     assert stalled_storage.call_bounded(Answering(), "commit", slow) == "done"
     assert len(checks) >= 3  # asked while waiting, and kept waiting
+
+
+def test_storage_lost_right_after_a_commit_is_a_storage_error_and_the_commit_holds(tmp_path, monkeypatch):
+    """The commit is made, then reading it back fails (icechunk says "snapshot not found" of a
+    fetch that failed): a StorageError naming the commit, not "expired" (an InputError), and a
+    later commit finds the merges already in the store."""
+    from spinfits.store import write_session
+
+    rng = np.random.default_rng(5)
+    store = FitStore.create(tmp_path / "store", BODY)
+    store.create_dataset("coco", 50, dataset_fingerprint="coco")
+    proposals = random_proposals(rng, 50, 20, losses=np.full(20, 3.0, np.float32))
+    store.merge("coco", proposals)
+    genuine = write_session.snapshot_store
+
+    def lost_after_commit(repo, snapshot_id, known_to_exist=False):
+        if known_to_exist:
+            raise icechunk.IcechunkError("snapshot not found: dispatch failure: Connection refused")
+        return genuine(repo, snapshot_id, known_to_exist)
+
+    monkeypatch.setattr(write_session, "snapshot_store", lost_after_commit)
+    with pytest.raises(
+        StorageError, match=r"could not read back commit (\w+) in the store at .*: .*Connection refused"
+    ):
+        store.commit("the storage goes away after this")
+    monkeypatch.setattr(write_session, "snapshot_store", genuine)
+    tip = FitStore.open(tmp_path / "store").tip()
+    losses = FitStore.open(tmp_path / "store").losses("coco")
+    assert np.flatnonzero(np.isfinite(losses)).tolist() == np.unique(proposals.rows).tolist()
+    assert (losses[proposals.rows] == 3.0).all()
+    assert store.commit("again") is None  # nothing left to commit: the merges are in the tip
+    store.merge("coco", random_proposals(rng, 50, 20, losses=np.full(20, 1.0, np.float32)))
+    assert store.commit("the writer goes on").snapshot_id != tip
