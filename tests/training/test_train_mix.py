@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from train_processes import finish, start_train, wait_for, wait_until_workers_are_gone
 
 from spinfits.fitting.data.dataset import load_spin_npz
 from spinfits.fitting.data.mean_params import spin_mean_params_path
@@ -66,27 +64,6 @@ def _command(training_set, store, standin_dir, shared_data, runs, checkpoint, st
     ]
 
 
-def _start(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "spinfits.cli", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _finish(process: subprocess.Popen, timeout: float = 300) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"training did not finish in time:\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
-    return output
-
-
 def _expected(step: int, rank: int, sizes: list[int]) -> tuple[list[int], list[int]]:
     """The samples (datasets, rows) worker ``rank`` must train on at ``step``, grouped by dataset."""
     weights = spin_partition(["people", "h36m"], sizes)
@@ -98,19 +75,16 @@ def _expected(step: int, rank: int, sizes: list[int]) -> tuple[list[int], list[i
 def test_mix_from_a_spin_checkpoint_killed_resumed_and_rerun_from_its_config(
     tmp_path, training_set, mixed_store, standin_dir, shared_data, spin_checkpoint
 ):
-    runs, steps = tmp_path / "runs", 4 * EVERY
+    runs, steps = tmp_path / "runs", 2 * EVERY  # killed after step 3, resumed to step 7
     run_dir = runs / "mix"
     argv = _command(training_set, mixed_store, standin_dir, shared_data, runs, spin_checkpoint, steps)
-    process = _start(argv)
-    deadline, killed = time.time() + 300, None
-    while process.poll() is None and time.time() < deadline and killed is None:
-        time.sleep(0.2)
-        killed = latest_checkpoint_step(run_dir)
-        if killed is not None:
-            os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray it started
+    process = start_train(argv)
+    checkpointed = wait_for(process, lambda: latest_checkpoint_step(run_dir) is not None, timeout=300)
+    if checkpointed:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray it started
     output, _ = process.communicate()
-    assert killed is not None, f"the run never registered a checkpoint:\n{output[-3000:]}"
-    time.sleep(3)  # Ray's workers die a moment after their driver
+    assert checkpointed, f"the run never registered a checkpoint:\n{output[-3000:]}"
+    wait_until_workers_are_gone(run_dir / "progress", WORKERS)
     first_pids = {
         r["pid"] for rank in range(WORKERS) for r in read_progress(run_dir / "progress" / f"rank{rank}.jsonl")
     }
@@ -122,7 +96,7 @@ def test_mix_from_a_spin_checkpoint_killed_resumed_and_rerun_from_its_config(
     saved = json.loads((run_dir / "config.json").read_text())
     assert [d["name"] for d in saved["datasets"]] == ["people", "h36m"] and saved["pretrained"]
     resume = ["train", "--config", str(run_dir / "config.json"), "--resume", "--steps", str(steps + 1)]
-    output = _finish(_start(resume))
+    output = finish(start_train(resume))
     assert f"last checkpoint: step {steps + 1}" in output
 
     sizes = [len(training_set.dataset), 4]

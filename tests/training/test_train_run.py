@@ -1,18 +1,18 @@
 """``spinfits train`` end to end on Ray Train (2 CPU workers, small backbone, 64-px input):
-store improvements attributed to the run, a killed worker recovered from the last checkpoint,
-a killed driver resumed at the right step, and the store never regressing."""
+store improvements attributed to the run, a killed worker recovered from the last checkpoint, a
+run stopped by Ctrl-C and one whose driver was killed each resumed at the right step (the last
+start as a submitted Ray job), and the store never regressing."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from train_processes import finish, start_train, wait_for, wait_until_workers_are_gone
 
 from spinfits.cli import main
 from spinfits.fitting.smplify.fit_loss import score_fits
@@ -53,11 +53,8 @@ def rough_store(make_store, training_set, standin_files) -> FitStore:
     return store
 
 
-def _command(training_set, store, standin_dir, runs: Path, steps: int, *extra: str) -> list[str]:
+def _argv(training_set, store, standin_dir, runs: Path, steps: int, *extra: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "spinfits.cli",
         "train",
         "--dataset",
         str(training_set.path),
@@ -96,59 +93,31 @@ def _command(training_set, store, standin_dir, runs: Path, steps: int, *extra: s
     ]
 
 
-def _run_until(command: list[str], progress: Path, condition, timeout: float = 240):
-    """Start ``command``; call ``condition(records)`` on ``progress`` until it returns a pid to
-    kill (it is then SIGKILLed) or the process ends. Returns (process, killed pid or None)."""
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    deadline, killed = time.time() + timeout, None
-    while process.poll() is None and time.time() < deadline and killed is None:
-        time.sleep(0.2)
-        target = condition(read_progress(progress))
-        if target is not None:
-            os.kill(target, signal.SIGKILL)
-            killed = target
-    return process, killed
-
-
-def _finish(process: subprocess.Popen, timeout: float = 240) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"training did not finish in time:\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
-    return output
-
-
 def test_killed_worker_is_recovered_and_store_improves(tmp_path, training_set, rough_store, standin_dir):
     before = rough_store.read(DATASET).loss.copy()
     runs, steps = tmp_path / "runs", 18
     progress = runs / "tiny" / "progress"
 
-    registered = {}
+    registered, killed = {}, []
 
-    def kill_rank1_after_first_checkpoint(records):
-        step = latest_checkpoint_step(runs / "tiny")
+    def kill_rank1_after_first_checkpoint() -> bool:
+        step, records = latest_checkpoint_step(runs / "tiny"), read_progress(progress / "rank1.jsonl")
         if step and records and records[-1]["step"] > step:
             registered["step"] = step
-            return records[-1]["pid"]
-        return None
+            os.kill(records[-1]["pid"], signal.SIGKILL)
+            killed.append(records[-1]["pid"])
+            return True
+        return False
 
-    process, killed = _run_until(
-        _command(training_set, rough_store, standin_dir, runs, steps),
-        progress / "rank1.jsonl",
-        kill_rank1_after_first_checkpoint,
-    )
-    output = _finish(process)
-    assert killed is not None, "rank 1 was never seen past a registered checkpoint"
+    process = start_train(_argv(training_set, rough_store, standin_dir, runs, steps))
+    wait_for(process, kill_rank1_after_first_checkpoint)
+    output = finish(process)
+    assert killed, "rank 1 was never seen past a registered checkpoint"
 
     # Rank 1 restarted in a new process at the checkpoint's step, and ran to the end.
     records = read_progress(progress / "rank1.jsonl")
     pids = list(dict.fromkeys(r["pid"] for r in records))
-    assert pids.index(killed) == 0 and len(pids) == 2, pids
+    assert pids.index(killed[0]) == 0 and len(pids) == 2, pids
     resumed_at = next(r["step"] for r in records if r["pid"] == pids[1])
     assert resumed_at == registered["step"] or (
         resumed_at % CHECKPOINT_EVERY == 0 and resumed_at > registered["step"]
@@ -176,103 +145,97 @@ def test_killed_worker_is_recovered_and_store_improves(tmp_path, training_set, r
         assert len(set(snapshots)) >= 2, f"rank {rank} never refreshed its store view"
 
 
-def test_killed_driver_resumes_at_the_checkpoint(tmp_path, training_set, rough_store, standin_dir, capsys):
-    before = rough_store.read(DATASET).loss.copy()
-    runs, steps = tmp_path / "runs", 5 * CHECKPOINT_EVERY
-    progress = runs / "tiny" / "progress" / "rank0.jsonl"
-    first = _command(training_set, rough_store, standin_dir, runs, steps)
-    process = subprocess.Popen(
-        first, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    deadline, killed = time.time() + 240, None
-    while process.poll() is None and time.time() < deadline and killed is None:
-        time.sleep(0.2)
-        killed = latest_checkpoint_step(runs / "tiny")
-        if killed is not None:
-            os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray it started
-    process.communicate()
-    assert killed is not None, "the run never registered a checkpoint"
-    seen = -1
-    while len(read_progress(progress)) != seen:  # Ray's workers die a moment after their driver
-        seen = len(read_progress(progress))
-        time.sleep(3)
-    killed = latest_checkpoint_step(runs / "tiny")
-    killed_at = max(r["step"] for r in read_progress(progress))
-    assert killed_at < steps - 1, "the kill came too late to test a resume"
+def test_a_run_stopped_by_ctrl_c_then_killed_resumes_at_its_checkpoints_as_a_submitted_job(
+    ray_head, tmp_path, training_set, rough_store, standin_dir, capsys
+):
+    """One run started three times (each start a Ray of its own):
 
-    # Without --resume the run is refused; with it, it continues at the checkpoint's step.
-    assert main(first[3:]) == 2
-    output = _finish(
-        subprocess.Popen(
-            first + ["--resume"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+    1. Ctrl-C (SIGINT to the driver) after its first checkpoint: Ray Train aborts the run, the
+       store writer commits what it had merged, and the command says so and exits 130 (as a
+       shell reports SIGINT).
+    2. ``--resume`` continues it at that checkpoint's step; the driver and the Ray it started
+       are SIGKILLed after the next checkpoint. Rerunning without ``--resume`` is refused.
+    3. ``--resume`` as a submitted job (the cluster path: ``ray job submit --working-dir . --
+       spinfits train ...`` on a head node the test starts on loopback) continues at the killed
+       run's checkpoint and trains to the end, its commits attributed to the run. Resuming with
+       another regressor is then refused, and resuming once more has nothing to do.
+    """
+    before = rough_store.read(DATASET).loss.copy()
+    runs, steps = tmp_path / "runs", 3 * CHECKPOINT_EVERY
+    progress = runs / "tiny" / "progress"
+    argv = _argv(training_set, rough_store, standin_dir, runs, steps)
+
+    def run_commits() -> list:
+        log = FitStore.open(rough_store.location).history.log()
+        return [v for v in log if v.metadata.get("run") == "tiny"]
+
+    def starts() -> list[list[int]]:
+        """The steps rank 0 ran, per start of the run (per worker process)."""
+        records = read_progress(progress / "rank0.jsonl")
+        pids = dict.fromkeys(r["pid"] for r in records)
+        return [[r["step"] for r in records if r["pid"] == pid] for pid in pids]
+
+    # 1. Ctrl-C after the first checkpoint.
+    process = start_train(argv)
+    try:
+        checkpointed = wait_for(process, lambda: latest_checkpoint_step(runs / "tiny") is not None)
+        if checkpointed:
+            process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=120)[0]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert checkpointed, f"the run never registered a checkpoint:\n{output[-3000:]}"
+    assert process.returncode == 130, output[-3000:]
+    assert "spinfits train: interrupted: training run 'tiny' was stopped" in output, output[-3000:]
+    assert "rerun with --resume to continue" in output
+    commits = run_commits()
+    assert commits and f"last {commits[0].snapshot_id}" in output  # the writer's last commit, named
+    wait_until_workers_are_gone(progress)
+    stopped = latest_checkpoint_step(runs / "tiny")
+    assert stopped < steps, "the Ctrl-C came too late to test a resume"
+
+    # 2. Resumed at that checkpoint; the driver SIGKILLed after the next one.
+    process = start_train(argv + ["--resume"])
+    checkpointed = wait_for(process, lambda: (latest_checkpoint_step(runs / "tiny") or 0) > stopped)
+    if checkpointed:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray it started
+    output = process.communicate()[0]
+    assert checkpointed, f"the resumed run never registered a checkpoint:\n{output[-3000:]}"
+    wait_until_workers_are_gone(progress)
+    killed = latest_checkpoint_step(runs / "tiny")
+    second = starts()[-1]
+    assert second[0] == stopped, (second[0], stopped)
+    assert second[-1] < steps - 1, "the kill came too late to test a resume"
+    capsys.readouterr()
+    assert main(argv) == 2  # without --resume: refused
+    assert "continue it from its latest checkpoint" in capsys.readouterr().err
+
+    # 3. Resumed as a submitted job, to the end.
+    ray, env, address = ray_head
+    submit = [ray, "job", "submit", "--address", address, "--working-dir", ".", "--", "spinfits"]
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [*submit, *argv, "--resume"], cwd=repo, env=env, capture_output=True, text=True, timeout=400
     )
-    records = read_progress(progress)
-    pids = list(dict.fromkeys(r["pid"] for r in records))
-    resumed = [r["step"] for r in records if r["pid"] == pids[-1]]
-    assert resumed[0] == killed, (resumed[0], killed_at)
-    assert resumed[-1] == steps - 1
-    assert f"last checkpoint: step {steps}" in output
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"last checkpoint: step {steps}" in done.stdout + done.stderr
+    assert "commits by this run" in done.stdout + done.stderr  # the job's store writer reported
+    assert latest_checkpoint_step(runs / "tiny") == steps
+    assert len(starts()) == 3, starts()
+    third = starts()[-1]
+    assert third[0] == killed and third[-1] == steps - 1, (third, killed)
+    # (its own commits may be none: 12 steps before it may have left no fit it could improve)
+    assert all(v.message.startswith("training tiny: steps") for v in run_commits())
     assert np.all(FitStore.open(rough_store.location).read(DATASET).loss <= before)
+
     # Resuming with another regressor is refused with the run's settings in the message.
-    other = [a if a != "64" else "96" for a in first[3:]] + ["--resume"]
+    other = [a if a != "64" else "96" for a in argv] + ["--resume"]
     assert main(other) == 2
     assert (
         "was trained with --backbone small --input-res 64, but this run asks for --backbone small --input-res 96"
         in capsys.readouterr().err
     )
     # Once done, resuming again has nothing to do (and starts no Ray).
-    assert main(first[3:] + ["--resume"]) == 0
+    assert main(argv + ["--resume"]) == 0
     assert f"nothing to do: run tiny is already at step {steps}" in capsys.readouterr().out
-
-
-def test_ctrl_c_stops_the_run_with_its_commits_kept_and_says_how_to_resume(
-    tmp_path, training_set, rough_store, standin_dir
-):
-    """SIGINT to the driver (Ctrl-C): Ray Train aborts the run, the store writer commits what it
-    had merged, and the command says so and exits 130 (as a shell reports SIGINT)."""
-    runs, steps = tmp_path / "runs", 50 * CHECKPOINT_EVERY
-    command = _command(training_set, rough_store, standin_dir, runs, steps)
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        deadline = time.time() + 240
-        while process.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
-            if latest_checkpoint_step(runs / "tiny") is not None:
-                process.send_signal(signal.SIGINT)
-                break
-        output = process.communicate(timeout=120)[0]
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 130, output[-3000:]
-    assert "spinfits train: interrupted: training run 'tiny' was stopped" in output, output[-3000:]
-    assert "rerun with --resume to continue" in output
-    commits = [
-        v for v in FitStore.open(rough_store.location).history.log() if v.metadata.get("run") == "tiny"
-    ]
-    assert commits and f"last {commits[0].snapshot_id}" in output  # the writer's last commit, named
-
-
-def test_training_runs_as_a_submitted_job(ray_head, tmp_path, training_set, rough_store, standin_dir):
-    """The cluster path: `ray job submit --working-dir . -- spinfits train ...` on a head node
-    the test starts on loopback; checkpoints in --runs-dir, commits attributed to the run."""
-    ray, env, address = ray_head
-    runs, steps = tmp_path / "runs", CHECKPOINT_EVERY
-    command = _command(training_set, rough_store, standin_dir, runs, steps)[3:]
-    submit = [ray, "job", "submit", "--address", address, "--working-dir", ".", "--", "spinfits", *command]
-    repo = Path(__file__).resolve().parents[2]
-    done = subprocess.run(submit, cwd=repo, env=env, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert f"last checkpoint: step {steps}" in done.stdout + done.stderr
-    assert latest_checkpoint_step(runs / "tiny") == steps
-    commits = [
-        v for v in FitStore.open(rough_store.location).history.log() if v.metadata.get("run") == "tiny"
-    ]
-    assert commits
