@@ -75,7 +75,7 @@ def _expected(step: int, rank: int, sizes: list[int]) -> tuple[list[int], list[i
 def test_mix_from_a_spin_checkpoint_killed_resumed_and_rerun_from_its_config(
     tmp_path, training_set, mixed_store, standin_dir, shared_data, spin_checkpoint
 ):
-    runs, steps = tmp_path / "runs", 2 * EVERY  # killed after step 3, resumed to step 7
+    runs, steps = tmp_path / "runs", 4 * EVERY
     run_dir = runs / "mix"
     argv = _command(training_set, mixed_store, standin_dir, shared_data, runs, spin_checkpoint, steps)
     process = start_train(argv)
