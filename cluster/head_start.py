@@ -58,11 +58,6 @@ class ShardQueue:
                 shard_rows = shard_rows[:rows]
             return index, shard_rows
 
-    @property
-    def empty(self) -> bool:
-        with self._lock:
-            return not self._shards
-
     def rest(self) -> list[Shard]:
         """Every shard left, in order; the queue is then empty (the head start takes no more)."""
         with self._lock:

@@ -647,8 +647,7 @@ def _fit_plans(
         started_ray = _ray_with_room(config.actor_demand)
         if head is not None:  # Ray is up: the actors' start gets the CPU (bench/RESULTS.md)
             head.stop()
-            for index, piece in head.done():
-                job.merge(index, piece, by_driver=True)
+            job.merge_driver_pieces(head.done())
             logger.info("the driver fitted %d rows while Ray started", head.rows)
         shards = queue.rest()  # the head start takes no more
         actors = _start_fitters(config) if shards else []  # else: the head start did it all
@@ -661,10 +660,10 @@ def _fit_plans(
         )
         for shard, result in scheduler.indexed_results(shards):
             job.merge(shards[shard][0], result)
-            for index, piece in head.done() if head is not None else ():
-                job.merge(index, piece, by_driver=True)
-        for index, piece in head.finish() if head is not None else ():
-            job.merge(index, piece, by_driver=True)
+            if head is not None:
+                job.merge_driver_pieces(head.done())
+        if head is not None:
+            job.merge_driver_pieces(head.finish())
         job.writer.close()
     except BaseException as error:  # interrupted (Ctrl-C, a failure): keep what was merged
         _merge_stopped_head_start(head, job)
@@ -685,8 +684,7 @@ def _merge_stopped_head_start(head: HeadStart | None, job: _JobMerge) -> None:
         return
     head.stop()
     try:
-        for index, piece in head.done():
-            job.merge(index, piece, by_driver=True)
+        job.merge_driver_pieces(head.done())
     except Exception:  # the interruption's own error matters more
         logger.exception("could not merge the rows the driver fitted before the interruption")
 
@@ -736,6 +734,11 @@ class _JobMerge:
         )
         self.fitted = self.failed = 0
         self._finite_sum, self._finite_count = 0.0, 0
+
+    def merge_driver_pieces(self, pieces: list[tuple[int, ShardResult]]) -> None:
+        """Merge the head start's pieces, (dataset index, result) each."""
+        for index, result in pieces:
+            self.merge(index, result, by_driver=True)
 
     def merge(self, index: int, result: ShardResult, by_driver: bool = False) -> None:
         """Merge dataset ``index``'s ``result`` (``by_driver``: a piece of the head start)."""

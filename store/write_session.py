@@ -333,7 +333,7 @@ class WriteSession:
             working.committed(committed, writes[name].log if name in writes else working.log)
         for mask in self._failures_changed.values():
             mask[:] = False
-        self._base = self._last_known = snapshot
+        self._base = snapshot
         self.pending = {}
         self._pending_failures = {}
         log.debug("commit %s wrote %s", snapshot, {name: (w.how, w.chunks) for name, w in writes.items()})

@@ -81,7 +81,7 @@ def _parents() -> dict[int, int]:
     return parents
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     """Running (a zombie, killed but not yet reaped, counts as gone)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -173,7 +173,7 @@ class LocalRayCluster:
             mine |= children
             grown = bool(children)
         mine.discard(os.getpid())
-        return sorted(pid for pid in mine if _alive(pid))
+        return sorted(pid for pid in mine if is_alive(pid))
 
     def live_nodes(self) -> list[RayNode]:
         """The nodes started and not killed (whose processes still run)."""

@@ -33,7 +33,7 @@ def test_queue_hands_out_pieces_from_the_front_and_the_rest_once():
     assert queue.take_piece(8)[1].tolist() == [4, 5, 6, 7, 8, 9]  # the shard's rest, not the next one
     rest = queue.rest()
     assert [(i, r.tolist()) for i, r in rest] == [(0, [10, 11, 12]), (1, [100, 101, 102, 103])]
-    assert queue.empty and queue.take_piece(4) is None and queue.rest() == []
+    assert queue.take_piece(4) is None and queue.rest() == []
 
 
 class _CountingFitter:
@@ -98,7 +98,7 @@ def test_head_start_empties_a_small_queue_and_stops():
     head = HeadStart(queue, _CountingFitter, _call, piece_rows=4).start()
     pieces = head.finish(timeout=10)
     assert [result.rows.tolist() for _, result in pieces] == [[0, 1, 2, 3], [4], [5, 6, 7, 8], [9]]
-    assert queue.empty
+    assert queue.rest() == []
 
 
 def test_an_error_in_the_head_start_comes_through_finish():

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from ray_nodes import is_alive
 
 from spinfits.training.progress import read_progress
 
@@ -52,19 +53,11 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> str:
     return output
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie, killed but not yet reaped, counts as gone)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def wait_until_workers_are_gone(progress: Path, workers: int = 2, timeout: float = 60) -> None:
     """Ray's workers die a moment after the driver that started their Ray: wait until every
     worker process that wrote to the run's ``progress`` folder has, so that none writes after."""
     pids = {r["pid"] for rank in range(workers) for r in read_progress(progress / f"rank{rank}.jsonl")}
     deadline = time.time() + timeout
-    while alive := [pid for pid in pids if _alive(pid)]:
+    while alive := [pid for pid in pids if is_alive(pid)]:
         assert time.time() < deadline, f"training workers {alive} outlived their driver by {timeout} s"
         time.sleep(0.2)
