@@ -43,9 +43,9 @@ def test_fills_every_fittable_row_and_commits(reference):
     assert "STAND-IN" in summary.body_model
 
 
-def test_second_run_does_nothing_and_says_so(tmp_path, local_ray, small_dataset, standin_dir):
+def test_second_run_does_nothing_and_says_so(tmp_path, local_ray, small_dataset, standin_dir, reference):
     store = tmp_path / "store"
-    run_precompute(config(small_dataset, store, standin_dir))
+    shutil.copytree(reference[0].store, store)  # the store of a finished run
     tip = FitStore.open(store).tip()
     again = run_precompute(config(small_dataset, store, standin_dir))
     assert again.rows_planned == 0 and again.rows_fitted == 0
@@ -142,10 +142,10 @@ def test_bad_inputs_fail_before_any_work(tmp_path, small_dataset, standin_dir):
 
 
 def test_wrong_model_for_the_store_is_refused(
-    tmp_path, local_ray, small_dataset, standin_dir, other_model_copy
+    tmp_path, local_ray, small_dataset, standin_dir, other_model_copy, reference
 ):
     store = tmp_path / "store"
-    run_precompute(config(small_dataset, store, standin_dir, shard_size=96))
+    shutil.copytree(reference[0].store, store)  # fits of the stand-in
     other = other_model_copy(standin_dir)
     tip = FitStore.open(store).tip()
     with pytest.raises(InputError, match="fits of different body models must not mix"):
@@ -154,12 +154,12 @@ def test_wrong_model_for_the_store_is_refused(
 
 
 def test_other_file_under_the_same_name_is_refused(
-    tmp_path, local_ray, small_dataset, standin_dir, standin_files
+    tmp_path, local_ray, small_dataset, standin_dir, standin_files, reference
 ):
     from spinfits.fitting.synthetic.people import SyntheticConfig, write_synthetic_dataset
 
     store = tmp_path / "store"
-    run_precompute(config(small_dataset, store, standin_dir, shard_size=96))
+    shutil.copytree(reference[0].store, store)  # fits of small_dataset, named "people"
     other = write_synthetic_dataset(tmp_path / "people.npz", standin_files, SyntheticConfig(rows=10, seed=1))
     with pytest.raises(InputError, match="was made from another file.*--name"):
         run_precompute(config(other, store, standin_dir))

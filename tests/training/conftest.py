@@ -123,3 +123,30 @@ def small_regressor():
         return HMR(str(spin_mean_params_path()), RegressorConfig(backbone="small"))
 
     return make
+
+
+@pytest.fixture
+def rough_store(make_store, training_set, standin_files) -> FitStore:
+    """A store whose fits are the ground truth with 0.25 rad of noise on every joint, so
+    SMPLify in the loop has something to improve."""
+    store = make_store(fitted=False)
+    arrays = training_set.arrays
+    rows = len(training_set.dataset)
+    rng = np.random.default_rng(3)
+    pose = (arrays["pose"] + rng.normal(0, 0.25, (rows, 72)) * (np.arange(72) >= 3)).astype(np.float32)
+    betas = arrays["shape"].astype(np.float32)
+    loss = score_fits(standin_files, pose, betas, training_set.dataset.keypoints)
+    store.merge(
+        DATASET,
+        Proposals(
+            rows=np.arange(rows),
+            pose=pose,
+            betas=betas,
+            cam_t=arrays["gt_cam_t"].astype(np.float32),
+            loss=loss,
+            source=Source.OFFLINE,
+            step=-1,
+        ),
+    )
+    store.commit("rough fits")
+    return store
