@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rough_fits import rough_fits
 from s3_service import CREDENTIALS, FaultyEndpoint, MotoServer, moto_options
 
 from spinfits.cli import main
 from spinfits.fitting.data.dataset import load_spin_npz
-from spinfits.fitting.smplify.fit_loss import score_fits
-from spinfits.store import BodyModelInfo, FitStore, Proposals, S3Options, Source
+from spinfits.store import BodyModelInfo, FitStore, S3Options
 from spinfits.training.checkpoint import latest_checkpoint_step
 from spinfits.training.progress import read_progress
 
@@ -224,20 +224,7 @@ def rough_s3_store(url: str, s3: S3Options, npz: Path, standin_files) -> FitStor
     rows = len(dataset)
     store = FitStore.create(url, BodyModelInfo(standin_files.fingerprint, is_standin=True), s3=s3)
     store.create_dataset(DATASET, rows, dataset_fingerprint=dataset.fingerprint, chunk_rows=8)
-    noise = np.random.default_rng(3).normal(0, 0.25, (rows, 72)) * (np.arange(72) >= 3)
-    pose = (arrays["pose"] + noise).astype(np.float32)
-    betas = arrays["shape"].astype(np.float32)
-    loss = score_fits(standin_files, pose, betas, dataset.keypoints)
-    proposals = Proposals(
-        rows=np.arange(rows),
-        pose=pose,
-        betas=betas,
-        cam_t=arrays["gt_cam_t"].astype(np.float32),
-        loss=loss,
-        source=Source.OFFLINE,
-        step=-1,
-    )
-    store.merge(DATASET, proposals)
+    store.merge(DATASET, rough_fits(arrays, dataset, standin_files))
     store.commit("rough fits")
     return store
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rough_fits import rough_fits
 
 from spinfits.fitting.data.dataset import KeypointDataset, load_spin_npz
 from spinfits.fitting.smplify.fit_loss import score_fits
@@ -128,25 +129,8 @@ def small_regressor():
 @pytest.fixture
 def rough_store(make_store, training_set, standin_files) -> FitStore:
     """A store whose fits are the ground truth with 0.25 rad of noise on every joint, so
-    SMPLify in the loop has something to improve."""
+    SMPLify in the loop has something to improve (``rough_fits``)."""
     store = make_store(fitted=False)
-    arrays = training_set.arrays
-    rows = len(training_set.dataset)
-    rng = np.random.default_rng(3)
-    pose = (arrays["pose"] + rng.normal(0, 0.25, (rows, 72)) * (np.arange(72) >= 3)).astype(np.float32)
-    betas = arrays["shape"].astype(np.float32)
-    loss = score_fits(standin_files, pose, betas, training_set.dataset.keypoints)
-    store.merge(
-        DATASET,
-        Proposals(
-            rows=np.arange(rows),
-            pose=pose,
-            betas=betas,
-            cam_t=arrays["gt_cam_t"].astype(np.float32),
-            loss=loss,
-            source=Source.OFFLINE,
-            step=-1,
-        ),
-    )
+    store.merge(DATASET, rough_fits(training_set.arrays, training_set.dataset, standin_files))
     store.commit("rough fits")
     return store
