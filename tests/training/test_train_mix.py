@@ -36,11 +36,10 @@ BATCH, WORKERS, EVERY = 4, 2, 3
 @pytest.fixture
 def mixed_store(rough_store, shared_data) -> FitStore:
     """The training set's rough store plus an empty group for the H36M frames."""
-    store = rough_store
     h36m = load_spin_npz(shared_data / "h36m_spin_sample.npz")
-    store.create_dataset("h36m", len(h36m), dataset_fingerprint=h36m.fingerprint)
-    store.commit("h36m group")
-    return store
+    rough_store.create_dataset("h36m", len(h36m), dataset_fingerprint=h36m.fingerprint)
+    rough_store.commit("h36m group")
+    return rough_store
 
 
 @pytest.fixture
@@ -81,7 +80,8 @@ def test_mix_from_a_spin_checkpoint_recovers_a_killed_worker_then_resumes_from_i
     # 6 checkpoints: the worker killed after the first, the driver after the next one after
     # the recovery; the run must not reach its end before either kill
     runs, steps = tmp_path / "runs", 6 * EVERY
-    run_dir, progress = runs / "mix", tmp_path / "runs" / "mix" / "progress"
+    run_dir = runs / "mix"
+    progress = run_dir / "progress"
     argv = _command(training_set, mixed_store, standin_dir, shared_data, runs, spin_checkpoint, steps)
     process = start_train(argv)
 
